@@ -1,0 +1,17 @@
+"""resc-dramatiq: resc's rule-based task generation for Dramatiq fleets on Redis."""
+
+from .config import Config
+from .errors import ConfigError, FetchError, OwnershipLost, RescError, RuleError, StoreError
+from .rules import RuleSet, Task
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "FetchError",
+    "OwnershipLost",
+    "RescError",
+    "RuleError",
+    "RuleSet",
+    "StoreError",
+    "Task",
+]

