@@ -1,40 +1,14 @@
-"""The ``resc-dramatiq`` command line: a thin click layer over the library."""
+"""``check`` and ``explain``: the rules, without Redis."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
-from .config import Config
-from .errors import ConfigError
-from .explain import explain_event, format_report
-from .rules import RuleSet
-
-EXIT_INVALID = 2
-
-
-def load_rules(config_path: str) -> RuleSet:
-    """Load and compile a config, printing its warnings; exit 2 with the problems."""
-    try:
-        config = Config.load(config_path)
-        for warning in config.warnings:
-            click.echo(f"warning: {warning}", err=True)
-        return RuleSet.compile(config)
-    except ConfigError as e:
-        for problem in e.problems:
-            click.echo(f"error: {problem}", err=True)
-        sys.exit(EXIT_INVALID)
-
-
-config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=str))
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="resc-dramatiq")
-def main() -> None:
-    """Rule-based task generation for Dramatiq fleets: when X is done, queue Y, once."""
+from ..explain import explain_event, format_report
+from . import main
+from .common import config_argument, load_rules
 
 
 @main.command()
@@ -69,7 +43,3 @@ def explain(config: str, events: tuple[str, ...], as_json: bool) -> None:
         click.echo(json.dumps([{"event": e, "matches": r} for e, r in reports.items()], indent=2))
     else:
         click.echo("\n".join(format_report(e, r) for e, r in reports.items()))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

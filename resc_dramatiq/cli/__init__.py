@@ -1,0 +1,19 @@
+"""The ``resc-dramatiq`` command line: a thin click layer over the library.
+
+Each module here holds the commands of one area and registers them on :data:`main`.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="resc-dramatiq")
+def main() -> None:
+    """Rule-based task generation for Dramatiq fleets: when X is done, queue Y, once."""
+
+
+from . import router_cmds, rules_cmds  # noqa: E402  (the modules register their commands)
+
+__all__ = ["main", "router_cmds", "rules_cmds"]

@@ -1,0 +1,119 @@
+"""``router`` and ``push``: run the router, feed it root events."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import threading
+from types import FrameType
+
+import click
+
+from ..router import Router, RouterOptions
+from ..rules import RuleSet
+from . import main
+from .common import (
+    EXIT_FAILED,
+    config_argument,
+    connect,
+    fail,
+    load_rules,
+    redis_url_option,
+    setup_logging,
+)
+
+
+def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> list[Router]:
+    """One router per distinct Redis URL among the watchers (``redis_url`` overrides all)."""
+    groups: dict[str, list[int]] = {}
+    for i, watcher in enumerate(ruleset.watchers):
+        groups.setdefault(redis_url or ruleset.config.redis_url(watcher.spec), []).append(i)
+    return [
+        Router(
+            ruleset=dataclasses.replace(ruleset, watchers=tuple(ruleset.watchers[i] for i in idx)),
+            client=connect(url),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        for url, idx in groups.items()
+    ]
+
+
+@main.command()
+@config_argument
+@redis_url_option
+@click.option(
+    "--batch",
+    "batch_size",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Most events taken and committed at once per watcher.",
+)
+@click.option("--instance", help="Name of this router instance (default: random).")
+@click.option(
+    "--heartbeat-ttl",
+    "heartbeat_ttl_s",
+    default=6.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds without heartbeat after which other instances reclaim our events.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def router(
+    config: str,
+    redis_url: str | None,
+    batch_size: int,
+    instance: str | None,
+    heartbeat_ttl_s: float,
+    log_level: str,
+) -> None:
+    """Watch the input lists of CONFIG and route their events until SIGTERM/SIGINT."""
+    ruleset = load_rules(config)
+    setup_logging(log_level)
+    options = RouterOptions(batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s)
+    routers = routers_for(ruleset, redis_url, instance=instance, options=options)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for r in routers:
+            r.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failures: list[BaseException] = []
+
+    def run(r: Router) -> None:
+        try:
+            r.run()
+        except BaseException as e:  # reported below, and the others are stopped
+            failures.append(e)
+            stop(0, None)
+
+    threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in routers]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        for t in threads:
+            t.join(0.2)
+    if failures:
+        fail(f"router stopped: {failures[0]}", EXIT_FAILED)
+    sys.exit(0)
+
+
+@main.command()
+@redis_url_option
+@click.argument("queue")
+@click.argument("events", nargs=-1, required=True)
+def push(redis_url: str | None, queue: str, events: tuple[str, ...]) -> None:
+    """LPUSH root EVENTS onto the list QUEUE, as a producer does."""
+    client = connect(redis_url or "redis://127.0.0.1:6379/0")
+    try:
+        client.lpush(queue, *events)
+    except Exception as e:
+        fail(f"cannot push to {queue!r}: {e}", EXIT_FAILED)
+    click.echo(f"pushed {len(events)} event(s) onto {queue!r}")

@@ -1,0 +1,114 @@
+-- commit.lua: commit one batch of one watcher, all or nothing.
+--
+-- KEYS[1]  taken list of this instance (holds exactly this batch, newest first)
+-- KEYS[2]  stats hash of the watcher
+-- KEYS[3]  input list (failed events retried go back to its left end)
+-- KEYS[4]  attempts hash (event -> failed attempts)
+-- KEYS[5]  dead-letter list
+-- KEYS[6]  unmatched list (only written when ARGV[11] is '1')
+-- KEYS[7..] three per task: dedup set (any key when the task has none), target list,
+--           Dramatiq messages hash (any key for a raw task)
+--
+-- ARGV[1]  number of events in the batch
+-- ARGV[2]  newest event (expected at the left end of the taken list)
+-- ARGV[3]  oldest event (expected at the right end)
+-- ARGV[4]  dedup score: the time the batch was taken, in whole unix seconds
+-- ARGV[5]  listener channel, '' for none
+-- ARGV[6]  taken queue name as configured (prefix of the notification lines)
+-- ARGV[7]  number of tasks T
+-- ARGV[8]  number of failed events F
+-- ARGV[9]  number of unmatched events U
+-- ARGV[10] maximum attempts before an event is dead-lettered
+-- ARGV[11] '1' to keep unmatched events in KEYS[6]
+-- ARGV[12] number of rule-counter pairs R (field, increment), then the batch's events
+--          when a listener channel is set (for DONE lines)
+-- then T groups of 6: kind ('r' raw, 'd' Dramatiq), has set ('1'/'0'), task,
+--          payload ('' for raw), Redis message id ('' for raw), index of the event
+-- then F groups of 3: event, dead-letter entry (JSON), rule name
+-- then U events
+-- then R pairs: stats field, increment
+-- then, when a listener channel is set, the batch's events
+--
+-- Returns {status, queued, deduplicated, retried, dead}; status 1 committed,
+-- -1 the taken list no longer holds this batch (another instance reclaimed it).
+local taken = KEYS[1]
+local n = tonumber(ARGV[1])
+if redis.call('LLEN', taken) ~= n
+    or redis.call('LINDEX', taken, 0) ~= ARGV[2]
+    or redis.call('LINDEX', taken, -1) ~= ARGV[3] then
+    return {-1, 0, 0, 0, 0}
+end
+
+local score = ARGV[4]
+local channel = ARGV[5]
+local prefix = ARGV[6]
+local tasks, failed, unmatched = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local max_attempts = tonumber(ARGV[10])
+local pairs_count = tonumber(ARGV[12])
+local a = 13
+local events_at = a + tasks * 6 + failed * 3 + unmatched + pairs_count * 2
+
+local queued, deduplicated = 0, 0
+for t = 0, tasks - 1 do
+    local k = 7 + t * 3
+    local kind, has_set, task = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+    if has_set == '0' or redis.call('ZADD', KEYS[k], 'NX', score, task) == 1 then
+        if kind == 'r' then
+            redis.call('LPUSH', KEYS[k + 1], task)
+        else
+            redis.call('HSET', KEYS[k + 2], ARGV[a + 4], ARGV[a + 3])
+            redis.call('RPUSH', KEYS[k + 1], ARGV[a + 4])
+        end
+        queued = queued + 1
+        if channel ~= '' then
+            local event = ARGV[events_at + tonumber(ARGV[a + 5])]
+            redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. event .. ' -> ' .. task)
+        end
+    else
+        deduplicated = deduplicated + 1
+    end
+    a = a + 6
+end
+
+local retried, dead = 0, 0
+for _ = 1, failed do
+    local event = ARGV[a]
+    if redis.call('HINCRBY', KEYS[4], event, 1) >= max_attempts then
+        redis.call('HDEL', KEYS[4], event)
+        redis.call('LPUSH', KEYS[5], ARGV[a + 1])
+        redis.call('HINCRBY', KEYS[2], ARGV[a + 2] .. '|dead', 1)
+        dead = dead + 1
+    else
+        redis.call('LPUSH', KEYS[3], event)
+        retried = retried + 1
+    end
+    a = a + 3
+end
+
+if unmatched > 0 then
+    if ARGV[11] == '1' then
+        for i = a, a + unmatched - 1, 4000 do
+            redis.call('LPUSH', KEYS[6], unpack(ARGV, i, math.min(i + 3999, a + unmatched - 1)))
+        end
+    end
+    redis.call('HINCRBY', KEYS[2], 'unmatched', unmatched)
+    a = a + unmatched
+end
+
+for _ = 1, pairs_count do
+    redis.call('HINCRBY', KEYS[2], ARGV[a], ARGV[a + 1])
+    a = a + 2
+end
+
+redis.call('DEL', taken)
+if channel ~= '' then
+    for i = events_at, events_at + n - 1 do
+        redis.call('PUBLISH', channel, prefix .. ' DONE ' .. ARGV[i])
+    end
+end
+redis.call('HINCRBY', KEYS[2], 'events', n)
+redis.call('HINCRBY', KEYS[2], 'queued', queued)
+redis.call('HINCRBY', KEYS[2], 'deduplicated', deduplicated)
+if retried > 0 then redis.call('HINCRBY', KEYS[2], 'retried', retried) end
+if dead > 0 then redis.call('HINCRBY', KEYS[2], 'dead', dead) end
+return {1, queued, deduplicated, retried, dead}

@@ -1,0 +1,335 @@
+"""The router: take events reliably, apply the rules, commit each batch atomically.
+
+Per watcher, a loop takes a batch (a blocking ``BLMOVE`` for the first event, then a
+non-blocking drain), computes its tasks in Python, and commits the whole batch with
+one Lua script (see :mod:`resc_dramatiq.store`). A crash anywhere leaves the events
+in the instance's taken list: nothing is lost, nothing is queued twice. A heartbeat
+thread keeps this instance alive and hands the taken lists of dead instances back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import redis
+
+from .errors import OwnershipLost, RuleError
+from .messages import build_message
+from .resilience import Availability, Backoff, is_transient
+from .rules import Match, RuleSet, Task, WatcherRules, decode_event
+from .store import Batch, CommitResult, FailedEvent, PlannedTask, Store, WatcherKeys
+
+logger = logging.getLogger(__name__)
+
+#: Expands a matched rule into one variable set per fetched result (see ``fetch``).
+Expander = Callable[[Match], list[dict[str, str]]]
+
+
+class Observer:
+    """Hooks the router calls; the default does nothing (metrics override them)."""
+
+    def batch_committed(
+        self,
+        watcher: str,
+        events: int,
+        result: CommitResult,
+        unmatched: int,
+        commit_s: float,
+        event_to_commit_s: float,
+    ) -> None:
+        """A batch was committed."""
+
+    def reconnected(self, watcher: str) -> None:
+        """Redis came back after an outage."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouterOptions:
+    """Tuning of a router; the defaults suit most fleets."""
+
+    batch_size: int = 500
+    block_s: float = 1.0
+    heartbeat_ttl_s: float = 6.0
+    namespace: str = "dramatiq"
+    restart_limit: int = 5
+
+
+class WatcherLoop:
+    """One watcher of one router instance."""
+
+    def __init__(self, router: Router, rules: WatcherRules) -> None:
+        self.router = router
+        self.rules = rules
+        self.spec = rules.spec
+        self.keys = WatcherKeys.of(rules.spec, router.instance)
+        self.channel = router.ruleset.config.spec.listener_channel
+        self.availability = Availability(logger, f"watcher {self.spec.input_queue!r}")
+        self.clean = True
+
+    def recover(self) -> int:
+        """Hand back what this instance's taken list (and resc's own) still holds."""
+        store, spec = self.router.store, self.spec
+        moved = store.reclaim(self.keys, spec, self.router.instance, own=True)
+        moved += store.reclaim(self.keys, spec, "", own=True)
+        if moved:
+            logger.warning(
+                "watcher %r: %d event(s) left in taken lists handed back", spec.input_queue, moved
+            )
+        return moved
+
+    def run(self, stop: threading.Event) -> None:
+        """Take, compute and commit until ``stop`` is set; survive Redis outages.
+
+        On stop, a batch in hand is committed; if Redis stays down its events stay
+        safely in the taken list (``clean`` is then False) for the next reclaim.
+        """
+        backoff = Backoff()
+        pending: Batch | None = None
+        recovered = False
+        while not (stop.is_set() and (pending is None or backoff.failures >= 3)):
+            try:
+                if not recovered:
+                    self.recover()
+                    recovered = True
+                if pending is None:
+                    pending = self.take(block=True)
+                if pending is not None:
+                    self.commit(pending)
+                    pending = None
+                backoff.reset()
+                if self.availability.succeeded():
+                    self.router.observer.reconnected(self.spec.input_queue)
+            except OwnershipLost as e:
+                logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
+                pending, recovered = None, False
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                self.availability.failed(e)
+                recovered = False  # an unanswered BLMOVE may have left a stray event
+                backoff.wait(stop if pending is None else threading.Event())
+        self.clean = pending is None
+
+    def run_once(self) -> int:
+        """Process one batch without blocking; return the number of events taken."""
+        batch = self.take(block=False)
+        if batch is None:
+            return 0
+        self.commit(batch)
+        return len(batch.events)
+
+    def take(self, *, block: bool) -> Batch | None:
+        """Take a batch and compute its tasks (None when nothing came)."""
+        store, opts = self.router.store, self.router.options
+        events = store.take(self.keys, opts.batch_size)
+        if not events and block:
+            first = store.take_blocking(self.keys, opts.block_s)
+            if first is None:
+                return None
+            events = [first, *store.take(self.keys, opts.batch_size - 1)]
+        if not events:
+            return None
+        return self.compute(events)
+
+    def compute(self, events: list[bytes]) -> Batch:
+        """Match, fill templates and build messages for a batch (pure Python)."""
+        now = time.time()
+        batch = Batch(events=events, taken_at_s=int(now))
+        now_ms = int(now * 1000)
+        for index, event in enumerate(events):
+            text = decode_event(event)
+            matches = self.rules.matches(text)
+            if not matches:
+                batch.unmatched.append(event)
+                continue
+            try:
+                tasks = [t for m in matches for t in self.router.expand_tasks(m)]
+            except Exception as e:  # a poison event must not block the batch
+                rule = matches[0].rule.name
+                batch.failed.append(FailedEvent(event, rule, f"{type(e).__name__}: {e}"))
+                continue
+            for m in matches:
+                field = f"{m.rule.name}|matched"
+                batch.counters[field] = batch.counters.get(field, 0) + 1
+            batch.tasks += (self.plan(t, index, now_ms) for t in tasks)
+        return batch
+
+    def plan(self, task: Task, index: int, now_ms: int) -> PlannedTask:
+        """Turn a task into what the commit script writes."""
+        if task.actor is None:
+            return PlannedTask(task.task.encode(), task.queue, task.set, index)
+        envelope = build_message(task, now_ms=now_ms, done_queue=self.spec.input_queue)
+        ns = self.router.options.namespace
+        return PlannedTask(
+            task=task.task.encode(),
+            queue_key=f"{ns}:{envelope.queue_name}",
+            set_key=task.set,
+            event_index=index,
+            messages_key=f"{ns}:{envelope.queue_name}.msgs",
+            payload=envelope.payload,
+            redis_message_id=envelope.redis_message_id,
+        )
+
+    def commit(self, batch: Batch) -> CommitResult:
+        """Commit a computed batch atomically."""
+        started = time.perf_counter()
+        result = self.router.store.commit(
+            self.keys, batch, channel=self.channel, max_attempts=self.spec.max_attempts
+        )
+        done = time.perf_counter()
+        self.router.observer.batch_committed(
+            self.spec.input_queue,
+            len(batch.events),
+            result,
+            len(batch.unmatched),
+            done - started,
+            time.time() - batch.taken_at_s,
+        )
+        return result
+
+
+class Router:
+    """Routes the events of every watcher of a rule set.
+
+    ``run()`` blocks until ``stop()``; ``run_until_idle()`` processes what is queued
+    and returns (for tests and embedding).
+    """
+
+    def __init__(
+        self,
+        *,
+        ruleset: RuleSet,
+        client: redis.Redis,
+        instance: str | None = None,
+        options: RouterOptions | None = None,
+        observer: Observer | None = None,
+        expander: Expander | None = None,
+    ) -> None:
+        self.ruleset = ruleset
+        self.store = Store(client=client)
+        self.instance = instance or uuid.uuid4().hex[:12]
+        self.options = options or RouterOptions()
+        self.observer = observer or Observer()
+        self._expander = expander
+        self._stop = threading.Event()
+        self.loops = [WatcherLoop(self, rules) for rules in ruleset.watchers]
+        self.failed: BaseException | None = None
+
+    def expand_tasks(self, match: Match) -> list[Task]:
+        """The tasks of a matched rule, through the fetchers when it has any."""
+        if not match.rule.fetch:
+            return match.rule.make(match.index, match.variables)
+        if self._expander is None:
+            raise RuleError(f"rule {match.rule.name!r} has fetchers but no fetch client")
+        return [
+            t
+            for variables in self._expander(match)
+            for t in match.rule.make(match.index, variables)
+        ]
+
+    def stop(self) -> None:
+        """Finish the batches in hand and return from ``run()``."""
+        self._stop.set()
+
+    def run_until_idle(self, *, max_batches: int = 1_000_000) -> int:
+        """Process batches until every input list is empty; return the events taken."""
+        self.heartbeat()
+        for loop in self.loops:
+            loop.recover()
+        total = 0
+        for _ in range(max_batches):
+            taken = sum(loop.run_once() for loop in self.loops)
+            if taken == 0:
+                break
+            total += taken
+        return total
+
+    def heartbeat(self) -> None:
+        """Mark this instance alive on every watcher; reclaim the lists of dead ones."""
+        ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
+        for loop in self.loops:
+            for dead in self.store.heartbeat(loop.keys, self.instance, ttl_ms):
+                if dead == self.instance:
+                    continue
+                moved = self.store.reclaim(loop.keys, loop.spec, dead, own=False)
+                if moved > 0:
+                    logger.warning(
+                        "watcher %r: instance %s is gone; %d event(s) handed back",
+                        loop.spec.input_queue,
+                        dead,
+                        moved,
+                    )
+
+    def run(self) -> None:
+        """Run every watcher, each in its own thread, until ``stop()``.
+
+        A watcher that dies of an unexpected error is logged and restarted with
+        backoff; after ``restart_limit`` failures in a row the router stops and
+        re-raises the error (the CLI exits non-zero).
+        """
+        threads = [self._start(self._heartbeat_loop, "heartbeat")]
+        threads += [
+            self._start(self._supervise, loop.spec.input_queue, loop) for loop in self.loops
+        ]
+        self._stop.wait()
+        for thread in threads:
+            thread.join()
+        self._deregister()
+        if self.failed is not None:
+            raise self.failed
+
+    def _start(self, target: Callable[..., None], name: str, *args: object) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, name=f"resc:{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _supervise(self, loop: WatcherLoop) -> None:
+        backoff = Backoff(first_s=0.5, cap_s=10.0)
+        while not self._stop.is_set():
+            try:
+                loop.run(self._stop)
+                return
+            except Exception as e:
+                logger.exception("watcher %r died", loop.spec.input_queue)
+                if backoff.failures + 1 >= self.options.restart_limit:
+                    logger.error(
+                        "watcher %r failed %d times in a row; stopping the router",
+                        loop.spec.input_queue,
+                        backoff.failures + 1,
+                    )
+                    self.failed = e
+                    self._stop.set()
+                    return
+                backoff.wait(self._stop)
+
+    def _heartbeat_loop(self) -> None:
+        availability = Availability(logger, "heartbeat")
+        interval_s = self.options.heartbeat_ttl_s / 4
+        while not self._stop.is_set():
+            try:
+                self.heartbeat()
+                availability.succeeded()
+            except Exception as e:
+                if not is_transient(e):
+                    logger.exception("heartbeat failed")
+                availability.failed(e)
+            self._stop.wait(interval_s)
+
+    def _deregister(self) -> None:
+        try:
+            for loop in self.loops:
+                if loop.clean:  # else its taken list must be reclaimed after expiry
+                    self.store.client.zrem(loop.keys.instances, self.instance)
+        except Exception as e:  # leaving: the heartbeat expires by itself anyway
+            logger.warning("could not deregister instance %s: %s", self.instance, e)
+
+
+def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:
+    """The counters of a watcher."""
+    raw = client.hgetall(keys.stats)
+    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}

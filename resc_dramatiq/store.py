@@ -1,0 +1,226 @@
+"""Redis keys and Lua scripts of a watcher: take, commit, heartbeat, reclaim.
+
+Keys of a watcher (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
+
+* ``T/<instance>`` taken list of one router instance (``T`` itself is resc's own,
+  reclaimed at start);
+* ``T/instances`` sorted set: instance -> heartbeat expiry (ms, Redis clock);
+* ``I/stats`` hash of counters; ``I/attempts`` hash of failed attempts per event;
+* ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
+
+Every key reaches Lua through ``KEYS`` and every value through ``ARGV``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import redis
+
+from .config import WatcherSpec
+from .errors import OwnershipLost
+
+STATUS_COMMITTED = 1
+STATUS_NOT_OWNED = -1
+
+
+def _script(client: redis.Redis, name: str) -> Any:
+    text = resources.files(__package__).joinpath("lua", name).read_text()
+    return client.register_script(text)
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherKeys:
+    """Key names of one watcher, for one router instance."""
+
+    input: str
+    taken: str
+    taken_base: str
+    instances: str
+    stats: str
+    attempts: str
+    dead: str
+    unmatched: str | None
+
+    @classmethod
+    def of(cls, spec: WatcherSpec, instance: str) -> WatcherKeys:
+        """Keys of ``spec`` as seen by router ``instance``."""
+        return cls(
+            input=spec.input_queue,
+            taken=taken_list(spec, instance),
+            taken_base=spec.taken_queue,
+            instances=f"{spec.taken_queue}/instances",
+            stats=f"{spec.input_queue}/stats",
+            attempts=f"{spec.input_queue}/attempts",
+            dead=spec.dead_queue,
+            unmatched=spec.unmatched_queue,
+        )
+
+
+def taken_list(spec: WatcherSpec, instance: str) -> str:
+    """The taken list of router ``instance`` on watcher ``spec``."""
+    return f"{spec.taken_queue}/{instance}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTask:
+    """A task ready for the commit script."""
+
+    task: bytes
+    queue_key: str
+    set_key: str | None
+    event_index: int
+    messages_key: str | None = None
+    payload: bytes = b""
+    redis_message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """An event whose tasks could not be computed, with the reason."""
+
+    event: bytes
+    rule: str
+    error: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one commit writes."""
+
+    events: Sequence[bytes]
+    taken_at_s: int
+    tasks: list[PlannedTask] = field(default_factory=list)
+    failed: list[FailedEvent] = field(default_factory=list)
+    unmatched: list[bytes] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What a commit did."""
+
+    queued: int
+    deduplicated: int
+    retried: int
+    dead: int
+
+
+class Store:
+    """The Lua scripts of the router over one Redis client."""
+
+    def __init__(self, *, client: redis.Redis) -> None:
+        self.client = client
+        self._take = _script(client, "take.lua")
+        self._commit = _script(client, "commit.lua")
+        self._heartbeat = _script(client, "heartbeat.lua")
+        self._reclaim = _script(client, "reclaim.lua")
+
+    def take(self, keys: WatcherKeys, limit: int) -> list[bytes]:
+        """Move up to ``limit`` events to the taken list without blocking; oldest first."""
+        return list(self._take(keys=[keys.input, keys.taken], args=[limit]))
+
+    def take_blocking(self, keys: WatcherKeys, timeout_s: float) -> bytes | None:
+        """Wait up to ``timeout_s`` for one event and move it to the taken list."""
+        timeout: int = timeout_s  # type: ignore[assignment]  # Redis takes fractional seconds
+        event = self.client.blmove(keys.input, keys.taken, timeout, "RIGHT", "LEFT")
+        return event.encode() if isinstance(event, str) else event
+
+    def heartbeat(self, keys: WatcherKeys, instance: str, ttl_ms: int) -> list[str]:
+        """Mark ``instance`` alive for ``ttl_ms``; return the expired instances."""
+        expired = self._heartbeat(keys=[keys.instances], args=[instance, ttl_ms])
+        return [name.decode() if isinstance(name, bytes) else name for name in expired]
+
+    def reclaim(self, keys: WatcherKeys, spec: WatcherSpec, instance: str, *, own: bool) -> int:
+        """Hand ``instance``'s taken list back to the input, first in line.
+
+        ``own`` skips the liveness check (an instance's own list at start). Returns the
+        number of events handed back (-1: the instance came back to life).
+        """
+        taken = taken_list(spec, instance) if instance else spec.taken_queue
+        moved: int = self._reclaim(
+            keys=[keys.instances, keys.input, taken], args=[instance, "1" if own else "0"]
+        )
+        return moved
+
+    def commit(
+        self, keys: WatcherKeys, batch: Batch, *, channel: str | None, max_attempts: int
+    ) -> CommitResult:
+        """Run the commit script; raise :class:`OwnershipLost` when the batch is no longer ours."""
+        script_keys, args = _commit_arguments(keys, batch, channel, max_attempts)
+        status, queued, dedup, retried, dead = self._commit(keys=script_keys, args=args)
+        if status == STATUS_NOT_OWNED:
+            raise OwnershipLost(
+                f"the events taken into {keys.taken} were handed to another instance"
+            )
+        return CommitResult(queued, dedup, retried, dead)
+
+
+def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s: int) -> bytes:
+    """The JSON kept in the dead-letter list for an event that failed for good."""
+    entry: dict[str, Any] = {
+        "event": failed.event.decode("utf-8", "replace"),
+        "rule": failed.rule,
+        "error": failed.error,
+        "attempts": attempts,
+        "watcher": watcher,
+        "at": at_s,
+    }
+    try:
+        failed.event.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["event_hex"] = failed.event.hex()
+    return json.dumps(entry).encode()
+
+
+def _commit_arguments(
+    keys: WatcherKeys, batch: Batch, channel: str | None, max_attempts: int
+) -> tuple[list[str], list[Any]]:
+    events = batch.events
+    script_keys: list[str] = [
+        keys.taken,
+        keys.stats,
+        keys.input,
+        keys.attempts,
+        keys.dead,
+        keys.unmatched or keys.stats,
+    ]
+    args: list[Any] = [
+        len(events),
+        events[-1],
+        events[0],
+        batch.taken_at_s,
+        channel or "",
+        keys.taken_base,
+        len(batch.tasks),
+        len(batch.failed),
+        len(batch.unmatched),
+        max_attempts,
+        "1" if keys.unmatched else "0",
+        len(batch.counters),
+    ]
+    for t in batch.tasks:
+        script_keys += (t.set_key or keys.stats, t.queue_key, t.messages_key or t.queue_key)
+        args += (
+            "r" if t.messages_key is None else "d",
+            "0" if t.set_key is None else "1",
+            t.task,
+            t.payload,
+            t.redis_message_id,
+            t.event_index,
+        )
+    for f in batch.failed:
+        entry = dead_letter_entry(
+            f, watcher=keys.input, attempts=max_attempts, at_s=batch.taken_at_s
+        )
+        args += (f.event, entry, f.rule)
+    args += batch.unmatched
+    for name, count in batch.counters.items():
+        args += (name, count)
+    if channel:
+        args += events
+    return script_keys, args
