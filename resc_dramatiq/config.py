@@ -203,8 +203,13 @@ class Config:
         while probe:
             if probe in self._lines:
                 return f"{self.source}:{self._lines[probe]}: {path}"
-            probe = re.sub(r"(\.\w+|\[\d+\])$", "", probe)
+            parent = re.sub(r"(\.\w+|\[\d+\])$", "", probe)
+            probe = "" if parent == probe else parent
         return f"{self.source}: {path}" if path else self.source
+
+    def with_spec(self, spec: ConfigSpec) -> Config:
+        """The same source, lines and warnings over another spec (code rules merged in)."""
+        return Config(spec, source=self.source, lines=self._lines, warnings=self.warnings)
 
     def redis_url(self, watcher: WatcherSpec) -> str:
         """The watcher's Redis URL, else the top-level one, else the default."""

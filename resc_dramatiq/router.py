@@ -55,7 +55,7 @@ class RouterOptions:
     batch_size: int = 500
     block_s: float = 1.0
     heartbeat_ttl_s: float = 6.0
-    namespace: str = "dramatiq"
+    namespace: str | None = None  # None: the config's ``namespace``
     restart_limit: int = 5
 
 
@@ -164,7 +164,7 @@ class WatcherLoop:
         if task.actor is None:
             return PlannedTask(task.task.encode(), task.queue, task.set, index)
         envelope = build_message(task, now_ms=now_ms, done_queue=self.spec.input_queue)
-        ns = self.router.options.namespace
+        ns = self.router.options.namespace or self.router.ruleset.config.spec.namespace
         return PlannedTask(
             task=task.task.encode(),
             queue_key=f"{ns}:{envelope.queue_name}",

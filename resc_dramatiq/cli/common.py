@@ -9,6 +9,7 @@ from typing import NoReturn
 import click
 import redis
 
+from ..app import build_ruleset, load_app
 from ..config import Config
 from ..errors import ConfigError
 from ..rules import RuleSet
@@ -17,6 +18,15 @@ EXIT_INVALID = 2
 EXIT_FAILED = 1
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=str))
+optional_config_argument = click.argument(
+    "config", required=False, type=click.Path(dir_okay=False, path_type=str)
+)
+app_option = click.option(
+    "--app",
+    metavar="MODULE[:BROKER]",
+    help="Dramatiq app to import as the dramatiq command does: its @on_done rules join "
+    "CONFIG (then optional) and actor targets are checked against its actors.",
+)
 redis_url_option = click.option(
     "--redis-url",
     envvar="RESC_REDIS_URL",
@@ -30,13 +40,18 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     sys.exit(code)
 
 
-def load_rules(config_path: str) -> RuleSet:
-    """Load and compile a config, printing its warnings; exit 2 with the problems."""
+def load_rules(config_path: str | None, app: str | None = None) -> RuleSet:
+    """Load and compile a config and/or an app's code rules; exit 2 with the problems."""
     try:
-        config = Config.load(config_path)
-        for warning in config.warnings:
+        config = Config.load(config_path) if config_path is not None else None
+        for warning in config.warnings if config is not None else ():
             click.echo(f"warning: {warning}", err=True)
-        return RuleSet.compile(config)
+        if app is None and config is not None:
+            return RuleSet.compile(config)
+        loaded = load_app(app) if app is not None else None
+        if loaded is not None and not loaded.has_completion():
+            click.echo(f"warning: {app}: no Completion middleware on the broker", err=True)
+        return build_ruleset(config, loaded)
     except ConfigError as e:
         for problem in e.problems:
             click.echo(f"error: {problem}", err=True)

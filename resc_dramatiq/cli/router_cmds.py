@@ -15,10 +15,11 @@ from ..rules import RuleSet
 from . import main
 from .common import (
     EXIT_FAILED,
-    config_argument,
+    app_option,
     connect,
     fail,
     load_rules,
+    optional_config_argument,
     redis_url_option,
     setup_logging,
 )
@@ -40,7 +41,8 @@ def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> li
 
 
 @main.command()
-@config_argument
+@optional_config_argument
+@app_option
 @redis_url_option
 @click.option(
     "--batch",
@@ -66,15 +68,16 @@ def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> li
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
 def router(
-    config: str,
+    config: str | None,
+    app: str | None,
     redis_url: str | None,
     batch_size: int,
     instance: str | None,
     heartbeat_ttl_s: float,
     log_level: str,
 ) -> None:
-    """Watch the input lists of CONFIG and route their events until SIGTERM/SIGINT."""
-    ruleset = load_rules(config)
+    """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
+    ruleset = load_rules(config, app)
     setup_logging(log_level)
     options = RouterOptions(batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s)
     routers = routers_for(ruleset, redis_url, instance=instance, options=options)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from ..explain import explain_event, format_report
 from . import main
-from .common import config_argument, load_rules
+from .common import app_option, fail, load_rules, optional_config_argument
 
 
 @main.command()
-@config_argument
-def check(config: str) -> None:
-    """Validate CONFIG and summarize its watchers, rules and targets."""
-    ruleset = load_rules(config)
-    click.echo(f"{config}: valid")
+@optional_config_argument
+@app_option
+def check(config: str | None, app: str | None) -> None:
+    """Validate CONFIG (and --app's code rules) and summarize watchers, rules and targets."""
+    ruleset = load_rules(config, app)
+    click.echo(f"{config or app}: valid")
     for watcher in ruleset.watchers:
         spec = watcher.spec
         click.echo(
@@ -32,12 +34,21 @@ def check(config: str) -> None:
 
 
 @main.command()
-@config_argument
-@click.argument("events", nargs=-1, required=True)
+@optional_config_argument
+@click.argument("events", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def explain(config: str, events: tuple[str, ...], as_json: bool) -> None:
-    """Show what the rules of CONFIG make of each EVENT, without Redis."""
-    ruleset = load_rules(config)
+@app_option
+def explain(config: str | None, events: tuple[str, ...], as_json: bool, app: str | None) -> None:
+    """Show what the rules of CONFIG make of each EVENT, without Redis.
+
+    With --app, CONFIG may be left out: a first argument that is no file is an EVENT.
+    """
+    if app is not None and config is not None and not Path(config).is_file():
+        events = (config, *events)
+        config = None
+    if not events:
+        fail("give at least one EVENT")
+    ruleset = load_rules(config, app)
     reports = {event: explain_event(ruleset, event) for event in events}
     if as_json:
         click.echo(json.dumps([{"event": e, "matches": r} for e, r in reports.items()], indent=2))

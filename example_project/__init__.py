@@ -1,0 +1,1 @@
+"""An example pipeline: acquisition -> treatment -> propagation to children -> reports."""

@@ -1,0 +1,82 @@
+"""The example app: a Dramatiq broker with Completion, and the pipeline's actors.
+
+Run workers with ``dramatiq example_project.app`` (from the repository root); the
+broker's Redis is ``$RESC_REDIS_URL`` (default ``redis://127.0.0.1:6379/0``).
+
+Stages, all rule-made except the producer's root events:
+
+* ``acq/<process>/<product>`` (pushed by ``producer.py``) -> ``treat`` (file rule,
+  deduplicated per product; flaky on purpose for every 5th product: ``Retries``
+  re-runs it, the done event still comes once; ``TimeLimit`` caps it at 5 s);
+* ``trt/<process>/<product>`` -> ``propagate`` to the children ``a`` and ``b`` (file rule);
+* ``prop/<process>/<product>/<child>`` -> ``report`` (``@on_done`` rule, below): it
+  stores its result with the ``Results`` middleware; ``fetch_reports.py`` reads them
+  from another process.
+
+Every actor counts its runs in the ``example/runs`` hash (task -> runs), so the demo
+can prove each task ran exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage, Retries
+from dramatiq.results import Results
+from dramatiq.results.backends.redis import RedisBackend
+
+from resc_dramatiq.middleware import Completion
+from resc_dramatiq.registry import on_done
+
+REDIS_URL = os.environ.get("RESC_REDIS_URL", "redis://127.0.0.1:6379/0")
+DONE = "example/done"
+RUNS = "example/runs"
+ATTEMPTS = "example/attempts"
+REPORTS = "example/reports"  # report task -> Dramatiq message id, to fetch its result
+RESULTS_NAMESPACE = "example-results"
+
+broker = RedisBroker(url=REDIS_URL)
+# Before Retries: Completion must see the final verdict (after_* hooks run in reverse).
+broker.add_middleware(Completion(done_queue=DONE), before=Retries)
+results = RedisBackend(url=REDIS_URL, namespace=RESULTS_NAMESPACE)
+broker.add_middleware(Results(backend=results, result_ttl=3_600_000))
+broker.add_middleware(CurrentMessage())
+dramatiq.set_broker(broker)
+
+
+def record(task: str) -> None:
+    """Count one run of ``task``."""
+    broker.client.hincrby(RUNS, task, 1)
+
+
+@dramatiq.actor(queue_name="example-treatments", time_limit=5_000, min_backoff=100, max_backoff=500)
+def treat(process_id: str, product_id: str) -> None:
+    """Treat a freshly acquired product; every 5th product fails on its first attempt."""
+    task = f"trt/{process_id}/{product_id}"
+    if int(product_id) % 5 == 0 and broker.client.hincrby(ATTEMPTS, task, 1) == 1:
+        raise RuntimeError(f"{task}: transient failure (Retries will run it again)")
+    record(task)
+
+
+@dramatiq.actor(queue_name="example-propagation")
+def propagate(process_id: str, product_id: str, child: str) -> None:
+    """Propagate a treated product to one of its children."""
+    record(f"prop/{process_id}/{product_id}/{child}")
+
+
+@on_done(
+    r"^prop/(?P<process_id>\d+)/(?P<product_id>\d+)/(?P<child>[ab])$",
+    task="rep/${process_id}/${product_id}/${child}",
+    watcher=DONE,
+)
+@dramatiq.actor(queue_name="example-reports", store_results=True)
+def report(process_id: str, product_id: str, child: str) -> dict[str, str]:
+    """Write the report of a child product; its result is stored for other processes."""
+    task = f"rep/{process_id}/{product_id}/{child}"
+    message = CurrentMessage.get_current_message()
+    if message is not None:
+        broker.client.hset(REPORTS, task, message.message_id)
+    record(task)
+    return {"product": f"{product_id}{child}", "process": process_id, "status": "ok"}

@@ -1,0 +1,153 @@
+"""A Dramatiq app as the rules see it: its broker, its actors' queues, its code rules.
+
+``load_app("example_project.app")`` imports ``module[:attr]`` exactly as the
+``dramatiq`` command does (``attr`` names a broker, or a callable that sets the global
+broker; without it the global broker is used), then collects the actors (name ->
+queue) and the ``@on_done`` rules of every :class:`~resc_dramatiq.registry.Registry`
+it can see: the default one and any the module holds as an attribute.
+
+:func:`build_ruleset` merges the code rules with an optional config file: file rules
+come first, code rules join the watcher whose ``input_queue`` they name (a watcher is
+added when the file has none), and every actor target is checked against the app.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import dramatiq
+
+from .config import Config, RuleSpec, WatcherSpec
+from .errors import ConfigError
+from .registry import CodeRule, Registry, registry
+from .rules import RuleSet
+
+
+@dataclass(frozen=True, slots=True)
+class BoundRule:
+    """A code rule with the actor it sends on the app's broker."""
+
+    rule: CodeRule
+    actor_name: str
+    queue: str
+
+    def data(self) -> dict[str, Any]:
+        """The rule as config data."""
+        return self.rule.rule_data(self.actor_name, self.queue)
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """An imported Dramatiq app."""
+
+    spec: str
+    module: ModuleType
+    broker: Any
+    rules: tuple[BoundRule, ...]
+
+    @property
+    def actor_queues(self) -> Mapping[str, str]:
+        """Actor name -> the queue it consumes."""
+        return {name: actor.queue_name for name, actor in self.broker.actors.items()}
+
+    def has_completion(self) -> bool:
+        """True when the broker carries the Completion middleware (done events flow)."""
+        from .middleware import Completion
+
+        return any(isinstance(m, Completion) for m in self.broker.middleware)
+
+
+def load_app(spec: str, *, path: str | Path | None = ".") -> App:
+    """Import ``module[:attr]`` as ``dramatiq`` does; raise :class:`ConfigError`."""
+    if path is not None and str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+    modname, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(modname)
+    except Exception as e:
+        raise ConfigError(f"--app {spec!r}: cannot import {modname!r}: {e}") from None
+    broker = _broker_of(spec, module, attr)
+    registries = [registry, *(v for v in vars(module).values() if isinstance(v, Registry))]
+    rules: list[BoundRule] = []
+    problems: list[str] = []
+    for code_rule in dict.fromkeys(r for reg in registries for r in reg.rules):
+        actor = code_rule.actor_on(broker)
+        if actor is not None:
+            rules.append(BoundRule(code_rule, actor.actor_name, actor.queue_name))
+        elif code_rule.function.__module__ == module.__name__:
+            problems.append(f"{code_rule.where}: the function is no actor of {spec!r}'s broker")
+    if problems:
+        raise ConfigError(problems)
+    return App(spec=spec, module=module, broker=broker, rules=tuple(rules))
+
+
+def _broker_of(spec: str, module: ModuleType, attr: str) -> Any:
+    if not attr:
+        return dramatiq.get_broker()
+    value: Any = module
+    try:
+        for name in attr.split("."):
+            value = getattr(value, name)
+    except AttributeError:
+        raise ConfigError(f"--app {spec!r}: {module.__name__!r} has no {attr!r}") from None
+    if isinstance(value, dramatiq.Broker):
+        return value
+    if callable(value):
+        value()
+        return dramatiq.get_broker()
+    raise ConfigError(f"--app {spec!r}: {attr!r} is not a Dramatiq broker")
+
+
+def build_ruleset(config: Config | None, app: App | None) -> RuleSet:
+    """Merge the app's code rules into ``config`` and compile against the app's actors."""
+    if app is None:
+        if config is None:
+            raise ConfigError("no rules: give a config file, an app with @on_done rules, or both")
+        return RuleSet.compile(config)
+    _check_code_rules(app)
+    if config is not None:
+        return RuleSet.compile(merge(config, app.rules), actor_queues=app.actor_queues)
+    if not app.rules:
+        raise ConfigError(f"--app {app.spec!r}: no @on_done rules and no config file")
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for bound in app.rules:
+        grouped.setdefault(bound.rule.watcher, []).append(bound.data())
+    data = {"watchers": [{"input_queue": w, "rules": r} for w, r in grouped.items()]}
+    merged = Config.from_data(data, source=f"--app {app.spec}")
+    return RuleSet.compile(merged, actor_queues=app.actor_queues)
+
+
+def merge(config: Config, rules: tuple[BoundRule, ...]) -> Config:
+    """``config`` with each code rule appended to the watcher it names (added if new)."""
+    extra: dict[str, list[RuleSpec]] = {}
+    for bound in rules:
+        rule = RuleSpec.model_validate(bound.data())
+        extra.setdefault(bound.rule.watcher, []).append(rule)
+    watchers = []
+    for watcher in config.spec.watchers:
+        more = tuple(extra.pop(watcher.input_queue, ()))
+        watchers.append(watcher.model_copy(update={"rules": watcher.rules + more}))
+    for input_queue, added in extra.items():
+        watchers.append(WatcherSpec.model_validate({"input_queue": input_queue, "rules": added}))
+    return config.with_spec(config.spec.model_copy(update={"watchers": tuple(watchers)}))
+
+
+def _check_code_rules(app: App) -> None:
+    """Compile each code rule on its own, so a problem names the function, not a path."""
+    problems: list[str] = []
+    for bound in app.rules:
+        data = {"watchers": [{"input_queue": bound.rule.watcher, "rules": [bound.data()]}]}
+        try:
+            RuleSet.compile(
+                Config.from_data(data, source=bound.rule.where), actor_queues=app.actor_queues
+            )
+        except ConfigError as e:
+            problems += e.problems
+    if problems:
+        raise ConfigError(problems)

@@ -1,0 +1,186 @@
+"""``@on_done``: rules written in code, on the actor they trigger.
+
+::
+
+    @on_done(r"^acq/(?P<process_id>\\d+)/(?P<product_id>\\d+)$",
+             set="products/${product_id}/treat")
+    @dramatiq.actor(queue_name="treatments")
+    def treat(process_id: str, product_id: str) -> None: ...
+
+reads "when an event matching the pattern is done, send ``treat`` with the named groups
+as kwargs". The decorator checks the pattern against the function's parameters at once
+(a required parameter no group provides, or a group that is no parameter, is a
+:class:`~resc_dramatiq.errors.ConfigError`), records a :class:`CodeRule` into an explicit
+:class:`Registry` and returns what it decorated unchanged: no Redis, no broker lookup.
+:mod:`resc_dramatiq.app` turns the recorded rules into config rules when the app loads.
+
+Stack it above ``@dramatiq.actor`` (recommended: the actor's name and queue are known
+right away); below it works too, the actor is then found on the app's broker at load.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from .errors import ConfigError
+from .rules import compile_pattern
+from .templates import Template
+
+#: The watcher (input list) code rules join unless told otherwise; resc's usual name.
+DEFAULT_WATCHER = "global/done"
+
+F = TypeVar("F")
+
+_FILLED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRule:
+    """A rule declared with ``@on_done``: when ``pattern`` matches, send the actor."""
+
+    pattern: str
+    function: Callable[..., Any]
+    actor: Any  # the dramatiq Actor when decorated above @dramatiq.actor, else None
+    groups: tuple[str, ...]
+    task: str | None
+    set: str | None
+    delay_ms: int | None
+    release: Literal["taken", "done"]
+    watcher: str
+
+    @property
+    def where(self) -> str:
+        """``@on_done('pattern') on module.function``, for messages."""
+        fn = self.function
+        return f"@on_done({self.pattern!r}) on {fn.__module__}.{fn.__qualname__}"
+
+    def actor_on(self, broker: Any) -> Any:
+        """The actor this rule sends on ``broker``, or None when it has none there."""
+        if self.actor is not None:
+            return self.actor if self.actor.broker is broker else None
+        for actor in broker.actors.values():
+            if actor.fn is self.function:
+                return actor
+        return None
+
+    def rule_data(self, actor_name: str, queue: str) -> dict[str, Any]:
+        """The rule as config data (``name``, ``on``, ``make``), for the rule engine."""
+        make: dict[str, Any] = {
+            "actor": actor_name,
+            "queue": queue,
+            "task": self.task or default_task(actor_name, self.groups),
+            "release": self.release,
+        }
+        if self.set is not None:
+            make["set"] = self.set
+        if self.delay_ms is not None:
+            make["delay_ms"] = self.delay_ms
+        return {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
+
+
+def default_task(actor_name: str, groups: tuple[str, ...]) -> str:
+    """``<actor>/${group1}/${group2}…``: the task string when ``task`` is not given."""
+    parts = [f"${{{g}}}" for g in groups] or ["${input_task}"]
+    return "/".join([actor_name, *parts])
+
+
+class Registry:
+    """Where ``@on_done`` records its rules; apps may keep their own instance."""
+
+    def __init__(self) -> None:
+        self.rules: list[CodeRule] = []
+
+    def on_done(
+        self,
+        pattern: str,
+        *,
+        task: str | None = None,
+        set: str | None = None,
+        delay_ms: int | None = None,
+        release: Literal["taken", "done"] = "taken",
+        watcher: str = DEFAULT_WATCHER,
+    ) -> Callable[[F], F]:
+        """Declare that the decorated actor runs when an event matching ``pattern`` is done.
+
+        ``task`` (default ``<actor>/${group}/…``) is the task string, and the actor's
+        done event; ``set`` the dedup set; ``delay_ms`` delays the message; ``release``
+        says when the set entry is removed; ``watcher`` is the input list the rule reads.
+        """
+
+        def decorate(target: F) -> F:
+            actor = target if hasattr(target, "actor_name") and hasattr(target, "fn") else None
+            function = actor.fn if actor is not None else target
+            if not callable(function):
+                raise ConfigError(f"@on_done({pattern!r}) decorates {target!r}, not a function")
+            groups = _check(pattern, function, task, set, delay_ms, release)
+            self.rules.append(
+                CodeRule(pattern, function, actor, groups, task, set, delay_ms, release, watcher)
+            )
+            return target
+
+        return decorate
+
+    def clear(self) -> None:
+        """Forget every recorded rule (tests)."""
+        self.rules.clear()
+
+
+def _check(
+    pattern: str,
+    function: Callable[..., Any],
+    task: str | None,
+    dedup: str | None,
+    delay_ms: int | None,
+    release: str,
+) -> tuple[str, ...]:
+    where = f"@on_done({pattern!r}) on {function.__module__}.{function.__qualname__}"
+    try:
+        compiled = compile_pattern(pattern)
+    except re.error as e:
+        raise ConfigError(f"{where}: invalid regex: {e}") from None
+    groups = tuple(compiled.groupindex)
+    problems = _parameter_problems(groups, function)
+    for name, value in (("task", task), ("set", dedup)):
+        unknown = [
+            n for n in Template.compile(value or "").names if n not in (*groups, "input_task")
+        ]
+        if unknown:
+            problems.append(f"{name} uses unknown variable(s) {', '.join(unknown)}")
+    if release not in ("taken", "done"):
+        problems.append(f"release must be 'taken' or 'done', not {release!r}")
+    if delay_ms is not None and delay_ms < 0:
+        problems.append("delay_ms must not be negative")
+    if problems:
+        raise ConfigError([f"{where}: {p}" for p in problems])
+    return groups
+
+
+def _parameter_problems(groups: tuple[str, ...], function: Callable[..., Any]) -> list[str]:
+    params = inspect.signature(function).parameters.values()
+    names = {p.name for p in params if p.kind in _FILLED}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    problems = []
+    required = [
+        p.name
+        for p in params
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    missing = [n for n in required if n not in groups]
+    if missing:
+        problems.append(f"required parameter(s) {', '.join(missing)} given by no named group")
+    extra = [g for g in groups if g not in names and not takes_any]
+    if extra:
+        problems.append(f"named group(s) {', '.join(extra)} are no parameter of the function")
+    return problems
+
+
+#: The registry :func:`on_done` records into; :mod:`resc_dramatiq.app` reads it.
+registry = Registry()
+
+#: ``@on_done(pattern, ...)`` recording into :data:`registry`.
+on_done = registry.on_done
