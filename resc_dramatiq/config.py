@@ -194,7 +194,7 @@ class Config:
         try:
             spec = ConfigSpec.model_validate(data)
         except ValidationError as e:
-            raise ConfigError([where._explain(err) for err in e.errors()]) from None
+            raise ConfigError([where._explain(err) for err in _root_causes(e)]) from None
         return cls(spec, source=source, lines=lines, warnings=warnings)
 
     def locate(self, path: str) -> str:
@@ -225,6 +225,30 @@ class Config:
             return f"{self.locate(path)}: unknown key{_suggest(loc)}"
         message = str(err["msg"]).removeprefix("Value error, ")
         return f"{self.locate(path)}: {message}"
+
+
+def _root_causes(error: ValidationError) -> list[Any]:
+    """The errors, without "too short" ones caused by an invalid item inside."""
+    errors = error.errors()
+    locs = [tuple(err["loc"]) for err in errors]
+
+    def caused_inside(loc: tuple[Any, ...]) -> bool:
+        return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
+
+    return [err for err in errors if not (err["type"] == "too_short" and caused_inside(err["loc"]))]
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: ``on``/``off``/``yes``/``no`` stay strings (resc's ``on`` key)."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def format_path(loc: tuple[Any, ...]) -> str:
@@ -306,7 +330,7 @@ def _parse(text: str, fmt: str, source: str) -> Any:
         if fmt == "hjson":
             return hjson.loads(text)
         if fmt == "yaml":
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
         return tomllib.loads(text)
     except json.JSONDecodeError as e:
         raise ConfigError(
