@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from urllib.parse import urlsplit, urlunsplit
 from typing import NoReturn
 
 import click
@@ -32,6 +33,15 @@ redis_url_option = click.option(
     envvar="RESC_REDIS_URL",
     help="Redis URL for every watcher (overrides the config; env RESC_REDIS_URL).",
 )
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:

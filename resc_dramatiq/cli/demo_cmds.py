@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..demo import DemoError, DemoOptions, DemoReport, expected_tasks, find_project, run_demo
 from . import main
-from .common import EXIT_FAILED, fail
+from .common import EXIT_FAILED, fail, safe_url
 
 EXIT_INTERRUPTED = 130
 
@@ -37,7 +37,7 @@ def demo(
     expected = expected_tasks(events)
     console.print(
         f"demo: {events} acquisitions (each pushed twice) -> treat -> propagate (2 children)"
-        f" -> report; Redis {'at ' + redis_url if redis_url else 'embedded'}"
+        f" -> report; Redis {'at ' + safe_url(redis_url) if redis_url else 'embedded'}"
     )
     try:
         with Progress(
