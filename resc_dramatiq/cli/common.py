@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from urllib.parse import urlsplit, urlunsplit
 from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
