@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backtracking import nested_unbounded_repeat
 from .config import Config, FetchSpec, MakeSpec, RuleSpec, WatcherSpec
 from .errors import ConfigError, RuleError
 from .templates import Template
@@ -23,8 +24,18 @@ RUST_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a resc regex (Rust syntax for named groups accepted)."""
-    return re.compile(RUST_NAMED_GROUP.sub("(?P<", pattern))
+    """Compile a resc regex (Rust syntax for named groups accepted).
+
+    Raises :class:`re.error` for invalid syntax and for patterns that can backtrack
+    catastrophically (see :mod:`resc_dramatiq.backtracking`).
+    """
+    compiled = re.compile(RUST_NAMED_GROUP.sub("(?P<", pattern))
+    if nested_unbounded_repeat(compiled.pattern):
+        raise re.error(
+            "it can backtrack catastrophically (an unbounded quantifier inside another,"
+            " as in (a+)+); bound the inner part or make the outer one possessive (++, *+)"
+        )
+    return compiled
 
 
 def decode_event(event: bytes | str) -> str:

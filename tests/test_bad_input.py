@@ -1,0 +1,105 @@
+"""Bad input reaches the router safely: odd bytes, huge events, hostile text, bad rules."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+
+from resc_dramatiq.config import Config
+from resc_dramatiq.errors import ConfigError
+from resc_dramatiq.router import Router, RouterOptions
+from resc_dramatiq.rules import RuleSet
+
+ECHO = """{"listener_channel": "notes", "watchers": [{"input_queue": "in", "rules": [
+  {"name": "echo", "on": "(?s)^(?P<body>.*)$",
+   "make": {"task": "t/${body}", "queue": "out", "set": "seen"}}]}]}"""
+
+
+def router_for(text: str, r: redis.Redis, **options: int) -> Router:
+    ruleset = RuleSet.compile(Config.from_text(text))
+    return Router(ruleset=ruleset, client=r, options=RouterOptions(**options))  # type: ignore[arg-type]
+
+
+def test_non_utf8_event_is_routed_with_replacement_characters(r: redis.Redis) -> None:
+    r.lpush("in", b"caf\xe9\xff")
+    router_for(ECHO, r).run_until_idle()
+    assert r.lrange("out", 0, -1) == ["t/caf\ufffd\ufffd".encode()]
+    assert r.llen("in/dead") == 0
+
+
+def test_a_one_megabyte_event_is_routed_whole(r: redis.Redis) -> None:
+    event = "x" * (1 << 20)
+    r.lpush("in", event)
+    router_for(ECHO, r).run_until_idle()
+    assert r.lrange("out", 0, -1) == [f"t/{event}".encode()]
+
+
+HOSTILE = [
+    "${body}",
+    "${input_task}{0}{body!r}",
+    "100%s%d%%",
+    "line1\nline2\r\n",
+    "]]--[[ '); redis.call('FLUSHALL') --",
+    "\\0\x00nul",
+    "9" * 5000,
+]
+
+
+@pytest.mark.parametrize("event", HOSTILE)
+def test_hostile_text_is_copied_verbatim_never_interpreted(r: redis.Redis, event: str) -> None:
+    pubsub = r.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe("notes")
+    r.lpush("in", event, "marker")
+    router_for(ECHO, r).run_until_idle()
+    assert r.lrange("out", 0, -1) == [b"t/marker", f"t/{event}".encode()]
+    assert r.zscore("seen", f"t/{event}") is not None
+    lines = []
+    deadline = time.monotonic() + 5
+    while len(lines) < 4 and time.monotonic() < deadline:
+        if (message := pubsub.get_message(timeout=0.2)) is not None:
+            lines.append(message["data"])
+    pubsub.close()
+    assert f"in/taken TRIGGER {event} -> t/{event}".encode() in lines
+    assert f"in/taken DONE {event}".encode() in lines
+
+
+@pytest.mark.parametrize("pattern", [r"^(a+)+$", r"(\w*/)*x", r"^(?:a|b+)*c$"])
+def test_regexes_that_backtrack_catastrophically_are_refused_at_load(pattern: str) -> None:
+    text = json.dumps(
+        {"watchers": [{"input_queue": "in", "rules": [{"on": pattern, "make": {"queue": "q"}}]}]}
+    )
+    with pytest.raises(ConfigError, match="backtrack catastrophically"):
+        RuleSet.compile(Config.from_text(text))
+
+
+def test_a_template_that_makes_an_empty_queue_name_dead_letters_the_event(
+    r: redis.Redis,
+) -> None:
+    text = """{"watchers": [{"input_queue": "in", "max_attempts": 2, "rules": [
+      {"name": "split", "on": "^(?P<q>[^/]*)/(?P<t>.*)$",
+       "make": {"task": "${t}", "queue": "${q}"}}]}]}"""
+    r.lpush("in", "/orphan", "good/task")
+    router = router_for(text, r)
+    router.run_until_idle()
+    assert r.lrange("good", 0, -1) == [b"task"]
+    [entry] = [json.loads(e) for e in r.lrange("in/dead", 0, -1)]
+    assert entry["event"] == "/orphan"
+    assert "empty queue name" in entry["error"]
+    assert entry["attempts"] == 2
+
+
+def test_a_very_large_batch_commits_in_one_go(r: redis.Redis) -> None:
+    text = """{"watchers": [{"input_queue": "in", "unmatched_queue": "in/unmatched", "rules": [
+      {"on": "^e/(?P<n>\\\\d+)$", "make": {"task": "t/${n}", "queue": "out", "set": "seen"}}]}]}"""
+    events = [f"e/{i}" for i in range(30_000)] + [f"other/{i}" for i in range(10_000)]
+    for start in range(0, len(events), 5_000):
+        r.lpush("in", *events[start : start + 5_000])
+    router = router_for(text, r, batch_size=50_000)
+    assert router.run_until_idle() == 40_000
+    assert r.llen("out") == 30_000
+    assert r.zcard("seen") == 30_000
+    assert r.llen("in/unmatched") == 10_000
+    assert r.lrange("out", -1, -1) == [b"t/0"]  # first in, first routed
