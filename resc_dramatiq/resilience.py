@@ -50,27 +50,35 @@ class Backoff:
 
 
 class Availability:
-    """Logs once when Redis becomes unreachable and once when it is back."""
+    """Logs once when Redis becomes unreachable and once when it is back.
+
+    Thread-safe: the threads of one router share one, so an outage is one line in the
+    log however many threads (and retries) run into it.
+    """
 
     def __init__(self, logger: logging.Logger, what: str) -> None:
         self.logger = logger
         self.what = what
         self.down = False
         self.outages = 0
+        self._lock = threading.Lock()
 
     def failed(self, error: BaseException) -> None:
         """Record a failed call; logs only on the change of state."""
-        if not self.down:
+        with self._lock:
+            if self.down:
+                return
             self.down = True
             self.outages += 1
-            self.logger.warning(
-                "%s: Redis unreachable (%s); retrying with backoff", self.what, type(error).__name__
-            )
+        self.logger.warning(
+            "%s: Redis unreachable (%s); retrying with backoff", self.what, type(error).__name__
+        )
 
     def succeeded(self) -> bool:
         """Record a successful call; True when this ends an outage."""
-        if self.down:
+        with self._lock:
+            if not self.down:
+                return False
             self.down = False
-            self.logger.warning("%s: Redis reachable again; resuming", self.what)
-            return True
-        return False
+        self.logger.warning("%s: Redis reachable again; resuming", self.what)
+        return True

@@ -68,8 +68,17 @@ class WatcherLoop:
         self.spec = rules.spec
         self.keys = WatcherKeys.of(rules.spec, router.instance)
         self.channel = router.ruleset.config.spec.listener_channel
-        self.availability = Availability(logger, f"watcher {self.spec.input_queue!r}")
-        self.clean = True
+        self.down = False  # this watcher saw Redis fail and has not succeeded since
+        self.healthy = False  # a full take-commit round succeeded since the last start
+
+    def register(self) -> None:
+        """Put this instance among the live ones before taking anything.
+
+        An instance that took events before its first heartbeat and then died would be
+        unknown to the others, and its taken list would never be handed back.
+        """
+        ttl_ms = int(self.router.options.heartbeat_ttl_s * 1000)
+        self.router.store.heartbeat(self.keys, self.router.instance, ttl_ms)
 
     def recover(self) -> int:
         """Hand back what this instance's taken list (and resc's own) still holds."""
@@ -85,8 +94,11 @@ class WatcherLoop:
     def run(self, stop: threading.Event) -> None:
         """Take, compute and commit until ``stop`` is set; survive Redis outages.
 
-        On stop, a batch in hand is committed; if Redis stays down its events stay
-        safely in the taken list (``clean`` is then False) for the next reclaim.
+        A batch in hand is committed before stopping; if Redis stays down, its events
+        stay safely in the taken list, for the next start or another instance.
+        A commit whose reply was lost is simply retried (the store recognises it).
+        Whatever a take left behind without an answer (a stray event) is handed back
+        before the next take.
         """
         backoff = Backoff()
         pending: Batch | None = None
@@ -94,6 +106,7 @@ class WatcherLoop:
         while not (stop.is_set() and (pending is None or backoff.failures >= 3)):
             try:
                 if not recovered:
+                    self.register()
                     self.recover()
                     recovered = True
                 if pending is None:
@@ -102,18 +115,26 @@ class WatcherLoop:
                     self.commit(pending)
                     pending = None
                 backoff.reset()
-                if self.availability.succeeded():
-                    self.router.observer.reconnected(self.spec.input_queue)
+                self.succeeded()
             except OwnershipLost as e:
                 logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
                 pending, recovered = None, False
             except Exception as e:
                 if not is_transient(e):
                     raise
-                self.availability.failed(e)
-                recovered = False  # an unanswered BLMOVE may have left a stray event
+                self.down = True
+                self.router.availability.failed(e)
+                # without an answer, a take may have moved events we do not hold
+                recovered = recovered and pending is not None
                 backoff.wait(stop if pending is None else threading.Event())
-        self.clean = pending is None
+
+    def succeeded(self) -> None:
+        """A round went through: note it, and tell the observer when an outage ended."""
+        self.healthy = True
+        self.router.availability.succeeded()
+        if self.down:
+            self.down = False
+            self.router.observer.reconnected(self.spec.input_queue)
 
     def run_once(self) -> int:
         """Process one batch without blocking; return the number of events taken."""
@@ -130,11 +151,21 @@ class WatcherLoop:
         if not events and block:
             first = store.take_blocking(self.keys, opts.block_s)
             if first is None:
+                self.hand_back_strays()
                 return None
             events = [first, *store.take(self.keys, opts.batch_size - 1)]
         if not events:
             return None
         return self.compute(events)
+
+    def hand_back_strays(self) -> None:
+        """Hand back events found in the taken list while holding no batch.
+
+        A take whose answer was lost, and that the client retried by itself, leaves
+        them there without an error reaching the loop.
+        """
+        if self.router.store.client.llen(self.keys.taken):
+            self.recover()
 
     def compute(self, events: list[bytes]) -> Batch:
         """Match, fill templates and build messages for a batch (pure Python)."""
@@ -142,21 +173,23 @@ class WatcherLoop:
         batch = Batch(events=events, taken_at_s=int(now))
         now_ms = int(now * 1000)
         for index, event in enumerate(events):
-            text = decode_event(event)
-            matches = self.rules.matches(text)
+            matches = self.rules.matches(decode_event(event))
             if not matches:
                 batch.unmatched.append(event)
                 continue
-            try:
-                tasks = [t for m in matches for t in self.router.expand_tasks(m)]
-            except Exception as e:  # a poison event must not block the batch
-                rule = matches[0].rule.name
-                batch.failed.append(FailedEvent(event, rule, f"{type(e).__name__}: {e}"))
-                continue
+            tasks: list[Task] = []
             for m in matches:
-                field = f"{m.rule.name}|matched"
-                batch.counters[field] = batch.counters.get(field, 0) + 1
-            batch.tasks += (self.plan(t, index, now_ms) for t in tasks)
+                try:
+                    tasks += self.router.expand_tasks(m)
+                except Exception as e:  # a poison event must not block the batch
+                    error = f"{type(e).__name__}: {e}"
+                    batch.failed.append(FailedEvent(event, m.rule.name, error))
+                    break
+            else:
+                for m in matches:
+                    field = f"{m.rule.name}|matched"
+                    batch.counters[field] = batch.counters.get(field, 0) + 1
+                batch.tasks += (self.plan(t, index, now_ms) for t in tasks)
         return batch
 
     def plan(self, task: Task, index: int, now_ms: int) -> PlannedTask:
@@ -182,6 +215,10 @@ class WatcherLoop:
             self.keys, batch, channel=self.channel, max_attempts=self.spec.max_attempts
         )
         done = time.perf_counter()
+        if result.repeated:
+            logger.info(
+                "watcher %r: a commit's reply was lost; it had gone through", self.spec.input_queue
+            )
         self.router.observer.batch_committed(
             self.spec.input_queue,
             len(batch.events),
@@ -217,6 +254,7 @@ class Router:
         self.observer = observer or Observer()
         self._expander = expander
         self._stop = threading.Event()
+        self.availability = Availability(logger, f"router {self.instance}")
         self.loops = [WatcherLoop(self, rules) for rules in ruleset.watchers]
         self.failed: BaseException | None = None
 
@@ -291,11 +329,14 @@ class Router:
     def _supervise(self, loop: WatcherLoop) -> None:
         backoff = Backoff(first_s=0.5, cap_s=10.0)
         while not self._stop.is_set():
+            loop.healthy = False
             try:
                 loop.run(self._stop)
                 return
             except Exception as e:
                 logger.exception("watcher %r died", loop.spec.input_queue)
+                if loop.healthy:  # it worked for a while: count this failure afresh
+                    backoff.reset()
                 if backoff.failures + 1 >= self.options.restart_limit:
                     logger.error(
                         "watcher %r failed %d times in a row; stopping the router",
@@ -308,25 +349,32 @@ class Router:
                 backoff.wait(self._stop)
 
     def _heartbeat_loop(self) -> None:
-        availability = Availability(logger, "heartbeat")
         interval_s = self.options.heartbeat_ttl_s / 4
         while not self._stop.is_set():
             try:
                 self.heartbeat()
-                availability.succeeded()
+                self.availability.succeeded()
             except Exception as e:
                 if not is_transient(e):
                     logger.exception("heartbeat failed")
-                availability.failed(e)
+                else:
+                    self.availability.failed(e)
             self._stop.wait(interval_s)
 
     def _deregister(self) -> None:
-        try:
-            for loop in self.loops:
-                if loop.clean:  # else its taken list must be reclaimed after expiry
-                    self.store.client.zrem(loop.keys.instances, self.instance)
-        except Exception as e:  # leaving: the heartbeat expires by itself anyway
-            logger.warning("could not deregister instance %s: %s", self.instance, e)
+        """Hand back what the taken lists still hold and leave the live instances."""
+        for loop in self.loops:
+            try:
+                moved = self.store.leave(loop.keys, self.instance)
+            except Exception as e:  # Redis down: our heartbeat expires, others reclaim
+                logger.warning("could not deregister instance %s: %s", self.instance, e)
+                return
+            if moved:
+                logger.warning(
+                    "watcher %r: %d uncommitted event(s) handed back on leaving",
+                    loop.spec.input_queue,
+                    moved,
+                )
 
 
 def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:

@@ -1,9 +1,11 @@
-"""Redis keys and Lua scripts of a watcher: take, commit, heartbeat, reclaim.
+"""Redis keys and Lua scripts of a watcher: take, commit, heartbeat, reclaim, leave.
 
 Keys of a watcher (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 
 * ``T/<instance>`` taken list of one router instance (``T`` itself is resc's own,
   reclaimed at start);
+* ``I/committed/<instance>`` the id and counts of the instance's last commit, so that a
+  commit retried after a lost reply is recognised instead of redone (expires in a day);
 * ``T/instances`` sorted set: instance -> heartbeat expiry (ms, Redis clock);
 * ``I/stats`` hash of counters; ``I/attempts`` hash of failed attempts per event;
 * ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
@@ -14,6 +16,7 @@ Every key reaches Lua through ``KEYS`` and every value through ``ARGV``.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,7 +28,11 @@ from .config import WatcherSpec
 from .errors import OwnershipLost
 
 STATUS_COMMITTED = 1
+STATUS_ALREADY_COMMITTED = 2
 STATUS_NOT_OWNED = -1
+
+#: How long a commit marker is kept: longer than any outage a commit is retried across.
+COMMIT_MARKER_TTL_MS = 24 * 3600 * 1000
 
 
 def _script(client: redis.Redis, name: str) -> Any:
@@ -39,6 +46,7 @@ class WatcherKeys:
 
     input: str
     taken: str
+    committed: str
     taken_base: str
     instances: str
     stats: str
@@ -49,9 +57,11 @@ class WatcherKeys:
     @classmethod
     def of(cls, spec: WatcherSpec, instance: str) -> WatcherKeys:
         """Keys of ``spec`` as seen by router ``instance``."""
+        taken = taken_list(spec, instance)
         return cls(
             input=spec.input_queue,
-            taken=taken_list(spec, instance),
+            taken=taken,
+            committed=f"{spec.input_queue}/committed/{instance}",
             taken_base=spec.taken_queue,
             instances=f"{spec.taken_queue}/instances",
             stats=f"{spec.input_queue}/stats",
@@ -90,10 +100,11 @@ class FailedEvent:
 
 @dataclass(slots=True)
 class Batch:
-    """What one commit writes."""
+    """What one commit writes; ``batch_id`` tells a retried commit from a new one."""
 
     events: Sequence[bytes]
     taken_at_s: int
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     tasks: list[PlannedTask] = field(default_factory=list)
     failed: list[FailedEvent] = field(default_factory=list)
     unmatched: list[bytes] = field(default_factory=list)
@@ -108,6 +119,8 @@ class CommitResult:
     deduplicated: int
     retried: int
     dead: int
+    #: True when this batch had been committed already (a retry after a lost reply).
+    repeated: bool = False
 
 
 class Store:
@@ -119,6 +132,7 @@ class Store:
         self._commit = _script(client, "commit.lua")
         self._heartbeat = _script(client, "heartbeat.lua")
         self._reclaim = _script(client, "reclaim.lua")
+        self._leave = _script(client, "leave.lua")
 
     def take(self, keys: WatcherKeys, limit: int) -> list[bytes]:
         """Move up to ``limit`` events to the taken list without blocking; oldest first."""
@@ -147,17 +161,31 @@ class Store:
         )
         return moved
 
+    def leave(self, keys: WatcherKeys, instance: str) -> int:
+        """Hand ``instance``'s taken list back and remove it from the live instances.
+
+        One script, so an instance never leaves while its taken list holds events.
+        Returns the number of events handed back.
+        """
+        moved: int = self._leave(keys=[keys.instances, keys.input, keys.taken], args=[instance])
+        return moved
+
     def commit(
         self, keys: WatcherKeys, batch: Batch, *, channel: str | None, max_attempts: int
     ) -> CommitResult:
-        """Run the commit script; raise :class:`OwnershipLost` when the batch is no longer ours."""
+        """Run the commit script; raise :class:`OwnershipLost` when the batch is no longer ours.
+
+        Retrying after a lost reply is safe: a batch already committed is recognised by
+        its id and its first result returned, nothing is written twice.
+        """
         script_keys, args = _commit_arguments(keys, batch, channel, max_attempts)
         status, queued, dedup, retried, dead = self._commit(keys=script_keys, args=args)
         if status == STATUS_NOT_OWNED:
             raise OwnershipLost(
-                f"the events taken into {keys.taken} were handed to another instance"
+                f"{keys.taken} no longer holds exactly this batch (another instance "
+                "reclaimed it, or a take whose answer was lost added events)"
             )
-        return CommitResult(queued, dedup, retried, dead)
+        return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
 
 
 def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s: int) -> bytes:
@@ -188,6 +216,7 @@ def _commit_arguments(
         keys.attempts,
         keys.dead,
         keys.unmatched or keys.stats,
+        keys.committed,
     ]
     args: list[Any] = [
         len(events),
@@ -202,6 +231,8 @@ def _commit_arguments(
         max_attempts,
         "1" if keys.unmatched else "0",
         len(batch.counters),
+        batch.batch_id,
+        COMMIT_MARKER_TTL_MS,
     ]
     for t in batch.tasks:
         script_keys += (t.set_key or keys.stats, t.queue_key, t.messages_key or t.queue_key)
@@ -221,6 +252,5 @@ def _commit_arguments(
     args += batch.unmatched
     for name, count in batch.counters.items():
         args += (name, count)
-    if channel:
-        args += events
+    args += events
     return script_keys, args

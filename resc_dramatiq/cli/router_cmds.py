@@ -62,6 +62,13 @@ def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> li
     help="Seconds without heartbeat after which other instances reclaim our events.",
 )
 @click.option(
+    "--restart-limit",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Failures in a row after which a crashing watcher stops the router (exit 1).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -74,12 +81,15 @@ def router(
     batch_size: int,
     instance: str | None,
     heartbeat_ttl_s: float,
+    restart_limit: int,
     log_level: str,
 ) -> None:
     """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
     ruleset = load_rules(config, app)
     setup_logging(log_level)
-    options = RouterOptions(batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s)
+    options = RouterOptions(
+        batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s, restart_limit=restart_limit
+    )
     routers = routers_for(ruleset, redis_url, instance=instance, options=options)
 
     def stop(signum: int, frame: FrameType | None) -> None:

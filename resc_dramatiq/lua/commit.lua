@@ -6,10 +6,11 @@
 -- KEYS[4]  attempts hash (event -> failed attempts)
 -- KEYS[5]  dead-letter list
 -- KEYS[6]  unmatched list (only written when ARGV[11] is '1')
--- KEYS[7..] three per task: dedup set (any key when the task has none), target list,
+-- KEYS[7]  commit marker of this instance: "<batch id> <queued> <dedup> <retried> <dead>"
+-- KEYS[8..] three per task: dedup set (any key when the task has none), target list,
 --           Dramatiq messages hash (any key for a raw task)
 --
--- ARGV[1]  number of events in the batch
+-- ARGV[1]  number of events in the batch N
 -- ARGV[2]  newest event (expected at the left end of the taken list)
 -- ARGV[3]  oldest event (expected at the right end)
 -- ARGV[4]  dedup score: the time the batch was taken, in whole unix seconds
@@ -20,17 +21,28 @@
 -- ARGV[9]  number of unmatched events U
 -- ARGV[10] maximum attempts before an event is dead-lettered
 -- ARGV[11] '1' to keep unmatched events in KEYS[6]
--- ARGV[12] number of rule-counter pairs R (field, increment), then the batch's events
---          when a listener channel is set (for DONE lines)
+-- ARGV[12] number of rule-counter pairs R (field, increment)
+-- ARGV[13] batch id (unique per computed batch)
+-- ARGV[14] time to live of the commit marker, in ms
 -- then T groups of 6: kind ('r' raw, 'd' Dramatiq), has set ('1'/'0'), task,
 --          payload ('' for raw), Redis message id ('' for raw), index of the event
 -- then F groups of 3: event, dead-letter entry (JSON), rule name
 -- then U events
 -- then R pairs: stats field, increment
--- then, when a listener channel is set, the batch's events
+-- then the N events of the batch, oldest first
 --
--- Returns {status, queued, deduplicated, retried, dead}; status 1 committed,
--- -1 the taken list no longer holds this batch (another instance reclaimed it).
+-- Returns {status, queued, deduplicated, retried, dead}; status 1 committed now,
+-- 2 this very batch was committed before (a retry after a lost reply; the counts are
+-- the first commit's), -1 the taken list no longer holds this batch (another instance
+-- reclaimed it).
+local marker = redis.call('GET', KEYS[7])
+if marker then
+    local id, q, d, r, x = string.match(marker, '^(%S+) (%d+) (%d+) (%d+) (%d+)$')
+    if id == ARGV[13] then
+        return {2, tonumber(q), tonumber(d), tonumber(r), tonumber(x)}
+    end
+end
+
 local taken = KEYS[1]
 local n = tonumber(ARGV[1])
 if redis.call('LLEN', taken) ~= n
@@ -45,12 +57,12 @@ local prefix = ARGV[6]
 local tasks, failed, unmatched = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local max_attempts = tonumber(ARGV[10])
 local pairs_count = tonumber(ARGV[12])
-local a = 13
+local a = 15
 local events_at = a + tasks * 6 + failed * 3 + unmatched + pairs_count * 2
 
 local queued, deduplicated = 0, 0
 for t = 0, tasks - 1 do
-    local k = 7 + t * 3
+    local k = 8 + t * 3
     local kind, has_set, task = ARGV[a], ARGV[a + 1], ARGV[a + 2]
     if has_set == '0' or redis.call('ZADD', KEYS[k], 'NX', score, task) == 1 then
         if kind == 'r' then
@@ -70,9 +82,13 @@ for t = 0, tasks - 1 do
     a = a + 6
 end
 
+-- failed events: back in line (not done yet) or dead-lettered (done for good)
 local retried, dead = 0, 0
+local failed_events = {}
+local again = {}
 for _ = 1, failed do
     local event = ARGV[a]
+    failed_events[event] = true
     if redis.call('HINCRBY', KEYS[4], event, 1) >= max_attempts then
         redis.call('HDEL', KEYS[4], event)
         redis.call('LPUSH', KEYS[5], ARGV[a + 1])
@@ -80,6 +96,7 @@ for _ = 1, failed do
         dead = dead + 1
     else
         redis.call('LPUSH', KEYS[3], event)
+        again[event] = true
         retried = retried + 1
     end
     a = a + 3
@@ -100,10 +117,21 @@ for _ = 1, pairs_count do
     a = a + 2
 end
 
+-- an event that failed before and went through now starts afresh next time
+if redis.call('EXISTS', KEYS[4]) == 1 then
+    for i = events_at, events_at + n - 1 do
+        if not failed_events[ARGV[i]] then
+            redis.call('HDEL', KEYS[4], ARGV[i])
+        end
+    end
+end
+
 redis.call('DEL', taken)
 if channel ~= '' then
     for i = events_at, events_at + n - 1 do
-        redis.call('PUBLISH', channel, prefix .. ' DONE ' .. ARGV[i])
+        if not again[ARGV[i]] then
+            redis.call('PUBLISH', channel, prefix .. ' DONE ' .. ARGV[i])
+        end
     end
 end
 redis.call('HINCRBY', KEYS[2], 'events', n)
@@ -111,4 +139,7 @@ redis.call('HINCRBY', KEYS[2], 'queued', queued)
 redis.call('HINCRBY', KEYS[2], 'deduplicated', deduplicated)
 if retried > 0 then redis.call('HINCRBY', KEYS[2], 'retried', retried) end
 if dead > 0 then redis.call('HINCRBY', KEYS[2], 'dead', dead) end
+redis.call('SET', KEYS[7],
+    ARGV[13] .. ' ' .. queued .. ' ' .. deduplicated .. ' ' .. retried .. ' ' .. dead,
+    'PX', ARGV[14])
 return {1, queued, deduplicated, retried, dead}

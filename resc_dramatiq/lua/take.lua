@@ -7,6 +7,9 @@
 --
 -- Returns the events taken, oldest first.
 local n = tonumber(ARGV[1])
+if n < 1 then
+    return {}  -- LRANGE -0 -1 would be the whole list
+end
 local events = redis.call('LRANGE', KEYS[1], -n, -1)
 local count = #events
 if count == 0 then

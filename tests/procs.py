@@ -1,0 +1,147 @@
+"""Real processes for the router's proofs: router subprocesses, a Redis of one's own.
+
+``RouterProcess`` runs ``resc-dramatiq router`` as a real subprocess, logging to a file;
+``kill()`` is a real SIGKILL. ``own_redis()`` starts a Redis with its own port, data
+directory and append-only file, for tests that stop and restart the server.
+Every wait here is bounded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pytest_redis.executor import RedisExecutor
+
+from resc_dramatiq.embedded import server_binary
+
+CLI = str(Path(sys.executable).parent / "resc-dramatiq")
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "", poll_s: float = 0.02
+) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s}s: {what or predicate}")
+        time.sleep(poll_s)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class RouterProcess:
+    """One ``resc-dramatiq router`` subprocess; its stderr goes to ``log``."""
+
+    def __init__(
+        self,
+        *,
+        config: Path,
+        redis_url: str,
+        log: Path,
+        instance: str | None = None,
+        batch: int = 50,
+        heartbeat_ttl_s: float = 6.0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.log = log
+        args = [CLI, "router", str(config), "--redis-url", redis_url, "--batch", str(batch)]
+        args += ["--heartbeat-ttl", str(heartbeat_ttl_s), *extra]
+        if instance is not None:
+            args += ["--instance", instance]
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind runs."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def signal(self, signum: int) -> int:
+        """Send ``signum`` and return the exit code."""
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout=20)
+
+    def wait(self, timeout_s: float = 20.0) -> int:
+        """Wait for the process to end by itself; return its exit code."""
+        return self.proc.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        """End the process if it still runs (SIGKILL after a grace period)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        """What the process logged so far."""
+        return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def routers(**common: Any) -> Iterator[Callable[..., RouterProcess]]:
+    """Start routers with ``start(**more)``; every one still running is ended on exit."""
+    started: list[RouterProcess] = []
+
+    def start(**more: Any) -> RouterProcess:
+        process = RouterProcess(**{**common, **more})
+        started.append(process)
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+@contextmanager
+def own_redis() -> Iterator[RedisExecutor]:
+    """A Redis of this test's own (append-only file on), stopped and cleaned up on exit.
+
+    Stop it with ``stop()`` and start it again with ``start()``: same port, same data.
+    """
+    datadir = Path(tempfile.mkdtemp(prefix="rr"))  # short: unix socket paths are limited
+    executor = RedisExecutor(
+        server_binary(),
+        databases=1,
+        redis_timeout=0,
+        loglevel="warning",
+        host="127.0.0.1",
+        port=free_port(),
+        appendonly="yes",
+        datadir=datadir,
+    )
+    executor.start()
+    try:
+        yield executor
+    finally:
+        if executor.running():
+            executor.stop()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def url_of(executor: RedisExecutor) -> str:
+    """``redis://host:port/0`` of an executor."""
+    return f"redis://{executor.host}:{executor.port}/0"
