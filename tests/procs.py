@@ -145,3 +145,23 @@ def own_redis() -> Iterator[RedisExecutor]:
 def url_of(executor: RedisExecutor) -> str:
     """``redis://host:port/0`` of an executor."""
     return f"redis://{executor.host}:{executor.port}/0"
+
+
+#: One rule, two targets: a deduplicated list and one without a dedup set.
+DONE = "global/done"
+TWO_TARGET_CONFIG = {
+    "watchers": [
+        {
+            "input_queue": DONE,
+            "rules": [
+                {
+                    "on": r"^acq/(?P<n>\d+)$",
+                    "make": [
+                        {"task": "trt/${n}", "queue": "trt", "set": "todo"},
+                        {"task": "log/${n}", "queue": "log"},
+                    ],
+                }
+            ],
+        }
+    ]
+}

@@ -16,25 +16,8 @@ from pathlib import Path
 
 import redis
 
-from tests.procs import RouterProcess, routers, wait_for
-
-DONE = "global/done"
-CONFIG = {
-    "watchers": [
-        {
-            "input_queue": DONE,
-            "rules": [
-                {
-                    "on": r"^acq/(?P<n>\d+)$",
-                    "make": [
-                        {"task": "trt/${n}", "queue": "trt", "set": "todo"},
-                        {"task": "log/${n}", "queue": "log"},
-                    ],
-                }
-            ],
-        }
-    ]
-}
+from tests.procs import DONE, RouterProcess, routers, wait_for
+from tests.procs import TWO_TARGET_CONFIG as CONFIG
 
 
 def write_config(tmp_path: Path) -> Path:

@@ -16,25 +16,9 @@ from pathlib import Path
 import psutil
 import redis
 
-from tests.procs import own_redis, routers, url_of, wait_for
+from tests.procs import DONE, own_redis, routers, url_of, wait_for
+from tests.procs import TWO_TARGET_CONFIG as CONFIG
 
-DONE = "global/done"
-CONFIG = {
-    "watchers": [
-        {
-            "input_queue": DONE,
-            "rules": [
-                {
-                    "on": r"^acq/(?P<n>\d+)$",
-                    "make": [
-                        {"task": "trt/${n}", "queue": "trt", "set": "todo"},
-                        {"task": "log/${n}", "queue": "log"},
-                    ],
-                }
-            ],
-        }
-    ]
-}
 OUTAGE_S = 4.0
 EVENTS_PER_ROUND = 4000
 
