@@ -23,7 +23,14 @@ from typing import Any, Literal
 
 import hjson
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -35,6 +42,20 @@ INPUT_TASK = "${input_task}"
 LEGACY_KEYS = {
     "task_set": "set",
     "redis_url": "redis.url",
+}
+
+#: Keys whose values are more configuration; legacy keys are looked for there only
+#: (a message's ``kwargs`` or ``options`` may use any name).
+STRUCTURAL_KEYS = {"watchers", "rules", "make", "todo", "fetch", "redis"}
+
+#: Keys of a make entry that only mean something for a Dramatiq message.
+DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release")
+
+#: Message options the router writes itself.
+RESERVED_OPTIONS = {
+    "redis_message_id": "the router sets it",
+    "resc": "the router sets it",
+    "eta": "use delay_ms",
 }
 
 
@@ -72,18 +93,38 @@ class MakeSpec(_Model):
     release: Literal["taken", "done"] = "taken"
     ttl_s: int | None = Field(default=None, gt=0)
 
+    @field_validator("args", "kwargs", "options")
+    @classmethod
+    def _json_values_only(cls, value: Any) -> Any:
+        try:  # what the router cannot encode must be refused now, not per event
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"only JSON values can go in a message: {e}") from None
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _no_reserved_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        reserved = sorted(set(options) & set(RESERVED_OPTIONS))
+        if reserved:
+            raise ValueError(
+                "; ".join(f"{k!r} is reserved: {RESERVED_OPTIONS[k]}" for k in reserved)
+            )
+        return options
+
     @model_validator(mode="after")
-    def _raw_needs_queue(self) -> MakeSpec:
-        if self.actor is None:
-            if self.queue is None:
-                raise ValueError("a raw make entry needs 'queue' (or 'actor' for Dramatiq)")
-            dramatiq_only = [
-                k for k in ("args", "kwargs", "delay_ms") if getattr(self, k) is not None
-            ]
-            if dramatiq_only or self.options:
-                names = ", ".join(dramatiq_only + (["options"] if self.options else []))
-                raise ValueError(f"{names} only apply to an 'actor' target")
+    def _target_keys(self) -> MakeSpec:
+        problem = _raw_problem(self) if self.actor is None else None
+        if problem is not None:
+            raise ValueError(problem)
         return self
+
+
+def _raw_problem(make: MakeSpec) -> str | None:
+    if make.queue is None:
+        return "a raw make entry needs 'queue' (or 'actor' for Dramatiq)"
+    given = [k for k in DRAMATIQ_ONLY if k in make.model_fields_set]
+    return f"{', '.join(given)} only apply to an 'actor' target" if given else None
 
 
 class RuleSpec(_Model):
@@ -100,6 +141,8 @@ class RuleSpec(_Model):
         if not isinstance(data, dict):
             return data
         data = dict(data)
+        if "todo" in data and "make" in data:
+            raise ValueError("give 'make' or the seed-era 'todo', not both")
         on = data.get("on")
         if isinstance(on, dict) and set(on) == {"done"}:  # seed era: "on": {"done": regex}
             data["on"] = on["done"]
@@ -153,11 +196,16 @@ class Config:
         source: str = "<config>",
         lines: Mapping[str, int] | None = None,
         warnings: tuple[str, ...] = (),
+        aliases: Mapping[str, str] | None = None,
     ) -> None:
         self.spec = spec
         self.source = source
         self.warnings = warnings
         self._lines = dict(lines or {})
+        self._aliases = dict(aliases or {})  # model path -> path in the file
+        # shown paths keep the model's "make[0]" for a single make object, but not its
+        # names for the keys it renames (todo, on.done)
+        self._renames = {m: f for m, f in self._aliases.items() if f != m.removesuffix("[0]")}
 
     @classmethod
     def load(cls, path: str | Path) -> Config:
@@ -186,30 +234,42 @@ class Config:
         lines = dict(lines or {})
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: the top level must be an object with 'watchers'")
-        data, legacy = _strip_legacy(data)
-        where = cls(ConfigSpec.model_construct(), source=source, lines=lines)
-        warnings = tuple(
-            f"{where.locate(p)}: legacy resc key ignored; {hint}" for p, hint in legacy
-        )
         try:
+            data, legacy = _strip_legacy(data)
+            aliases = _layout_aliases(data)
             spec = ConfigSpec.model_validate(data)
         except ValidationError as e:
+            where = cls(ConfigSpec.model_construct(), source=source, lines=lines, aliases=aliases)
             raise ConfigError([where._explain(err) for err in _root_causes(e)]) from None
-        return cls(spec, source=source, lines=lines, warnings=warnings)
+        except RecursionError:  # a YAML alias that contains itself
+            raise ConfigError(f"{source}: the document nests too deeply") from None
+        found = cls(spec, source=source, lines=lines)  # legacy paths are file paths already
+        warnings = tuple(
+            f"{found.locate(p)}: legacy resc key ignored; {hint}" for p, hint in legacy
+        )
+        return cls(spec, source=source, lines=lines, warnings=warnings, aliases=aliases)
 
     def locate(self, path: str) -> str:
-        """``file:line: path`` for a path inside the config (line when known)."""
-        probe = path
-        while probe:
+        """``file:line: path`` for a path of the model (line when known).
+
+        Keys the model renames are shown as the file spells them (a seed-era ``todo`` is
+        not shown as ``make[0]``); a single ``make`` object stays ``make[0]``.
+        """
+        shown = _rewrite(path, self._renames)
+        for probe in _ancestors(_rewrite(path, self._aliases)):
             if probe in self._lines:
-                return f"{self.source}:{self._lines[probe]}: {path}"
-            parent = re.sub(r"(\.\w+|\[\d+\])$", "", probe)
-            probe = "" if parent == probe else parent
-        return f"{self.source}: {path}" if path else self.source
+                return f"{self.source}:{self._lines[probe]}: {shown}"
+        return f"{self.source}: {shown}" if shown else self.source
 
     def with_spec(self, spec: ConfigSpec) -> Config:
         """The same source, lines and warnings over another spec (code rules merged in)."""
-        return Config(spec, source=self.source, lines=self._lines, warnings=self.warnings)
+        return Config(
+            spec,
+            source=self.source,
+            lines=self._lines,
+            warnings=self.warnings,
+            aliases=self._aliases,
+        )
 
     def redis_url(self, watcher: WatcherSpec) -> str:
         """The watcher's Redis URL, else the top-level one, else the default."""
@@ -225,6 +285,54 @@ class Config:
             return f"{self.locate(path)}: unknown key{_suggest(loc)}"
         message = str(err["msg"]).removeprefix("Value error, ")
         return f"{self.locate(path)}: {message}"
+
+
+def _rewrite(path: str, aliases: Mapping[str, str]) -> str:
+    """``path`` with its longest prefix found in ``aliases`` replaced."""
+    for probe in _ancestors(path):
+        if probe in aliases:
+            return aliases[probe] + path[len(probe) :]
+    return path
+
+
+def _ancestors(path: str) -> list[str]:
+    """``a[0].b``, ``a[0]``, ``a``: the path and its parents, longest first."""
+    found = []
+    while path:
+        found.append(path)
+        parent = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", path)
+        path = "" if parent == path else parent
+    return found
+
+
+def _layout_aliases(data: Mapping[str, Any]) -> dict[str, str]:
+    """Model paths -> file paths where a resc layout differs from the model's."""
+    aliases: dict[str, str] = {}
+    for w, watcher in _dict_items(data, "watchers"):
+        for r, rule in _dict_items(watcher, "rules"):
+            aliases.update(_rule_aliases(rule, f"watchers[{w}].rules[{r}]"))
+    return aliases
+
+
+def _dict_items(data: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _rule_aliases(rule: Mapping[str, Any], path: str) -> dict[str, str]:
+    """Mirror of :meth:`RuleSpec._resc_layouts`: ``on.done``, ``todo``, one ``make``."""
+    aliases = {}
+    on = rule.get("on")
+    if isinstance(on, dict) and set(on) == {"done"}:
+        aliases[f"{path}.on"] = f"{path}.on.done"
+    key = "todo" if "todo" in rule and "make" not in rule else "make"
+    if key == "todo":
+        aliases[f"{path}.make"] = f"{path}.todo"
+    if isinstance(rule.get(key), dict):
+        aliases[f"{path}.make[0]"] = f"{path}.{key}"
+    return aliases
 
 
 def _root_causes(error: ValidationError) -> list[Any]:
@@ -285,6 +393,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 
 def _strip_legacy(data: Any, path: str = "") -> tuple[Any, list[tuple[str, str]]]:
+    """``data`` without legacy keys, and the path and hint of each one removed."""
     found: list[tuple[str, str]] = []
     if isinstance(data, dict):
         out = {}
@@ -293,8 +402,10 @@ def _strip_legacy(data: Any, path: str = "") -> tuple[Any, list[tuple[str, str]]
             if key in LEGACY_KEYS:
                 found.append((sub, f"use {LEGACY_KEYS[key]!r}"))
                 continue
-            out[key], more = _strip_legacy(value, sub)
-            found += more
+            if key in STRUCTURAL_KEYS:
+                value, more = _strip_legacy(value, sub)
+                found += more
+            out[key] = value
         return out, found
     if isinstance(data, list):
         items = []
@@ -323,26 +434,44 @@ def _format_of(path: Path) -> str:
     return formats[suffix]
 
 
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+
+
+FORMAT_NAMES = {"json": "JSON", "hjson": "Hjson", "yaml": "YAML", "toml": "TOML"}
+
+_PARSERS = {
+    "json": json.loads,
+    "hjson": hjson.loads,
+    "yaml": _load_yaml,
+    "toml": tomllib.loads,
+}
+
+
 def _parse(text: str, fmt: str, source: str) -> Any:
     try:
-        if fmt == "json":
-            return json.loads(text)
-        if fmt == "hjson":
-            return hjson.loads(text)
-        if fmt == "yaml":
-            return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
-        return tomllib.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{source}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})"
-        ) from None
-    except hjson.HjsonDecodeError as e:
-        raise ConfigError(f"{source}:{e.lineno}: invalid Hjson: {e.msg}") from None
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else "?"
-        raise ConfigError(f"{source}:{line}: invalid YAML: {e.problem}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{source}: invalid TOML: {e}") from None
+        return _PARSERS[fmt](text)
+    except (ValueError, yaml.YAMLError) as e:  # the JSON, Hjson and TOML errors are ValueErrors
+        raise ConfigError(f"{source}{_syntax_error(e, fmt, text)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the document nests too deeply") from None
+
+
+def _syntax_error(error: Exception, fmt: str, text: str) -> str:
+    """``:line: invalid <format>: what`` for a parser's exception."""
+    if isinstance(error, json.JSONDecodeError | hjson.HjsonDecodeError):
+        return f":{error.lineno}: invalid {FORMAT_NAMES[fmt]}: {error.msg} (column {error.colno})"
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        return f"{line}: invalid YAML: {error.problem or error.context}"
+    if isinstance(error, yaml.reader.ReaderError):
+        line_no = text.count("\n", 0, error.position) + 1
+        return f":{line_no}: invalid YAML: {str(error).splitlines()[0]}"
+    at = re.search(r" \(at line (\d+), column (\d+)\)$", str(error))  # tomllib's position
+    if at is None:
+        return f": invalid {FORMAT_NAMES[fmt]}: {error}"
+    return f":{at[1]}: invalid {FORMAT_NAMES[fmt]}: {str(error)[: at.start()]} (column {at[2]})"
 
 
 def _line_map(text: str, fmt: str) -> dict[str, int]:
@@ -351,11 +480,15 @@ def _line_map(text: str, fmt: str) -> dict[str, int]:
         return {}
     try:  # JSON is YAML once tabs (legal JSON whitespace) are spaces
         root = yaml.compose(text.replace("\t", " ") if fmt == "json" else text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return {}
     lines: dict[str, int] = {}
+    seen: set[int] = set()
 
     def walk(node: yaml.Node, path: str) -> None:
+        if id(node) in seen:  # a YAML alias: its lines are those of its anchor
+            return
+        seen.add(id(node))
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 sub = f"{path}.{key.value}" if path else str(key.value)
@@ -366,6 +499,9 @@ def _line_map(text: str, fmt: str) -> dict[str, int]:
                 lines[f"{path}[{i}]"] = item.start_mark.line + 1
                 walk(item, f"{path}[{i}]")
 
-    if root is not None:
-        walk(root, "")
+    try:
+        if root is not None:
+            walk(root, "")
+    except RecursionError:  # deeper than anyone writes by hand: messages go without lines
+        return {}
     return lines

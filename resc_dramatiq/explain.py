@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rules import RuleSet, Task, actor_args, actor_kwargs, decode_event
+from .errors import RuleError
+from .rules import Match, RuleSet, Task, actor_args, actor_kwargs, decode_event
 
 
 def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:
@@ -18,14 +19,23 @@ def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:
                 "rule": m.rule.name,
                 "variables": m.variables,
             }
-            if m.rule.fetch:
-                entry["fetch"] = [f.url for f in m.rule.fetch]
-                entry["tasks"] = []
-                entry["note"] = "tasks depend on the fetchers' answers"
-            else:
-                entry["tasks"] = [describe_task(t) for t in m.rule.make(m.index, m.variables)]
+            entry.update(_outcome(m))
             report.append(entry)
     return report
+
+
+def _outcome(m: Match) -> dict[str, Any]:
+    """The tasks of a match, or why there are none (fetchers, a run-time error)."""
+    if m.rule.fetch:
+        return {
+            "fetch": [f.url for f in m.rule.fetch],
+            "tasks": [],
+            "note": "tasks depend on the fetchers' answers",
+        }
+    try:
+        return {"tasks": [describe_task(t) for t in m.rule.make(m.index, m.variables)]}
+    except RuleError as e:  # what the router would dead-letter the event for
+        return {"tasks": [], "error": str(e)}
 
 
 def describe_task(task: Task) -> dict[str, Any]:
@@ -58,14 +68,22 @@ def format_report(event: str, report: list[dict[str, Any]]) -> str:
             lines.append(f"    {name} = {value!r}")
         for task in entry["tasks"]:
             target = task["target"]
-            where = (
-                f"list {target['queue']!r}"
-                if target["kind"] == "list"
-                else f"actor {target['actor']!r} on queue {target['queue']!r}"
-                f" kwargs={target['kwargs']}"
-            )
             dedup = f" (dedup set {task['set']!r})" if task["set"] else " (no dedup set)"
-            lines.append(f"    -> task {task['task']!r} to {where}{dedup}")
+            lines.append(f"    -> task {task['task']!r} to {_where(target)}{dedup}")
         if entry.get("note"):
             lines.append(f"    ({entry['note']})")
+        if entry.get("error"):
+            lines.append(f"    error: {entry['error']} (the router would dead-letter the event)")
     return "\n".join(lines)
+
+
+def _where(target: dict[str, Any]) -> str:
+    if target["kind"] == "list":
+        return f"list {target['queue']!r}"
+    where = f"actor {target['actor']!r} on queue {target['queue']!r}"
+    if target["args"]:
+        where += f" args={target['args']}"
+    where += f" kwargs={target['kwargs']}"
+    if target["delay_ms"] is not None:
+        where += f" after {target['delay_ms']} ms"
+    return where

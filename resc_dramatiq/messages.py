@@ -10,8 +10,7 @@ which dedup set holds it and where its done event goes.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,23 +27,12 @@ def delay_queue_name(queue: str) -> str:
     return f"{queue}.DQ"
 
 
-def _uuid_strings() -> Iterator[str]:
-    """Random UUID4 strings, made from one ``os.urandom`` call per 256 ids."""
-    while True:
-        pool = bytearray(os.urandom(16 * 256))
-        for i in range(0, len(pool), 16):
-            pool[i + 6] = (pool[i + 6] & 0x0F) | 0x40
-            pool[i + 8] = (pool[i + 8] & 0x3F) | 0x80
-            h = pool[i : i + 16].hex()
-            yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-_ids = _uuid_strings()
-
-
 def new_id() -> str:
-    """A fresh random UUID4 string (generated in Python: Lua randomness is not random)."""
-    return next(_ids)
+    """A fresh random UUID4 string (generated in Python: Lua randomness is not random).
+
+    Thread-safe: routers run one thread per Redis server and workers route in theirs.
+    """
+    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,10 @@ from typing import Any
 from .backtracking import nested_unbounded_repeat
 from .config import Config, FetchSpec, MakeSpec, RuleSpec, WatcherSpec
 from .errors import ConfigError, RuleError
-from .templates import Template
+from .templates import VARIABLE, Template
+
+#: Queue names Dramatiq accepts for an actor (see ``dramatiq.actor``): no actor consumes others.
+DRAMATIQ_QUEUE = re.compile(r"[a-zA-Z_][a-zA-Z0-9._-]*")
 
 #: Rust's ``(?<name>…)`` named groups, which Python spells ``(?P<name>…)``.
 RUST_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
@@ -29,13 +32,55 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     Raises :class:`re.error` for invalid syntax and for patterns that can backtrack
     catastrophically (see :mod:`resc_dramatiq.backtracking`).
     """
-    compiled = re.compile(RUST_NAMED_GROUP.sub("(?P<", pattern))
-    if nested_unbounded_repeat(compiled.pattern):
+    try:
+        compiled = re.compile(python_group_syntax(pattern))
+        nested = nested_unbounded_repeat(compiled.pattern)
+    except OverflowError as e:  # a repeat count such as {4294967296}
+        raise re.error(str(e)) from None
+    except RecursionError:
+        raise re.error("it nests too deeply") from None
+    if nested:
         raise re.error(
             "it can backtrack catastrophically (an unbounded quantifier inside another,"
             " as in (a+)+); bound the inner part or make the outer one possessive (++, *+)"
         )
     return compiled
+
+
+def python_group_syntax(pattern: str) -> str:
+    """``pattern`` with Rust's ``(?<name>`` as ``(?P<name>``.
+
+    Escaped parentheses (``\\(?<a``) and character classes (``[(?<a]``) are left alone;
+    so are lookbehinds (``(?<=``, ``(?<!``).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if RUST_NAMED_GROUP.match(pattern, i):
+            out.append("(?P<")
+            i += 3
+            continue
+        if pattern[i] == "\\":
+            step = 2
+        elif pattern[i] == "[":
+            step = _class_length(pattern, i)
+        else:
+            step = 1
+        out.append(pattern[i : i + step])
+        i += step
+    return "".join(out)
+
+
+def _class_length(pattern: str, start: int) -> int:
+    """Length of the character class opening at ``start`` (to its ``]``, or the end)."""
+    i = start + 1
+    if pattern.startswith("^", i):
+        i += 1
+    if pattern.startswith("]", i):  # a "]" first in the class is a literal
+        i += 1
+    while i < len(pattern) and pattern[i] != "]":
+        i += 2 if pattern[i] == "\\" else 1
+    return min(i + 1, len(pattern)) - start
 
 
 def decode_event(event: bytes | str) -> str:
@@ -226,24 +271,13 @@ def _compile_make(
         return compiled
 
     queue = make.queue
-    if make.actor is not None and actor_queues is not None:
-        if make.actor not in actor_queues:
-            close = _close(make.actor, actor_queues)
-            problems.append(
-                f"{config.locate(path + '.actor')}: unknown actor {make.actor!r}{close}"
-            )
-        elif queue is None:
-            queue = actor_queues[make.actor]
-        elif queue != actor_queues[make.actor]:
-            problems.append(
-                f"{config.locate(path + '.queue')}: actor {make.actor!r} consumes queue "
-                f"{actor_queues[make.actor]!r}, not {queue!r}"
-            )
+    if make.actor is not None:
+        queue = _actor_queue(make, path, config, actor_queues, problems)
     args = kwargs = None
     if make.args is not None:
-        args = tuple(_compile_value(v, template, "args") for v in make.args)
+        args = _compile_value(make.args, template, "args")
     if make.kwargs is not None:
-        kwargs = {k: _compile_value(v, template, f"kwargs.{k}") for k, v in make.kwargs.items()}
+        kwargs = _compile_value(make.kwargs, template, "kwargs")
     target = Target(
         queue=template(queue or "default", "queue"),
         actor=make.actor,
@@ -261,8 +295,44 @@ def _compile_make(
     )
 
 
+def _actor_queue(
+    make: MakeSpec,
+    path: str,
+    config: Config,
+    actor_queues: Mapping[str, str] | None,
+    problems: list[str],
+) -> str | None:
+    """The queue of an actor target; checked against the app's actors when known."""
+    queue, actor = make.queue, make.actor
+    if queue is not None and not VARIABLE.search(queue) and not DRAMATIQ_QUEUE.fullmatch(queue):
+        problems.append(
+            f"{config.locate(path + '.queue')}: {queue!r} is no Dramatiq queue name (a letter"
+            " or '_', then letters, digits, '.', '-', '_'): no actor could consume it"
+        )
+    if actor_queues is None or actor is None:
+        return queue
+    if actor not in actor_queues:
+        close = _close(actor, actor_queues)
+        problems.append(f"{config.locate(path + '.actor')}: unknown actor {actor!r}{close}")
+    elif queue is None:
+        return actor_queues[actor]
+    elif queue != actor_queues[actor]:
+        problems.append(
+            f"{config.locate(path + '.queue')}: actor {actor!r} consumes queue "
+            f"{actor_queues[actor]!r}, not {queue!r}"
+        )
+    return queue
+
+
 def _compile_value(value: Any, template: Callable[[str, str], Template], sub: str) -> Any:
-    return template(value, sub) if isinstance(value, str) else value
+    """A JSON value with every string inside compiled: dicts stay dicts, lists become tuples."""
+    if isinstance(value, str):
+        return template(value, sub)
+    if isinstance(value, list | tuple):
+        return tuple(_compile_value(v, template, f"{sub}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, dict):
+        return {k: _compile_value(v, template, f"{sub}.{k}") for k, v in value.items()}
+    return value
 
 
 def _check_names(
@@ -289,8 +359,14 @@ def _close(name: str, choices: Iterable[str]) -> str:
 
 
 def render_value(value: Any, variables: Mapping[str, str]) -> Any:
-    """Fill a compiled args/kwargs value; non-string JSON values pass through."""
-    return value.render(variables) if isinstance(value, Template) else value
+    """Fill a compiled args/kwargs value, at any depth; other JSON values pass through."""
+    if isinstance(value, Template):
+        return value.render(variables)
+    if isinstance(value, tuple):
+        return [render_value(v, variables) for v in value]
+    if isinstance(value, Mapping):
+        return {k: render_value(v, variables) for k, v in value.items()}
+    return value
 
 
 def actor_kwargs(task: Task) -> dict[str, Any]:

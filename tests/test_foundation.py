@@ -225,7 +225,7 @@ EXPECTED_PROBLEMS = {
     "typo_top_level.json": ":1: watcher: unknown key; did you mean 'watchers'?",
     "unknown_extension.ini": "unknown config format '.ini'",
     "unknown_variable_kwargs.toml": "make[0].kwargs.product: unknown variable ${product}",
-    "unknown_variable_queue.yaml": ":5: watchers[0].rules[0].make[0].queue: unknown variable ${y}",
+    "unknown_variable_queue.yaml": ":6: watchers[0].rules[0].make[0].queue: unknown variable ${y}",
     "unknown_variable_set.hjson": "make[0].set: unknown variable ${nope}",
     "unknown_variable_task.json": (
         ":11: watchers[0].rules[1].make[0].task: unknown variable ${prodct_id}"
