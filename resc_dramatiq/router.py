@@ -172,8 +172,9 @@ class WatcherLoop:
         now = time.time()
         batch = Batch(events=events, taken_at_s=int(now))
         now_ms = int(now * 1000)
-        for index, event in enumerate(events):
-            matches = self.rules.matches(decode_event(event))
+        found = [self.rules.matches(decode_event(event)) for event in events]
+        self.router.prefetch([m for matches in found for m in matches if m.rule.fetch])
+        for index, (event, matches) in enumerate(zip(events, found, strict=True)):
             if not matches:
                 batch.unmatched.append(event)
                 continue
@@ -269,6 +270,12 @@ class Router:
             for variables in self._expander(match)
             for t in match.rule.make(match.index, variables)
         ]
+
+    def prefetch(self, matches: list[Match]) -> None:
+        """Let the expander start a batch's fetches at once (see ``Fetcher.prefetch``)."""
+        prefetch = getattr(self._expander, "prefetch", None)
+        if matches and prefetch is not None:
+            prefetch(matches)
 
     def stop(self) -> None:
         """Finish the batches in hand and return from ``run()``."""

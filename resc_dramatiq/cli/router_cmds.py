@@ -10,6 +10,8 @@ from types import FrameType
 
 import click
 
+from ..errors import ConfigError
+from ..fetch import Fetcher
 from ..router import Router, RouterOptions
 from ..rules import RuleSet
 from . import main
@@ -90,7 +92,11 @@ def router(
     options = RouterOptions(
         batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s, restart_limit=restart_limit
     )
-    routers = routers_for(ruleset, redis_url, instance=instance, options=options)
+    try:
+        expander = Fetcher.for_ruleset(ruleset)
+    except ConfigError as e:
+        fail(str(e))
+    routers = routers_for(ruleset, redis_url, instance=instance, options=options, expander=expander)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for r in routers:
