@@ -7,7 +7,8 @@ The tree::
     ├── RuleError            an event made a rule fail at run time
     │   └── FetchError       a fetcher's HTTP call or response failed
     └── StoreError           a Redis operation failed or met an unexpected state
-        └── OwnershipLost    a batch's events were handed to another instance
+        ├── OwnershipLost    a batch's events were handed to another instance
+        └── WrongType        a key the router writes holds another Redis type
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ class StoreError(RescError):
 
 class OwnershipLost(StoreError):
     """Raised when a batch's events were reclaimed by another instance before commit."""
+
+
+class WrongType(StoreError):
+    """Raised when a key a commit would write holds another Redis type (nothing written)."""

@@ -46,7 +46,7 @@ from .messages import RESC_OPTION
 from .resilience import Backoff, is_transient
 from .router import Router, RouterOptions, WatcherLoop
 from .rules import RuleSet
-from .store import STATUS_NOT_OWNED, _commit_arguments
+from .store import _commit_arguments
 
 DEFAULT_DONE_QUEUE = "global/done"
 FIELD = re.compile(r"\{(\w+)\}")
@@ -215,7 +215,7 @@ class Completion(Middleware):
             return
         route = _route(o, loop, self._local.commit)
         results = self._transact(broker, f"inline routing of {o.task!r}", route)
-        if results is None or results[-1][0] == STATUS_NOT_OWNED:
+        if results is None or results[-1][0] < 0:  # not owned, or a key of the wrong type
             self._hand_back(broker, loop)
 
     def _inline_loop(self, broker: Broker, o: Outcome) -> WatcherLoop | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import redis
 
-from .errors import OwnershipLost, RuleError
+from .errors import OwnershipLost, RuleError, WrongType
 from .messages import build_message
 from .resilience import Availability, Backoff, is_transient
 from .rules import Match, RuleSet, Task, WatcherRules, decode_event
@@ -70,6 +70,7 @@ class WatcherLoop:
         self.channel = router.ruleset.config.spec.listener_channel
         self.down = False  # this watcher saw Redis fail and has not succeeded since
         self.healthy = False  # a full take-commit round succeeded since the last start
+        self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
 
     def register(self) -> None:
         """Put this instance among the live ones before taking anything.
@@ -101,6 +102,7 @@ class WatcherLoop:
         before the next take.
         """
         backoff = Backoff()
+        refusals = Backoff(first_s=1.0, cap_s=30.0)
         pending: Batch | None = None
         recovered = False
         while not (stop.is_set() and (pending is None or backoff.failures >= 3)):
@@ -115,10 +117,16 @@ class WatcherLoop:
                     self.commit(pending)
                     pending = None
                 backoff.reset()
+                refusals.reset()
                 self.succeeded()
             except OwnershipLost as e:
                 logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
                 pending, recovered = None, False
+            except WrongType as e:
+                if stop.is_set():
+                    return  # the batch stays in the taken list, handed back on leaving
+                self.refused(e)
+                refusals.wait(stop)
             except Exception as e:
                 if not is_transient(e):
                     raise
@@ -128,8 +136,23 @@ class WatcherLoop:
                 recovered = recovered and pending is not None
                 backoff.wait(stop if pending is None else threading.Event())
 
+    def refused(self, error: WrongType) -> None:
+        """A commit met a key of the wrong type: say it once, keep the batch, retry."""
+        if self.blocked is None:
+            logger.error(
+                "watcher %r: cannot commit: %s. The batch stays in %r and is retried "
+                "until the key is fixed (or the config is, and the router restarted)",
+                self.spec.input_queue,
+                error,
+                self.keys.taken,
+            )
+        self.blocked = str(error)
+
     def succeeded(self) -> None:
         """A round went through: note it, and tell the observer when an outage ended."""
+        if self.blocked is not None:
+            logger.warning("watcher %r: the commit goes through again", self.spec.input_queue)
+            self.blocked = None
         self.healthy = True
         self.router.availability.succeeded()
         if self.down:
@@ -195,8 +218,9 @@ class WatcherLoop:
 
     def plan(self, task: Task, index: int, now_ms: int) -> PlannedTask:
         """Turn a task into what the commit script writes."""
+        rule = self.rules.rules[task.rule].name
         if task.actor is None:
-            return PlannedTask(task.task.encode(), task.queue, task.set, index)
+            return PlannedTask(task.task.encode(), task.queue, task.set, index, rule)
         envelope = build_message(task, now_ms=now_ms, done_queue=self.spec.input_queue)
         ns = self.router.options.namespace or self.router.ruleset.config.spec.namespace
         return PlannedTask(
@@ -204,6 +228,7 @@ class WatcherLoop:
             queue_key=f"{ns}:{envelope.queue_name}",
             set_key=task.set,
             event_index=index,
+            rule=rule,
             messages_key=f"{ns}:{envelope.queue_name}.msgs",
             payload=envelope.payload,
             redis_message_id=envelope.redis_message_id,

@@ -25,11 +25,12 @@ from typing import Any
 import redis
 
 from .config import WatcherSpec
-from .errors import OwnershipLost
+from .errors import OwnershipLost, WrongType
 
 STATUS_COMMITTED = 1
 STATUS_ALREADY_COMMITTED = 2
 STATUS_NOT_OWNED = -1
+STATUS_WRONG_TYPE = -2
 
 #: How long a commit marker is kept: longer than any outage a commit is retried across.
 COMMIT_MARKER_TTL_MS = 24 * 3600 * 1000
@@ -84,6 +85,7 @@ class PlannedTask:
     queue_key: str
     set_key: str | None
     event_index: int
+    rule: str = ""
     messages_key: str | None = None
     payload: bytes = b""
     redis_message_id: str = ""
@@ -179,13 +181,31 @@ class Store:
         its id and its first result returned, nothing is written twice.
         """
         script_keys, args = _commit_arguments(keys, batch, channel, max_attempts)
-        status, queued, dedup, retried, dead = self._commit(keys=script_keys, args=args)
+        reply = self._commit(keys=script_keys, args=args)
+        if reply[0] == STATUS_WRONG_TYPE:
+            raise wrong_type(reply, script_keys, batch)
+        status, queued, dedup, retried, dead = reply
         if status == STATUS_NOT_OWNED:
             raise OwnershipLost(
                 f"{keys.taken} no longer holds exactly this batch (another instance "
                 "reclaimed it, or a take whose answer was lost added events)"
             )
         return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
+
+
+def wrong_type(reply: list[Any], script_keys: list[str], batch: Batch) -> WrongType:
+    """The error for a commit refused because a key holds another Redis type."""
+    index = int(reply[1]) - 1  # Lua counts from 1
+    found, needed = (v.decode() if isinstance(v, bytes) else str(v) for v in reply[2:4])
+    role = _KEY_ROLES.get(index)
+    if role is None:
+        task = batch.tasks[(index - len(_KEY_ROLES)) // 3]
+        role = ("dedup set", "target queue", "messages hash")[(index - len(_KEY_ROLES)) % 3]
+        role = f"{role} of rule {task.rule!r}"
+    return WrongType(
+        f"key {script_keys[index]!r} holds a {found}, but the router writes a {needed} "
+        f"there ({role}); nothing was written"
+    )
 
 
 def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s: int) -> bytes:
@@ -203,6 +223,18 @@ def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s:
     except UnicodeDecodeError:
         entry["event_hex"] = failed.event.hex()
     return json.dumps(entry).encode()
+
+
+#: What the fixed keys of commit.lua are, for error messages (index from 0).
+_KEY_ROLES = {
+    0: "taken list",
+    1: "stats hash",
+    2: "input list",
+    3: "attempts hash",
+    4: "dead-letter list",
+    5: "unmatched list",
+    6: "commit marker",
+}
 
 
 def _commit_arguments(
@@ -243,6 +275,7 @@ def _commit_arguments(
             t.payload,
             t.redis_message_id,
             t.event_index,
+            t.rule,
         )
     for f in batch.failed:
         entry = dead_letter_entry(

@@ -18,19 +18,31 @@ from pytest_redis.executor import RedisExecutor
 from resc_dramatiq.embedded import server_binary
 
 redis_proc = factories.redis_proc(executable=server_binary())
-redisdb = factories.redisdb("redis_proc")
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 
 
 @pytest.fixture
-def r(redisdb: redis.Redis) -> redis.Redis:
-    """A flushed connection to the session's Redis (bytes replies)."""
-    return redisdb
+def r(redis_proc: RedisExecutor) -> Iterator[redis.Redis]:
+    """A connection to the session's Redis, flushed for this test (bytes replies).
+
+    Closed afterwards, with every connection its pool opened for the test's threads
+    (pytest-redis's own client fixture leaves its socket for the garbage collector).
+    """
+    client = redis.Redis(
+        host=redis_proc.host,
+        port=redis_proc.port,
+        username=redis_proc.username,
+        password=redis_proc.password,
+    )
+    client.flushall()
+    yield client
+    client.close()
+    client.connection_pool.disconnect()
 
 
 @pytest.fixture
-def redis_url(redis_proc: RedisExecutor, redisdb: redis.Redis) -> str:
+def redis_url(redis_proc: RedisExecutor, r: redis.Redis) -> str:
     """URL of the session's Redis, flushed for this test."""
     return f"redis://{redis_proc.host}:{redis_proc.port}/0"
 

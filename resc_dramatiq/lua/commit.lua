@@ -24,8 +24,9 @@
 -- ARGV[12] number of rule-counter pairs R (field, increment)
 -- ARGV[13] batch id (unique per computed batch)
 -- ARGV[14] time to live of the commit marker, in ms
--- then T groups of 6: kind ('r' raw, 'd' Dramatiq), has set ('1'/'0'), task,
---          payload ('' for raw), Redis message id ('' for raw), index of the event
+-- then T groups of 7: kind ('r' raw, 'd' Dramatiq), has set ('1'/'0'), task,
+--          payload ('' for raw), Redis message id ('' for raw), index of the event,
+--          rule name (counted as '<rule>|queued' / '<rule>|deduplicated')
 -- then F groups of 3: event, dead-letter entry (JSON), rule name
 -- then U events
 -- then R pairs: stats field, increment
@@ -34,7 +35,8 @@
 -- Returns {status, queued, deduplicated, retried, dead}; status 1 committed now,
 -- 2 this very batch was committed before (a retry after a lost reply; the counts are
 -- the first commit's), -1 the taken list no longer holds this batch (another instance
--- reclaimed it).
+-- reclaimed it). Returns {-2, key index, type found, type needed} when a key it would
+-- write holds another type: checked before any write, so nothing is half-done.
 local marker = redis.call('GET', KEYS[7])
 if marker then
     local id, q, d, r, x = string.match(marker, '^(%S+) (%d+) (%d+) (%d+) (%d+)$')
@@ -51,16 +53,55 @@ if redis.call('LLEN', taken) ~= n
     return {-1, 0, 0, 0, 0}
 end
 
+local tasks, failed, unmatched = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+
+-- every key written must be absent or of the type written: a Lua error halfway would
+-- keep the writes made before it
+local checked = {}
+local function wrong(index, needed)
+    local key = KEYS[index]
+    if checked[key] == nil then
+        checked[key] = redis.call('TYPE', key)['ok']
+    end
+    local found = checked[key]
+    if found ~= 'none' and found ~= needed then
+        return {-2, index, found, needed}
+    end
+    return nil
+end
+local needs = {{2, 'hash'}, {4, 'hash'}}
+if failed > 0 then
+    needs[#needs + 1] = {3, 'list'}
+    needs[#needs + 1] = {5, 'list'}
+end
+if unmatched > 0 and ARGV[11] == '1' then needs[#needs + 1] = {6, 'list'} end
+for _, need in ipairs(needs) do
+    local problem = wrong(need[1], need[2])
+    if problem then return problem end
+end
+local t_at = 15
+for t = 0, tasks - 1 do
+    local k = 8 + t * 3
+    local problem = (ARGV[t_at + 1] == '1' and wrong(k, 'zset')) or wrong(k + 1, 'list')
+        or (ARGV[t_at] == 'd' and wrong(k + 2, 'hash'))
+    if problem then return problem end
+    t_at = t_at + 7
+end
+
 local score = ARGV[4]
 local channel = ARGV[5]
 local prefix = ARGV[6]
-local tasks, failed, unmatched = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local max_attempts = tonumber(ARGV[10])
 local pairs_count = tonumber(ARGV[12])
 local a = 15
-local events_at = a + tasks * 6 + failed * 3 + unmatched + pairs_count * 2
+local events_at = a + tasks * 7 + failed * 3 + unmatched + pairs_count * 2
 
 local queued, deduplicated = 0, 0
+local per_rule = {}
+local function count(rule, what)
+    local field = rule .. '|' .. what
+    per_rule[field] = (per_rule[field] or 0) + 1
+end
 for t = 0, tasks - 1 do
     local k = 8 + t * 3
     local kind, has_set, task = ARGV[a], ARGV[a + 1], ARGV[a + 2]
@@ -72,14 +113,16 @@ for t = 0, tasks - 1 do
             redis.call('RPUSH', KEYS[k + 1], ARGV[a + 4])
         end
         queued = queued + 1
+        count(ARGV[a + 6], 'queued')
         if channel ~= '' then
             local event = ARGV[events_at + tonumber(ARGV[a + 5])]
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. event .. ' -> ' .. task)
         end
     else
         deduplicated = deduplicated + 1
+        count(ARGV[a + 6], 'deduplicated')
     end
-    a = a + 6
+    a = a + 7
 end
 
 -- failed events: back in line (not done yet) or dead-lettered (done for good)
@@ -98,6 +141,7 @@ for _ = 1, failed do
         redis.call('LPUSH', KEYS[3], event)
         again[event] = true
         retried = retried + 1
+        count(ARGV[a + 2], 'retried')
     end
     a = a + 3
 end
@@ -115,6 +159,9 @@ end
 for _ = 1, pairs_count do
     redis.call('HINCRBY', KEYS[2], ARGV[a], ARGV[a + 1])
     a = a + 2
+end
+for field, increment in pairs(per_rule) do
+    redis.call('HINCRBY', KEYS[2], field, increment)
 end
 
 -- an event that failed before and went through now starts afresh next time
