@@ -252,9 +252,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def check_headers(ruleset: RuleSet, environ: Mapping[str, str]) -> dict[str, str]:
+def check_headers(ruleset: RuleSet, environ: Mapping[str, str] | None) -> dict[str, str]:
     """The secrets the rules' headers read from ``environ``; :class:`ConfigError` when a
-    header uses another ``${...}``, or names a variable that is unset or unsafe."""
+    header uses another ``${...}``, or names a variable that is unset or unsafe.
+
+    ``environ=None`` checks the headers' shape only (``check`` on a machine without the
+    router's secrets).
+    """
     config, problems, secrets = ruleset.config, [], {}
     for w, watcher in enumerate(config.spec.watchers):
         for r, rule in enumerate(watcher.rules):
@@ -264,17 +268,17 @@ def check_headers(ruleset: RuleSet, environ: Mapping[str, str]) -> dict[str, str
                     problem = _header_problem(value, environ)
                     if problem:
                         problems.append(f"{where}: {problem}")
-                    for env in ENV_REFERENCE.findall(value):
+                    for env in ENV_REFERENCE.findall(value) if environ is not None else ():
                         secrets[env] = environ.get(env, "")
     if problems:
         raise ConfigError(problems)
     return secrets
 
 
-def _header_problem(value: str, environ: Mapping[str, str]) -> str | None:
+def _header_problem(value: str, environ: Mapping[str, str] | None) -> str | None:
     if "${" in ENV_REFERENCE.sub("", value):
         return "headers take ${env:NAME} only (rule variables are not sent in headers)"
-    for env in ENV_REFERENCE.findall(value):
+    for env in ENV_REFERENCE.findall(value) if environ is not None else ():
         if env not in environ:
             return f"environment variable {env} is not set"
         if any(c in environ[env] for c in "\r\n\0"):

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
+from resc_dramatiq.cli import main
 from tests.procs import CLI, routers, wait_for
 
 
@@ -61,3 +63,21 @@ def test_an_unset_token_variable_stops_the_router_at_start_with_exit_2(tmp_path:
     assert "fetch[0].headers.Authorization: environment variable RESC_UNSET_TOKEN is not set" in (
         result.stderr
     )
+
+
+def test_check_warns_of_an_unset_token_variable_but_accepts_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RESC_UNSET_TOKEN", raising=False)
+    config = write(tmp_path, "http://127.0.0.1:9/", {"Authorization": "${env:RESC_UNSET_TOKEN}"})
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 0
+    assert "environment variable RESC_UNSET_TOKEN is not set here" in result.stderr
+    assert "valid" in result.stdout
+
+
+def test_check_refuses_a_rule_variable_in_a_header_with_its_location(tmp_path: Path) -> None:
+    config = write(tmp_path, "http://127.0.0.1:9/", {"X-Product": "${product}"})
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 2
+    assert "fetch[0].headers.X-Product: headers take ${env:NAME} only" in result.stderr

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
+from ..errors import ConfigError
 from ..explain import explain_event, format_report
+from ..fetch import check_headers
 from . import main
 from .common import app_option, fail, load_rules, optional_config_argument
 
@@ -18,6 +21,17 @@ from .common import app_option, fail, load_rules, optional_config_argument
 def check(config: str | None, app: str | None) -> None:
     """Validate CONFIG (and --app's code rules) and summarize watchers, rules and targets."""
     ruleset = load_rules(config, app)
+    try:
+        check_headers(ruleset, None)
+    except ConfigError as e:
+        fail(str(e))
+    try:  # the secrets may live only where the router runs: say so, do not fail
+        check_headers(ruleset, os.environ)
+    except ConfigError as e:
+        for problem in e.problems:
+            click.echo(
+                f"warning: {problem} here; the router will refuse to start without it", err=True
+            )
     click.echo(f"{config or app}: valid")
     for watcher in ruleset.watchers:
         spec = watcher.spec
