@@ -268,8 +268,10 @@ def check_headers(ruleset: RuleSet, environ: Mapping[str, str] | None) -> dict[s
                     problem = _header_problem(value, environ)
                     if problem:
                         problems.append(f"{where}: {problem}")
-                    for env in ENV_REFERENCE.findall(value) if environ is not None else ():
-                        secrets[env] = environ.get(env, "")
+                    if environ is not None:
+                        secrets.update(
+                            (e, environ.get(e, "")) for e in ENV_REFERENCE.findall(value)
+                        )
     if problems:
         raise ConfigError(problems)
     return secrets
@@ -278,7 +280,9 @@ def check_headers(ruleset: RuleSet, environ: Mapping[str, str] | None) -> dict[s
 def _header_problem(value: str, environ: Mapping[str, str] | None) -> str | None:
     if "${" in ENV_REFERENCE.sub("", value):
         return "headers take ${env:NAME} only (rule variables are not sent in headers)"
-    for env in ENV_REFERENCE.findall(value) if environ is not None else ():
+    if environ is None:
+        return None
+    for env in ENV_REFERENCE.findall(value):
         if env not in environ:
             return f"environment variable {env} is not set"
         if any(c in environ[env] for c in "\r\n\0"):
