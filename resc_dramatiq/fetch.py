@@ -259,7 +259,8 @@ def check_headers(ruleset: RuleSet, environ: Mapping[str, str] | None) -> dict[s
     ``environ=None`` checks the headers' shape only (``check`` on a machine without the
     router's secrets).
     """
-    config, problems, secrets = ruleset.config, [], {}
+    config, problems = ruleset.config, []
+    secrets: dict[str, str] = {}
     for w, watcher in enumerate(config.spec.watchers):
         for r, rule in enumerate(watcher.rules):
             for f, spec in enumerate(rule.fetch):
