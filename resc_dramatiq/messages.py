@@ -10,7 +10,10 @@ which dedup set holds it and where its done event goes.
 
 from __future__ import annotations
 
-import uuid
+import json
+import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +30,42 @@ def delay_queue_name(queue: str) -> str:
     return f"{queue}.DQ"
 
 
+def _uuid_strings() -> Iterator[str]:
+    """Random UUID4 strings, made from one ``os.urandom`` call per 256 ids."""
+    while True:
+        pool = bytearray(os.urandom(16 * 256))
+        for i in range(0, len(pool), 16):
+            pool[i + 6] = (pool[i + 6] & 0x0F) | 0x40
+            pool[i + 8] = (pool[i + 8] & 0x3F) | 0x80
+            h = pool[i : i + 16].hex()
+            yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_local = threading.local()
+
+
 def new_id() -> str:
     """A fresh random UUID4 string (generated in Python: Lua randomness is not random).
 
-    Thread-safe: routers run one thread per Redis server and workers route in theirs.
+    Thread-safe (one generator per thread: routers run one thread per watcher and
+    workers route in theirs), and about four times faster than ``str(uuid.uuid4())``.
     """
-    return str(uuid.uuid4())
+    ids: Iterator[str] | None = getattr(_local, "ids", None)
+    if ids is None:
+        ids = _local.ids = _uuid_strings()
+    return next(ids)
+
+
+#: Dramatiq's default encoding, with the encoder built once instead of per message.
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """``message`` as the broker's encoder writes it (byte for byte for the default one)."""
+    encoder = dramatiq.get_encoder()
+    if type(encoder) is dramatiq.JSONEncoder:
+        return _encode_json(message).encode("utf-8")
+    return encoder.encode(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,4 +103,4 @@ def build_message(task: Task, *, now_ms: int, done_queue: str | None) -> Envelop
         "message_id": new_id(),
         "message_timestamp": now_ms,
     }
-    return Envelope(queue_name, redis_message_id, dramatiq.get_encoder().encode(message))
+    return Envelope(queue_name, redis_message_id, encode(message))

@@ -13,7 +13,9 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import redis
@@ -95,46 +97,66 @@ class WatcherLoop:
     def run(self, stop: threading.Event) -> None:
         """Take, compute and commit until ``stop`` is set; survive Redis outages.
 
-        A batch in hand is committed before stopping; if Redis stays down, its events
-        stay safely in the taken list, for the next start or another instance.
-        A commit whose reply was lost is simply retried (the store recognises it).
-        Whatever a take left behind without an answer (a stray event) is handed back
-        before the next take.
+        While Redis runs a batch's commit script, the next batch is taken and computed
+        (see :meth:`round`). Batches in hand are committed before stopping; if Redis
+        stays down, their events stay safely in the taken list, for the next start or
+        another instance. A commit whose reply was lost is simply retried (the store
+        recognises it). Whatever a take left behind without an answer (a stray event)
+        is handed back before the next take.
         """
         backoff = Backoff()
         refusals = Backoff(first_s=1.0, cap_s=30.0)
-        pending: Batch | None = None
+        held: deque[Batch] = deque()  # taken and computed, not known committed; oldest first
         recovered = False
-        while not (stop.is_set() and (pending is None or backoff.failures >= 3)):
-            try:
-                if not recovered:
-                    self.register()
-                    self.recover()
-                    recovered = True
-                if pending is None:
-                    pending = self.take(block=True)
-                if pending is not None:
-                    self.commit(pending)
-                    pending = None
-                backoff.reset()
-                refusals.reset()
-                self.succeeded()
-            except OwnershipLost as e:
-                logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
-                pending, recovered = None, False
-            except WrongType as e:
-                if stop.is_set():
-                    return  # the batch stays in the taken list, handed back on leaving
-                self.refused(e)
-                refusals.wait(stop)
-            except Exception as e:
-                if not is_transient(e):
-                    raise
-                self.down = True
-                self.router.availability.failed(e)
-                # without an answer, a take may have moved events we do not hold
-                recovered = recovered and pending is not None
-                backoff.wait(stop if pending is None else threading.Event())
+        with ThreadPoolExecutor(1, thread_name_prefix=f"resc:{self.spec.input_queue}") as pool:
+            while not (stop.is_set() and (not held or backoff.failures >= 3)):
+                try:
+                    if not recovered:
+                        self.register()
+                        self.recover()
+                        recovered = True
+                    self.round(held, stop, pool)
+                    backoff.reset()
+                    refusals.reset()
+                    self.succeeded()
+                except OwnershipLost as e:
+                    logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
+                    held.clear()
+                    recovered = False
+                except WrongType as e:
+                    if stop.is_set():
+                        return  # the batches stay in the taken list, handed back on leaving
+                    self.refused(e)
+                    refusals.wait(stop)
+                except Exception as e:
+                    if not is_transient(e):
+                        raise
+                    self.down = True
+                    self.router.availability.failed(e)
+                    # without an answer, a take may have moved events we do not hold
+                    recovered = recovered and bool(held)
+                    backoff.wait(stop if not held else threading.Event())
+
+    def round(self, held: deque[Batch], stop: threading.Event, pool: ThreadPoolExecutor) -> None:
+        """Commit the oldest batch in hand; meanwhile take and compute the next one.
+
+        The commit runs in ``pool`` (its own connection): Redis executes the script while
+        this thread computes, and each batch is committed only after the one before it.
+        """
+        if not held:
+            batch = self.take(block=True)
+            if batch is None:
+                return
+            held.append(batch)
+        committing = pool.submit(self.commit, held[0])
+        try:
+            if len(held) == 1 and not stop.is_set():
+                following = self.take(block=False)
+                if following is not None:
+                    held.append(following)
+        finally:
+            committing.result()  # the commit's error, if any, wins over the take's
+        held.popleft()
 
     def refused(self, error: WrongType) -> None:
         """A commit met a key of the wrong type: say it once, keep the batch, retry."""

@@ -1,6 +1,6 @@
 -- commit.lua: commit one batch of one watcher, all or nothing.
 --
--- KEYS[1]  taken list of this instance (holds exactly this batch, newest first)
+-- KEYS[1]  taken list of this instance (this batch at its right end, newest first)
 -- KEYS[2]  stats hash of the watcher
 -- KEYS[3]  input list (failed events retried go back to its left end)
 -- KEYS[4]  attempts hash (event -> failed attempts)
@@ -11,7 +11,7 @@
 --           Dramatiq messages hash (any key for a raw task)
 --
 -- ARGV[1]  number of events in the batch N
--- ARGV[2]  newest event (expected at the left end of the taken list)
+-- ARGV[2]  newest event of the batch (expected n-th from the right end of the taken list)
 -- ARGV[3]  oldest event (expected at the right end)
 -- ARGV[4]  dedup score: the time the batch was taken, in whole unix seconds
 -- ARGV[5]  listener channel, '' for none
@@ -45,10 +45,12 @@ if marker then
     end
 end
 
+-- the batch is the n oldest events of the taken list (the router may already have
+-- taken the next batch, to the left of it, while this commit was on its way)
 local taken = KEYS[1]
 local n = tonumber(ARGV[1])
-if redis.call('LLEN', taken) ~= n
-    or redis.call('LINDEX', taken, 0) ~= ARGV[2]
+if redis.call('LLEN', taken) < n
+    or redis.call('LINDEX', taken, -n) ~= ARGV[2]
     or redis.call('LINDEX', taken, -1) ~= ARGV[3] then
     return {-1, 0, 0, 0, 0}
 end
@@ -173,7 +175,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then
     end
 end
 
-redis.call('DEL', taken)
+redis.call('LTRIM', taken, 0, -n - 1)
 if channel ~= '' then
     for i = events_at, events_at + n - 1 do
         if not again[ARGV[i]] then
