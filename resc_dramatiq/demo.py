@@ -43,11 +43,13 @@ class DemoError(RescError):
 
 
 def find_project() -> Path:
-    """The ``example_project`` directory: under the working directory or the source tree."""
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+    """The ``example_project`` directory: under the working directory, the source tree,
+    or the copy an installed wheel carries (``resc_dramatiq/_example/``)."""
+    here = Path(__file__).resolve().parent
+    for base in (Path.cwd(), here.parent, here / "_example"):
         if (base / "example_project" / "app.py").is_file():
             return base / "example_project"
-    raise DemoError("example_project/ not found: run the demo from a source checkout")
+    raise DemoError("example_project/ not found: reinstall the package or use a checkout")
 
 
 @dataclass(frozen=True, slots=True)
