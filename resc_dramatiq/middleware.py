@@ -26,6 +26,7 @@ swallow an exception raised from a hook).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -213,7 +214,7 @@ class Completion(Middleware):
 
             self._transact(broker, f"done event {o.task!r} for {o.done!r}", write)
             return
-        route = _route(o, loop, self._local.commit)
+        route = _route(o, loop, lambda: self._commit_sha(broker))
         results = self._transact(broker, f"inline routing of {o.task!r}", route)
         if results is None or results[-1][0] < 0:  # not owned, or a key of the wrong type
             self._hand_back(broker, loop)
@@ -232,13 +233,18 @@ class Completion(Middleware):
             )
             loops = {loop.spec.input_queue: loop for loop in router.loops}
             self._local.loops = loops
-            self._local.commit = self._client(broker).register_script(
-                resources.files(__package__).joinpath("lua", "commit.lua").read_text()
-            )
+            self._local.commit_sha = None
         loop = loops.get(o.done)
         if loop is None or any(m.rule.fetch for m in loop.rules.matches(o.task)):
             return None  # fetchers need the router's HTTP client: the router takes it
         return loop
+
+    def _commit_sha(self, broker: Broker) -> str:
+        """The commit script's SHA, loaded into Redis once per thread (and after a loss)."""
+        sha: str | None = self._local.commit_sha
+        if sha is None:
+            sha = self._local.commit_sha = self._client(broker).script_load(_commit_script())
+        return sha
 
     def _hand_back(self, broker: Broker, loop: WatcherLoop) -> None:
         """Give what this thread's taken list holds to the router (its input list)."""
@@ -264,6 +270,12 @@ class Completion(Middleware):
                 pipe = self._client(broker).pipeline(transaction=True)
                 direct = write(pipe)
                 return pipe.execute() if len(pipe) else direct
+            except redis.exceptions.NoScriptError:
+                # the server lost its scripts (restart, SCRIPT FLUSH): the commit did not
+                # run, what went before it did; the caller hands the event to the router
+                self.logger.warning("Redis lost the commit script; loading it again")
+                self._local.commit_sha = None
+                return None
             except Exception as e:
                 if not is_transient(e) or backoff.failures + 1 >= self.attempts:
                     self.logger.critical(
@@ -277,6 +289,11 @@ class Completion(Middleware):
                 backoff.wait(self._never)
 
 
+@functools.cache
+def _commit_script() -> str:
+    return resources.files(__package__).joinpath("lua", "commit.lua").read_text()
+
+
 def _zrem(o: Outcome) -> Callable[[Any], None]:
     def write(pipe: Any) -> None:
         pipe.zrem(o.set, o.task)
@@ -284,8 +301,12 @@ def _zrem(o: Outcome) -> Callable[[Any], None]:
     return write
 
 
-def _route(o: Outcome, loop: WatcherLoop, commit: Any) -> Callable[[Any], None]:
-    """Release, then push the event into the thread's taken list and commit it, atomically."""
+def _route(o: Outcome, loop: WatcherLoop, commit_sha: Callable[[], str]) -> Callable[[Any], None]:
+    """Release, then push the event into the thread's taken list and commit it, atomically.
+
+    The script is called by its SHA, loaded beforehand: a ``Script`` object would make
+    the pipeline ask ``SCRIPT EXISTS`` first, one more round trip per message.
+    """
 
     def write(pipe: Any) -> None:
         event = o.task.encode()
@@ -294,6 +315,6 @@ def _route(o: Outcome, loop: WatcherLoop, commit: Any) -> Callable[[Any], None]:
         if o.set and o.release == "done":
             pipe.zrem(o.set, o.task)
         pipe.lpush(loop.keys.taken, event)
-        commit(keys=keys, args=args, client=pipe)
+        pipe.evalsha(commit_sha(), len(keys), *keys, *args)
 
     return write

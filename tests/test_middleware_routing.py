@@ -196,3 +196,24 @@ def test_an_event_of_a_rule_with_fetchers_is_left_to_the_router(
     acquire.send(1, 10)
     assert wait_for(lambda: r.lrange(DONE, 0, -1)) == [b"prop/1/10"]
     assert r.hget("runs", "report/1/10") is None
+
+
+def test_a_lost_script_cache_hands_the_event_to_the_router_and_routing_goes_on(
+    redis_url: str, r: redis.Redis, worker_for: Callable[[RedisBroker], dramatiq.Worker]
+) -> None:
+    ruleset = chain_rules()
+    broker = make_broker(redis_url, Completion(ruleset=ruleset))
+    acquire = declare_chain(broker, r)
+    worker_for(broker)
+    acquire.send(1, 10)
+    wait_for(lambda: every_stage_ran_once_for(r, "report/1/10"))
+    r.script_flush()  # as after a server restart without persistence of scripts
+    acquire.send(2, 20)
+    assert wait_for(lambda: r.lrange(DONE, 0, -1)) == [b"acq/2/20"]  # handed to the router
+    Router(ruleset=ruleset, client=r).run_until_idle()
+    wait_for(lambda: every_stage_ran_once_for(r, "report/2/20"))  # loaded again, inline
+    runs = {k.decode(): int(v) for k, v in r.hgetall("runs").items()}
+    assert set(runs.values()) == {1}
+    assert len(runs) == 8
+    taken_lists = [k for k in r.keys(f"{DONE}/taken*") if r.type(k) == b"list"]
+    assert taken_lists == []
