@@ -111,7 +111,7 @@ class Make:
     ttl_s: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per event, and a frozen init costs
 class Task:
     """One task an event produced: what, where, and which dedup set guards it."""
 
@@ -166,7 +166,7 @@ class Rule:
         return tasks
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per event
 class Match:
     """A rule that matched an event, with its variables (before any fetch)."""
 

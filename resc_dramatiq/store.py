@@ -77,7 +77,7 @@ def taken_list(spec: WatcherSpec, instance: str) -> str:
     return f"{spec.taken_queue}/{instance}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per task, and a frozen init costs
 class PlannedTask:
     """A task ready for the commit script."""
 
