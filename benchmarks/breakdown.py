@@ -1,0 +1,107 @@
+"""Where one event's time goes in the router, step by step, in microseconds.
+
+``python benchmarks/breakdown.py [--events N] [--batch B] [--redis-url URL]`` drives one
+watcher loop in this process (no threads, no overlap) and times each step per event:
+take (client and server), match, the rest of compute, building the commit arguments,
+and the commit call (client and server). Server time comes from ``INFO commandstats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import redis
+import routerbench
+from rich.console import Console
+from rich.table import Table
+
+from resc_dramatiq.config import Config
+from resc_dramatiq.embedded import EmbeddedRedis
+from resc_dramatiq.router import Router
+from resc_dramatiq.rules import RuleSet, decode_event
+from resc_dramatiq.store import _commit_arguments
+
+
+def _server_us(client: redis.Redis) -> float:
+    stats = client.info("commandstats")
+    return float(stats.get("cmdstat_evalsha", {}).get("usec", 0))
+
+
+def breakdown(
+    client: redis.Redis, workdir: Path, *, target: str, events: int, batch: int
+) -> dict[str, float]:
+    """Microseconds per event of each step, for ``target`` (raw or actor)."""
+    client.flushdb()
+    config = routerbench.write_config(workdir / f"breakdown-{target}.json", target=target)
+    router = Router(ruleset=RuleSet.compile(Config.load(config)), client=client, instance="bd")
+    loop = router.loops[0]
+    routerbench.prefill(client, routerbench.INPUT, events)
+    client.config_resetstat()
+    started = time.perf_counter()
+    taken = [router.store.take(loop.keys, batch) for _ in range(events // batch)]
+    take_s = time.perf_counter() - started
+    take_server = _server_us(client)
+    client.config_resetstat()
+    match_s = compute_s = args_s = commit_s = 0.0
+    for evs in taken:
+        t0 = time.perf_counter()
+        for e in evs:
+            loop.rules.matches(decode_event(e))
+        t1 = time.perf_counter()
+        computed = loop.compute(evs)
+        t2 = time.perf_counter()
+        _commit_arguments(loop.keys, computed, None, loop.spec.max_attempts)
+        t3 = time.perf_counter()
+        loop.commit(computed)
+        t4 = time.perf_counter()
+        match_s, compute_s = match_s + t1 - t0, compute_s + t2 - t1
+        args_s, commit_s = args_s + t3 - t2, commit_s + t4 - t3
+    commit_server = _server_us(client)
+    n = (events // batch) * batch
+    us = 1e6 / n
+    return {
+        "take (client + server)": take_s * us,
+        "  take, server side": take_server / n,
+        "match (decode + regex), within compute": match_s * us,
+        "compute (match, templates, messages)": compute_s * us,
+        "commit arguments, within the commit call": args_s * us,
+        "commit call (client + server)": commit_s * us,
+        "  commit, server side": commit_server / n,
+        "router CPU per event (take + compute + commit client side)": (
+            take_s * us - take_server / n + compute_s * us + commit_s * us - commit_server / n
+        ),
+        "server per event (take + commit scripts)": (take_server + commit_server) / n,
+    }
+
+
+def main() -> None:
+    """Print the breakdown for the raw and the Dramatiq target."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--redis-url", help="use this server; its database is FLUSHED")
+    args = parser.parse_args()
+    console = Console()
+    with ExitStack() as stack:
+        url = args.redis_url or stack.enter_context(EmbeddedRedis()).url
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="resc-bench-")))
+        client = redis.Redis.from_url(url)
+        results = {
+            target: breakdown(client, workdir, target=target, events=args.events, batch=args.batch)
+            for target in ("raw", "actor")
+        }
+    table = Table(title=f"µs per event ({args.events:,} events, batches of {args.batch})")
+    table.add_column("step")
+    table.add_column("raw", justify="right")
+    table.add_column("actor", justify="right")
+    for step in results["raw"]:
+        table.add_row(step, f"{results['raw'][step]:.2f}", f"{results['actor'][step]:.2f}")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

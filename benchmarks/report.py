@@ -1,0 +1,68 @@
+"""The benchmark's results as tables: figures, ratios, and a PASS/MISS per target."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def show(out: dict[str, Any], console: Console) -> None:
+    """The results, the ratios and the verdicts, as tables."""
+    m = out["machine"]
+    console.print(
+        f"[bold]machine[/]: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB, "
+        f"Python {m['python']}, {m['server']}; load {m['load_avg_at_start']}"
+    )
+    figures = Table(title="figures")
+    figures.add_column("what")
+    figures.add_column("value", justify="right")
+    figures.add_row("resc algorithm (baseline)", f"{out['baseline_events_per_s']:,.0f} events/s")
+    for target in ("raw", "actor"):
+        r = out[f"router_{target}"]
+        figures.add_row(
+            f"router, {target} target ({r['events']:,} events)",
+            f"{r['events_per_s']:,.0f} events/s",
+        )
+        marks = ", ".join(f"{k:,}: {v:.0f}" for k, v in sorted(r["rss_marks_mb"].items()))
+        figures.add_row(
+            "  RSS MB start / peak / at events",
+            f"{r['rss_start_mb']:.0f} / {r['rss_peak_mb']:.0f} / {marks}",
+        )
+        figures.add_row(
+            "  CPU cores busy: router / server",
+            f"{r['router_cpu_cores']:.2f} / {r['server_cpu_cores']:.2f}",
+        )
+    lat = out["latency"]
+    figures.add_row(
+        f"event-to-commit at {lat['offered_per_s']:,.0f}/s offered",
+        f"p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.1f} ms"
+        f" ({lat['received']:,}/{lat['sent']:,})",
+    )
+    ceil = out["ceiling"]
+    for command, rate in ceil["per_command_per_s"].items():
+        figures.add_row(f"server ceiling {command}", f"{rate:,.0f} commands/s")
+    figures.add_row("server ceiling, resc's 5 commands", f"{ceil['events_per_s']:,.0f} events/s")
+    for mode, c in out["chains"].items():
+        figures.add_row(
+            f"chain ({mode}) {c['title']}",
+            f"{c['messages_per_s']:,.0f} msg/s; hop p50 {c['hop_p50_ms']:.1f} ms, "
+            f"p99 {c['hop_p99_ms']:.1f} ms; worker CPU {c['worker_cpu_cores']:.2f} cores",
+        )
+    console.print(figures)
+    console.print(f"server ceiling measured with {ceil['tool']}")
+    ratios = Table(title="ratios")
+    ratios.add_column("ratio")
+    ratios.add_column("value", justify="right")
+    for name, value in out["ratios"].items():
+        ratios.add_row(name, f"{value:.2f}x")
+    console.print(ratios)
+    verdicts = Table(title="targets")
+    verdicts.add_column("target")
+    verdicts.add_column("measured", justify="right")
+    verdicts.add_column("")
+    for t in out["targets"]:
+        mark = "[green]PASS[/]" if t["pass"] else "[red]MISS[/]"
+        verdicts.add_row(t["target"], f"{t['value']:,.2f}", mark)
+    console.print(verdicts)
