@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import msgpack
 import redis
 
 from .config import WatcherSpec
@@ -197,13 +198,19 @@ def wrong_type(reply: list[Any], script_keys: list[str], batch: Batch) -> WrongT
     """The error for a commit refused because a key holds another Redis type."""
     index = int(reply[1]) - 1  # Lua counts from 1
     found, needed = (v.decode() if isinstance(v, bytes) else str(v) for v in reply[2:4])
-    role = _KEY_ROLES.get(index)
-    if role is None:
-        task = batch.tasks[(index - len(_KEY_ROLES)) // 3]
-        role = ("dedup set", "target queue", "messages hash")[(index - len(_KEY_ROLES)) % 3]
-        role = f"{role} of rule {task.rule!r}"
+    name = script_keys[index]
+    role = _KEY_ROLES.get(index) or next(
+        f"{what} of rule {t.rule!r}"
+        for t in batch.tasks
+        for what, key in (
+            ("dedup set", t.set_key),
+            ("target queue", t.queue_key),
+            ("messages hash", t.messages_key),
+        )
+        if key == name
+    )
     return WrongType(
-        f"key {script_keys[index]!r} holds a {found}, but the router writes a {needed} "
+        f"key {name!r} holds a {found}, but the router writes a {needed} "
         f"there ({role}); nothing was written"
     )
 
@@ -266,17 +273,33 @@ def _commit_arguments(
         batch.batch_id,
         COMMIT_MARKER_TTL_MS,
     ]
-    for t in batch.tasks:
-        script_keys += (t.set_key or keys.stats, t.queue_key, t.messages_key or t.queue_key)
-        args += (
+    index: dict[str, int] = {}
+
+    def key(name: str | None) -> int:
+        """The KEYS index (from 1) of ``name``, each key passed once; 0 for none."""
+        if name is None:
+            return 0
+        found = index.get(name)
+        if found is None:
+            script_keys.append(name)
+            found = index[name] = len(script_keys)
+        return found
+
+    planned = [
+        (
             "r" if t.messages_key is None else "d",
-            "0" if t.set_key is None else "1",
+            key(t.set_key),
+            key(t.queue_key),
+            key(t.messages_key),
             t.task,
             t.payload,
             t.redis_message_id,
             t.event_index,
             t.rule,
         )
+        for t in batch.tasks
+    ]
+    args.append(msgpack.packb(planned, use_bin_type=False) if planned else b"")
     for f in batch.failed:
         entry = dead_letter_entry(
             f, watcher=keys.input, attempts=max_attempts, at_s=batch.taken_at_s
@@ -285,5 +308,4 @@ def _commit_arguments(
     args += batch.unmatched
     for name, count in batch.counters.items():
         args += (name, count)
-    args += events
     return script_keys, args

@@ -7,8 +7,7 @@
 -- KEYS[5]  dead-letter list
 -- KEYS[6]  unmatched list (only written when ARGV[11] is '1')
 -- KEYS[7]  commit marker of this instance: "<batch id> <queued> <dedup> <retried> <dead>"
--- KEYS[8..] three per task: dedup set (any key when the task has none), target list,
---           Dramatiq messages hash (any key for a raw task)
+-- KEYS[8..] the tasks' keys, each once: dedup sets, target lists, Dramatiq messages hashes
 --
 -- ARGV[1]  number of events in the batch N
 -- ARGV[2]  newest event of the batch (expected n-th from the right end of the taken list)
@@ -24,13 +23,15 @@
 -- ARGV[12] number of rule-counter pairs R (field, increment)
 -- ARGV[13] batch id (unique per computed batch)
 -- ARGV[14] time to live of the commit marker, in ms
--- then T groups of 7: kind ('r' raw, 'd' Dramatiq), has set ('1'/'0'), task,
---          payload ('' for raw), Redis message id ('' for raw), index of the event,
---          rule name (counted as '<rule>|queued' / '<rule>|deduplicated')
+-- ARGV[15] the T tasks, one MessagePack array (one argument: far cheaper to send than
+--          nine per task), each {kind ('r' raw, 'd' Dramatiq), KEYS index of its dedup
+--          set (0: none), of its target list, of its messages hash (0: raw), task,
+--          payload ('' for raw), Redis message id ('' for raw), index of its event in
+--          the batch (0: oldest), rule name (counted as '<rule>|queued' / '|deduplicated')}
 -- then F groups of 3: event, dead-letter entry (JSON), rule name
 -- then U events
 -- then R pairs: stats field, increment
--- then the N events of the batch, oldest first
+-- The events themselves are read from the taken list.
 --
 -- Returns {status, queued, deduplicated, retried, dead}; status 1 committed now,
 -- 2 this very batch was committed before (a retry after a lost reply; the counts are
@@ -81,13 +82,11 @@ for _, need in ipairs(needs) do
     local problem = wrong(need[1], need[2])
     if problem then return problem end
 end
-local t_at = 15
-for t = 0, tasks - 1 do
-    local k = 8 + t * 3
-    local problem = (ARGV[t_at + 1] == '1' and wrong(k, 'zset')) or wrong(k + 1, 'list')
-        or (ARGV[t_at] == 'd' and wrong(k + 2, 'hash'))
+local planned = tasks > 0 and cmsgpack.unpack(ARGV[15]) or {}
+for _, t in ipairs(planned) do
+    local problem = (t[2] > 0 and wrong(t[2], 'zset')) or wrong(t[3], 'list')
+        or (t[4] > 0 and wrong(t[4], 'hash'))
     if problem then return problem end
-    t_at = t_at + 7
 end
 
 local score = ARGV[4]
@@ -95,8 +94,9 @@ local channel = ARGV[5]
 local prefix = ARGV[6]
 local max_attempts = tonumber(ARGV[10])
 local pairs_count = tonumber(ARGV[12])
-local a = 15
-local events_at = a + tasks * 7 + failed * 3 + unmatched + pairs_count * 2
+local a = 16
+-- the batch's events, newest first: the event of index i (0: oldest) is events[n - i]
+local events = redis.call('LRANGE', taken, -n, -1)
 
 local queued, deduplicated = 0, 0
 local per_rule = {}
@@ -104,27 +104,25 @@ local function count(rule, what)
     local field = rule .. '|' .. what
     per_rule[field] = (per_rule[field] or 0) + 1
 end
-for t = 0, tasks - 1 do
-    local k = 8 + t * 3
-    local kind, has_set, task = ARGV[a], ARGV[a + 1], ARGV[a + 2]
-    if has_set == '0' or redis.call('ZADD', KEYS[k], 'NX', score, task) == 1 then
-        if kind == 'r' then
-            redis.call('LPUSH', KEYS[k + 1], task)
+for _, t in ipairs(planned) do
+    local task = t[5]
+    if t[2] == 0 or redis.call('ZADD', KEYS[t[2]], 'NX', score, task) == 1 then
+        if t[1] == 'r' then
+            redis.call('LPUSH', KEYS[t[3]], task)
         else
-            redis.call('HSET', KEYS[k + 2], ARGV[a + 4], ARGV[a + 3])
-            redis.call('RPUSH', KEYS[k + 1], ARGV[a + 4])
+            redis.call('HSET', KEYS[t[4]], t[7], t[6])
+            redis.call('RPUSH', KEYS[t[3]], t[7])
         end
         queued = queued + 1
-        count(ARGV[a + 6], 'queued')
+        count(t[9], 'queued')
         if channel ~= '' then
-            local event = ARGV[events_at + tonumber(ARGV[a + 5])]
+            local event = events[n - t[8]]
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. event .. ' -> ' .. task)
         end
     else
         deduplicated = deduplicated + 1
-        count(ARGV[a + 6], 'deduplicated')
+        count(t[9], 'deduplicated')
     end
-    a = a + 7
 end
 
 -- failed events: back in line (not done yet) or dead-lettered (done for good)
@@ -168,18 +166,18 @@ end
 
 -- an event that failed before and went through now starts afresh next time
 if redis.call('EXISTS', KEYS[4]) == 1 then
-    for i = events_at, events_at + n - 1 do
-        if not failed_events[ARGV[i]] then
-            redis.call('HDEL', KEYS[4], ARGV[i])
+    for _, event in ipairs(events) do
+        if not failed_events[event] then
+            redis.call('HDEL', KEYS[4], event)
         end
     end
 end
 
 redis.call('LTRIM', taken, 0, -n - 1)
 if channel ~= '' then
-    for i = events_at, events_at + n - 1 do
-        if not again[ARGV[i]] then
-            redis.call('PUBLISH', channel, prefix .. ' DONE ' .. ARGV[i])
+    for i = n, 1, -1 do
+        if not again[events[i]] then
+            redis.call('PUBLISH', channel, prefix .. ' DONE ' .. events[i])
         end
     end
 end
