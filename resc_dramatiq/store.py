@@ -7,6 +7,7 @@ Keys of a watcher (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 * ``I/committed/<instance>`` the id and counts of the instance's last commit, so that a
   commit retried after a lost reply is recognised instead of redone (expires in a day);
 * ``T/instances`` sorted set: instance -> heartbeat expiry (ms, Redis clock);
+  ``T/beats`` the same instances -> time of their last heartbeat (ms, for ``status``);
 * ``I/stats`` hash of counters; ``I/attempts`` hash of failed attempts per event;
 * ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
 
@@ -51,6 +52,7 @@ class WatcherKeys:
     committed: str
     taken_base: str
     instances: str
+    beats: str
     stats: str
     attempts: str
     dead: str
@@ -66,6 +68,7 @@ class WatcherKeys:
             committed=f"{spec.input_queue}/committed/{instance}",
             taken_base=spec.taken_queue,
             instances=f"{spec.taken_queue}/instances",
+            beats=f"{spec.taken_queue}/beats",
             stats=f"{spec.input_queue}/stats",
             attempts=f"{spec.input_queue}/attempts",
             dead=spec.dead_queue,
@@ -149,7 +152,7 @@ class Store:
 
     def heartbeat(self, keys: WatcherKeys, instance: str, ttl_ms: int) -> list[str]:
         """Mark ``instance`` alive for ``ttl_ms``; return the expired instances."""
-        expired = self._heartbeat(keys=[keys.instances], args=[instance, ttl_ms])
+        expired = self._heartbeat(keys=[keys.instances, keys.beats], args=[instance, ttl_ms])
         return [name.decode() if isinstance(name, bytes) else name for name in expired]
 
     def reclaim(self, keys: WatcherKeys, spec: WatcherSpec, instance: str, *, own: bool) -> int:
@@ -160,7 +163,8 @@ class Store:
         """
         taken = taken_list(spec, instance) if instance else spec.taken_queue
         moved: int = self._reclaim(
-            keys=[keys.instances, keys.input, taken], args=[instance, "1" if own else "0"]
+            keys=[keys.instances, keys.input, taken, keys.beats],
+            args=[instance, "1" if own else "0"],
         )
         return moved
 
@@ -170,7 +174,9 @@ class Store:
         One script, so an instance never leaves while its taken list holds events.
         Returns the number of events handed back.
         """
-        moved: int = self._leave(keys=[keys.instances, keys.input, keys.taken], args=[instance])
+        moved: int = self._leave(
+            keys=[keys.instances, keys.input, keys.taken, keys.beats], args=[instance]
+        )
         return moved
 
     def commit(

@@ -4,6 +4,7 @@
 -- KEYS[1]  instances sorted set of the watcher
 -- KEYS[2]  input list
 -- KEYS[3]  taken list of the instance to reclaim
+-- KEYS[4]  beats sorted set of the watcher (the instance's last beat is dropped with it)
 -- ARGV[1]  name of that instance
 -- ARGV[2]  '1' to reclaim regardless of the heartbeat (this instance's own list)
 --
@@ -16,6 +17,7 @@ if ARGV[2] ~= '1' then
         return -1
     end
     redis.call('ZREM', KEYS[1], ARGV[1])
+    redis.call('ZREM', KEYS[4], ARGV[1])
 end
 local moved = 0
 -- newest at the left: moving left to right onto the input's right end puts the
