@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import redis
 
 from .errors import OwnershipLost, RuleError, WrongType
+from .housekeeping import Pruner, set_ttls
 from .messages import build_message
 from .resilience import Availability, Backoff, is_transient
 from .rules import Match, RuleSet, Task, WatcherRules, decode_event
@@ -59,6 +60,7 @@ class RouterOptions:
     heartbeat_ttl_s: float = 6.0
     namespace: str | None = None  # None: the config's ``namespace``
     restart_limit: int = 5
+    prune_interval_s: float = 60.0  # dedup sets of makes with ``ttl_s`` (see housekeeping)
 
 
 class WatcherLoop:
@@ -305,6 +307,7 @@ class Router:
         self.availability = Availability(logger, f"router {self.instance}")
         self.loops = [WatcherLoop(self, rules) for rules in ruleset.watchers]
         self.failed: BaseException | None = None
+        self.pruner = Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None
 
     def expand_tasks(self, match: Match) -> list[Task]:
         """The tasks of a matched rule, through the fetchers when it has any."""
@@ -404,16 +407,37 @@ class Router:
 
     def _heartbeat_loop(self) -> None:
         interval_s = self.options.heartbeat_ttl_s / 4
+        next_prune = time.monotonic()
         while not self._stop.is_set():
             try:
                 self.heartbeat()
                 self.availability.succeeded()
+                if self.pruner is not None and time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.options.prune_interval_s
+                    self.prune()
             except Exception as e:
                 if not is_transient(e):
-                    logger.exception("heartbeat failed")
+                    logger.exception("heartbeat or pruning failed")
                 else:
                     self.availability.failed(e)
             self._stop.wait(interval_s)
+
+    def prune(self) -> int:
+        """One bounded pruning step of the dedup sets with a ``ttl_s``; entries removed."""
+        if self.pruner is None:
+            return 0
+        removed = 0
+        for p in self.pruner.step():
+            removed += p.removed
+            if p.removed:
+                logger.info(
+                    "dedup set %r: %d entr%s older than %d s pruned",
+                    p.set,
+                    p.removed,
+                    "y" if p.removed == 1 else "ies",
+                    p.ttl_s,
+                )
+        return removed
 
     def _deregister(self) -> None:
         """Hand back what the taken lists still hold and leave the live instances."""

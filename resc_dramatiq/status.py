@@ -10,17 +10,16 @@ the age of its oldest entry. Targets and sets named by templates are found with
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
+from .keyspace import concrete_keys, text
 from .messages import delay_queue_name
 from .rules import RuleSet, WatcherRules
 from .store import WatcherKeys
-from .templates import Template
 
 #: Most concrete keys listed for one templated target or set.
 MAX_KEYS = 50
@@ -112,7 +111,7 @@ def _redis_time_s(client: redis.Redis) -> float:
 def _watcher(rules: WatcherRules, client: redis.Redis, now_s: float, ns: str) -> WatcherStatus:
     spec = rules.spec
     keys = WatcherKeys.of(spec, "")
-    stats = {_text(k): int(v) for k, v in client.hgetall(keys.stats).items()}
+    stats = {text(k): int(v) for k, v in client.hgetall(keys.stats).items()}
     instances = _instances(client, keys, spec.taken_queue, now_s)
     targets, sets, more = _targets_and_sets(rules, client, now_s, ns)
     return WatcherStatus(
@@ -169,7 +168,9 @@ def _targets_and_sets(
     for rule in rules.rules:
         for make in rule.makes:
             dramatiq = make.target.actor is not None
-            names, truncated = _concrete(client, make.target.queue, f"{ns}:" if dramatiq else "")
+            names, truncated = concrete_keys(
+                client, make.target.queue, prefix=f"{ns}:" if dramatiq else "", limit=MAX_KEYS
+            )
             if truncated:
                 more.append(make.target.queue.source)
             for name in names:
@@ -177,31 +178,12 @@ def _targets_and_sets(
                     targets[name] = _target(client, name, ns, dramatiq=dramatiq)
             if make.set is None:
                 continue
-            names, truncated = _concrete(client, make.set, "")
+            names, truncated = concrete_keys(client, make.set, limit=MAX_KEYS)
             if truncated:
                 more.append(make.set.source)
             for name in names:
                 sets.setdefault(name, _set(client, name, now_s))
     return list(targets.values()), list(sets.values()), more
-
-
-def _concrete(client: redis.Redis, template: Template, prefix: str) -> tuple[list[str], bool]:
-    """The names ``template`` stands for: itself when constant, else the keys SCAN finds."""
-    if template.is_constant:
-        return [template.source], False
-    pattern = prefix + "".join(
-        _glob_escape(literal) + ("*" if i < len(template.names) else "")
-        for i, literal in enumerate(template.literals)
-    )
-    found: list[str] = []
-    for key in client.scan_iter(match=pattern, count=1000):
-        name = _text(key)[len(prefix) :]
-        if prefix and name.endswith((".msgs", ".DQ", ".XQ", ".DQ.msgs", ".XQ.msgs")):
-            continue
-        found.append(name)
-        if len(found) > MAX_KEYS:
-            return sorted(found[:MAX_KEYS]), True
-    return sorted(found), False
 
 
 def _target(client: redis.Redis, queue: str, ns: str, *, dramatiq: bool) -> TargetStatus:
@@ -228,12 +210,4 @@ def _set(client: redis.Redis, key: str, now_s: float) -> SetStatus:
 def _scored(client: redis.Redis, key: str, end: int) -> list[tuple[str, float]]:
     """Members and scores of a sorted set, from the lowest score to rank ``end``."""
     found: Any = client.zrange(key, 0, end, withscores=True)
-    return [(_text(member), float(score)) for member, score in found]
-
-
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return [(text(member), float(score)) for member, score in found]

@@ -14,6 +14,6 @@ def main() -> None:
     """Rule-based task generation for Dramatiq fleets: when X is done, queue Y, once."""
 
 
-from . import demo_cmds, router_cmds, rules_cmds, status_cmds  # noqa: E402  (they register commands)
+from . import demo_cmds, ops_cmds, router_cmds, rules_cmds, status_cmds  # noqa: E402  (register)
 
-__all__ = ["demo_cmds", "main", "router_cmds", "rules_cmds", "status_cmds"]
+__all__ = ["demo_cmds", "main", "ops_cmds", "router_cmds", "rules_cmds", "status_cmds"]

@@ -1,0 +1,51 @@
+"""Finding the concrete Redis keys a key template stands for (``out/${id}`` -> ``out/1``...).
+
+Used by ``status`` and by dedup housekeeping: a constant template is its own key; a
+template with variables becomes a ``SCAN MATCH`` glob where each ``${name}`` is ``*``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import redis
+
+from .templates import Template
+
+#: Dramatiq's companion keys of a queue, never targets themselves.
+DRAMATIQ_SUFFIXES = (".msgs", ".DQ", ".XQ", ".DQ.msgs", ".XQ.msgs", ".acks")
+
+
+def glob_of(template: Template, prefix: str = "") -> str:
+    """The ``SCAN MATCH`` pattern of ``template``: literals escaped, variables as ``*``."""
+    return prefix + "".join(
+        _escape(literal) + ("*" if i < len(template.names) else "")
+        for i, literal in enumerate(template.literals)
+    )
+
+
+def concrete_keys(
+    client: redis.Redis, template: Template, *, prefix: str = "", limit: int = 50
+) -> tuple[list[str], bool]:
+    """The names ``template`` stands for (sorted, without ``prefix``), and whether there
+    are more than ``limit`` of them."""
+    if template.is_constant:
+        return [template.source], False
+    found: list[str] = []
+    for key in client.scan_iter(match=glob_of(template, prefix), count=1000):
+        name = text(key)[len(prefix) :]
+        if prefix and name.endswith(DRAMATIQ_SUFFIXES):
+            continue
+        found.append(name)
+        if len(found) > limit:
+            return sorted(found[:limit]), True
+    return sorted(found), False
+
+
+def text(value: bytes | str) -> str:
+    """A key or member as text (undecodable bytes replaced)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _escape(text: str) -> str:
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)
