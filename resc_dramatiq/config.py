@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import hjson
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -32,21 +28,13 @@ from pydantic import (
     model_validator,
 )
 
+from .config_files import format_of, line_map, parse, read_text
+from .config_paths import ancestors, format_path, layout_aliases, rewrite, root_causes, strip_legacy
 from .errors import ConfigError
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ANONYMOUS_RULE = "<anonymous rule>"
 INPUT_TASK = "${input_task}"
-
-#: Keys older resc versions accepted that this package ignores with a warning.
-LEGACY_KEYS = {
-    "task_set": "set",
-    "redis_url": "redis.url",
-}
-
-#: Keys whose values are more configuration; legacy keys are looked for there only
-#: (a message's ``kwargs`` or ``options`` may use any name).
-STRUCTURAL_KEYS = {"watchers", "rules", "make", "todo", "fetch", "redis"}
 
 #: Keys of a make entry that only mean something for a Dramatiq message.
 DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release")
@@ -211,19 +199,13 @@ class Config:
     def load(cls, path: str | Path) -> Config:
         """Read, parse and validate a config file; raise :class:`ConfigError`."""
         path = Path(path)
-        try:
-            text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
-        return cls.from_text(text, source=str(path), fmt=_format_of(path))
+        return cls.from_text(read_text(path), source=str(path), fmt=format_of(path))
 
     @classmethod
     def from_text(cls, text: str, *, source: str = "<config>", fmt: str = "json") -> Config:
         """Parse ``text`` in format ``fmt`` (json, hjson, yaml, toml) and validate it."""
-        data = _parse(text, fmt, source)
-        lines = _line_map(text, fmt)
+        data = parse(text, fmt, source)
+        lines = line_map(text, fmt)
         return cls.from_data(data, source=source, lines=lines)
 
     @classmethod
@@ -235,12 +217,12 @@ class Config:
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: the top level must be an object with 'watchers'")
         try:
-            data, legacy = _strip_legacy(data)
-            aliases = _layout_aliases(data)
+            data, legacy = strip_legacy(data)
+            aliases = layout_aliases(data)
             spec = ConfigSpec.model_validate(data)
         except ValidationError as e:
             where = cls(ConfigSpec.model_construct(), source=source, lines=lines, aliases=aliases)
-            raise ConfigError([where._explain(err) for err in _root_causes(e)]) from None
+            raise ConfigError([where._explain(err) for err in root_causes(e)]) from None
         except RecursionError:  # a YAML alias that contains itself
             raise ConfigError(f"{source}: the document nests too deeply") from None
         found = cls(spec, source=source, lines=lines)  # legacy paths are file paths already
@@ -255,8 +237,8 @@ class Config:
         Keys the model renames are shown as the file spells them (a seed-era ``todo`` is
         not shown as ``make[0]``); a single ``make`` object stays ``make[0]``.
         """
-        shown = _rewrite(path, self._renames)
-        for probe in _ancestors(_rewrite(path, self._aliases)):
+        shown = rewrite(path, self._renames)
+        for probe in ancestors(rewrite(path, self._aliases)):
             if probe in self._lines:
                 return f"{self.source}:{self._lines[probe]}: {shown}"
         return f"{self.source}: {shown}" if shown else self.source
@@ -287,86 +269,6 @@ class Config:
         return f"{self.locate(path)}: {message}"
 
 
-def _rewrite(path: str, aliases: Mapping[str, str]) -> str:
-    """``path`` with its longest prefix found in ``aliases`` replaced."""
-    for probe in _ancestors(path):
-        if probe in aliases:
-            return aliases[probe] + path[len(probe) :]
-    return path
-
-
-def _ancestors(path: str) -> list[str]:
-    """``a[0].b``, ``a[0]``, ``a``: the path and its parents, longest first."""
-    found = []
-    while path:
-        found.append(path)
-        parent = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", path)
-        path = "" if parent == path else parent
-    return found
-
-
-def _layout_aliases(data: Mapping[str, Any]) -> dict[str, str]:
-    """Model paths -> file paths where a resc layout differs from the model's."""
-    aliases: dict[str, str] = {}
-    for w, watcher in _dict_items(data, "watchers"):
-        for r, rule in _dict_items(watcher, "rules"):
-            aliases.update(_rule_aliases(rule, f"watchers[{w}].rules[{r}]"))
-    return aliases
-
-
-def _dict_items(data: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
-    value = data.get(key)
-    if not isinstance(value, list):
-        return []
-    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
-
-
-def _rule_aliases(rule: Mapping[str, Any], path: str) -> dict[str, str]:
-    """Mirror of :meth:`RuleSpec._resc_layouts`: ``on.done``, ``todo``, one ``make``."""
-    aliases = {}
-    on = rule.get("on")
-    if isinstance(on, dict) and set(on) == {"done"}:
-        aliases[f"{path}.on"] = f"{path}.on.done"
-    key = "todo" if "todo" in rule and "make" not in rule else "make"
-    if key == "todo":
-        aliases[f"{path}.make"] = f"{path}.todo"
-    if isinstance(rule.get(key), dict):
-        aliases[f"{path}.make[0]"] = f"{path}.{key}"
-    return aliases
-
-
-def _root_causes(error: ValidationError) -> list[Any]:
-    """The errors, without "too short" ones caused by an invalid item inside."""
-    errors = error.errors()
-    locs = [tuple(err["loc"]) for err in errors]
-
-    def caused_inside(loc: tuple[Any, ...]) -> bool:
-        return any(len(other) > len(loc) and other[: len(loc)] == loc for other in locs)
-
-    return [err for err in errors if not (err["type"] == "too_short" and caused_inside(err["loc"]))]
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: ``on``/``off``/``yes``/``no`` stay strings (resc's ``on`` key)."""
-
-
-_YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def format_path(loc: tuple[Any, ...]) -> str:
-    """``('watchers', 0, 'rules')`` -> ``watchers[0].rules``."""
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _suggest(loc: tuple[Any, ...]) -> str:
     known = _fields_at(loc[:-1])
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
@@ -390,118 +292,3 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
         model = inner
     extra = ["todo"] if model is RuleSpec else []
     return list(model.model_fields) + extra
-
-
-def _strip_legacy(data: Any, path: str = "") -> tuple[Any, list[tuple[str, str]]]:
-    """``data`` without legacy keys, and the path and hint of each one removed."""
-    found: list[tuple[str, str]] = []
-    if isinstance(data, dict):
-        out = {}
-        for key, value in data.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key in LEGACY_KEYS:
-                found.append((sub, f"use {LEGACY_KEYS[key]!r}"))
-                continue
-            if key in STRUCTURAL_KEYS:
-                value, more = _strip_legacy(value, sub)
-                found += more
-            out[key] = value
-        return out, found
-    if isinstance(data, list):
-        items = []
-        for i, value in enumerate(data):
-            item, more = _strip_legacy(value, f"{path}[{i}]")
-            items.append(item)
-            found += more
-        return items, found
-    return data, found
-
-
-def _format_of(path: Path) -> str:
-    suffix = path.suffix.lower()
-    formats = {
-        ".json": "json",
-        ".conf": "json",
-        ".hjson": "hjson",
-        ".yaml": "yaml",
-        ".yml": "yaml",
-        ".toml": "toml",
-    }
-    if suffix not in formats:
-        raise ConfigError(
-            f"{path}: unknown config format {suffix!r}; use .json, .hjson, .yaml, .yml or .toml"
-        )
-    return formats[suffix]
-
-
-def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
-
-
-FORMAT_NAMES = {"json": "JSON", "hjson": "Hjson", "yaml": "YAML", "toml": "TOML"}
-
-_PARSERS = {
-    "json": json.loads,
-    "hjson": hjson.loads,
-    "yaml": _load_yaml,
-    "toml": tomllib.loads,
-}
-
-
-def _parse(text: str, fmt: str, source: str) -> Any:
-    try:
-        return _PARSERS[fmt](text)
-    except (ValueError, yaml.YAMLError) as e:  # the JSON, Hjson and TOML errors are ValueErrors
-        raise ConfigError(f"{source}{_syntax_error(e, fmt, text)}") from None
-    except RecursionError:
-        raise ConfigError(f"{source}: the document nests too deeply") from None
-
-
-def _syntax_error(error: Exception, fmt: str, text: str) -> str:
-    """``:line: invalid <format>: what`` for a parser's exception."""
-    if isinstance(error, json.JSONDecodeError | hjson.HjsonDecodeError):
-        return f":{error.lineno}: invalid {FORMAT_NAMES[fmt]}: {error.msg} (column {error.colno})"
-    if isinstance(error, yaml.MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        return f"{line}: invalid YAML: {error.problem or error.context}"
-    if isinstance(error, yaml.reader.ReaderError):
-        line_no = text.count("\n", 0, error.position) + 1
-        return f":{line_no}: invalid YAML: {str(error).splitlines()[0]}"
-    at = re.search(r" \(at line (\d+), column (\d+)\)$", str(error))  # tomllib's position
-    if at is None:
-        return f": invalid {FORMAT_NAMES[fmt]}: {error}"
-    return f":{at[1]}: invalid {FORMAT_NAMES[fmt]}: {str(error)[: at.start()]} (column {at[2]})"
-
-
-def _line_map(text: str, fmt: str) -> dict[str, int]:
-    """Map each path in a JSON or YAML document to its 1-based line, best effort."""
-    if fmt not in ("json", "yaml"):
-        return {}
-    try:  # JSON is YAML once tabs (legal JSON whitespace) are spaces
-        root = yaml.compose(text.replace("\t", " ") if fmt == "json" else text)
-    except (yaml.YAMLError, RecursionError):
-        return {}
-    lines: dict[str, int] = {}
-    seen: set[int] = set()
-
-    def walk(node: yaml.Node, path: str) -> None:
-        if id(node) in seen:  # a YAML alias: its lines are those of its anchor
-            return
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                sub = f"{path}.{key.value}" if path else str(key.value)
-                lines[sub] = key.start_mark.line + 1
-                walk(value, sub)
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                lines[f"{path}[{i}]"] = item.start_mark.line + 1
-                walk(item, f"{path}[{i}]")
-
-    try:
-        if root is not None:
-            walk(root, "")
-    except RecursionError:  # deeper than anyone writes by hand: messages go without lines
-        return {}
-    return lines
