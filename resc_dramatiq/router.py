@@ -217,7 +217,7 @@ class WatcherLoop:
     def compute(self, events: list[bytes]) -> Batch:
         """Match, fill templates and build messages for a batch (pure Python)."""
         now = time.time()
-        batch = Batch(events=events, taken_at_s=int(now))
+        batch = Batch(events=events, taken_at=now)
         now_ms = int(now * 1000)
         found = [self.rules.matches(decode_event(event)) for event in events]
         self.router.prefetch([m for matches in found for m in matches if m.rule.fetch])
@@ -275,7 +275,7 @@ class WatcherLoop:
             result,
             len(batch.unmatched),
             done - started,
-            time.time() - batch.taken_at_s,
+            time.time() - batch.taken_at,
         )
         return result
 

@@ -109,7 +109,7 @@ class Batch:
     """What one commit writes; ``batch_id`` tells a retried commit from a new one."""
 
     events: Sequence[bytes]
-    taken_at_s: int
+    taken_at: float  # time.time() when the events were taken
     batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     tasks: list[PlannedTask] = field(default_factory=list)
     failed: list[FailedEvent] = field(default_factory=list)
@@ -267,7 +267,7 @@ def _commit_arguments(
         len(events),
         events[-1],
         events[0],
-        batch.taken_at_s,
+        int(batch.taken_at),
         channel or "",
         keys.taken_base,
         len(batch.tasks),
@@ -308,7 +308,7 @@ def _commit_arguments(
     args.append(msgpack.packb(planned, use_bin_type=False) if planned else b"")
     for f in batch.failed:
         entry = dead_letter_entry(
-            f, watcher=keys.input, attempts=max_attempts, at_s=batch.taken_at_s
+            f, watcher=keys.input, attempts=max_attempts, at_s=int(batch.taken_at)
         )
         args += (f.event, entry, f.rule)
     args += batch.unmatched

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -13,6 +14,7 @@ import redis
 from ..app import build_ruleset, load_app
 from ..config import Config
 from ..errors import ConfigError
+from ..logformat import FORMATS, formatter
 from ..rules import RuleSet
 
 EXIT_INVALID = 2
@@ -76,10 +78,23 @@ def connect(url: str) -> redis.Redis:
         fail(f"invalid Redis URL: {e}")
 
 
-def setup_logging(level: str) -> None:
-    """Configure logging for a long-running command (the library never does)."""
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(
+    level: str, log_format: str = "text", fields: Mapping[str, Any] | None = None
+) -> None:
+    """Configure logging for a long-running command (the library never does).
+
+    ``log_format`` is ``text`` or ``json`` (one object per line, see ``logformat``);
+    ``fields`` are added to every JSON line (``instance``...).
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter(log_format, fields=fields))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
+log_format_option = click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=click.Choice(FORMATS),
+    help="text, or json: one JSON object per line (ts, level, logger, message, fields).",
+)

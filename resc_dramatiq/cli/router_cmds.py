@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import signal
 import sys
 import threading
@@ -12,6 +13,7 @@ import click
 
 from ..errors import ConfigError
 from ..fetch import Fetcher
+from ..metrics import RouterMetrics, serve
 from ..router import Router, RouterOptions
 from ..rules import RuleSet
 from . import main
@@ -21,10 +23,13 @@ from .common import (
     connect,
     fail,
     load_rules,
+    log_format_option,
     optional_config_argument,
     redis_url_option,
     setup_logging,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> list[Router]:
@@ -76,6 +81,18 @@ def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> li
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@log_format_option
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (0: a free one, logged at start).",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the metrics endpoint (0.0.0.0: every interface).",
+)
 def router(
     config: str | None,
     app: str | None,
@@ -85,10 +102,13 @@ def router(
     heartbeat_ttl_s: float,
     restart_limit: int,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> None:
     """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
     ruleset = load_rules(config, app)
-    setup_logging(log_level)
+    setup_logging(log_level, log_format, {"instance": instance} if instance else None)
     options = RouterOptions(
         batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s, restart_limit=restart_limit
     )
@@ -96,7 +116,15 @@ def router(
         expander = Fetcher.for_ruleset(ruleset)
     except ConfigError as e:
         fail(str(e))
-    routers = routers_for(ruleset, redis_url, instance=instance, options=options, expander=expander)
+    observer = start_metrics(ruleset, metrics_host, metrics_port)
+    routers = routers_for(
+        ruleset, redis_url, instance=instance, options=options, expander=expander, observer=observer
+    )
+    for r in routers:
+        watching = ", ".join(repr(loop.spec.input_queue) for loop in r.loops)
+        logger.info(
+            "router %s started; watching %s", r.instance, watching, extra={"instance": r.instance}
+        )
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for r in routers:
@@ -119,9 +147,26 @@ def router(
     while any(t.is_alive() for t in threads):
         for t in threads:
             t.join(0.2)
+    for r in routers:
+        logger.info("router %s stopped", r.instance, extra={"instance": r.instance})
     if failures:
         fail(f"router stopped: {failures[0]}", EXIT_FAILED)
     sys.exit(0)
+
+
+def start_metrics(ruleset: RuleSet, host: str, port: int | None) -> RouterMetrics | None:
+    """Serve the routers' metrics when asked (``port`` given); exit 1 if the port is taken."""
+    if port is None:
+        return None
+    metrics = RouterMetrics()
+    for watcher in ruleset.watchers:
+        metrics.declare(watcher.spec.input_queue)
+    try:
+        server = serve(metrics, host=host, port=port)
+    except OSError as e:
+        fail(f"cannot serve metrics on {host}:{port}: {e}", EXIT_FAILED)
+    logger.info("metrics on %s", server.url)
+    return metrics
 
 
 @main.command()
