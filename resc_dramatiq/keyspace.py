@@ -7,6 +7,7 @@ template with variables becomes a ``SCAN MATCH`` glob where each ``${name}`` is 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import redis
 
@@ -24,22 +25,19 @@ def glob_of(template: Template, prefix: str = "") -> str:
     )
 
 
-def concrete_keys(
-    client: redis.Redis, template: Template, *, prefix: str = "", limit: int = 50
-) -> tuple[list[str], bool]:
-    """The names ``template`` stands for (sorted, without ``prefix``), and whether there
-    are more than ``limit`` of them."""
+def names_of(client: redis.Redis, template: Template, prefix: str = "") -> Iterator[str]:
+    """Every existing name ``template`` stands for, without ``prefix``, in SCAN order.
+
+    A constant template is its own name. With a ``prefix`` (a Dramatiq namespace), the
+    companion keys of a queue (``.msgs``, ``.DQ``...) are left out.
+    """
     if template.is_constant:
-        return [template.source], False
-    found: list[str] = []
+        yield template.source
+        return
     for key in client.scan_iter(match=glob_of(template, prefix), count=1000):
         name = text(key)[len(prefix) :]
-        if prefix and name.endswith(DRAMATIQ_SUFFIXES):
-            continue
-        found.append(name)
-        if len(found) > limit:
-            return sorted(found[:limit]), True
-    return sorted(found), False
+        if not (prefix and name.endswith(DRAMATIQ_SUFFIXES)):
+            yield name
 
 
 def text(value: bytes | str) -> str:

@@ -5,21 +5,24 @@ router instance with the age of its heartbeat, dead-letter and unmatched counts 
 router's counters; per rule its counters; per target the depth of its list, or of its
 Dramatiq queue with the delayed and dead-lettered messages; per dedup set its size and
 the age of its oldest entry. Targets and sets named by templates are found with
-``SCAN`` (at most :data:`MAX_KEYS` per template). Times come from the Redis clock.
+``SCAN``: the first :data:`MAX_KEYS` names in sorted order are shown, the others only
+counted. Times come from the Redis clock.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
-from .keyspace import concrete_keys, text
+from .keyspace import names_of, text
 from .messages import delay_queue_name
 from .rules import RuleSet, WatcherRules
 from .store import WatcherKeys
+from .templates import Template
 
 #: Most concrete keys listed for one templated target or set.
 MAX_KEYS = 50
@@ -86,7 +89,10 @@ class WatcherStatus:
     rules: list[RuleStatus]
     targets: list[TargetStatus]
     sets: list[SetStatus]
-    more_keys: list[str] = field(default_factory=list)  # templates with over MAX_KEYS keys
+    #: Templates naming more than MAX_KEYS keys -> how many of their keys are not shown.
+    more_keys: dict[str, int] = field(default_factory=dict)
+    #: Where the figures come from (the CLI sets it, password masked).
+    redis: str = ""
 
 
 def gather(
@@ -161,29 +167,41 @@ def _instances(
 
 def _targets_and_sets(
     rules: WatcherRules, client: redis.Redis, now_s: float, ns: str
-) -> tuple[list[TargetStatus], list[SetStatus], list[str]]:
+) -> tuple[list[TargetStatus], list[SetStatus], dict[str, int]]:
     targets: dict[str, TargetStatus] = {}
     sets: dict[str, SetStatus] = {}
-    more: list[str] = []
+    more: dict[str, int] = {}
     for rule in rules.rules:
         for make in rule.makes:
             dramatiq = make.target.actor is not None
-            names, truncated = concrete_keys(
-                client, make.target.queue, prefix=f"{ns}:" if dramatiq else "", limit=MAX_KEYS
-            )
-            if truncated:
-                more.append(make.target.queue.source)
+            names = _shown_keys(client, make.target.queue, f"{ns}:" if dramatiq else "", more)
             for name in names:
                 if name not in targets:
                     targets[name] = _target(client, name, ns, dramatiq=dramatiq)
             if make.set is None:
                 continue
-            names, truncated = concrete_keys(client, make.set, limit=MAX_KEYS)
-            if truncated:
-                more.append(make.set.source)
-            for name in names:
+            for name in _shown_keys(client, make.set, "", more):
                 sets.setdefault(name, _set(client, name, now_s))
     return list(targets.values()), list(sets.values()), more
+
+
+def _shown_keys(
+    client: redis.Redis, template: Template, prefix: str, more: dict[str, int]
+) -> list[str]:
+    """The first :data:`MAX_KEYS` names ``template`` stands for, sorted; the number of
+    the others goes into ``more`` under the template's source."""
+    shown: list[str] = []  # sorted, never more than MAX_KEYS: memory stays bounded
+    total = 0
+    for name in names_of(client, template, prefix):
+        total += 1
+        if len(shown) < MAX_KEYS:
+            bisect.insort(shown, name)
+        elif name < shown[-1]:
+            shown.pop()
+            bisect.insort(shown, name)
+    if total > len(shown):
+        more[template.source] = total - len(shown)
+    return shown
 
 
 def _target(client: redis.Redis, queue: str, ns: str, *, dramatiq: bool) -> TargetStatus:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.config import Config
 from resc_dramatiq.router import Router
 from resc_dramatiq.rules import RuleSet
-from tests.procs import CLI, free_port, wait_for
+from tests.procs import CLI, free_port, own_redis, url_of, wait_for
 
 CONFIG = {
     "namespace": "ns",
@@ -106,6 +109,8 @@ def test_status_json_gives_each_watcher_figure(
         "retried": 2,
         "dead": 2,
     }
+    assert s["more_keys"] == {}
+    assert s["redis"] == redis_url
 
 
 def test_status_json_gives_each_router_instance_with_its_heartbeat_age(
@@ -226,3 +231,118 @@ def test_status_waits_for_nothing_when_redis_is_empty(redis_url: str, config: Pa
     s = wait_for(lambda: status_json(config, redis_url))
     assert s["depth"] == 0 and s["instances"] == [] and s["sets"] == []
     assert [t["depth"] for t in s["targets"]] == [0]  # the constant Dramatiq queue only
+
+
+def test_a_template_naming_many_keys_shows_the_first_sorted_and_counts_the_rest(
+    r: redis.Redis, redis_url: str, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("resc_dramatiq.status.MAX_KEYS", 3)
+    for p in (5, 1, 4, 2, 3):
+        r.lpush(f"out/{p}", "t")
+    s = status_json(config, redis_url)
+    assert [t["key"] for t in s["targets"]] == ["out/1", "out/2", "out/3", "jobs"]
+    assert s["more_keys"] == {"out/${p}": 2}
+
+
+def test_a_templated_dramatiq_queue_lists_queues_not_their_companion_keys(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    data = json.loads(json.dumps(CONFIG))
+    data["watchers"][0]["rules"][1]["make"]["queue"] = "jobs-${p}"
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(data))
+    r.rpush("ns:jobs-1", "m1")
+    r.hset("ns:jobs-1.msgs", "m1", "{}")
+    r.rpush("ns:jobs-1.DQ", "d1", "d2")
+    r.hset("ns:jobs-1.DQ.msgs", mapping={"d1": "{}", "d2": "{}"})
+    r.zadd("ns:jobs-2.XQ", {"x": 1})
+    r.hset("ns:jobs-2.XQ.msgs", "x", "{}")
+    r.rpush("ns:jobs-2", "m2")
+    targets = status_json(path, redis_url)["targets"]
+    assert targets == [
+        {"key": "jobs-1", "kind": "dramatiq", "depth": 1, "delayed": 2, "dead_lettered": 0},
+        {"key": "jobs-2", "kind": "dramatiq", "depth": 1, "delayed": 0, "dead_lettered": 1},
+    ]
+
+
+def test_a_password_in_the_url_never_shows_in_tables_or_json(
+    r: redis.Redis, redis_proc: Any, config: Path
+) -> None:
+    build_state(r)
+    # The test server has no password: the default user takes any one.
+    url = f"redis://default:s3cret-pw@{redis_proc.host}:{redis_proc.port}/0"
+    runner = CliRunner()
+    table = runner.invoke(main, ["status", str(config), "--redis-url", url], env={"COLUMNS": "200"})
+    data = runner.invoke(main, ["status", str(config), "--redis-url", url, "--json"])
+    assert table.exit_code == data.exit_code == 0, table.output + data.output
+    masked = f"redis://default:***@{redis_proc.host}:{redis_proc.port}/0"
+    assert masked in table.stdout
+    assert json.loads(data.stdout)[0]["redis"] == masked
+    assert "s3cret-pw" not in table.output + data.output
+
+
+class Lines:
+    """The lines a subprocess writes to one pipe, read by a thread, waited for with a bound."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self.thread.start()
+
+    def _read(self, pipe: Any) -> None:
+        with pipe:  # closed at end of file, by the only thread that reads it
+            for line in iter(pipe.readline, b""):
+                self._lines.put(line)
+
+    def next(self, timeout_s: float = 10.0) -> bytes:
+        return self._lines.get(timeout=timeout_s)
+
+
+@pytest.fixture
+def watching(config: Path) -> Iterator[Any]:
+    """Start ``status --watch --json`` on a URL: (process, stdout lines, stderr lines).
+
+    Killed at the end whatever happened.
+    """
+    started: list[tuple[subprocess.Popen[bytes], Lines, Lines]] = []
+
+    def start(url: str) -> tuple[subprocess.Popen[bytes], Lines, Lines]:
+        args = ["status", str(config), "--redis-url", url, "--watch", "--json"]
+        process = subprocess.Popen(
+            [CLI, *args, "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        started.append((process, Lines(process.stdout), Lines(process.stderr)))
+        return started[-1]
+
+    yield start
+    for process, out, err in started:
+        process.kill()
+        process.wait(timeout=10)
+        out.thread.join(timeout=10)
+        err.thread.join(timeout=10)
+
+
+def test_watch_json_prints_one_json_line_per_refresh_and_exits_0_on_ctrl_c(
+    r: redis.Redis, redis_url: str, watching: Any
+) -> None:
+    process, out, _ = watching(redis_url)
+    first = json.loads(out.next())
+    r.lpush("in", "acq/1")
+    later = json.loads(out.next())
+    while later[0]["depth"] == 0:  # a refresh that began before the push
+        later = json.loads(out.next())
+    assert (first[0]["depth"], later[0]["depth"]) == (0, 1)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=10) == 0
+
+
+def test_watch_rides_out_a_redis_outage(watching: Any) -> None:
+    with own_redis() as server:
+        process, out, err = watching(url_of(server))
+        out.next()
+        server.stop()
+        assert b"unreachable" in err.next()
+        server.start()
+        assert json.loads(out.next())[0]["input"] == "in"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0

@@ -1,16 +1,23 @@
-"""``status``: what the pipelines hold right now, as tables, JSON, or a live view."""
+"""``status``: what the pipelines hold right now, as tables, JSON, or a live view.
+
+``--watch`` outlives Redis outages: the view says the figures are stale and keeps trying
+(``--json`` lines pause, with one line on stderr per outage). Only the first read must
+succeed: an unreachable Redis at start exits 1.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
+from urllib.parse import urlsplit
 
 import click
 import redis
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from ..rules import RuleSet
 from ..status import WatcherStatus, as_json, gather
@@ -31,8 +38,13 @@ from .common import (
 @optional_config_argument
 @app_option
 @redis_url_option
-@click.option("--json", "as_json_output", is_flag=True, help="Print JSON for scripts.")
-@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C.")
+@click.option(
+    "--json",
+    "as_json_output",
+    is_flag=True,
+    help="Print JSON for scripts (with --watch: one compact line per refresh).",
+)
+@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C, riding out Redis outages.")
 @click.option(
     "--interval",
     "interval_s",
@@ -51,41 +63,86 @@ def status(
 ) -> None:
     """Show input depths, events in flight, counters, targets and dedup sets of CONFIG."""
     ruleset = load_rules(config, app)
-    if not watch:
-        statuses = _gather(ruleset, redis_url)
-        if as_json_output:
-            click.echo(json.dumps(as_json(statuses), indent=2))
-        else:
-            Console().print(render(statuses))
-        return
-    console = Console()
     try:
-        with Live(render(_gather(ruleset, redis_url)), console=console, auto_refresh=False) as live:
-            while True:
-                time.sleep(interval_s)
-                statuses = _gather(ruleset, redis_url)
-                if as_json_output:
-                    live.console.print_json(json.dumps(as_json(statuses)))
-                else:
-                    live.update(render(statuses), refresh=True)
+        statuses = _gather(ruleset, redis_url)
+    except Unreachable as e:
+        fail(str(e), EXIT_FAILED)
+    try:
+        if not watch and as_json_output:
+            click.echo(json.dumps(as_json(statuses), indent=2))
+        elif not watch:
+            Console().print(render(statuses))
+        elif as_json_output:
+            _watch_json(ruleset, redis_url, interval_s, statuses)
+        else:
+            _watch_tables(ruleset, redis_url, interval_s, statuses)
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how --watch ends: exit 0
+
+
+class Unreachable(Exception):
+    """Raised when a watcher's Redis cannot be read (the message masks the password)."""
 
 
 def _gather(ruleset: RuleSet, redis_url: str | None) -> list[WatcherStatus]:
-    """Every watcher's status, each read from its own Redis; exit 1 when unreachable."""
+    """Every watcher's status, each read from its own Redis."""
     statuses: list[WatcherStatus] = []
     for i, watcher in enumerate(ruleset.watchers):
         url = redis_url or ruleset.config.redis_url(watcher.spec)
         one = dataclasses.replace(ruleset, watchers=(ruleset.watchers[i],))
         client = connect(url)
         try:
-            statuses += gather(one, client)
+            found = gather(one, client)
         except redis.RedisError as e:
-            fail(f"Redis at {safe_url(url)} unreachable: {type(e).__name__}", EXIT_FAILED)
+            raise Unreachable(f"Redis at {safe_url(url)} unreachable: {_masked(e, url)}") from None
         finally:
             client.close()
+        statuses += [dataclasses.replace(s, redis=safe_url(url)) for s in found]
     return statuses
+
+
+def _masked(error: Exception, url: str) -> str:
+    """``error`` as text, the URL's password masked should the message ever hold it."""
+    message = f"{type(error).__name__}: {error}"
+    password = urlsplit(url).password
+    return message.replace(password, "***") if password else message
+
+
+def _watch_json(
+    ruleset: RuleSet, redis_url: str | None, interval_s: float, statuses: list[WatcherStatus]
+) -> None:
+    """One JSON line per refresh; during an outage, no lines and one error on stderr."""
+    click.echo(json.dumps(as_json(statuses)))
+    told = False
+    while True:
+        time.sleep(interval_s)
+        try:
+            statuses = _gather(ruleset, redis_url)
+        except Unreachable as e:
+            if not told:
+                click.echo(f"error: {e}; retrying every {interval_s:g} s", err=True)
+            told = True
+            continue
+        told = False
+        click.echo(json.dumps(as_json(statuses)))
+
+
+def _watch_tables(
+    ruleset: RuleSet, redis_url: str | None, interval_s: float, statuses: list[WatcherStatus]
+) -> None:
+    """The tables, redrawn in place; during an outage, the last figures under a warning."""
+    read_at = time.strftime("%H:%M:%S")
+    with Live(render(statuses), console=Console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(interval_s)
+            try:
+                statuses = _gather(ruleset, redis_url)
+            except Unreachable as e:
+                warning = f"{e}; figures from {read_at}, retrying every {interval_s:g} s"
+                live.update(Group(Text(warning, style="bold red"), render(statuses)), refresh=True)
+                continue
+            read_at = time.strftime("%H:%M:%S")
+            live.update(render(statuses), refresh=True)
 
 
 def render(statuses: list[WatcherStatus]) -> Group:
@@ -153,18 +210,22 @@ def _watcher_table(s: WatcherStatus) -> Table:
     ]
     if s.unmatched_kept is not None:
         rows.append(["unmatched (kept)", str(s.unmatched_kept)])
-    rows += [[name, str(c[name])] for name in ("events", "queued", "deduplicated", "retried")]
-    if s.more_keys:
-        rows.append(["templates with more keys", ", ".join(s.more_keys)])
+    rows += [
+        [name, str(c[name])] for name in ("events", "queued", "deduplicated", "retried", "dead")
+    ]
+    rows += [[f"keys of {t}", f"{n} more not shown"] for t, n in s.more_keys.items()]
+    if s.redis:
+        rows.insert(0, ["redis", s.redis])
     return _table(f"watcher {s.input}", ["", "value"], rows)
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
-    table = Table(title=title, title_justify="left")
+    # Text, not str: key names such as "out/[x]" must not be read as rich markup.
+    table = Table(title=Text(title), title_justify="left")
     for i, column in enumerate(columns):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))
     return table
 
 
