@@ -45,9 +45,10 @@ from dramatiq.middleware import MiddlewareError
 from .errors import ConfigError
 from .messages import RESC_OPTION
 from .resilience import Backoff, is_transient
-from .router import Router, RouterOptions, WatcherLoop
+from .router import Router, RouterOptions
 from .rules import RuleSet
 from .store import _commit_arguments
+from .watcher import WatcherLoop
 
 DEFAULT_DONE_QUEUE = "global/done"
 FIELD = re.compile(r"\{(\w+)\}")

@@ -13,8 +13,9 @@ import redis
 
 from resc_dramatiq.config import Config
 from resc_dramatiq.errors import OwnershipLost
-from resc_dramatiq.router import Router, RouterOptions, WatcherLoop
+from resc_dramatiq.router import Router, RouterOptions
 from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.watcher import WatcherLoop
 
 RULES = {
     "watchers": [
