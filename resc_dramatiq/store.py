@@ -188,16 +188,66 @@ class Store:
         its id and its first result returned, nothing is written twice.
         """
         script_keys, args = _commit_arguments(keys, batch, channel, max_attempts)
-        reply = self._commit(keys=script_keys, args=args)
-        if reply[0] == STATUS_WRONG_TYPE:
-            raise wrong_type(reply, script_keys, batch)
-        status, queued, dedup, retried, dead = reply
-        if status == STATUS_NOT_OWNED:
-            raise OwnershipLost(
-                f"{keys.taken} no longer holds exactly this batch (another instance "
-                "reclaimed it, or a take whose answer was lost added events)"
-            )
-        return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
+        return commit_result(keys, batch, script_keys, self._commit(keys=script_keys, args=args))
+
+    def send_commit(
+        self, keys: WatcherKeys, batch: Batch, *, channel: str | None, max_attempts: int
+    ) -> PendingCommit:
+        """Send the commit script without waiting; :meth:`PendingCommit.result` waits.
+
+        Redis runs the script while the caller goes on (computing the next batch) in the
+        same thread: no second thread waits for the GIL to read the reply.
+        """
+        script_keys, args = _commit_arguments(keys, batch, channel, max_attempts)
+        return PendingCommit(self, keys, batch, script_keys, args)
+
+
+class PendingCommit:
+    """A commit script sent on a connection of its own, its reply not read yet."""
+
+    def __init__(
+        self, store: Store, keys: WatcherKeys, batch: Batch, script_keys: list[str], args: list[Any]
+    ) -> None:
+        self.store, self.keys, self.batch = store, keys, batch
+        self.script_keys, self.args = script_keys, args
+        pool = store.client.connection_pool
+        self.connection = pool.get_connection()
+        try:
+            sha = store._commit.sha
+            command = ("EVALSHA", sha, len(script_keys), *script_keys, *args)
+            self.connection.send_command(*command)  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.connection.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(self.connection)
+            raise
+
+    def result(self) -> CommitResult:
+        """Wait for the reply; the errors are :meth:`Store.commit`'s."""
+        pool = self.store.client.connection_pool
+        try:
+            reply = self.connection.read_response()  # disconnects on a connection error
+        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
+            reply = None
+        finally:
+            pool.release(self.connection)
+        if reply is None:  # not run: load the script and run it (a repeat is recognised)
+            reply = self.store._commit(keys=self.script_keys, args=self.args)
+        return commit_result(self.keys, self.batch, self.script_keys, reply)
+
+
+def commit_result(
+    keys: WatcherKeys, batch: Batch, script_keys: list[str], reply: list[Any]
+) -> CommitResult:
+    """The commit script's reply as a result, or the error it stands for."""
+    if reply[0] == STATUS_WRONG_TYPE:
+        raise wrong_type(reply, script_keys, batch)
+    status, queued, dedup, retried, dead = reply
+    if status == STATUS_NOT_OWNED:
+        raise OwnershipLost(
+            f"{keys.taken} no longer holds exactly this batch (another instance "
+            "reclaimed it, or a take whose answer was lost added events)"
+        )
+    return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
 
 
 def wrong_type(reply: list[Any], script_keys: list[str], batch: Batch) -> WrongType:

@@ -7,9 +7,10 @@ itself contains ``${x}`` is inserted verbatim.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from .errors import RuleError
 
@@ -23,6 +24,25 @@ class Template:
     source: str
     literals: tuple[str, ...]
     names: tuple[str, ...]
+    #: ``str.format`` of the literals with ``{}`` for each variable (braces escaped).
+    _format: Callable[..., str] = field(init=False, repr=False, compare=False)
+    #: The values of ``names`` in a mapping, as a tuple.
+    _values: Callable[[Mapping[str, str]], tuple[str, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        escaped = [literal.replace("{", "{{").replace("}", "}}") for literal in self.literals]
+        object.__setattr__(self, "_format", "{}".join(escaped).format)
+        values: Callable[[Mapping[str, str]], tuple[str, ...]]
+        if len(self.names) > 1:
+            values = operator.itemgetter(*self.names)  # a tuple
+        elif self.names:  # itemgetter of one name gives the value itself
+            name = self.names[0]
+            values = lambda variables: (variables[name],)  # noqa: E731
+        else:
+            values = lambda variables: ()  # noqa: E731
+        object.__setattr__(self, "_values", values)
 
     @classmethod
     def compile(cls, source: str) -> Template:
@@ -39,11 +59,7 @@ class Template:
         """Fill the template; raise :class:`RuleError` when a variable has no value."""
         if not self.names:
             return self.source
-        out = [self.literals[0]]
-        for name, literal in zip(self.names, self.literals[1:], strict=True):
-            try:
-                out.append(variables[name])
-            except KeyError:
-                raise RuleError(f"variable {name!r} has no value for this event") from None
-            out.append(literal)
-        return "".join(out)
+        try:
+            return self._format(*self._values(variables))
+        except KeyError as e:
+            raise RuleError(f"variable {e.args[0]!r} has no value for this event") from None

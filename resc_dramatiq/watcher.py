@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from .errors import OwnershipLost, WrongType
@@ -75,55 +74,60 @@ class WatcherLoop:
         refusals = Backoff(first_s=1.0, cap_s=30.0)
         held: deque[Batch] = deque()  # taken and computed, not known committed; oldest first
         recovered = False
-        with ThreadPoolExecutor(1, thread_name_prefix=f"resc:{self.spec.input_queue}") as pool:
-            while not (stop.is_set() and (not held or backoff.failures >= 3)):
-                try:
-                    if not recovered:
-                        self.register()
-                        self.recover()
-                        recovered = True
-                    self.round(held, stop, pool)
-                    backoff.reset()
-                    refusals.reset()
-                    self.succeeded()
-                except OwnershipLost as e:
-                    logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
-                    held.clear()
-                    recovered = False
-                except WrongType as e:
-                    if stop.is_set():
-                        return  # the batches stay in the taken list, handed back on leaving
-                    self.refused(e)
-                    refusals.wait(stop)
-                except Exception as e:
-                    if not is_transient(e):
-                        raise
-                    self.down = True
-                    self.router.availability.failed(e)
-                    # without an answer, a take may have moved events we do not hold
-                    recovered = recovered and bool(held)
-                    backoff.wait(stop if not held else threading.Event())
+        while not (stop.is_set() and (not held or backoff.failures >= 3)):
+            try:
+                if not recovered:
+                    self.register()
+                    self.recover()
+                    recovered = True
+                self.round(held, stop)
+                backoff.reset()
+                refusals.reset()
+                self.succeeded()
+            except OwnershipLost as e:
+                logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
+                held.clear()
+                recovered = False
+            except WrongType as e:
+                if stop.is_set():
+                    return  # the batches stay in the taken list, handed back on leaving
+                self.refused(e)
+                refusals.wait(stop)
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                self.down = True
+                self.router.availability.failed(e)
+                # without an answer, a take may have moved events we do not hold
+                recovered = recovered and bool(held)
+                backoff.wait(stop if not held else threading.Event())
 
-    def round(self, held: deque[Batch], stop: threading.Event, pool: ThreadPoolExecutor) -> None:
-        """Commit the oldest batch in hand; meanwhile take and compute the next one.
+    def round(self, held: deque[Batch], stop: threading.Event) -> None:
+        """Commit the oldest batch in hand; meanwhile compute the next one.
 
-        The commit runs in ``pool`` (its own connection): Redis executes the script while
-        this thread computes, and each batch is committed only after the one before it.
+        The next batch's events are taken first: Redis runs one command at a time, so a
+        take sent during the commit script would wait for its end. Then the commit
+        script is sent, the next batch computed while Redis runs it, and its reply read:
+        each batch is committed only after the one before it.
         """
         if not held:
             batch = self.take(block=True)
             if batch is None:
                 return
             held.append(batch)
-        committing = pool.submit(self.commit, held[0])
+        following: list[bytes] = []
+        if len(held) == 1 and not stop.is_set():
+            following = self.router.store.take(self.keys, self.router.options.batch_size)
+        started = time.perf_counter()
+        pending = self.router.store.send_commit(
+            self.keys, held[0], channel=self.channel, max_attempts=self.spec.max_attempts
+        )
         try:
-            if len(held) == 1 and not stop.is_set():
-                following = self.take(block=False)
-                if following is not None:
-                    held.append(following)
+            if following:
+                held.append(self.compute(following))
         finally:
-            committing.result()  # the commit's error, if any, wins over the take's
-        held.popleft()
+            result = pending.result()  # the commit's error, if any, wins over the compute's
+        self.committed(held.popleft(), result, started)
 
     def refused(self, error: WrongType) -> None:
         """A commit met a key of the wrong type: say it once, keep the batch, retry."""
@@ -229,6 +233,11 @@ class WatcherLoop:
         result = self.router.store.commit(
             self.keys, batch, channel=self.channel, max_attempts=self.spec.max_attempts
         )
+        self.committed(batch, result, started)
+        return result
+
+    def committed(self, batch: Batch, result: CommitResult, started: float) -> None:
+        """Tell the observer (and the log, for a repeat) what a commit did."""
         done = time.perf_counter()
         if result.repeated:
             logger.info(
@@ -242,4 +251,3 @@ class WatcherLoop:
             done - started,
             time.time() - batch.taken_at,
         )
-        return result

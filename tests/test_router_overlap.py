@@ -1,4 +1,4 @@
-"""Overlapped rounds: the next batch is taken while the previous one commits.
+"""Overlapped rounds: the next batch is computed while the previous one commits.
 
 The commit script owns only the n oldest events of the taken list, so a batch taken
 meanwhile (to their left) neither blocks the commit nor is touched by it.
@@ -76,3 +76,36 @@ def test_a_running_router_overlapping_its_rounds_routes_every_event_once(r: redi
     assert sorted(r.lrange("out", 0, -1)) == sorted(f"trt/{i}".encode() for i in range(5000))
     assert r.exists(loop.keys.taken) == 0
     r.connection_pool.disconnect()
+
+
+def test_a_commit_sent_after_redis_lost_its_scripts_is_loaded_and_runs_once(
+    r: redis.Redis,
+) -> None:
+    r.rpush("in", "acq/2", "acq/1")
+    loop = loop_on(r)
+    batch = loop.take(block=False)
+    assert batch is not None
+    r.script_flush()  # what a Redis restart does
+    pending = loop.router.store.send_commit(loop.keys, batch, channel=None, max_attempts=3)
+    result = pending.result()
+    assert (result.queued, result.repeated) == (2, False)
+    assert r.lrange("out", 0, -1) == [b"trt/2", b"trt/1"]
+    assert r.exists(loop.keys.taken) == 0
+
+
+def test_a_sent_commit_whose_reply_is_lost_is_recognised_when_retried(r: redis.Redis) -> None:
+    r.rpush("in", "acq/2", "acq/1")
+    loop = loop_on(r)
+    batch = loop.take(block=False)
+    assert batch is not None
+    pending = loop.router.store.send_commit(loop.keys, batch, channel=None, max_attempts=3)
+    for _ in range(100):  # the script has run once its tasks are there
+        if r.llen("out") == 2:
+            break
+        threading.Event().wait(0.01)
+    pending.connection.disconnect()  # the reply is lost
+    with pytest.raises(redis.ConnectionError):
+        pending.result()
+    assert loop.commit(batch).repeated
+    assert r.lrange("out", 0, -1) == [b"trt/2", b"trt/1"]
+    assert r.exists(loop.keys.taken) == 0
