@@ -199,40 +199,61 @@ class Store:
         same thread: no second thread waits for the GIL to read the reply.
         """
         script_keys, args = _commit_arguments(keys, batch, channel, max_attempts)
-        return PendingCommit(self, keys, batch, script_keys, args)
+        return PendingCommit(Pending(self._commit, script_keys, args), keys, batch)
+
+    def send_take(self, keys: WatcherKeys, limit: int) -> Pending:
+        """Send a :meth:`take` without waiting; ``reply()`` gives the events."""
+        return Pending(self._take, [keys.input, keys.taken], [limit])
 
 
-class PendingCommit:
-    """A commit script sent on a connection of its own, its reply not read yet."""
+class Pending:
+    """A script sent on a connection of its own, its reply not read yet.
 
-    def __init__(
-        self, store: Store, keys: WatcherKeys, batch: Batch, script_keys: list[str], args: list[Any]
-    ) -> None:
-        self.store, self.keys, self.batch = store, keys, batch
-        self.script_keys, self.args = script_keys, args
-        pool = store.client.connection_pool
-        self.connection = pool.get_connection()
+    Read it with :meth:`reply` or drop it with :meth:`discard` (the connection is
+    closed: the reply, if any, is lost; the script may or may not have run).
+    """
+
+    def __init__(self, script: Any, keys: list[str], args: list[Any]) -> None:
+        self.script, self.keys, self.args = script, keys, args
+        self.pool = script.registered_client.connection_pool
+        self.connection = self.pool.get_connection()
         try:
-            sha = store._commit.sha
-            command = ("EVALSHA", sha, len(script_keys), *script_keys, *args)
-            self.connection.send_command(*command)  # type: ignore[no-untyped-call]
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+            self.connection.send_command(*command)
         except BaseException:
-            self.connection.disconnect()  # type: ignore[no-untyped-call]
-            pool.release(self.connection)
+            self.discard()
             raise
 
-    def result(self) -> CommitResult:
-        """Wait for the reply; the errors are :meth:`Store.commit`'s."""
-        pool = self.store.client.connection_pool
+    def reply(self) -> Any:
+        """Wait for the reply (a script Redis no longer knows is loaded and run)."""
         try:
             reply = self.connection.read_response()  # disconnects on a connection error
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
             reply = None
         finally:
-            pool.release(self.connection)
-        if reply is None:  # not run: load the script and run it (a repeat is recognised)
-            reply = self.store._commit(keys=self.script_keys, args=self.args)
-        return commit_result(self.keys, self.batch, self.script_keys, reply)
+            self.pool.release(self.connection)
+        if reply is None:  # it did not run: run it now
+            reply = self.script(keys=self.keys, args=self.args)
+        return reply
+
+    def discard(self) -> None:
+        """Close the connection without reading the reply."""
+        self.connection.disconnect()
+        self.pool.release(self.connection)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCommit:
+    """A commit script sent, its reply not read yet."""
+
+    pending: Pending
+    keys: WatcherKeys
+    batch: Batch
+
+    def result(self) -> CommitResult:
+        """Wait for the reply; the errors are :meth:`Store.commit`'s."""
+        reply = self.pending.reply()  # a repeat after NOSCRIPT is recognised by the script
+        return commit_result(self.keys, self.batch, self.pending.keys, reply)
 
 
 def commit_result(

@@ -19,7 +19,7 @@ from .errors import OwnershipLost, WrongType
 from .messages import build_message
 from .resilience import Backoff, is_transient
 from .rules import Task, WatcherRules, decode_event
-from .store import Batch, CommitResult, FailedEvent, PlannedTask, WatcherKeys
+from .store import Batch, CommitResult, FailedEvent, Pending, PlannedTask, WatcherKeys
 
 if TYPE_CHECKING:
     from .router import Router
@@ -39,6 +39,7 @@ class WatcherLoop:
         self.down = False  # this watcher saw Redis fail and has not succeeded since
         self.healthy = False  # a full take-commit round succeeded since the last start
         self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
+        self.taking: Pending | None = None  # a take sent, its events not read yet
 
     def register(self) -> None:
         """Put this instance among the live ones before taking anything.
@@ -74,60 +75,89 @@ class WatcherLoop:
         refusals = Backoff(first_s=1.0, cap_s=30.0)
         held: deque[Batch] = deque()  # taken and computed, not known committed; oldest first
         recovered = False
-        while not (stop.is_set() and (not held or backoff.failures >= 3)):
-            try:
-                if not recovered:
-                    self.register()
-                    self.recover()
-                    recovered = True
-                self.round(held, stop)
-                backoff.reset()
-                refusals.reset()
-                self.succeeded()
-            except OwnershipLost as e:
-                logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
-                held.clear()
-                recovered = False
-            except WrongType as e:
-                if stop.is_set():
-                    return  # the batches stay in the taken list, handed back on leaving
-                self.refused(e)
-                refusals.wait(stop)
-            except Exception as e:
-                if not is_transient(e):
-                    raise
-                self.down = True
-                self.router.availability.failed(e)
-                # without an answer, a take may have moved events we do not hold
-                recovered = recovered and bool(held)
-                backoff.wait(stop if not held else threading.Event())
+        try:
+            while not (stop.is_set() and (not held or backoff.failures >= 3)):
+                try:
+                    if not recovered:
+                        self.register()
+                        self.recover()
+                        recovered = True
+                    self.round(held, stop)
+                    backoff.reset()
+                    refusals.reset()
+                    self.succeeded()
+                except OwnershipLost as e:
+                    logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
+                    self.drop_take()
+                    held.clear()
+                    recovered = False
+                except WrongType as e:
+                    self.drop_take()
+                    if stop.is_set():
+                        return  # the batches stay in the taken list, handed back on leaving
+                    self.refused(e)
+                    refusals.wait(stop)
+                except Exception as e:
+                    self.drop_take()
+                    if not is_transient(e):
+                        raise
+                    self.down = True
+                    self.router.availability.failed(e)
+                    # without an answer, a take may have moved events we do not hold
+                    recovered = recovered and bool(held)
+                    backoff.wait(stop if not held else threading.Event())
+        finally:
+            self.drop_take()  # its events, if any, are handed back on leaving
 
     def round(self, held: deque[Batch], stop: threading.Event) -> None:
         """Commit the oldest batch in hand; meanwhile compute the next one.
 
-        The next batch's events are taken first: Redis runs one command at a time, so a
-        take sent during the commit script would wait for its end. Then the commit
-        script is sent, the next batch computed while Redis runs it, and its reply read:
-        each batch is committed only after the one before it.
+        Three batches are in flight: the oldest is committed, the next computed, the one
+        after it taken. Both scripts are sent first (Redis runs the commit, then the
+        take), then the events of the take sent in the previous round are computed
+        while Redis works, then the replies are read. Without such a take (at start, or
+        after an idle spell), one is sent before the commit and read at once. Each batch
+        is committed only after the one before it; a commit owns only the oldest events
+        of the taken list.
         """
         if not held:
-            batch = self.take(block=True)
+            batch = self.take(block=True) if self.taking is None else self.taken()
             if batch is None:
                 return
             held.append(batch)
-        following: list[bytes] = []
-        if len(held) == 1 and not stop.is_set():
-            following = self.router.store.take(self.keys, self.router.options.batch_size)
-        started = time.perf_counter()
-        pending = self.router.store.send_commit(
+        taking, self.taking = self.taking, None
+        store, started = self.router.store, time.perf_counter()
+        more = len(held) == 1 and not stop.is_set()  # room for one more batch in hand
+        if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
+            taking = store.send_take(self.keys, self.router.options.batch_size)
+        pending = store.send_commit(
             self.keys, held[0], channel=self.channel, max_attempts=self.spec.max_attempts
         )
         try:
-            if following:
-                held.append(self.compute(following))
+            if more:
+                self.taking = store.send_take(self.keys, self.router.options.batch_size)
+            if taking is not None:
+                events = list(taking.reply())
+                if events:
+                    held.append(self.compute(events))
         finally:
-            result = pending.result()  # the commit's error, if any, wins over the compute's
+            result = pending.result()  # the commit's error, if any, wins over the others
         self.committed(held.popleft(), result, started)
+
+    def taken(self) -> Batch | None:
+        """The events of the take sent in the previous round, computed (None if none)."""
+        assert self.taking is not None
+        taking, self.taking = self.taking, None
+        events = list(taking.reply())
+        return self.compute(events) if events else None
+
+    def drop_take(self) -> None:
+        """Forget a take in flight (after an error, or when stopping): its events, if it
+        ran, stay in the taken list, where the ownership check and the recovery of
+        strays find them."""
+        if self.taking is not None:
+            self.taking.discard()
+            self.taking = None
 
     def refused(self, error: WrongType) -> None:
         """A commit met a key of the wrong type: say it once, keep the batch, retry."""

@@ -7,6 +7,7 @@ meanwhile (to their left) neither blocks the commit nor is touched by it.
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import pytest
 import redis
@@ -15,6 +16,7 @@ from resc_dramatiq.config import Config
 from resc_dramatiq.errors import OwnershipLost
 from resc_dramatiq.router import Router, RouterOptions
 from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.store import Batch
 from resc_dramatiq.watcher import WatcherLoop
 
 RULES = {
@@ -103,9 +105,27 @@ def test_a_sent_commit_whose_reply_is_lost_is_recognised_when_retried(r: redis.R
         if r.llen("out") == 2:
             break
         threading.Event().wait(0.01)
-    pending.connection.disconnect()  # the reply is lost
+    pending.pending.connection.disconnect()  # the reply is lost
     with pytest.raises(redis.ConnectionError):
         pending.result()
     assert loop.commit(batch).repeated
     assert r.lrange("out", 0, -1) == [b"trt/2", b"trt/1"]
+    assert r.exists(loop.keys.taken) == 0
+
+
+def test_a_take_in_flight_when_the_loop_stops_is_handed_back_not_lost(r: redis.Redis) -> None:
+    events = {f"acq/{i}" for i in range(10)}
+    r.lpush("in", *sorted(events))
+    loop = loop_on(r, batch_size=2)
+    held: deque[Batch] = deque()
+    stop = threading.Event()
+    loop.round(held, stop)  # commits one batch, computes one, sends a take
+    loop.round(held, stop)
+    assert loop.taking is not None and len(held) == 1
+    loop.drop_take()  # what an error or a stop does with it
+    loop.router.store.leave(loop.keys, loop.router.instance)  # what stopping does next
+    routed = {t.decode().replace("trt/", "acq/") for t in r.lrange("out", 0, -1)}
+    handed_back = {e.decode() for e in r.lrange("in", 0, -1)}
+    assert len(routed) == 4 and routed | handed_back == events
+    assert not routed & handed_back
     assert r.exists(loop.keys.taken) == 0
