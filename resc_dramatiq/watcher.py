@@ -112,13 +112,14 @@ class WatcherLoop:
     def round(self, held: deque[Batch], stop: threading.Event) -> None:
         """Commit the oldest batch in hand; meanwhile compute the next one.
 
-        Three batches are in flight: the oldest is committed, the next computed, the one
-        after it taken. Both scripts are sent first (Redis runs the commit, then the
-        take), then the events of the take sent in the previous round are computed
-        while Redis works, then the replies are read. Without such a take (at start, or
-        after an idle spell), one is sent before the commit and read at once. Each batch
-        is committed only after the one before it; a commit owns only the oldest events
-        of the taken list.
+        The commit script is sent, the next batch computed while Redis runs it, then the
+        reply read. The next batch's events come from a take sent before the commit
+        (Redis runs it first; its reply is read at once) or, under a backlog (the last
+        take came back full), from a take sent behind the previous round's commit: then
+        three batches are in flight, one committed, one computed, one taken. With no
+        backlog, no take waits behind a commit, so latency stays low. Each batch is
+        committed only after the one before it; a commit owns only the oldest events of
+        the taken list.
         """
         if not held:
             batch = self.take(block=True) if self.taking is None else self.taken()
@@ -127,19 +128,19 @@ class WatcherLoop:
             held.append(batch)
         taking, self.taking = self.taking, None
         store, started = self.router.store, time.perf_counter()
+        limit = self.router.options.batch_size
         more = len(held) == 1 and not stop.is_set()  # room for one more batch in hand
         if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
-            taking = store.send_take(self.keys, self.router.options.batch_size)
+            taking = store.send_take(self.keys, limit)
         pending = store.send_commit(
             self.keys, held[0], channel=self.channel, max_attempts=self.spec.max_attempts
         )
         try:
-            if more:
-                self.taking = store.send_take(self.keys, self.router.options.batch_size)
-            if taking is not None:
-                events = list(taking.reply())
-                if events:
-                    held.append(self.compute(events))
+            events = list(taking.reply()) if taking is not None else []
+            if more and len(events) == limit:  # a backlog: keep a take behind the commit
+                self.taking = store.send_take(self.keys, limit)
+            if events:
+                held.append(self.compute(events))
         finally:
             result = pending.result()  # the commit's error, if any, wins over the others
         self.committed(held.popleft(), result, started)
