@@ -66,6 +66,7 @@ class RouterMetrics(Observer):
 
     def __init__(self, *, registry: CollectorRegistry | None = None, process: bool = True) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._per_watcher: list[Counter | Histogram] = []  # labelled by watcher
         if process:  # what the default registry would give, in ours
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
@@ -89,46 +90,34 @@ class RouterMetrics(Observer):
         self.redis_reconnects = self._counter(
             "resc_redis_reconnects_total", "Times Redis came back after an outage."
         )
-        self.batch_size = Histogram(
-            "resc_batch_size",
-            "Events per committed batch.",
-            LABELS,
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=self.registry,
+        self.batch_size = self._histogram(
+            "resc_batch_size", "Events per committed batch.", BATCH_SIZE_BUCKETS
         )
-        self.commit_duration = Histogram(
+        self.commit_duration = self._histogram(
             "resc_commit_duration_milliseconds",
             "Time the commit script of a batch took, round trip included.",
-            LABELS,
-            buckets=DURATION_BUCKETS_MS,
-            registry=self.registry,
+            DURATION_BUCKETS_MS,
         )
-        self.event_to_commit = Histogram(
+        self.event_to_commit = self._histogram(
             "resc_event_to_commit_milliseconds",
             "Time from taking a batch's events to their commit.",
-            LABELS,
-            buckets=DURATION_BUCKETS_MS,
-            registry=self.registry,
+            DURATION_BUCKETS_MS,
         )
 
     def _counter(self, name: str, documentation: str) -> Counter:
-        return Counter(name, documentation, LABELS, registry=self.registry)
+        counter = Counter(name, documentation, LABELS, registry=self.registry)
+        self._per_watcher.append(counter)
+        return counter
+
+    def _histogram(self, name: str, documentation: str, buckets: tuple[float, ...]) -> Histogram:
+        histogram = Histogram(name, documentation, LABELS, buckets=buckets, registry=self.registry)
+        self._per_watcher.append(histogram)
+        return histogram
 
     def declare(self, watcher: str) -> None:
         """Show ``watcher``'s metrics at zero before its first batch (Prometheus advice)."""
-        for counter in (
-            self.events_taken,
-            self.tasks_queued,
-            self.tasks_deduplicated,
-            self.events_retried,
-            self.events_dead_lettered,
-            self.events_unmatched,
-            self.commits_repeated,
-            self.redis_reconnects,
-        ):
-            counter.labels(watcher)
-        for histogram in (self.batch_size, self.commit_duration, self.event_to_commit):
-            histogram.labels(watcher)
+        for metric in self._per_watcher:
+            metric.labels(watcher)
 
     def batch_committed(
         self,
