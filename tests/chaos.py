@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -37,7 +36,7 @@ from typing import Any
 
 import redis
 
-from tests.procs import RouterProcess, own_redis, routers, url_of, wait_for
+from tests.procs import LoggedProcess, RouterProcess, own_redis, routers, url_of, wait_for
 
 INPUT = "global/done"
 RUNS = "chaos/runs"
@@ -295,32 +294,20 @@ def describe(got: Counter[str], expected: Counter[str]) -> str:
     return f"{len(expected - got)} missing {missing}, {len(got - expected)} extra {extra}"
 
 
-class WorkerProcess:
-    """``python -m tests.chaos worker URL``: a Dramatiq worker process logging to ``log``."""
+class WorkerProcess(LoggedProcess):
+    """``python -m tests.chaos worker URL``: a Dramatiq worker process logging to ``log``.
+
+    ``kill()`` (SIGKILL) leaves the message in hand neither acked nor requeued.
+    """
+
+    stop_timeout_s = 15.0
 
     def __init__(self, *, url: str, log: Path, hold: bool = False, fast: bool = False) -> None:
         args = [sys.executable, "-m", "tests.chaos", "worker", url]
         args += ["--hold"] * hold + ["--fast"] * fast
         root = Path(__file__).parent.parent
         env = {**os.environ, "PYTHONPATH": str(root)}
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                args, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def kill(self) -> None:
-        """SIGKILL: the message in hand is neither acked nor requeued."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """End the process if it still runs."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        super().__init__(args, log=log, cwd=root, env=env)
 
 
 def worker_main(argv: list[str]) -> int:

@@ -49,27 +49,15 @@ def free_port() -> int:
         return port
 
 
-class RouterProcess:
-    """One ``resc-dramatiq router`` subprocess; its stderr goes to ``log``."""
+class LoggedProcess:
+    """A subprocess whose stdout and stderr go to ``log``."""
 
-    def __init__(
-        self,
-        *,
-        config: Path,
-        redis_url: str,
-        log: Path,
-        instance: str | None = None,
-        batch: int = 50,
-        heartbeat_ttl_s: float = 6.0,
-        extra: tuple[str, ...] = (),
-    ) -> None:
+    stop_timeout_s = 10.0  # grace period of ``stop`` before SIGKILL
+
+    def __init__(self, args: list[str], *, log: Path, **popen: Any) -> None:
         self.log = log
-        args = [CLI, "router", str(config), "--redis-url", redis_url, "--batch", str(batch)]
-        args += ["--heartbeat-ttl", str(heartbeat_ttl_s), *extra]
-        if instance is not None:
-            args += ["--instance", instance]
         with log.open("ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, **popen)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind runs."""
@@ -90,13 +78,34 @@ class RouterProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=self.stop_timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
 
     def output(self) -> str:
         """What the process logged so far."""
         return self.log.read_text(errors="replace")
+
+
+class RouterProcess(LoggedProcess):
+    """One ``resc-dramatiq router`` subprocess; its stderr goes to ``log``."""
+
+    def __init__(
+        self,
+        *,
+        config: Path,
+        redis_url: str,
+        log: Path,
+        instance: str | None = None,
+        batch: int = 50,
+        heartbeat_ttl_s: float = 6.0,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        args = [CLI, "router", str(config), "--redis-url", redis_url, "--batch", str(batch)]
+        args += ["--heartbeat-ttl", str(heartbeat_ttl_s), *extra]
+        if instance is not None:
+            args += ["--instance", instance]
+        super().__init__(args, log=log)
 
 
 @contextmanager
