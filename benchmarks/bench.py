@@ -37,7 +37,7 @@ import routerbench
 import stacks
 from rich.console import Console
 
-from resc_dramatiq.embedded import EmbeddedRedis
+from resc_dramatiq.ops.embedded import EmbeddedRedis
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ import routerbench
 from rich.console import Console
 from rich.table import Table
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.embedded import EmbeddedRedis
-from resc_dramatiq.router import Router
-from resc_dramatiq.rules import RuleSet, decode_event
-from resc_dramatiq.store import _commit_arguments
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.ops.embedded import EmbeddedRedis
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.ruleset import RuleSet, decode_event
+from resc_dramatiq.store.store import _commit_arguments
 
 
 def _server_us(client: redis.Redis) -> float:

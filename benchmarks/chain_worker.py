@@ -26,9 +26,9 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.middleware import Completion
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.rules.ruleset import RuleSet
+from resc_dramatiq.worker.completion import Completion
 
 QUEUE = "chain"
 DONE = "chain/done"

@@ -1,8 +1,8 @@
 """resc-dramatiq: resc's rule-based task generation for Dramatiq fleets on Redis."""
 
-from .config import Config
+from .config.model import Config
 from .errors import ConfigError, FetchError, OwnershipLost, RescError, RuleError, StoreError
-from .rules import RuleSet, Task
+from .rules.ruleset import RuleSet, Task
 
 __all__ = [
     "Config",

@@ -321,8 +321,8 @@ def worker_main(argv: list[str]) -> int:
     from dramatiq.brokers.redis import RedisBroker
     from dramatiq.middleware import Retries
 
-    from resc_dramatiq.middleware import Completion
-    from resc_dramatiq.redelivery import Redelivery
+    from resc_dramatiq.worker.completion import Completion
+    from resc_dramatiq.worker.redelivery import Redelivery
 
     url, hold, fast = argv[1], "--hold" in argv, "--fast" in argv
     broker = RedisBroker(url=url)

@@ -15,7 +15,7 @@ import redis
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 
-from resc_dramatiq.embedded import server_binary
+from resc_dramatiq.ops.embedded import server_binary
 
 redis_proc = factories.redis_proc(executable=server_binary())
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pytest_redis.executor import RedisExecutor
 
-from resc_dramatiq.embedded import server_binary
+from resc_dramatiq.ops.embedded import server_binary
 
 CLI = str(Path(sys.executable).parent / "resc-dramatiq")
 

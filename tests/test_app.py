@@ -17,11 +17,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from resc_dramatiq.app import build_ruleset, load_app
 from resc_dramatiq.cli import main
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError
-from resc_dramatiq.registry import registry
+from resc_dramatiq.worker.app import build_ruleset, load_app
+from resc_dramatiq.worker.registry import registry
 
 UNUSED_URL = "redis://127.0.0.1:1/0"  # check and explain never connect
 
@@ -29,8 +29,8 @@ APP = """
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
-from resc_dramatiq.middleware import Completion
-from resc_dramatiq.registry import Registry
+from resc_dramatiq.worker.completion import Completion
+from resc_dramatiq.worker.registry import Registry
 
 broker = RedisBroker(url={url!r})
 {completion}broker.add_middleware(Completion(), before=Retries)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from resc_dramatiq.config import ANONYMOUS_RULE, INPUT_TASK, Config
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import ANONYMOUS_RULE, INPUT_TASK, Config
+from resc_dramatiq.rules.ruleset import RuleSet
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 RESC03 = Path(__file__).parent / "configs" / "resc03"

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.rules.ruleset import RuleSet
 
 
 def problems_of(text: str, fmt: str = "json", source: str = "rules.json") -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from resc_dramatiq.demo import DemoReport, expected_tasks
+from resc_dramatiq.ops.demo import DemoReport, expected_tasks
 
 ROOT = Path(__file__).parent.parent
 

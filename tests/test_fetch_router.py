@@ -18,10 +18,10 @@ import redis
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.fetch import Fetcher, FetchOptions
-from resc_dramatiq.router import Router, RouterOptions
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.router.router import Router, RouterOptions
+from resc_dramatiq.rules.fetch import Fetcher, FetchOptions
+from resc_dramatiq.rules.ruleset import RuleSet
 
 FAST = FetchOptions(backoff_first_s=0.01, backoff_cap_s=0.02)
 TRT = r"^trt/(?P<process>\w+)/(?P<product>\w+)$"

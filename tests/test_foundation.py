@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from resc_dramatiq.cli import main
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
-from resc_dramatiq.messages import build_message
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.rules.messages import build_message
+from resc_dramatiq.rules.ruleset import RuleSet
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 BROKEN = Path(__file__).parent / "broken"

@@ -11,10 +11,10 @@ import redis
 from click.testing import CliRunner
 
 from resc_dramatiq.cli import main
-from resc_dramatiq.config import Config
-from resc_dramatiq.notifications import Notification
-from resc_dramatiq.router import Router
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.ops.notifications import Notification
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.ruleset import RuleSet
 from tests.procs import CLI, wait_for
 
 CONFIG = {

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from resc_dramatiq.logformat import JsonFormatter, formatter
+from resc_dramatiq.ops.logformat import JsonFormatter, formatter
 from tests.procs import routers, wait_for
 
 IN = "in"
@@ -40,7 +40,7 @@ CONFIG = {
 
 def record(message: str, *args: object, **extra: Any) -> logging.LogRecord:
     rec = logging.LogRecord(
-        "resc_dramatiq.router", logging.WARNING, __file__, 1, message, args, None
+        "resc_dramatiq.router.router", logging.WARNING, __file__, 1, message, args, None
     )
     rec.__dict__.update(extra)
     return rec
@@ -51,7 +51,7 @@ def test_a_record_is_one_line_of_json_with_ts_level_logger_and_message() -> None
     assert "\n" not in line
     entry = json.loads(line)
     assert entry["level"] == "WARNING"
-    assert entry["logger"] == "resc_dramatiq.router"
+    assert entry["logger"] == "resc_dramatiq.router.router"
     assert entry["message"] == "watcher 'in':\nline two"
     assert entry["ts"].endswith("+00:00") and "T" in entry["ts"]
 

@@ -12,9 +12,9 @@ import dramatiq
 import pytest
 from dramatiq.encoder import JSONEncoder
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.messages import RESC_OPTION, Envelope, build_message, new_id
-from resc_dramatiq.rules import RuleSet, Task
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.rules.messages import RESC_OPTION, Envelope, build_message, new_id
+from resc_dramatiq.rules.ruleset import RuleSet, Task
 
 PAYLOAD_KEYS = {
     "queue_name",

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from resc_dramatiq.errors import ConfigError
-from resc_dramatiq.middleware import Completion
+from resc_dramatiq.worker.completion import Completion
 
 DONE = "global/done"
 

@@ -16,10 +16,10 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.middleware import Completion
-from resc_dramatiq.router import Router
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.ruleset import RuleSet
+from resc_dramatiq.worker.completion import Completion
 
 DONE = "global/done"
 PRODUCTS = [(1, 10), (1, 11), (2, 20)]

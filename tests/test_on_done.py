@@ -9,7 +9,7 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 
 from resc_dramatiq.errors import ConfigError
-from resc_dramatiq.registry import DEFAULT_WATCHER, Registry, default_task
+from resc_dramatiq.worker.registry import DEFAULT_WATCHER, Registry, default_task
 
 ACQ = r"^acq/(?P<process_id>\d+)/(?P<product_id>\d+)$"
 

@@ -12,10 +12,10 @@ import redis
 from click.testing import CliRunner
 
 from resc_dramatiq.cli import main
-from resc_dramatiq.config import Config
-from resc_dramatiq.housekeeping import Pruner, set_ttls
-from resc_dramatiq.router import Router, RouterOptions
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.router.router import Router, RouterOptions
+from resc_dramatiq.rules.ruleset import RuleSet
+from resc_dramatiq.store.housekeeping import Pruner, set_ttls
 from tests.procs import wait_for
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import redis
 
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import FetchError
-from resc_dramatiq.router import Router, RouterOptions, stats
-from resc_dramatiq.rules import Match, RuleSet
+from resc_dramatiq.router.router import Router, RouterOptions, stats
+from resc_dramatiq.rules.ruleset import Match, RuleSet
 from tests.conftest import EXAMPLES
 from tests.procs import wait_for
 

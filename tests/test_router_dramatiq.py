@@ -11,9 +11,9 @@ import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.router import Router
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.ruleset import RuleSet
 from tests.procs import wait_for
 
 

@@ -12,12 +12,12 @@ from collections import deque
 import pytest
 import redis
 
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import OwnershipLost
-from resc_dramatiq.router import Router, RouterOptions
-from resc_dramatiq.rules import RuleSet
-from resc_dramatiq.store import Batch
-from resc_dramatiq.watcher import WatcherLoop
+from resc_dramatiq.router.loop import WatcherLoop
+from resc_dramatiq.router.router import Router, RouterOptions
+from resc_dramatiq.rules.ruleset import RuleSet
+from resc_dramatiq.store.store import Batch
 
 RULES = {
     "watchers": [

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 import pytest
 import redis
 
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import OwnershipLost
-from resc_dramatiq.router import Observer, Router, RouterOptions
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.router.router import Observer, Router, RouterOptions
+from resc_dramatiq.rules.ruleset import RuleSet
 from tests.procs import wait_for
 
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import redis
 
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import WrongType
-from resc_dramatiq.router import Router, RouterOptions, stats
-from resc_dramatiq.rules import RuleSet
-from resc_dramatiq.store import WatcherKeys
+from resc_dramatiq.router.router import Router, RouterOptions, stats
+from resc_dramatiq.rules.ruleset import RuleSet
+from resc_dramatiq.store.store import WatcherKeys
 from tests.procs import wait_for
 
 TWO_TARGETS = {

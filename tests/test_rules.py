@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from resc_dramatiq.config import Config
+from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
-from resc_dramatiq.rules import RuleSet, compile_pattern, python_group_syntax
-from resc_dramatiq.templates import Template
+from resc_dramatiq.rules.ruleset import RuleSet, compile_pattern, python_group_syntax
+from resc_dramatiq.rules.templates import Template
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 

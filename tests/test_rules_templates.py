@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resc_dramatiq.errors import RuleError
-from resc_dramatiq.templates import Template
+from resc_dramatiq.rules.templates import Template
 
 
 def test_a_template_is_split_into_literals_and_names_once() -> None:

@@ -20,7 +20,7 @@ from dramatiq.middleware import Retries
 from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq.cli.common import safe_url
-from resc_dramatiq.middleware import Completion
+from resc_dramatiq.worker.completion import Completion
 
 from .tls_proxy import tls_proxy
 

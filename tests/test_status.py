@@ -18,9 +18,9 @@ import redis
 from click.testing import CliRunner
 
 from resc_dramatiq.cli import main
-from resc_dramatiq.config import Config
-from resc_dramatiq.router import Router
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.ruleset import RuleSet
 from tests.procs import CLI, free_port, own_redis, url_of, wait_for
 
 CONFIG = {
@@ -236,7 +236,7 @@ def test_status_waits_for_nothing_when_redis_is_empty(redis_url: str, config: Pa
 def test_a_template_naming_many_keys_shows_the_first_sorted_and_counts_the_rest(
     r: redis.Redis, redis_url: str, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("resc_dramatiq.status.MAX_KEYS", 3)
+    monkeypatch.setattr("resc_dramatiq.ops.status.MAX_KEYS", 3)
     for p in (5, 1, 4, 2, 3):
         r.lpush(f"out/{p}", "t")
     s = status_json(config, redis_url)

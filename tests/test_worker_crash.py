@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from resc_dramatiq.config import Config
-from resc_dramatiq.redelivery import Redelivery
-from resc_dramatiq.router import Router
-from resc_dramatiq.rules import RuleSet
+from resc_dramatiq.config.model import Config
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.ruleset import RuleSet
+from resc_dramatiq.worker.redelivery import Redelivery
 from tests.chaos import RELEASE, RUNS, STARTS, WorkerProcess
 from tests.procs import wait_for
 

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 import redis
 
-from ..app import build_ruleset, load_app
-from ..config import Config
+from ..config.model import Config
 from ..errors import ConfigError
-from ..logformat import FORMATS, formatter
-from ..rules import RuleSet
+from ..ops.logformat import FORMATS, formatter
+from ..rules.ruleset import RuleSet
+from ..worker.app import build_ruleset, load_app
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..demo import DemoError, DemoOptions, DemoReport, expected_tasks, find_project, run_demo
+from ..ops.demo import DemoError, DemoOptions, DemoReport, expected_tasks, find_project, run_demo
 from . import main
 from .common import EXIT_FAILED, fail, safe_url
 

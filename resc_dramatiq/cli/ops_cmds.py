@@ -10,8 +10,8 @@ import threading
 import click
 import redis
 
-from ..housekeeping import Pruner
-from ..notifications import follow
+from ..ops.notifications import follow
+from ..store.housekeeping import Pruner
 from . import main
 from .common import (
     EXIT_FAILED,

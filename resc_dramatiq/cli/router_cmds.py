@@ -12,10 +12,10 @@ from types import FrameType
 import click
 
 from ..errors import ConfigError
-from ..fetch import Fetcher
-from ..metrics import RouterMetrics, serve
-from ..router import Router, RouterOptions
-from ..rules import RuleSet
+from ..ops.metrics import RouterMetrics, serve
+from ..router.router import Router, RouterOptions
+from ..rules.fetch import Fetcher
+from ..rules.ruleset import RuleSet
 from . import main
 from .common import (
     EXIT_FAILED,

@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ..explain import explain_event, format_report
-from ..fetch import check_headers
+from ..rules.explain import explain_event, format_report
+from ..rules.fetch import check_headers
 from . import main
 from .common import app_option, fail, load_rules, optional_config_argument
 

@@ -19,8 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..rules import RuleSet
-from ..status import WatcherStatus, as_json, gather
+from ..ops.status import WatcherStatus, as_json, gather
+from ..rules.ruleset import RuleSet
 from . import main
 from .common import (
     EXIT_FAILED,

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import redis
 
-from .templates import Template
+from ..rules.templates import Template
 
 #: Dramatiq's companion keys of a queue, never targets themselves.
 DRAMATIQ_SUFFIXES = (".msgs", ".DQ", ".XQ", ".DQ.msgs", ".XQ.msgs", ".acks")

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.model import Config, FetchSpec, MakeSpec, RuleSpec, WatcherSpec
+from ..errors import ConfigError, RuleError
 from .backtracking import nested_unbounded_repeat
-from .config import Config, FetchSpec, MakeSpec, RuleSpec, WatcherSpec
-from .errors import ConfigError, RuleError
 from .templates import VARIABLE, Template
 
 #: Queue names Dramatiq accepts for an actor (see ``dramatiq.actor``): no actor consumes others.

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from .errors import ConfigError
-from .rules import compile_pattern
-from .templates import Template
+from ..errors import ConfigError
+from ..rules.ruleset import compile_pattern
+from ..rules.templates import Template
 
 #: The watcher (input list) code rules join unless told otherwise; resc's usual name.
 DEFAULT_WATCHER = "global/done"

@@ -26,8 +26,8 @@ from typing import Any
 import msgpack
 import redis
 
-from .config import WatcherSpec
-from .errors import OwnershipLost, WrongType
+from ..config.model import WatcherSpec
+from ..errors import OwnershipLost, WrongType
 
 STATUS_COMMITTED = 1
 STATUS_ALREADY_COMMITTED = 2

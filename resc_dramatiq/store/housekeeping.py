@@ -20,9 +20,9 @@ from typing import Any
 
 import redis
 
+from ..rules.ruleset import RuleSet
+from ..rules.templates import Template
 from .keyspace import glob_of, text
-from .rules import RuleSet
-from .templates import Template
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import hjson
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def read_text(path: Path) -> str:

@@ -18,11 +18,11 @@ from typing import Any
 
 import redis
 
-from .keyspace import names_of, text
-from .messages import delay_queue_name
-from .rules import RuleSet, WatcherRules
-from .store import WatcherKeys
-from .templates import Template
+from ..rules.messages import delay_queue_name
+from ..rules.ruleset import RuleSet, WatcherRules
+from ..rules.templates import Template
+from ..store.keyspace import names_of, text
+from ..store.store import WatcherKeys
 
 #: Most concrete keys listed for one templated target or set.
 MAX_KEYS = 50

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import RuleError
-from .rules import Match, RuleSet, Task, actor_args, actor_kwargs, decode_event
+from ..errors import RuleError
+from .ruleset import Match, RuleSet, Task, actor_args, actor_kwargs, decode_event
 
 
 def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:

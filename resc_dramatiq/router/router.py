@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import redis
 
-from .errors import RuleError
-from .housekeeping import Pruner, set_ttls
-from .resilience import Availability, Backoff, is_transient
-from .rules import Match, RuleSet, Task
-from .store import CommitResult, Store, WatcherKeys
-from .watcher import WatcherLoop
+from ..errors import RuleError
+from ..rules.ruleset import Match, RuleSet, Task
+from ..store.housekeeping import Pruner, set_ttls
+from ..store.resilience import Availability, Backoff, is_transient
+from ..store.store import CommitResult, Store, WatcherKeys
+from .loop import WatcherLoop
 
 logger = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from pydantic import (
     model_validator,
 )
 
-from .config_files import format_of, line_map, parse, read_text
-from .config_paths import ancestors, format_path, layout_aliases, rewrite, root_causes, strip_legacy
-from .errors import ConfigError
+from ..errors import ConfigError
+from .files import format_of, line_map, parse, read_text
+from .paths import ancestors, format_path, layout_aliases, rewrite, root_causes, strip_legacy
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ANONYMOUS_RULE = "<anonymous rule>"

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from .resilience import Availability, Backoff, is_transient
+from ..store.resilience import Availability, Backoff, is_transient
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .errors import RuleError
+from ..errors import RuleError
 
 VARIABLE = re.compile(r"\$\{([\w.]+)\}")
 

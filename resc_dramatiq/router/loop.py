@@ -15,11 +15,11 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from .errors import OwnershipLost, WrongType
-from .messages import build_message
-from .resilience import Backoff, is_transient
-from .rules import Task, WatcherRules, decode_event
-from .store import Batch, CommitResult, FailedEvent, Pending, PlannedTask, WatcherKeys
+from ..errors import OwnershipLost, WrongType
+from ..rules.messages import build_message
+from ..rules.ruleset import Task, WatcherRules, decode_event
+from ..store.resilience import Backoff, is_transient
+from ..store.store import Batch, CommitResult, FailedEvent, Pending, PlannedTask, WatcherKeys
 
 if TYPE_CHECKING:
     from .router import Router

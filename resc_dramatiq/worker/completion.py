@@ -42,13 +42,13 @@ from dramatiq import Broker, Middleware
 from dramatiq.logging import get_logger
 from dramatiq.middleware import MiddlewareError
 
-from .errors import ConfigError
-from .messages import RESC_OPTION
-from .resilience import Backoff, is_transient
-from .router import Router, RouterOptions
-from .rules import RuleSet
-from .store import _commit_arguments
-from .watcher import WatcherLoop
+from ..errors import ConfigError
+from ..router.loop import WatcherLoop
+from ..router.router import Router, RouterOptions
+from ..rules.messages import RESC_OPTION
+from ..rules.ruleset import RuleSet
+from ..store.resilience import Backoff, is_transient
+from ..store.store import _commit_arguments
 
 DEFAULT_DONE_QUEUE = "global/done"
 FIELD = re.compile(r"\{(\w+)\}")
@@ -292,7 +292,7 @@ class Completion(Middleware):
 
 @functools.cache
 def _commit_script() -> str:
-    return resources.files(__package__).joinpath("lua", "commit.lua").read_text()
+    return resources.files("resc_dramatiq.store").joinpath("lua", "commit.lua").read_text()
 
 
 def _zrem(o: Outcome) -> Callable[[Any], None]:

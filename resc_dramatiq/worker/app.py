@@ -23,10 +23,10 @@ from typing import Any
 
 import dramatiq
 
-from .config import Config, RuleSpec, WatcherSpec
-from .errors import ConfigError
+from ..config.model import Config, RuleSpec, WatcherSpec
+from ..errors import ConfigError
+from ..rules.ruleset import RuleSet
 from .registry import CodeRule, Registry, registry
-from .rules import RuleSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class App:
 
     def has_completion(self) -> bool:
         """True when the broker carries the Completion middleware (done events flow)."""
-        from .middleware import Completion
+        from .completion import Completion
 
         return any(isinstance(m, Completion) for m in self.broker.middleware)
 

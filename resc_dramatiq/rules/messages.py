@@ -20,7 +20,7 @@ from typing import Any
 
 import dramatiq
 
-from .rules import Task, actor_args, actor_kwargs
+from .ruleset import Task, actor_args, actor_kwargs
 
 #: Message option read by :class:`resc_dramatiq.middleware.Completion`.
 RESC_OPTION = "resc"

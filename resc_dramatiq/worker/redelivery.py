@@ -37,7 +37,7 @@ import redis
 from dramatiq import Broker, Middleware
 from dramatiq.logging import get_logger
 
-from .resilience import Backoff, is_transient
+from ..store.resilience import Backoff, is_transient
 
 #: A command name ``dispatch.lua`` does not know: only the heartbeat and maintenance run.
 MAINTENANCE_COMMAND = "resc-maintenance"

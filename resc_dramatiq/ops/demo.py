@@ -29,8 +29,8 @@ from typing import Any
 
 import redis
 
+from ..errors import RescError
 from .embedded import EmbeddedRedis
-from .errors import RescError
 
 DONE = "example/done"
 RUNS = "example/runs"

@@ -36,9 +36,9 @@ from urllib.parse import quote
 
 import httpx
 
-from .config import FetchSpec
-from .errors import ConfigError, FetchError, RuleError
-from .rules import Match, RuleSet
+from ..config.model import FetchSpec
+from ..errors import ConfigError, FetchError, RuleError
+from .ruleset import Match, RuleSet
 from .templates import Template
 
 #: ``${env:NAME}`` in a header value: the environment variable NAME, read at start.

@@ -1,0 +1,1 @@
+"""Rules configuration: files in resc's layouts, validated once into frozen models."""

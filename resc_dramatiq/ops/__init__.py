@@ -1,0 +1,1 @@
+"""Operations: status, notifications, metrics, log formats, the demo and its embedded server."""

@@ -1,0 +1,1 @@
+"""The router process: take events reliably, plan, commit; supervision and heartbeats."""

@@ -1,0 +1,1 @@
+"""Rules compiled once from the config: patterns, templates, tasks, Dramatiq messages (pure)."""

@@ -1,0 +1,1 @@
+"""Redis side: key names, Lua scripts, the commit codec, housekeeping."""

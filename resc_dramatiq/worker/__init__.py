@@ -1,0 +1,1 @@
+"""The Dramatiq side: middleware, redelivery, ``@on_done`` rules, app loading."""
