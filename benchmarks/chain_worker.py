@@ -51,10 +51,10 @@ def build(mode: str, url: str, rules: str) -> RedisBroker:
     broker = RedisBroker(url=url)
     if mode != "a":
         ruleset = RuleSet.compile(Config.load(rules)) if mode == "b" else None
-        broker.add_middleware(Completion(ruleset=ruleset, done_queue=DONE), before=Retries)
+        broker.add_middleware(Completion(rules=ruleset, done_queue=DONE), before=Retries)
     dramatiq.set_broker(broker)
     piped = mode == "a"
-    s1_options: dict[str, Any] = {} if piped else {"done_event": "s1/{i}"}
+    s1_options: dict[str, Any] = {} if piped else {"done_event": "s1/${i}"}
 
     @dramatiq.actor(queue_name=QUEUE, actor_name="s1", max_retries=0, **s1_options)
     def s1(i: int) -> int | None:

@@ -1,17 +1,74 @@
-"""resc-dramatiq: resc's rule-based task generation for Dramatiq fleets on Redis."""
+"""resc-dramatiq: resc's rule-based task generation for Dramatiq fleets on Redis.
+
+Every name a user needs is here; the subpackages (``config``, ``rules``, ``store``,
+``router``, ``worker``, ``ops``, ``cli``) are the implementation, in the order data
+flows, and may change between releases.
+
+The errors::
+
+    RescError
+    ├── ConfigError          a config file or code rule is invalid (says where)
+    │   └── InvalidDoneEvent an actor's done_event is not a ${name} template
+    ├── RuleError            an event made a rule fail at run time
+    │   └── FetchError       a fetcher's HTTP call or response failed
+    └── StoreError           a Redis operation failed or met an unexpected state
+        ├── OwnershipLost    a batch's events were handed to another instance
+        └── WrongType        a key the router writes holds another Redis type
+"""
 
 from .config.model import Config
-from .errors import ConfigError, FetchError, OwnershipLost, RescError, RuleError, StoreError
+from .errors import (
+    ConfigError,
+    FetchError,
+    OwnershipLost,
+    RescError,
+    RuleError,
+    StoreError,
+    WrongType,
+)
+from .router.options import Observer, RouterOptions
+from .router.router import Router
+from .rules.explain import explain_event
+from .rules.fetch import Fetcher, FetchOptions
+from .rules.plan import Batch, Expander, FailedEvent, PlannedTask, Planner
 from .rules.ruleset import RuleSet, Task
+from .store.commit import CommitResult
+from .worker.app import App, build_ruleset, load_app
+from .worker.completion import Completion
+from .worker.done_event import InvalidDoneEvent
+from .worker.redelivery import Redelivery
+from .worker.registry import Registry, on_done, registry
 
 __all__ = [
+    "App",
+    "Batch",
+    "CommitResult",
+    "Completion",
     "Config",
     "ConfigError",
+    "Expander",
+    "FailedEvent",
     "FetchError",
+    "FetchOptions",
+    "Fetcher",
+    "InvalidDoneEvent",
+    "Observer",
     "OwnershipLost",
+    "PlannedTask",
+    "Planner",
+    "Redelivery",
+    "Registry",
     "RescError",
+    "Router",
+    "RouterOptions",
     "RuleError",
     "RuleSet",
     "StoreError",
     "Task",
+    "WrongType",
+    "build_ruleset",
+    "explain_event",
+    "load_app",
+    "on_done",
+    "registry",
 ]

@@ -4,6 +4,7 @@ The tree::
 
     RescError
     ├── ConfigError          a config file or code rule is invalid (says where)
+    │   └── InvalidDoneEvent an actor's done_event is not a ${name} template
     ├── RuleError            an event made a rule fail at run time
     │   └── FetchError       a fetcher's HTTP call or response failed
     └── StoreError           a Redis operation failed or met an unexpected state

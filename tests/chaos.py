@@ -36,7 +36,8 @@ from typing import Any
 
 import redis
 
-from tests.procs import LoggedProcess, RouterProcess, own_redis, routers, url_of, wait_for
+from tests.helpers import wait_for
+from tests.procs import LoggedProcess, RouterProcess, own_redis, routers, url_of
 
 INPUT = "global/done"
 RUNS = "chaos/runs"

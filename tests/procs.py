@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,20 +24,6 @@ from pytest_redis.executor import RedisExecutor
 from resc_dramatiq.ops.embedded import server_binary
 
 CLI = str(Path(sys.executable).parent / "resc-dramatiq")
-
-
-def wait_for(
-    predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "", poll_s: float = 0.02
-) -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s}s: {what or predicate}")
-        time.sleep(poll_s)
 
 
 def free_port() -> int:

@@ -21,7 +21,9 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError
 from resc_dramatiq.worker.app import build_ruleset, load_app
+from resc_dramatiq.worker.completion import has_completion
 from resc_dramatiq.worker.registry import registry
+from tests.helpers import tasks_of
 
 UNUSED_URL = "redis://127.0.0.1:1/0"  # check and explain never connect
 
@@ -95,7 +97,7 @@ def test_the_broker_attribute_and_the_actor_queues_are_found(write_app: Callable
     app = load_app(f"{write_app()}:broker")
     assert app.actor_queues == {"treat": "treatments", "report": "reports"}
     assert [b.actor_name for b in app.rules] == ["treat"]
-    assert app.has_completion()
+    assert has_completion(app.broker)
 
 
 def test_without_an_attribute_the_global_broker_is_used(write_app: Callable[..., str]) -> None:
@@ -119,7 +121,7 @@ def test_code_rules_join_the_file_watcher_after_its_rules(
     ruleset = build_ruleset(Config.load(config_file), load_app(f"{write_app()}:broker"))
     [watcher] = ruleset.watchers
     assert [r.name for r in watcher.rules] == ["report", "@on_done treat"]
-    [task] = watcher.compute("acq/1/2")
+    [task] = tasks_of(watcher, "acq/1/2")
     assert (task.task, task.queue, task.set, task.actor) == (
         "treat/1/2",
         "treatments",
@@ -137,7 +139,7 @@ def test_file_rules_get_the_queue_of_their_actor(
     write_app: Callable[..., str], config_file: Path
 ) -> None:
     ruleset = build_ruleset(Config.load(config_file), load_app(f"{write_app()}:broker"))
-    [task] = ruleset.watchers[0].compute("treat/1/2")
+    [task] = tasks_of(ruleset.watchers[0], "treat/1/2")
     assert (task.actor, task.queue) == ("report", "reports")
 
 

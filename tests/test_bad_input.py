@@ -8,9 +8,9 @@ import time
 import pytest
 import redis
 
+from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError
-from resc_dramatiq.router.router import Router, RouterOptions
 from resc_dramatiq.rules.ruleset import RuleSet
 
 ECHO = """{"listener_channel": "notes", "watchers": [{"input_queue": "in", "rules": [

@@ -9,6 +9,7 @@ import pytest
 
 from resc_dramatiq.config.model import ANONYMOUS_RULE, INPUT_TASK, Config
 from resc_dramatiq.rules.ruleset import RuleSet
+from tests.helpers import tasks_of
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 RESC03 = Path(__file__).parent / "configs" / "resc03"
@@ -25,7 +26,7 @@ ACQ_12_34 = [
 
 def tasks(config: Config, event: str) -> list[tuple[str, str, str | None]]:
     ruleset = RuleSet.compile(config)
-    return [(t.task, t.queue, t.set) for w in ruleset.watchers for t in w.compute(event)]
+    return [(t.task, t.queue, t.set) for w in ruleset.watchers for t in tasks_of(w, event)]
 
 
 # --- seed-era layout -------------------------------------------------------------------

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from pytest_httpserver import HTTPServer
 
 from resc_dramatiq.cli import main
-from tests.procs import CLI, routers, wait_for
+from tests.helpers import wait_for
+from tests.procs import CLI, routers
 
 
 def write(tmp_path: Path, url: str, headers: dict[str, str]) -> Path:

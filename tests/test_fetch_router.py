@@ -18,8 +18,8 @@ import redis
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
-from resc_dramatiq.router.router import Router, RouterOptions
 from resc_dramatiq.rules.fetch import Fetcher, FetchOptions
 from resc_dramatiq.rules.ruleset import RuleSet
 

@@ -15,6 +15,7 @@ from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
 from resc_dramatiq.rules.messages import build_message
 from resc_dramatiq.rules.ruleset import RuleSet
+from tests.helpers import tasks_of
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 BROKEN = Path(__file__).parent / "broken"
@@ -62,7 +63,7 @@ def load(text: str, fmt: str = "json") -> RuleSet:
 
 
 def compute(ruleset: RuleSet, event: bytes | str) -> list[tuple[str, str, str | None]]:
-    return [(t.task, t.queue, t.set) for t in ruleset.watchers[0].compute(event)]
+    return [(t.task, t.queue, t.set) for t in tasks_of(ruleset.watchers[0], event)]
 
 
 def test_seed_demo_config_makes_trt_task_on_its_queue_with_its_set() -> None:
@@ -166,7 +167,7 @@ def test_optional_group_missing_at_run_time_is_a_rule_error() -> None:
         ' "make": {"task": "t/${o}", "queue": "q"}}]}]}'
     )
     with pytest.raises(RuleError, match="'o' has no value"):
-        ruleset.watchers[0].compute("a")
+        tasks_of(ruleset.watchers[0], "a")
 
 
 ACTOR = """{"watchers": [{"input_queue": "in", "rules": [{"on": "^acq/(?P<p>\\\\d+)/(?P<q>\\\\d+)$",
@@ -176,7 +177,7 @@ ACTOR = """{"watchers": [{"input_queue": "in", "rules": [{"on": "^acq/(?P<p>\\\\
 
 
 def test_actor_target_builds_a_message_dramatiq_decodes() -> None:
-    [task, _] = load(ACTOR).watchers[0].compute("acq/1/2")
+    [task, _] = tasks_of(load(ACTOR).watchers[0], "acq/1/2")
     envelope = build_message(task, now_ms=1_000, done_queue="in")
     message = dramatiq.Message.decode(envelope.payload)
     assert set(json.loads(envelope.payload)) == {
@@ -195,7 +196,7 @@ def test_actor_target_builds_a_message_dramatiq_decodes() -> None:
 
 
 def test_delayed_actor_target_goes_to_the_delay_queue_with_an_eta() -> None:
-    [_, task] = load(ACTOR).watchers[0].compute("acq/1/2")
+    [_, task] = tasks_of(load(ACTOR).watchers[0], "acq/1/2")
     envelope = build_message(task, now_ms=1_000, done_queue="in")
     message = dramatiq.Message.decode(envelope.payload)
     assert envelope.queue_name == message.queue_name == "default.DQ"
@@ -204,7 +205,7 @@ def test_delayed_actor_target_goes_to_the_delay_queue_with_an_eta() -> None:
 
 
 def test_message_ids_are_unique() -> None:
-    [task, _] = load(ACTOR).watchers[0].compute("acq/1/2")
+    [task, _] = tasks_of(load(ACTOR).watchers[0], "acq/1/2")
     ids = set()
     for _ in range(2_000):
         message = dramatiq.Message.decode(build_message(task, now_ms=0, done_queue=None).payload)

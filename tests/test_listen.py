@@ -15,7 +15,8 @@ from resc_dramatiq.config.model import Config
 from resc_dramatiq.ops.notifications import Notification
 from resc_dramatiq.router.router import Router
 from resc_dramatiq.rules.ruleset import RuleSet
-from tests.procs import CLI, wait_for
+from tests.helpers import wait_for
+from tests.procs import CLI
 
 CONFIG = {
     "listener_channel": "resc/notes",

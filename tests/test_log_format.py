@@ -14,7 +14,8 @@ import pytest
 import redis
 
 from resc_dramatiq.ops.logformat import JsonFormatter, formatter
-from tests.procs import routers, wait_for
+from tests.helpers import wait_for
+from tests.procs import routers
 
 IN = "in"
 CONFIG = {

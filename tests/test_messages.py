@@ -15,6 +15,7 @@ from dramatiq.encoder import JSONEncoder
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.rules.messages import RESC_OPTION, Envelope, build_message, new_id
 from resc_dramatiq.rules.ruleset import RuleSet, Task
+from tests.helpers import tasks_of
 
 PAYLOAD_KEYS = {
     "queue_name",
@@ -30,7 +31,7 @@ ACQ = r"^acq/(?P<process_id>\d+)/(?P<product_id>\d+)$"
 
 def task_for(make: dict[str, Any], event: str = "acq/12/34") -> Task:
     data = {"watchers": [{"input_queue": "in", "rules": [{"on": ACQ, "make": make}]}]}
-    [task] = RuleSet.compile(Config.from_data(data)).watchers[0].compute(event)
+    [task] = tasks_of(RuleSet.compile(Config.from_data(data)).watchers[0], event)
     return task
 
 

@@ -18,11 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.ops.metrics import RouterMetrics, serve
-from resc_dramatiq.router.router import Router, RouterOptions
 from resc_dramatiq.rules.ruleset import RuleSet
-from tests.procs import CLI, own_redis, routers, url_of, wait_for
+from tests.helpers import wait_for
+from tests.procs import CLI, own_redis, routers, url_of
 
 IN = "in"
 #: acq/N queues a deduplicated task; bad/<queue>/<task> with an empty queue dies at once.

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,19 +22,9 @@ from redis.retry import Retry
 
 from resc_dramatiq.errors import ConfigError
 from resc_dramatiq.worker.completion import Completion
+from tests.helpers import wait_for
 
 DONE = "global/done"
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    """Poll ``predicate`` until truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout_s}s")
 
 
 @contextmanager
@@ -178,7 +167,7 @@ def test_release_done_keeps_the_dedup_entry_until_success(
 def test_an_app_actor_declares_its_done_event_from_its_arguments(
     broker: RedisBroker, r: redis.Redis
 ) -> None:
-    @dramatiq.actor(broker=broker, done_event="acq/{process_id}/{product_id}")
+    @dramatiq.actor(broker=broker, done_event="acq/${process_id}/${product_id}")
     def acquire(process_id: int, product_id: int = 9) -> None:
         pass
 
@@ -190,7 +179,7 @@ def test_an_app_actor_declares_its_done_event_from_its_arguments(
 
 
 def test_an_app_actor_may_name_its_done_list(broker: RedisBroker, r: redis.Redis) -> None:
-    @dramatiq.actor(broker=broker, done_event="raw/{name}", done_queue="raw/done")
+    @dramatiq.actor(broker=broker, done_event="raw/${name}", done_queue="raw/done")
     def ingest(name: str) -> None:
         pass
 
@@ -199,15 +188,39 @@ def test_an_app_actor_may_name_its_done_list(broker: RedisBroker, r: redis.Redis
         assert wait_for(lambda: r.lrange("raw/done", 0, -1)) == [b"raw/a"]
 
 
-@pytest.mark.parametrize("template", ["acq/{p.__class__}", "acq/{p!r}", "acq/{p:>9}", "acq/{"])
+@pytest.mark.parametrize(
+    "template", ["acq/{p.__class__}", "acq/{p!r}", "acq/{p:>9}", "acq/{", "acq/${p", "acq/}"]
+)
 def test_a_done_event_that_is_not_plain_fields_fails_at_declaration(
     broker: RedisBroker, template: str
 ) -> None:
-    with pytest.raises(ConfigError, match="plain \\{name\\} fields"):
+    with pytest.raises(ConfigError, match="literal text and \\$\\{name\\} fields"):
 
         @dramatiq.actor(broker=broker, done_event=template)
         def acquire(p: str) -> None:
             pass
+
+
+def test_a_done_event_naming_no_parameter_fails_at_declaration(broker: RedisBroker) -> None:
+    with pytest.raises(ConfigError, match="names nme, which the function"):
+
+        @dramatiq.actor(broker=broker, done_event="acq/${nme}")
+        def acquire(name: str) -> None:
+            pass
+
+
+def test_the_old_brace_fields_still_work_with_a_deprecation_warning(
+    r: redis.Redis, broker: RedisBroker
+) -> None:
+    with pytest.warns(DeprecationWarning, match=r"write 'raw/\$\{name\}'"):
+
+        @dramatiq.actor(broker=broker, done_event="raw/{name}", done_queue="raw/done")
+        def ingest(name: str) -> None:
+            pass
+
+    with running(broker):
+        ingest.send("a")
+        assert wait_for(lambda: r.lrange("raw/done", 0, -1)) == [b"raw/a"]
 
 
 def test_redis_errors_in_hooks_are_retried_then_logged_loudly(

@@ -11,12 +11,12 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.cli import main
 from resc_dramatiq.config.model import Config
-from resc_dramatiq.router.router import Router, RouterOptions
 from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.store.housekeeping import Pruner, set_ttls
-from tests.procs import wait_for
+from tests.helpers import wait_for
 
 
 def rules(*makes: dict[str, Any]) -> RuleSet:

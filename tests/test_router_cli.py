@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.procs import CLI, routers, wait_for
+from tests.helpers import wait_for
+from tests.procs import CLI, routers
 
 DONE = "global/done"
 CONFIG = {

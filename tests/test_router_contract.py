@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import redis
 
+from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import FetchError
-from resc_dramatiq.router.router import Router, RouterOptions, stats
+from resc_dramatiq.router.router import stats
 from resc_dramatiq.rules.ruleset import Match, RuleSet
 from tests.conftest import EXAMPLES
-from tests.procs import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -214,18 +215,24 @@ def test_a_retried_event_is_announced_done_once_when_it_is_finished(r: redis.Red
 def test_an_event_that_fails_then_succeeds_starts_afresh_next_time(r: redis.Redis) -> None:
     calls: list[str] = []
 
-    def flaky(match: Match) -> list[dict[str, str]]:
-        calls.append(match.variables["input_task"])
-        if len(calls) == 1:
-            raise FetchError("503 from the catalogue")
-        return [{**match.variables, "cat.v": "1"}]
+    class Flaky:
+        """An expander whose first call fails."""
+
+        def prefetch(self, matches: Sequence[Match]) -> None:
+            pass
+
+        def __call__(self, match: Match) -> list[dict[str, str]]:
+            calls.append(match.variables["input_task"])
+            if len(calls) == 1:
+                raise FetchError("503 from the catalogue")
+            return [{**match.variables, "cat.v": "1"}]
 
     fetching = {
         "on": r"^doc/\d+$",
         "fetch": [{"url": "http://catalogue.invalid/", "returns": "cat"}],
         "make": {"task": "${input_task}/${cat.v}", "queue": "docs"},
     }
-    router = Router(ruleset=one_watcher(fetching), client=r, expander=flaky)
+    router = Router(ruleset=one_watcher(fetching), client=r, expander=Flaky())
     r.lpush(DONE, "doc/1")
     router.run_until_idle()
     assert r.lrange("docs", 0, -1) == [b"doc/1/1"]

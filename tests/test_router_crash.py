@@ -16,7 +16,8 @@ from pathlib import Path
 
 import redis
 
-from tests.procs import DONE, RouterProcess, routers, wait_for
+from tests.helpers import wait_for
+from tests.procs import DONE, RouterProcess, routers
 from tests.procs import TWO_TARGET_CONFIG as CONFIG
 
 

@@ -14,7 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.router.router import Router
 from resc_dramatiq.rules.ruleset import RuleSet
-from tests.procs import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.fixture(autouse=True)

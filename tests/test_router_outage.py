@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 import redis
 
-from tests.procs import DONE, own_redis, routers, url_of, wait_for
+from tests.helpers import wait_for
+from tests.procs import DONE, own_redis, routers, url_of
 from tests.procs import TWO_TARGET_CONFIG as CONFIG
 
 OUTAGE_S = 4.0

@@ -15,9 +15,10 @@ import redis
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import OwnershipLost
 from resc_dramatiq.router.loop import WatcherLoop
-from resc_dramatiq.router.router import Router, RouterOptions
+from resc_dramatiq.router.options import RouterOptions
+from resc_dramatiq.router.router import Router
+from resc_dramatiq.rules.plan import Batch
 from resc_dramatiq.rules.ruleset import RuleSet
-from resc_dramatiq.store.store import Batch
 
 RULES = {
     "watchers": [
@@ -88,7 +89,7 @@ def test_a_commit_sent_after_redis_lost_its_scripts_is_loaded_and_runs_once(
     batch = loop.take(block=False)
     assert batch is not None
     r.script_flush()  # what a Redis restart does
-    pending = loop.router.store.send_commit(loop.keys, batch, channel=None, max_attempts=3)
+    pending = loop.store.send_commit(batch)
     result = pending.result()
     assert (result.queued, result.repeated) == (2, False)
     assert r.lrange("out", 0, -1) == [b"trt/2", b"trt/1"]
@@ -100,7 +101,7 @@ def test_a_sent_commit_whose_reply_is_lost_is_recognised_when_retried(r: redis.R
     loop = loop_on(r)
     batch = loop.take(block=False)
     assert batch is not None
-    pending = loop.router.store.send_commit(loop.keys, batch, channel=None, max_attempts=3)
+    pending = loop.store.send_commit(batch)
     for _ in range(100):  # the script has run once its tasks are there
         if r.llen("out") == 2:
             break
@@ -123,7 +124,7 @@ def test_a_take_in_flight_when_the_loop_stops_is_handed_back_not_lost(r: redis.R
     loop.round(held, stop)
     assert loop.taking is not None and len(held) == 1
     loop.drop_take()  # what an error or a stop does with it
-    loop.router.store.leave(loop.keys, loop.router.instance)  # what stopping does next
+    loop.store.leave()  # what stopping does next
     routed = {t.decode().replace("trt/", "acq/") for t in r.lrange("out", 0, -1)}
     handed_back = {e.decode() for e in r.lrange("in", 0, -1)}
     assert len(routed) == 4 and routed | handed_back == events

@@ -13,11 +13,11 @@ from contextlib import contextmanager
 import pytest
 import redis
 
+from resc_dramatiq import Observer, Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import OwnershipLost
-from resc_dramatiq.router.router import Observer, Router, RouterOptions
 from resc_dramatiq.rules.ruleset import RuleSet
-from tests.procs import wait_for
+from tests.helpers import wait_for
 
 
 @pytest.fixture(autouse=True)

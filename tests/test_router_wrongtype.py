@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import redis
 
+from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import WrongType
-from resc_dramatiq.router.router import Router, RouterOptions, stats
+from resc_dramatiq.router.router import stats
 from resc_dramatiq.rules.ruleset import RuleSet
-from resc_dramatiq.store.store import WatcherKeys
-from tests.procs import wait_for
+from resc_dramatiq.store.keys import WatcherKeys
+from tests.helpers import wait_for
 
 TWO_TARGETS = {
     "watchers": [

@@ -12,6 +12,7 @@ from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
 from resc_dramatiq.rules.ruleset import RuleSet, compile_pattern, python_group_syntax
 from resc_dramatiq.rules.templates import Template
+from tests.helpers import tasks_of
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 
@@ -26,7 +27,7 @@ def rule(on: str, task: str = "${input_task}", queue: str = "q", **more: Any) ->
 
 
 def tasks(rules: RuleSet, event: bytes | str) -> list[tuple[str, str, str | None]]:
-    return [(t.task, t.queue, t.set) for t in rules.watchers[0].compute(event)]
+    return [(t.task, t.queue, t.set) for t in tasks_of(rules.watchers[0], event)]
 
 
 def variables(rules: RuleSet, event: str) -> list[dict[str, str]]:
@@ -106,13 +107,13 @@ def test_an_optional_group_that_matched_empty_is_present_and_empty() -> None:
 def test_a_template_using_an_absent_optional_group_fails_at_run_time() -> None:
     rules = ruleset(rule(r"^a(?P<o>b)?$", task="t/${o}"))
     with pytest.raises(RuleError, match="variable 'o' has no value for this event"):
-        rules.watchers[0].compute("a")
+        tasks_of(rules.watchers[0], "a")
 
 
 def test_an_empty_queue_name_fails_at_run_time() -> None:
     rules = ruleset(rule(r"^(?P<q>\w*)$", queue="${q}"))
     with pytest.raises(RuleError, match="made an empty queue name"):
-        rules.watchers[0].compute("")
+        tasks_of(rules.watchers[0], "")
 
 
 def test_rules_with_fetchers_need_the_fetch_layer() -> None:
@@ -124,7 +125,7 @@ def test_rules_with_fetchers_need_the_fetch_layer() -> None:
         }
     )
     with pytest.raises(RuleError, match="has fetchers"):
-        rules.watchers[0].compute("x")
+        tasks_of(rules.watchers[0], "x")
 
 
 # --- regex dialect ----------------------------------------------------------------------

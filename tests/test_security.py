@@ -8,7 +8,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,21 +20,13 @@ from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq.cli.common import safe_url
 from resc_dramatiq.worker.completion import Completion
+from tests.helpers import wait_for
 
 from .tls_proxy import tls_proxy
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 CLI = [sys.executable, "-m", "resc_dramatiq"]
 PASSWORD = "s3cret-Pa55word-never-shown"
-
-
-def wait_for(predicate: object, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -126,7 +117,7 @@ def test_the_completion_middleware_emits_done_events_over_tls(
         broker = RedisBroker(url=f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca_file}")
         broker.add_middleware(Completion(), before=Retries)
 
-        @dramatiq.actor(broker=broker, done_event="tls/{n}", done_queue="tls/done")
+        @dramatiq.actor(broker=broker, done_event="tls/${n}", done_queue="tls/done")
         def work(n: int) -> None:
             pass
 

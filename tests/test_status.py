@@ -21,7 +21,8 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.router.router import Router
 from resc_dramatiq.rules.ruleset import RuleSet
-from tests.procs import CLI, free_port, own_redis, url_of, wait_for
+from tests.helpers import wait_for
+from tests.procs import CLI, free_port, own_redis, url_of
 
 CONFIG = {
     "namespace": "ns",

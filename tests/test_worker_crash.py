@@ -22,7 +22,7 @@ from resc_dramatiq.router.router import Router
 from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.worker.redelivery import Redelivery
 from tests.chaos import RELEASE, RUNS, STARTS, WorkerProcess
-from tests.procs import wait_for
+from tests.helpers import wait_for
 
 INPUT = "global/done"
 RULES = {

@@ -1,10 +1,11 @@
-"""What several commands share: loading rules, Redis URLs, logging, exit codes."""
+"""What several commands share: loading rules and app, Redis URLs, logging, exit codes."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
@@ -15,7 +16,8 @@ from ..config.model import Config
 from ..errors import ConfigError
 from ..ops.logformat import FORMATS, formatter
 from ..rules.ruleset import RuleSet
-from ..worker.app import build_ruleset, load_app
+from ..worker.app import App, build_ruleset, load_app
+from ..worker.completion import has_completion
 
 EXIT_INVALID = 2
 EXIT_FAILED = 1
@@ -28,12 +30,14 @@ app_option = click.option(
     "--app",
     metavar="MODULE[:BROKER]",
     help="Dramatiq app to import as the dramatiq command does: its @on_done rules join "
-    "CONFIG (then optional) and actor targets are checked against its actors.",
+    "CONFIG (then optional), actor targets are checked against its actors, and commands "
+    "that talk to Redis use its broker's server and namespace unless CONFIG names them.",
 )
 redis_url_option = click.option(
     "--redis-url",
     envvar="RESC_REDIS_URL",
-    help="Redis URL for every watcher (overrides the config; env RESC_REDIS_URL).",
+    help="Redis URL for every watcher (overrides the config and --app's broker; "
+    "env RESC_REDIS_URL).",
 )
 
 
@@ -52,22 +56,47 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     sys.exit(code)
 
 
-def load_rules(config_path: str | None, app: str | None = None) -> RuleSet:
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What CONFIG and ``--app`` gave a command: the compiled rules, and the app if any."""
+
+    ruleset: RuleSet
+    app: App | None = None
+
+
+def load(config_path: str | None, app: str | None = None) -> Loaded:
     """Load and compile a config and/or an app's code rules; exit 2 with the problems."""
     try:
-        config = Config.load(config_path) if config_path is not None else None
-        for warning in config.warnings if config is not None else ():
-            click.echo(f"warning: {warning}", err=True)
-        if app is None and config is not None:
-            return RuleSet.compile(config)
-        loaded = load_app(app) if app is not None else None
-        if loaded is not None and not loaded.has_completion():
-            click.echo(f"warning: {app}: no Completion middleware on the broker", err=True)
-        return build_ruleset(config, loaded)
+        config = _read_config(config_path)
+        imported = _import_app(app)
+        return Loaded(build_ruleset(config, imported), imported)
     except ConfigError as e:
         for problem in e.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(EXIT_INVALID)
+
+
+def load_rules(config_path: str | None, app: str | None = None) -> RuleSet:
+    """The rules alone, for the commands that never talk to Redis (check, explain)."""
+    return load(config_path, app).ruleset
+
+
+def _read_config(path: str | None) -> Config | None:
+    if path is None:
+        return None
+    config = Config.load(path)
+    for warning in config.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    return config
+
+
+def _import_app(spec: str | None) -> App | None:
+    if spec is None:
+        return None
+    app = load_app(spec)
+    if not has_completion(app.broker):
+        click.echo(f"warning: {spec}: no Completion middleware on the broker", err=True)
+    return app
 
 
 def connect(url: str) -> redis.Redis:

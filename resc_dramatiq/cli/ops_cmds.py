@@ -16,14 +16,14 @@ from . import main
 from .common import (
     EXIT_FAILED,
     app_option,
-    connect,
     fail,
-    load_rules,
+    load,
     optional_config_argument,
     redis_url_option,
     safe_url,
     setup_logging,
 )
+from .servers import Server, servers_for
 
 
 @main.command()
@@ -46,17 +46,18 @@ def listen(
     Lines are written exactly as resc publishes them: ``<taken> TRIGGER <event> -> <task>``
     and ``<taken> DONE <event>``.
     """
-    url = redis_url
+    server = Server(redis_url) if redis_url is not None else None
     if config is not None or app is not None:
-        ruleset = load_rules(config, app)
-        channel = channel or ruleset.config.spec.listener_channel
-        url = url or ruleset.config.redis_url(ruleset.watchers[0].spec)
+        loaded = load(config, app)
+        channel = channel or loaded.ruleset.config.spec.listener_channel
+        server = servers_for(loaded, redis_url)[0]
     if not channel:
         fail("no channel: give --channel, or a CONFIG with a listener_channel")
-    if url is None:
-        fail("no Redis: give --redis-url (or RESC_REDIS_URL), or a CONFIG")
+    if server is None:
+        fail("no Redis: give --redis-url (or RESC_REDIS_URL), a CONFIG or --app")
     setup_logging("warning")
-    client = connect(url)
+    client = server.connect()
+    url = server.url
     out = sys.stdout.buffer
     seen = 0
     try:
@@ -83,15 +84,15 @@ def prune(
     config: str | None, app: str | None, redis_url: str | None, dry_run: bool, as_json: bool
 ) -> None:
     """Remove dedup entries older than their make's ttl_s, in every set of CONFIG."""
-    ruleset = load_rules(config, app)
+    loaded = load(config, app)
+    ruleset = loaded.ruleset
     results = []
-    for i, watcher in enumerate(ruleset.watchers):
-        url = redis_url or ruleset.config.redis_url(watcher.spec)
+    for i, server in enumerate(servers_for(loaded, redis_url)):
         one = dataclasses.replace(ruleset, watchers=(ruleset.watchers[i],))
         try:
-            results += Pruner(ruleset=one, client=connect(url)).sweep(dry_run=dry_run)
+            results += Pruner(ruleset=one, client=server.connect()).sweep(dry_run=dry_run)
         except redis.RedisError as e:
-            fail(f"Redis at {safe_url(url)} unreachable: {type(e).__name__}", EXIT_FAILED)
+            fail(f"Redis at {safe_url(server.url)} unreachable: {type(e).__name__}", EXIT_FAILED)
     unique = {p.set: p for p in results}.values()
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(p) for p in unique], indent=2))

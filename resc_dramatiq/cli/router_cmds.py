@@ -7,13 +7,15 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
 import click
 
 from ..errors import ConfigError
 from ..ops.metrics import RouterMetrics, serve
-from ..router.router import Router, RouterOptions
+from ..router.options import RouterOptions
+from ..router.router import Router
 from ..rules.fetch import Fetcher
 from ..rules.ruleset import RuleSet
 from . import main
@@ -22,28 +24,29 @@ from .common import (
     app_option,
     connect,
     fail,
-    load_rules,
+    load,
     log_format_option,
     optional_config_argument,
     redis_url_option,
     setup_logging,
 )
+from .servers import Server, namespace_for, servers_for
 
 logger = logging.getLogger(__name__)
 
 
-def routers_for(ruleset: RuleSet, redis_url: str | None, **kwargs: object) -> list[Router]:
-    """One router per distinct Redis URL among the watchers (``redis_url`` overrides all)."""
-    groups: dict[str, list[int]] = {}
-    for i, watcher in enumerate(ruleset.watchers):
-        groups.setdefault(redis_url or ruleset.config.redis_url(watcher.spec), []).append(i)
+def routers_for(ruleset: RuleSet, servers: Sequence[Server], **kwargs: object) -> list[Router]:
+    """One router per distinct Redis among the watchers (``servers[i]`` is watcher i's)."""
+    groups: dict[str, tuple[Server, list[int]]] = {}
+    for i, server in enumerate(servers):
+        groups.setdefault(server.url, (server, []))[1].append(i)
     return [
         Router(
             ruleset=dataclasses.replace(ruleset, watchers=tuple(ruleset.watchers[i] for i in idx)),
-            client=connect(url),
+            client=server.connect(),
             **kwargs,  # type: ignore[arg-type]
         )
-        for url, idx in groups.items()
+        for server, idx in groups.values()
     ]
 
 
@@ -107,10 +110,15 @@ def router(
     metrics_host: str,
 ) -> None:
     """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
-    ruleset = load_rules(config, app)
+    loaded = load(config, app)
+    ruleset = loaded.ruleset
+    servers = servers_for(loaded, redis_url)
     setup_logging(log_level, log_format, {"instance": instance} if instance else None)
     options = RouterOptions(
-        batch_size=batch_size, heartbeat_ttl_s=heartbeat_ttl_s, restart_limit=restart_limit
+        batch_size=batch_size,
+        heartbeat_ttl_s=heartbeat_ttl_s,
+        restart_limit=restart_limit,
+        namespace=namespace_for(loaded),
     )
     try:
         expander = Fetcher.for_ruleset(ruleset)
@@ -118,7 +126,7 @@ def router(
         fail(str(e))
     observer = start_metrics(ruleset, metrics_host, metrics_port)
     routers = routers_for(
-        ruleset, redis_url, instance=instance, options=options, expander=expander, observer=observer
+        ruleset, servers, instance=instance, options=options, expander=expander, observer=observer
     )
     for r in routers:
         watching = ", ".join(repr(loop.spec.input_queue) for loop in r.loops)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Sequence
+from functools import partial
 from urllib.parse import urlsplit
 
 import click
@@ -25,13 +27,16 @@ from . import main
 from .common import (
     EXIT_FAILED,
     app_option,
-    connect,
     fail,
-    load_rules,
+    load,
     optional_config_argument,
     redis_url_option,
     safe_url,
 )
+from .servers import Server, namespace_for, servers_for
+
+#: Reads every watcher's status once (raises :class:`Unreachable`).
+Reader = Callable[[], list[WatcherStatus]]
 
 
 @main.command()
@@ -62,9 +67,10 @@ def status(
     interval_s: float,
 ) -> None:
     """Show input depths, events in flight, counters, targets and dedup sets of CONFIG."""
-    ruleset = load_rules(config, app)
+    loaded = load(config, app)
+    read = partial(_gather, loaded.ruleset, servers_for(loaded, redis_url), namespace_for(loaded))
     try:
-        statuses = _gather(ruleset, redis_url)
+        statuses = read()
     except Unreachable as e:
         fail(str(e), EXIT_FAILED)
     try:
@@ -73,9 +79,9 @@ def status(
         elif not watch:
             Console().print(render(statuses))
         elif as_json_output:
-            _watch_json(ruleset, redis_url, interval_s, statuses)
+            _watch_json(read, interval_s, statuses)
         else:
-            _watch_tables(ruleset, redis_url, interval_s, statuses)
+            _watch_tables(read, interval_s, statuses)
     except KeyboardInterrupt:
         pass  # Ctrl-C is how --watch ends: exit 0
 
@@ -84,15 +90,17 @@ class Unreachable(Exception):
     """Raised when a watcher's Redis cannot be read (the message masks the password)."""
 
 
-def _gather(ruleset: RuleSet, redis_url: str | None) -> list[WatcherStatus]:
-    """Every watcher's status, each read from its own Redis."""
+def _gather(
+    ruleset: RuleSet, servers: Sequence[Server], namespace: str | None
+) -> list[WatcherStatus]:
+    """Every watcher's status, each read from its own Redis (``servers[i]``)."""
     statuses: list[WatcherStatus] = []
-    for i, watcher in enumerate(ruleset.watchers):
-        url = redis_url or ruleset.config.redis_url(watcher.spec)
+    for i, server in enumerate(servers):
         one = dataclasses.replace(ruleset, watchers=(ruleset.watchers[i],))
-        client = connect(url)
+        url = server.url
+        client = server.connect()
         try:
-            found = gather(one, client)
+            found = gather(one, client, namespace=namespace)
         except redis.RedisError as e:
             raise Unreachable(f"Redis at {safe_url(url)} unreachable: {_masked(e, url)}") from None
         finally:
@@ -108,16 +116,14 @@ def _masked(error: Exception, url: str) -> str:
     return message.replace(password, "***") if password else message
 
 
-def _watch_json(
-    ruleset: RuleSet, redis_url: str | None, interval_s: float, statuses: list[WatcherStatus]
-) -> None:
+def _watch_json(read: Reader, interval_s: float, statuses: list[WatcherStatus]) -> None:
     """One JSON line per refresh; during an outage, no lines and one error on stderr."""
     click.echo(json.dumps(as_json(statuses)))
     told = False
     while True:
         time.sleep(interval_s)
         try:
-            statuses = _gather(ruleset, redis_url)
+            statuses = read()
         except Unreachable as e:
             if not told:
                 click.echo(f"error: {e}; retrying every {interval_s:g} s", err=True)
@@ -127,16 +133,14 @@ def _watch_json(
         click.echo(json.dumps(as_json(statuses)))
 
 
-def _watch_tables(
-    ruleset: RuleSet, redis_url: str | None, interval_s: float, statuses: list[WatcherStatus]
-) -> None:
+def _watch_tables(read: Reader, interval_s: float, statuses: list[WatcherStatus]) -> None:
     """The tables, redrawn in place; during an outage, the last figures under a warning."""
     read_at = time.strftime("%H:%M:%S")
     with Live(render(statuses), console=Console(), auto_refresh=False) as live:
         while True:
             time.sleep(interval_s)
             try:
-                statuses = _gather(ruleset, redis_url)
+                statuses = read()
             except Unreachable as e:
                 warning = f"{e}; figures from {read_at}, retrying every {interval_s:g} s"
                 live.update(Group(Text(warning, style="bold red"), render(statuses)), refresh=True)

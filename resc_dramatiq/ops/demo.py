@@ -1,6 +1,7 @@
 """The one-command demo: a Redis, the router, real Dramatiq workers, and a verdict.
 
-:func:`run_demo` starts an embedded server (unless given a URL), the router and a
+:func:`run_demo` starts an embedded server (unless given a URL; it needs the
+``embedded`` extra, else :class:`~.embedded.EmbeddedUnavailable`), the router and a
 ``dramatiq`` worker fleet on ``example_project`` as child processes in their own
 process groups, feeds root events (each twice: the dedup set drops the copies), waits
 until every done event is routed, then checks that every expected task ran exactly
@@ -30,6 +31,7 @@ from typing import Any
 import redis
 
 from ..errors import RescError
+from ..store.keyspace import text
 from .embedded import EmbeddedRedis
 
 DONE = "example/done"
@@ -180,7 +182,7 @@ def run_demo(
             time.sleep(0.1)
         if on_progress is not None:
             on_progress(_progress(client))
-        runs = {_text(k): int(v) for k, v in client.hgetall(RUNS).items()}
+        runs = {text(k): int(v) for k, v in client.hgetall(RUNS).items()}
         results = fetch.fetch_results(url)
         return DemoReport(
             options.events, runs, expected, _stats(client), results, time.monotonic() - started
@@ -212,17 +214,13 @@ def _example_modules(project: Path) -> tuple[Any, Any]:
 
 def _stats(client: redis.Redis) -> dict[str, int]:
     raw = client.hgetall(f"{DONE}/stats")
-    return {_text(k): int(v) for k, v in raw.items()}
+    return {text(k): int(v) for k, v in raw.items()}
 
 
 def _progress(client: redis.Redis) -> dict[str, int]:
     counts = dict.fromkeys(STAGES, 0)
     for task in client.hkeys(RUNS):
         for stage, prefix in STAGES.items():
-            if _text(task).startswith(prefix):
+            if text(task).startswith(prefix):
                 counts[stage] += 1
     return counts
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

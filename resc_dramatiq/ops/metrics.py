@@ -23,8 +23,8 @@ from prometheus_client import (
     start_http_server,
 )
 
-from ..router.router import Observer
-from ..store.store import CommitResult
+from ..router.options import Observer
+from ..store.commit import CommitResult
 
 #: Dramatiq's duration buckets (ms), with finer steps below 5 ms: a commit takes ~1 ms.
 DURATION_BUCKETS_MS = (

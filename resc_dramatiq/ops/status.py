@@ -18,11 +18,10 @@ from typing import Any
 
 import redis
 
-from ..rules.messages import delay_queue_name
 from ..rules.ruleset import RuleSet, WatcherRules
 from ..rules.templates import Template
+from ..store.keys import DramatiqKeys, WatcherKeys
 from ..store.keyspace import names_of, text
-from ..store.store import WatcherKeys
 
 #: Most concrete keys listed for one templated target or set.
 MAX_KEYS = 50
@@ -174,7 +173,8 @@ def _targets_and_sets(
     for rule in rules.rules:
         for make in rule.makes:
             dramatiq = make.target.actor is not None
-            names = _shown_keys(client, make.target.queue, f"{ns}:" if dramatiq else "", more)
+            prefix = DramatiqKeys(ns).queue("") if dramatiq else ""
+            names = _shown_keys(client, make.target.queue, prefix, more)
             for name in names:
                 if name not in targets:
                     targets[name] = _target(client, name, ns, dramatiq=dramatiq)
@@ -207,12 +207,13 @@ def _shown_keys(
 def _target(client: redis.Redis, queue: str, ns: str, *, dramatiq: bool) -> TargetStatus:
     if not dramatiq:
         return TargetStatus(key=queue, kind="list", depth=client.llen(queue))
+    keys = DramatiqKeys(ns)
     return TargetStatus(
         key=queue,
         kind="dramatiq",
-        depth=client.llen(f"{ns}:{queue}"),
-        delayed=client.llen(f"{ns}:{delay_queue_name(queue)}"),
-        dead_lettered=client.zcard(f"{ns}:{queue}.XQ"),
+        depth=client.llen(keys.queue(queue)),
+        delayed=client.llen(keys.delayed(queue)),
+        dead_lettered=client.zcard(keys.dead(queue)),
     )
 
 

@@ -1,8 +1,11 @@
-"""The router: take events reliably, apply the rules, commit each batch atomically.
+"""The router: take events reliably, plan them, commit each batch atomically.
 
-Per watcher, a loop takes a batch (a blocking ``BLMOVE`` for the first event, then a
-non-blocking drain), computes its tasks in Python, and commits the whole batch with
-one Lua script (see :mod:`resc_dramatiq.store`). A crash anywhere leaves the events
+The path of an event, top-down: per watcher, a :class:`~.loop.WatcherLoop` takes a
+batch (a blocking ``BLMOVE`` for the first event, then a non-blocking drain), hands it
+to the watcher's :class:`~resc_dramatiq.rules.plan.Planner` (pure Python: matches,
+variables, fetched expansions, tasks, Dramatiq messages, failures), and commits what
+the planner returned with one Lua script through the watcher's
+:class:`~resc_dramatiq.store.store.WatcherStore`. A crash anywhere leaves the events
 in the instance's taken list: nothing is lost, nothing is queued twice. A heartbeat
 thread keeps this instance alive and hands the taken lists of dead instances back.
 """
@@ -14,51 +17,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import redis
 
-from ..errors import RuleError
-from ..rules.ruleset import Match, RuleSet, Task
+from ..rules.plan import Expander, Planner
+from ..rules.ruleset import RuleSet, WatcherRules
+from ..store.commit import CommitSettings
 from ..store.housekeeping import Pruner, set_ttls
+from ..store.keys import DramatiqKeys, WatcherKeys
+from ..store.keyspace import text
 from ..store.resilience import Availability, Backoff, is_transient
-from ..store.store import CommitResult, Store, WatcherKeys
+from ..store.scripts import Scripts
+from ..store.store import WatcherStore
 from .loop import WatcherLoop
+from .options import Observer, RouterOptions
 
 logger = logging.getLogger(__name__)
-
-#: Expands a matched rule into one variable set per fetched result (see ``fetch``).
-Expander = Callable[[Match], list[dict[str, str]]]
-
-
-class Observer:
-    """Hooks the router calls; the default does nothing (metrics override them)."""
-
-    def batch_committed(
-        self,
-        watcher: str,
-        events: int,
-        result: CommitResult,
-        unmatched: int,
-        commit_s: float,
-        event_to_commit_s: float,
-    ) -> None:
-        """A batch was committed."""
-
-    def reconnected(self, watcher: str) -> None:
-        """Redis came back after an outage."""
-
-
-@dataclass(frozen=True, slots=True)
-class RouterOptions:
-    """Tuning of a router; the defaults suit most fleets."""
-
-    batch_size: int = 500
-    block_s: float = 1.0
-    heartbeat_ttl_s: float = 6.0
-    namespace: str | None = None  # None: the config's ``namespace``
-    restart_limit: int = 5
-    prune_interval_s: float = 60.0  # dedup sets of makes with ``ttl_s`` (see housekeeping)
 
 
 class Router:
@@ -79,34 +53,26 @@ class Router:
         expander: Expander | None = None,
     ) -> None:
         self.ruleset = ruleset
-        self.store = Store(client=client)
+        self.client = client
         self.instance = instance or uuid.uuid4().hex[:12]
         self.options = options or RouterOptions()
         self.observer = observer or Observer()
-        self._expander = expander
         self._stop = threading.Event()
         self.availability = Availability(logger, f"router {self.instance}")
-        self.loops = [WatcherLoop(self, rules) for rules in ruleset.watchers]
+        scripts = Scripts(client)
+        namespace = self.options.namespace or ruleset.config.spec.namespace
+        self.loops = [
+            WatcherLoop(
+                planner=Planner(rules, expander=expander),
+                store=watcher_store(scripts, ruleset, rules, self.instance, namespace),
+                options=self.options,
+                availability=self.availability,
+                observer=self.observer,
+            )
+            for rules in ruleset.watchers
+        ]
         self.failed: BaseException | None = None
         self.pruner = Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None
-
-    def expand_tasks(self, match: Match) -> list[Task]:
-        """The tasks of a matched rule, through the fetchers when it has any."""
-        if not match.rule.fetch:
-            return match.rule.make(match.index, match.variables)
-        if self._expander is None:
-            raise RuleError(f"rule {match.rule.name!r} has fetchers but no fetch client")
-        return [
-            t
-            for variables in self._expander(match)
-            for t in match.rule.make(match.index, variables)
-        ]
-
-    def prefetch(self, matches: list[Match]) -> None:
-        """Let the expander start a batch's fetches at once (see ``Fetcher.prefetch``)."""
-        prefetch = getattr(self._expander, "prefetch", None)
-        if matches and prefetch is not None:
-            prefetch(matches)
 
     def stop(self) -> None:
         """Finish the batches in hand and return from ``run()``."""
@@ -129,10 +95,10 @@ class Router:
         """Mark this instance alive on every watcher; reclaim the lists of dead ones."""
         ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
         for loop in self.loops:
-            for dead in self.store.heartbeat(loop.keys, self.instance, ttl_ms):
+            for dead in loop.store.heartbeat(ttl_ms):
                 if dead == self.instance:
                     continue
-                moved = self.store.reclaim(loop.keys, loop.spec, dead, own=False)
+                moved = loop.store.reclaim(dead, own=False)
                 if moved > 0:
                     logger.warning(
                         "watcher %r: instance %s is gone; %d event(s) handed back",
@@ -224,7 +190,7 @@ class Router:
         """Hand back what the taken lists still hold and leave the live instances."""
         for loop in self.loops:
             try:
-                moved = self.store.leave(loop.keys, self.instance)
+                moved = loop.store.leave()
             except Exception as e:  # Redis down: our heartbeat expires, others reclaim
                 logger.warning("could not deregister instance %s: %s", self.instance, e)
                 return
@@ -236,7 +202,19 @@ class Router:
                 )
 
 
+def watcher_store(
+    scripts: Scripts, ruleset: RuleSet, rules: WatcherRules, instance: str, namespace: str
+) -> WatcherStore:
+    """The store of one watcher of ``ruleset`` for router ``instance``."""
+    settings = CommitSettings(
+        keys=WatcherKeys.of(rules.spec, instance),
+        dramatiq=DramatiqKeys(namespace),
+        channel=ruleset.config.spec.listener_channel,
+        max_attempts=rules.spec.max_attempts,
+    )
+    return WatcherStore(scripts=scripts, settings=settings, instance=instance)
+
+
 def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:
     """The counters of a watcher."""
-    raw = client.hgetall(keys.stats)
-    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    return {text(k): int(v) for k, v in client.hgetall(keys.stats).items()}

@@ -5,26 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RuleError
+from .plan import Planner
 from .ruleset import Match, RuleSet, Task, actor_args, actor_kwargs, decode_event
 
 
 def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:
-    """For each watcher whose rules match ``event``: the rules, variables and tasks."""
+    """For each watcher whose rules match ``event``: the rules, variables and tasks.
+
+    The tasks are what the router's planner makes of the event (rules with fetchers
+    are shown with their calls: their tasks depend on the answers).
+    """
     text = decode_event(event)
     report = []
     for watcher in ruleset.watchers:
+        planner = Planner(watcher)
         for m in watcher.matches(text):
             entry: dict[str, Any] = {
                 "watcher": watcher.spec.input_queue,
                 "rule": m.rule.name,
                 "variables": m.variables,
             }
-            entry.update(_outcome(m))
+            entry.update(_outcome(planner, m))
             report.append(entry)
     return report
 
 
-def _outcome(m: Match) -> dict[str, Any]:
+def _outcome(planner: Planner, m: Match) -> dict[str, Any]:
     """The tasks of a match, or why there are none (fetchers, a run-time error)."""
     if m.rule.fetch:
         return {
@@ -33,7 +39,7 @@ def _outcome(m: Match) -> dict[str, Any]:
             "note": "tasks depend on the fetchers' answers",
         }
     try:
-        return {"tasks": [describe_task(t) for t in m.rule.make(m.index, m.variables)]}
+        return {"tasks": [describe_task(t) for t in planner.expand(m)]}
     except RuleError as e:  # what the router would dead-letter the event for
         return {"tasks": [], "error": str(e)}
 

@@ -1,9 +1,10 @@
-"""The rule engine: compiled once, pure (no Redis, no I/O).
+"""Compiled rules: patterns, templates and targets, compiled once (pure, no Redis, no I/O).
 
-``WatcherRules.compute(event)`` returns the tasks of every rule whose regex matches
-the event, in config order, as resc does. Variables are ``input_task``, the named
-groups that took part in the match and, for rules with fetchers, ``<returns>.<field>``
-(the fetch layer supplies those; see :mod:`resc_dramatiq.fetch`).
+``WatcherRules.matches(event)`` lists every rule whose regex matches the event, in
+config order, as resc does; ``Rule.make`` fills its templates. The planner
+(:mod:`.plan`) turns a batch of events into what a commit writes. Variables are
+``input_task``, the named groups that took part in the match and, for rules with
+fetchers, ``<returns>.<field>`` (supplied by an expander; see :mod:`.fetch`).
 """
 
 from __future__ import annotations
@@ -190,16 +191,6 @@ class WatcherRules:
             if variables is not None:
                 found.append(Match(index, rule, variables))
         return found
-
-    def compute(self, event: bytes | str) -> list[Task]:
-        """The tasks of every matching rule (rules with fetchers need the fetch layer)."""
-        text = decode_event(event)
-        tasks: list[Task] = []
-        for m in self.matches(text):
-            if m.rule.fetch:
-                raise RuleError(f"rule {m.rule.name!r} has fetchers; use the fetch layer")
-            tasks += m.rule.make(m.index, m.variables)
-        return tasks
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import redis
@@ -23,6 +22,7 @@ import redis
 from ..rules.ruleset import RuleSet
 from ..rules.templates import Template
 from .keyspace import glob_of, text
+from .scripts import Scripts
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ class Pruner:
         self.batch = batch
         self.ttls = set_ttls(ruleset)
         self._cursors: dict[str, int] = {}  # SCAN position per templated set name
-        self._script = client.register_script(
-            resources.files(__package__).joinpath("lua", "prune.lua").read_text()
-        )
+        self._script = Scripts(client)["prune"]
 
     def step(self, *, dry_run: bool = False) -> list[Pruned]:
         """One bounded pass: every constant set, one SCAN page of each templated one."""

@@ -12,9 +12,7 @@ from collections.abc import Iterator
 import redis
 
 from ..rules.templates import Template
-
-#: Dramatiq's companion keys of a queue, never targets themselves.
-DRAMATIQ_SUFFIXES = (".msgs", ".DQ", ".XQ", ".DQ.msgs", ".XQ.msgs", ".acks")
+from .keys import DRAMATIQ_SUFFIXES
 
 
 def glob_of(template: Template, prefix: str = "") -> str:

@@ -47,20 +47,29 @@ class App:
     """An imported Dramatiq app."""
 
     spec: str
-    module: ModuleType
+    module: ModuleType | None  # None: an app seen from its broker (see of_broker)
     broker: Any
     rules: tuple[BoundRule, ...]
+
+    @classmethod
+    def of_broker(cls, broker: Any) -> App:
+        """The app a worker runs, seen from its ``broker``: the ``@on_done`` rules of the
+        default registry and of every registry the actors' modules hold."""
+        modules = {actor.fn.__module__ for actor in broker.actors.values()}
+        registries = [registry] + [
+            v
+            for name in sorted(modules)
+            for v in vars(sys.modules.get(name) or ModuleType(name)).values()
+            if isinstance(v, Registry)
+        ]
+        rules, _ = _bind(registries, broker, owner=None, spec="the worker's broker")
+        return cls(spec="the worker's broker", module=None, broker=broker, rules=rules)
 
     @property
     def actor_queues(self) -> Mapping[str, str]:
         """Actor name -> the queue it consumes."""
         return {name: actor.queue_name for name, actor in self.broker.actors.items()}
 
-    def has_completion(self) -> bool:
-        """True when the broker carries the Completion middleware (done events flow)."""
-        from .completion import Completion
-
-        return any(isinstance(m, Completion) for m in self.broker.middleware)
 
 
 def load_app(spec: str, *, path: str | Path | None = ".") -> App:
@@ -74,17 +83,26 @@ def load_app(spec: str, *, path: str | Path | None = ".") -> App:
         raise ConfigError(f"--app {spec!r}: cannot import {modname!r}: {e}") from None
     broker = _broker_of(spec, module, attr)
     registries = [registry, *(v for v in vars(module).values() if isinstance(v, Registry))]
+    rules, problems = _bind(registries, broker, owner=module.__name__, spec=spec)
+    if problems:
+        raise ConfigError(problems)
+    return App(spec=spec, module=module, broker=broker, rules=rules)
+
+
+def _bind(
+    registries: list[Registry], broker: Any, *, owner: str | None, spec: str
+) -> tuple[tuple[BoundRule, ...], list[str]]:
+    """The code rules whose actor is on ``broker``; a problem for each rule of module
+    ``owner`` whose function is no actor there."""
     rules: list[BoundRule] = []
     problems: list[str] = []
     for code_rule in dict.fromkeys(r for reg in registries for r in reg.rules):
         actor = code_rule.actor_on(broker)
         if actor is not None:
             rules.append(BoundRule(code_rule, actor.actor_name, actor.queue_name))
-        elif code_rule.function.__module__ == module.__name__:
+        elif code_rule.function.__module__ == owner:
             problems.append(f"{code_rule.where}: the function is no actor of {spec!r}'s broker")
-    if problems:
-        raise ConfigError(problems)
-    return App(spec=spec, module=module, broker=broker, rules=tuple(rules))
+    return tuple(rules), problems
 
 
 def _broker_of(spec: str, module: ModuleType, attr: str) -> Any:

@@ -8,115 +8,114 @@ imported (it declares the actor options ``done_event``, ``done_queue`` and
     broker.add_middleware(Completion(), before=Retries)
 
 For a rule-made message (message option ``resc``) and for an actor declaring
-``done_event="acq/{process_id}/{product_id}"`` (plain ``{name}`` fields filled from the
+``done_event="acq/${process_id}/${product_id}"`` (``${name}`` fields filled from the
 message's arguments, nothing evaluated):
 
-* success (no exception, not ``message.failed``): the task string is ``LPUSH``-ed onto
-  the done list in ``after_process_message``, before the ack: events are at least once;
+* success (no exception, not ``message.failed``): the task string is pushed onto the
+  done list in ``after_process_message``, before the ack;
 * failure for good (``message.failed``): the task string goes to the failure list;
 * dedup release: ``ZREM`` from the task's set when the worker takes the message
-  (``release="taken"``, resc's habit) or when it ends (``release="done"``);
-* with ``ruleset=``, the done event is routed right in the worker: the same compute and
-  the same atomic commit script as the router, in one ``MULTI`` round trip, so the event
-  and its tasks appear together or not at all.
+  (``release="taken"``, resc's habit) or with the done event (``release="done"``);
+* with ``rules=`` (a config file, a :class:`~resc_dramatiq.config.model.Config` or a
+  :class:`~resc_dramatiq.rules.ruleset.RuleSet`) or ``route_inline=True`` (the app's
+  ``@on_done`` rules), done events are routed right in the worker (see
+  :mod:`.inline`): the router's planner and commit script, one atomic step.
 
+Every write is idempotent per Dramatiq message: a marker keyed by the message id,
+written in the same atomic step, makes a retried write after a lost reply, or the
+same message redelivered after a worker was killed between the write and the ack,
+change nothing. The actor body itself runs at least once, as Dramatiq promises.
 Redis errors are retried briefly with backoff, then logged at CRITICAL (Dramatiq would
 swallow an exception raised from a hook).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-import os
-import re
-import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
-from dramatiq import Broker, Middleware
+from dramatiq import Actor, Broker, Middleware
+from dramatiq.broker import MessageProxy
 from dramatiq.logging import get_logger
-from dramatiq.middleware import MiddlewareError
 
-from ..errors import ConfigError
-from ..router.loop import WatcherLoop
-from ..router.router import Router, RouterOptions
+from ..config.model import Config
+from ..errors import ConfigError, RescError
 from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
+from ..store.commit import MARKER_TTL_MS
+from ..store.keys import message_marker
 from ..store.resilience import Backoff, is_transient
-from ..store.store import _commit_arguments
+from ..store.scripts import Scripts
+from ..store.store import emit
+from .app import App, build_ruleset
+from .done_event import DoneEvent
+from .inline import Finished, InlineRouter
 
 DEFAULT_DONE_QUEUE = "global/done"
-FIELD = re.compile(r"\{(\w+)\}")
 
+#: What ``rules=`` accepts: a config file's path, a loaded config, or compiled rules.
+Rules = str | Path | Config | RuleSet
 
-class InvalidDoneEvent(ConfigError, MiddlewareError):
-    """Raised when an actor's ``done_event`` option is not a plain ``{name}`` template."""
-
-
-@dataclass(frozen=True, slots=True)
-class DoneEvent:
-    """A compiled ``done_event`` template: literals and ``{name}`` fields only."""
-
-    source: str
-    names: tuple[str, ...]
-
-    @classmethod
-    def compile(cls, source: str, *, where: str = "done_event") -> DoneEvent:
-        """Check the syntax; any brace outside a ``{name}`` field is an error."""
-        rest = FIELD.sub("", source) if isinstance(source, str) else "{"
-        if "{" in rest or "}" in rest:
-            raise InvalidDoneEvent(
-                f"{where}: {source!r} is not a done event template; use literal text and "
-                "plain {name} fields"
-            )
-        return cls(source=source, names=tuple(FIELD.findall(source)))
-
-    def render(self, values: Mapping[str, Any]) -> str:
-        """Fill the fields with ``str(value)``; raise KeyError naming a missing one."""
-        return FIELD.sub(lambda m: str(values[m.group(1)]), self.source)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What the middleware writes for one message."""
 
+    message_id: str
     task: str
     done: str
     failed: str
     set: str | None
     release: str
 
+    def finished(self) -> Finished:
+        """The done event as the inline router takes it."""
+        released = self.set if self.release == "done" else None
+        return Finished(self.message_id, self.task, self.done, released)
+
 
 class Completion(Middleware):
     """Emits done and failure events, releases dedup entries, optionally routes inline.
 
-    ``client`` defaults to the broker's Redis client; ``ruleset`` turns on in-worker
-    routing for done events whose list is one of its watchers' input lists;
+    ``client`` defaults to the broker's Redis client. ``rules`` (a config path, a
+    ``Config`` or a ``RuleSet``) turns on in-worker routing of the done events whose
+    list one of its watchers reads, merged with the app's ``@on_done`` rules when it is
+    a file or a ``Config``; ``route_inline=True`` alone routes with the ``@on_done``
+    rules. The rules are compiled once, against the broker's actors, when first needed
+    (the worker's boot); assigning :attr:`rules` later takes effect for the next message.
     ``done_queue`` is the done list of actors declaring ``done_event`` without
-    ``done_queue``; ``failed_queue`` is the failure list (default ``<done list>/failed``).
+    ``done_queue``; ``failed_queue`` the failure list (default ``<done list>/failed``);
+    ``marker_ttl_s`` how long a message's marker is kept (longer than any redelivery).
     """
 
     def __init__(
         self,
         *,
         client: redis.Redis | None = None,
-        ruleset: RuleSet | None = None,
+        rules: Rules | None = None,
+        route_inline: bool = False,
         done_queue: str = DEFAULT_DONE_QUEUE,
         failed_queue: str | None = None,
         attempts: int = 4,
+        marker_ttl_s: float = MARKER_TTL_MS / 1000,
     ) -> None:
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
         self.client = client
-        self.ruleset = ruleset
+        self.route_inline = route_inline or rules is not None
         self.done_queue = done_queue
         self.failed_queue = failed_queue
         self.attempts = attempts
-        self._local = threading.local()
+        self.marker_ttl_ms = int(marker_ttl_s * 1000)
+        self._rules = rules
+        self._inline: InlineRouter | None = None
+        self._scripts: Scripts | None = None
+        self._lock = threading.Lock()
         self._never = threading.Event()
         self._templates: dict[str, DoneEvent] = {}
 
@@ -125,24 +124,42 @@ class Completion(Middleware):
         """Per-actor options: ``done_event``, ``done_queue``, ``failed_queue``."""
         return {"done_event", "done_queue", "failed_queue"}
 
-    def before_declare_actor(self, broker: Broker, actor: Any) -> None:
+    @property
+    def rules(self) -> Rules | None:
+        """The rules routed inline (None: the ``@on_done`` rules, or no inline routing)."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: Rules | None) -> None:
+        with self._lock:
+            self._rules, self._inline = rules, None
+            self.route_inline = self.route_inline or rules is not None
+
+    def before_declare_actor(self, broker: Broker, actor: Actor[Any, Any]) -> None:
         """Compile ``done_event`` when the actor is declared: bad templates fail at import."""
         source = actor.options.get("done_event")
         if source is not None:
-            self._templates[actor.actor_name] = DoneEvent.compile(
-                source, where=f"actor {actor.actor_name!r} done_event"
-            )
+            where = f"actor {actor.actor_name!r} done_event"
+            self._templates[actor.actor_name] = DoneEvent.compile(source, where=where, fn=actor.fn)
 
-    def before_process_message(self, broker: Broker, message: Any) -> None:
+    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+        """Compile the inline rules now, so that a bad rule fails the boot, not a message."""
+        if self.route_inline:
+            self._inline_router(broker)
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Release ``release="taken"`` dedup entries as the worker takes the message."""
         o = self._outcome(broker, message)
         if o is not None and o.set and o.release == "taken":
-            self._transact(broker, f"release of {o.task!r} from {o.set!r}", _zrem(o))
+            dedup, task = o.set, o.task
+            self._write(
+                broker, f"release of {task!r} from {dedup!r}", lambda c: c.zrem(dedup, task)
+            )
 
     def after_process_message(
         self,
         broker: Broker,
-        message: Any,
+        message: MessageProxy,
         *,
         result: Any = None,
         exception: BaseException | None = None,
@@ -153,12 +170,12 @@ class Completion(Middleware):
         elif exception is None:
             self._done(broker, message)
 
-    def after_skip_message(self, broker: Broker, message: Any) -> None:
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         """A message failed before running (e.g. ``AgeLimit``) is a failure too."""
         if message.failed:
             self._failed(broker, message)
 
-    def _outcome(self, broker: Broker, message: Any) -> Outcome | None:
+    def _outcome(self, broker: Broker, message: MessageProxy) -> Outcome | None:
         spec = message.options.get(RESC_OPTION)
         actor = broker.actors.get(message.actor_name)
         options = actor.options if actor is not None else {}
@@ -173,89 +190,90 @@ class Completion(Middleware):
         else:
             return None
         failed = options.get("failed_queue") or self.failed_queue or f"{done}/failed"
-        return Outcome(task, done, failed, dedup, release)
+        return Outcome(message.message_id, task, done, failed, dedup, release)
 
-    def _render(self, actor: Any, message: Any) -> str | None:
+    def _render(self, actor: Actor[Any, Any], message: MessageProxy) -> str | None:
+        template = self._templates[actor.actor_name]
         try:
-            bound = inspect.signature(actor.fn).bind(*message.args, **message.kwargs)
-            bound.apply_defaults()
-            return self._templates[actor.actor_name].render(bound.arguments)
-        except (KeyError, TypeError) as e:
+            return template.render(actor.fn, message.args, message.kwargs)
+        except (RescError, TypeError) as e:
             self.logger.error(
                 "No done event for message %s: its arguments do not fill %r (%s)",
                 message.message_id,
-                self._templates[actor.actor_name].source,
+                template.template.source,
                 e,
             )
             return None
 
-    def _failed(self, broker: Broker, message: Any) -> None:
+    def _failed(self, broker: Broker, message: MessageProxy) -> None:
+        o = self._outcome(broker, message)
+        if o is not None:
+            self._emit(broker, o, o.failed, "failure event")
+
+    def _done(self, broker: Broker, message: MessageProxy) -> None:
         o = self._outcome(broker, message)
         if o is None:
             return
+        inline = self._inline_router(broker) if self.route_inline else None
+        if inline is not None and inline.routes(o.finished()):
+            what = f"inline routing of {o.task!r}"
+            try:
+                committed = self._write(broker, what, lambda c: inline.commit(o.finished()))
+            except RescError as e:  # refused (a key of the wrong type): nothing was written
+                self.logger.error("%s refused: %s; handing the event to the router", what, e)
+            else:
+                if committed is not None and committed.repeated:
+                    self.logger.info("message %s was routed before; nothing written", o.message_id)
+                if committed is not None:
+                    return
+        self._emit(broker, o, o.done, "done event")
 
-        def write(pipe: Any) -> None:
-            if o.set and o.release == "done":
-                pipe.zrem(o.set, o.task)
-            pipe.lpush(o.failed, o.task)
+    def _emit(self, broker: Broker, o: Outcome, queue: str, what: str) -> None:
+        """Push ``o``'s event onto ``queue`` once per message (released with it if due)."""
+        scripts = self._scripts_of(broker)
+        marker = message_marker(queue, o.message_id)
+        released = o.set if o.release == "done" else None
 
-        self._transact(broker, f"failure event {o.task!r} for {o.failed!r}", write)
-
-    def _done(self, broker: Broker, message: Any) -> None:
-        o = self._outcome(broker, message)
-        if o is None:
-            return
-        loop = self._inline_loop(broker, o)
-        if loop is None:
-
-            def write(pipe: Any) -> None:
-                if o.set and o.release == "done":
-                    pipe.zrem(o.set, o.task)
-                pipe.lpush(o.done, o.task)
-
-            self._transact(broker, f"done event {o.task!r} for {o.done!r}", write)
-            return
-        route = _route(o, loop, lambda: self._commit_sha(broker))
-        results = self._transact(broker, f"inline routing of {o.task!r}", route)
-        if results is None or results[-1][0] < 0:  # not owned, or a key of the wrong type
-            self._hand_back(broker, loop)
-
-    def _inline_loop(self, broker: Broker, o: Outcome) -> WatcherLoop | None:
-        """This thread's watcher loop for the done list, when it routes inline."""
-        if self.ruleset is None:
-            return None
-        loops: dict[str, WatcherLoop] | None = getattr(self._local, "loops", None)
-        if loops is None:
-            router = Router(
-                ruleset=self.ruleset,
-                client=self._client(broker),
-                instance=f"worker-{socket.gethostname()}-{os.getpid()}-{threading.get_ident()}",
-                options=RouterOptions(namespace=getattr(broker, "namespace", "dramatiq")),
+        def write(client: redis.Redis) -> bool:
+            return emit(
+                scripts,
+                marker=marker,
+                queue=queue,
+                event=o.task,
+                message_id=o.message_id,
+                release_set=released,
+                marker_ttl_ms=self.marker_ttl_ms,
             )
-            loops = {loop.spec.input_queue: loop for loop in router.loops}
-            self._local.loops = loops
-            self._local.commit_sha = None
-        loop = loops.get(o.done)
-        if loop is None or any(m.rule.fetch for m in loop.rules.matches(o.task)):
-            return None  # fetchers need the router's HTTP client: the router takes it
-        return loop
 
-    def _commit_sha(self, broker: Broker) -> str:
-        """The commit script's SHA, loaded into Redis once per thread (and after a loss)."""
-        sha: str | None = self._local.commit_sha
-        if sha is None:
-            sha = self._local.commit_sha = self._client(broker).script_load(_commit_script())
-        return sha
+        try:
+            self._write(broker, f"{what} {o.task!r} for {queue!r}", write)
+        except RescError as e:
+            self.logger.critical("LOST: %s %r for %r: %s", what, o.task, queue, e)
 
-    def _hand_back(self, broker: Broker, loop: WatcherLoop) -> None:
-        """Give what this thread's taken list holds to the router (its input list)."""
-        spec, store = loop.spec, loop.router.store
-        self.logger.warning("Inline routing failed; handing the event to the router")
-        self._transact(
-            broker,
-            f"hand-back of {loop.keys.taken!r}",
-            lambda pipe: store.reclaim(loop.keys, spec, loop.router.instance, own=True),
-        )
+    def _inline_router(self, broker: Broker) -> InlineRouter:
+        """The inline router, compiled once per rule set (raises ConfigError)."""
+        with self._lock:
+            if self._inline is None:
+                ruleset = self._compile(broker)
+                self._inline = InlineRouter(
+                    ruleset=ruleset,
+                    client=self._client(broker),
+                    namespace=getattr(broker, "namespace", "dramatiq"),
+                    marker_ttl_ms=self.marker_ttl_ms,
+                )
+            return self._inline
+
+    def _compile(self, broker: Broker) -> RuleSet:
+        if isinstance(self._rules, RuleSet):
+            return self._rules
+        config = Config.load(self._rules) if isinstance(self._rules, str | Path) else self._rules
+        return build_ruleset(config, App.of_broker(broker))
+
+    def _scripts_of(self, broker: Broker) -> Scripts:
+        with self._lock:
+            if self._scripts is None:
+                self._scripts = Scripts(self._client(broker))
+            return self._scripts
 
     def _client(self, broker: Broker) -> redis.Redis:
         client = self.client or getattr(broker, "client", None)
@@ -263,22 +281,20 @@ class Completion(Middleware):
             raise ConfigError("Completion needs client= when the broker is not a RedisBroker")
         return client
 
-    def _transact(self, broker: Broker, what: str, write: Callable[[Any], Any]) -> Any:
-        """Run ``write`` in a MULTI transaction; retry transient errors; log a loss loudly."""
+    def _write(self, broker: Broker, what: str, write: Callable[[redis.Redis], T]) -> T | None:
+        """Run ``write``; retry transient errors; log a loss loudly and return None.
+
+        Every write here is idempotent (a ZREM, or a script guarded by the message's
+        marker), so a retry after a lost reply is safe.
+        """
         backoff = Backoff(first_s=0.05, cap_s=1.0)
         while True:
             try:
-                pipe = self._client(broker).pipeline(transaction=True)
-                direct = write(pipe)
-                return pipe.execute() if len(pipe) else direct
-            except redis.exceptions.NoScriptError:
-                # the server lost its scripts (restart, SCRIPT FLUSH): the commit did not
-                # run, what went before it did; the caller hands the event to the router
-                self.logger.warning("Redis lost the commit script; loading it again")
-                self._local.commit_sha = None
-                return None
+                return write(self._client(broker))
             except Exception as e:
                 if not is_transient(e) or backoff.failures + 1 >= self.attempts:
+                    if isinstance(e, RescError):
+                        raise
                     self.logger.critical(
                         "LOST: %s failed after %d attempt(s): %s: %s",
                         what,
@@ -290,32 +306,6 @@ class Completion(Middleware):
                 backoff.wait(self._never)
 
 
-@functools.cache
-def _commit_script() -> str:
-    return resources.files("resc_dramatiq.store").joinpath("lua", "commit.lua").read_text()
-
-
-def _zrem(o: Outcome) -> Callable[[Any], None]:
-    def write(pipe: Any) -> None:
-        pipe.zrem(o.set, o.task)
-
-    return write
-
-
-def _route(o: Outcome, loop: WatcherLoop, commit_sha: Callable[[], str]) -> Callable[[Any], None]:
-    """Release, then push the event into the thread's taken list and commit it, atomically.
-
-    The script is called by its SHA, loaded beforehand: a ``Script`` object would make
-    the pipeline ask ``SCRIPT EXISTS`` first, one more round trip per message.
-    """
-
-    def write(pipe: Any) -> None:
-        event = o.task.encode()
-        batch = loop.compute([event])
-        keys, args = _commit_arguments(loop.keys, batch, loop.channel, loop.spec.max_attempts)
-        if o.set and o.release == "done":
-            pipe.zrem(o.set, o.task)
-        pipe.lpush(loop.keys.taken, event)
-        pipe.evalsha(commit_sha(), len(keys), *keys, *args)
-
-    return write
+def has_completion(broker: Broker) -> bool:
+    """True when ``broker`` carries the Completion middleware (done events flow)."""
+    return any(isinstance(m, Completion) for m in broker.middleware)

@@ -13,17 +13,22 @@ sends none, so others would take it for dead and run its messages a second time.
 
 This middleware fixes both sides, in every worker process, with Dramatiq's own script:
 
-* a thread runs ``dispatch.lua`` every ``interval_ms`` with maintenance forced on, for
-  each declared queue and delay queue: the worker's heartbeat stays fresh however busy
-  its threads are, and dead workers' messages are requeued on the next round;
+* each running ``dramatiq.Worker`` has a thread of its own (``resc-redelivery-<n>``)
+  that runs ``dispatch.lua`` every ``interval_ms`` with maintenance forced on, for each
+  declared queue and delay queue: the worker's heartbeat stays fresh however busy its
+  threads are, and dead workers' messages are requeued on the next round;
 * ``heartbeat_timeout_ms`` (default 5 s) replaces the broker's 60 s once the worker boots.
+
+The rounds belong to the worker, not to the middleware: two workers on one broker in one
+process share this object, and stopping one must not end the rounds of the other, which
+keeps the short timeout and would otherwise be taken for dead.
 
 Every worker consuming the broker's namespace must run it (a worker without it and
 with busy threads could be taken for dead). Add it like any middleware::
 
     broker.add_middleware(Redelivery(heartbeat_timeout_ms=5_000, interval_ms=1_000))
 
-Cost: one script call per queue per interval and worker process; a dead worker is looked
+Cost: one script call per queue per interval and running worker; a dead worker is looked
 up with ``KEYS <namespace>:__acks__.<id>*`` once per queue, until its acks are gone.
 """
 
@@ -43,6 +48,14 @@ from ..store.resilience import Backoff, is_transient
 MAINTENANCE_COMMAND = "resc-maintenance"
 
 
+class _Rounds:
+    """One worker's rounds: its own thread and its own stop signal."""
+
+    def __init__(self, thread: threading.Thread, stop: threading.Event) -> None:
+        self.thread = thread
+        self.stop = stop
+
+
 class Redelivery(Middleware):
     """Keep this worker's heartbeat fresh and requeue dead workers' messages promptly."""
 
@@ -55,26 +68,37 @@ class Redelivery(Middleware):
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.interval_ms = interval_ms
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rounds: dict[Any, _Rounds] = {}  # by worker
+        self._started = 0  # numbers the threads: resc-redelivery-1, -2, ...
+        self._lock = threading.Lock()
 
     def before_worker_boot(self, broker: Broker, worker: Any) -> None:
         """Shorten the broker's heartbeat timeout (also for its random maintenance)."""
         broker.heartbeat_timeout = self.heartbeat_timeout_ms  # type: ignore[attr-defined]
 
     def after_worker_boot(self, broker: Broker, worker: Any) -> None:
-        """Start the heartbeat and maintenance thread."""
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._loop, args=(broker,), name="resc-redelivery", daemon=True
-        )
-        self._thread.start()
+        """Start this worker's heartbeat and maintenance thread."""
+        with self._lock:
+            if worker in self._rounds:
+                return  # booted twice without a shutdown: its rounds already run
+            self._started += 1
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._loop,
+                args=(broker, stop),
+                name=f"resc-redelivery-{self._started}",
+                daemon=True,
+            )
+            self._rounds[worker] = _Rounds(thread, stop)
+            thread.start()
 
     def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
-        """Stop the thread (a stopped worker must look dead again)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop this worker's thread (a stopped worker must look dead again); others run on."""
+        with self._lock:
+            rounds = self._rounds.pop(worker, None)
+        if rounds is not None:
+            rounds.stop.set()
+            rounds.thread.join(timeout=5)
 
     def run_once(self, broker: Broker) -> None:
         """One round: heartbeat and forced maintenance on every queue of ``broker``."""
@@ -95,13 +119,13 @@ class Redelivery(Middleware):
                 ],
             )
 
-    def _loop(self, broker: Broker) -> None:
+    def _loop(self, broker: Broker, stop: threading.Event) -> None:
         backoff = Backoff(first_s=self.interval_ms / 1000, cap_s=self.interval_ms / 1000)
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 self.run_once(broker)
             except redis.RedisError as error:
                 if not is_transient(error):
                     self.logger.exception("Redelivery round failed")
                 # Redis away: Dramatiq's consumers reconnect by themselves; so do we.
-            backoff.wait(self._stop)
+            backoff.wait(stop)

@@ -6,6 +6,8 @@
 -- ARGV[1]  maximum number of events to take
 --
 -- Returns the events taken, oldest first.
+-- values per LPUSH (unpack() is bounded by Lua's stack)
+local PUSH_CHUNK = 4000
 local n = tonumber(ARGV[1])
 if n < 1 then
     return {}  -- LRANGE -0 -1 would be the whole list
@@ -22,7 +24,7 @@ local oldest_first = {}
 for i = count, 1, -1 do
     oldest_first[#oldest_first + 1] = events[i]
 end
-for i = 1, count, 4000 do
-    redis.call('LPUSH', KEYS[2], unpack(oldest_first, i, math.min(i + 3999, count)))
+for i = 1, count, PUSH_CHUNK do
+    redis.call('LPUSH', KEYS[2], unpack(oldest_first, i, math.min(i + PUSH_CHUNK - 1, count)))
 end
 return oldest_first

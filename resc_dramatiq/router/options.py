@@ -1,0 +1,37 @@
+"""What a router is told: its tuning, and the observer it reports to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..store.commit import CommitResult
+
+
+@dataclass(frozen=True, slots=True)
+class RouterOptions:
+    """Tuning of a router; the defaults suit most fleets."""
+
+    batch_size: int = 500
+    block_s: float = 1.0
+    heartbeat_ttl_s: float = 6.0
+    namespace: str | None = None  # Dramatiq's; None: the config's ``namespace``
+    restart_limit: int = 5
+    prune_interval_s: float = 60.0  # dedup sets of makes with ``ttl_s`` (see housekeeping)
+
+
+class Observer:
+    """Hooks the router calls; the default does nothing (metrics override them)."""
+
+    def batch_committed(
+        self,
+        watcher: str,
+        events: int,
+        result: CommitResult,
+        unmatched: int,
+        commit_s: float,
+        event_to_commit_s: float,
+    ) -> None:
+        """A batch was committed."""
+
+    def reconnected(self, watcher: str) -> None:
+        """Redis came back after an outage."""

@@ -1,0 +1,133 @@
+"""The planning step: a list of events in, everything one commit writes out (pure).
+
+``Planner(rules).plan(events)`` matches every event against the watcher's rules, fills
+the templates, expands rules with fetchers through an :class:`Expander`, builds the
+Dramatiq messages and sorts the events into planned, failed and unmatched. It knows no
+Redis and no router: the router commits what it returns, the worker commits it for
+one done event, ``explain`` shows it, and the tests read it directly.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import RuleError
+from .messages import Envelope, build_message
+from .ruleset import Match, Task, WatcherRules, decode_event
+
+
+class Expander(Protocol):
+    """Turns a matched rule with fetchers into one variable set per fetched result.
+
+    :class:`~resc_dramatiq.rules.fetch.Fetcher` is the one the router uses.
+    """
+
+    def __call__(self, match: Match) -> list[dict[str, str]]:
+        """The variable sets of ``match`` (its own variables win on a clash)."""
+        ...
+
+    def prefetch(self, matches: Sequence[Match]) -> None:
+        """Start the calls of a whole batch at once, before :meth:`__call__` reads them."""
+        ...
+
+
+@dataclass(slots=True)  # not frozen: made per task, and a frozen init costs
+class PlannedTask:
+    """A task ready to be committed: a raw list push, or a Dramatiq ``message``."""
+
+    task: bytes
+    queue: str
+    set: str | None
+    event_index: int  # index of its event in the batch (0: oldest)
+    rule: str
+    message: Envelope | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedEvent:
+    """An event whose tasks could not be made, with the rule and the reason."""
+
+    event: bytes
+    rule: str
+    error: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one commit writes; ``batch_id`` tells a retried commit from a new one."""
+
+    events: Sequence[bytes]
+    taken_at: float  # time.time() when the events were taken
+    batch_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    tasks: list[PlannedTask] = field(default_factory=list)
+    failed: list[FailedEvent] = field(default_factory=list)
+    unmatched: list[bytes] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)  # '<rule>|matched' -> count
+
+
+class Planner:
+    """Plans the batches of one watcher's rules (thread-safe: it keeps no state)."""
+
+    def __init__(self, rules: WatcherRules, *, expander: Expander | None = None) -> None:
+        self.rules = rules
+        self.expander = expander
+        #: Done events of the messages this watcher's rules make come back here.
+        self.done_queue = rules.spec.input_queue
+
+    def plan(self, events: Sequence[bytes], *, now: float | None = None) -> Batch:
+        """The batch of ``events``: tasks of every matching rule, in event and rule order.
+
+        An event one of whose rules fails (a missing variable, a fetch that failed)
+        makes no task at all and is listed as failed, so it can be retried whole.
+        """
+        now = time.time() if now is None else now
+        batch = Batch(events=events, taken_at=now)
+        now_ms = int(now * 1000)
+        found = [self.rules.matches(decode_event(event)) for event in events]
+        if self.expander is not None:
+            fetching = [m for matches in found for m in matches if m.rule.fetch]
+            if fetching:
+                self.expander.prefetch(fetching)
+        for index, (event, matches) in enumerate(zip(events, found, strict=True)):
+            if not matches:
+                batch.unmatched.append(event)
+                continue
+            tasks: list[Task] = []
+            for m in matches:
+                try:
+                    tasks += self.expand(m)
+                except Exception as e:  # a poison event must not block the batch
+                    error = f"{type(e).__name__}: {e}"
+                    batch.failed.append(FailedEvent(event, m.rule.name, error))
+                    break
+            else:
+                for m in matches:
+                    name = f"{m.rule.name}|matched"
+                    batch.counters[name] = batch.counters.get(name, 0) + 1
+                batch.tasks += (self.planned(t, index, now_ms) for t in tasks)
+        return batch
+
+    def expand(self, match: Match) -> list[Task]:
+        """The tasks of a matched rule, through the expander when it has fetchers."""
+        if not match.rule.fetch:
+            return match.rule.make(match.index, match.variables)
+        if self.expander is None:
+            raise RuleError(f"rule {match.rule.name!r} has fetchers but no fetch client")
+        make = match.rule.make
+        return [t for variables in self.expander(match) for t in make(match.index, variables)]
+
+    def needs_fetch(self, event: bytes | str) -> bool:
+        """True when a rule with fetchers matches ``event`` (the worker leaves it to the router)."""
+        return any(m.rule.fetch for m in self.rules.matches(decode_event(event)))
+
+    def planned(self, task: Task, index: int, now_ms: int) -> PlannedTask:
+        """What the commit writes for ``task``, its Dramatiq message built if it has one."""
+        rule = self.rules.rules[task.rule].name
+        message = None
+        if task.actor is not None:
+            message = build_message(task, now_ms=now_ms, done_queue=self.done_queue)
+        return PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)

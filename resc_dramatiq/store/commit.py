@@ -1,0 +1,227 @@
+"""The commit codec: a planned batch into ``commit.lua``'s KEYS and ARGV, its reply back.
+
+One codec for both callers: the router commits the batches it took (mode ``taken``),
+a worker commits the one done event of a finished message (mode ``message``, keyed by
+the message id). :meth:`CommitCodec.encode` gives an :class:`EncodedCommit`, whose
+:meth:`~EncodedCommit.result` reads the script's reply into a :class:`CommitResult` or
+raises the typed error it stands for. The argument layout is ``commit.lua``'s header.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from ..errors import OwnershipLost, WrongType
+from ..rules.plan import Batch, FailedEvent
+from .keys import DramatiqKeys, WatcherKeys
+
+STATUS_COMMITTED = 1
+STATUS_ALREADY_COMMITTED = 2
+STATUS_NOT_OWNED = -1
+STATUS_WRONG_TYPE = -2
+
+#: How long a marker is kept: longer than any outage a commit is retried across, and
+#: than a message's redelivery after its worker died.
+MARKER_TTL_MS = 24 * 3600 * 1000
+
+#: The fixed KEYS of commit.lua, in order, by their role (for error messages).
+FIXED_KEYS = (
+    "taken list",
+    "stats hash",
+    "input list",
+    "attempts hash",
+    "dead-letter list",
+    "unmatched list",
+    "commit marker",
+    "dedup set released",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What a commit did."""
+
+    queued: int
+    deduplicated: int
+    retried: int
+    dead: int
+    #: True when this commit had been made already (a retry after a lost reply).
+    repeated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ByMessage:
+    """An inline commit of one Dramatiq message's done event (mode ``message``)."""
+
+    message_id: str
+    marker: str  # see keys.message_marker
+    release_set: str | None  # the dedup set the event (the task) leaves, if any
+
+
+@dataclass(frozen=True, slots=True)
+class CommitSettings:
+    """What every commit of one watcher shares."""
+
+    keys: WatcherKeys
+    dramatiq: DramatiqKeys
+    channel: str | None
+    max_attempts: int
+    marker_ttl_ms: int = MARKER_TTL_MS
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedCommit:
+    """A batch as ``commit.lua``'s arguments, and the reading of its reply."""
+
+    keys: list[str]
+    args: list[Any]
+    batch: Batch
+    settings: CommitSettings
+
+    def result(self, reply: list[Any]) -> CommitResult:
+        """The script's reply as a result; raise what a refusal stands for."""
+        if reply[0] == STATUS_WRONG_TYPE:
+            raise self.wrong_type(reply)
+        status, queued, dedup, retried, dead = reply
+        if status == STATUS_NOT_OWNED:
+            raise OwnershipLost(
+                f"{self.settings.keys.taken} no longer holds exactly this batch (another "
+                "instance reclaimed it, or a take whose answer was lost added events)"
+            )
+        return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
+
+    def wrong_type(self, reply: list[Any]) -> WrongType:
+        """The error for a commit refused because a key holds another Redis type."""
+        index = int(reply[1]) - 1  # Lua counts from 1
+        found, needed = (v.decode() if isinstance(v, bytes) else str(v) for v in reply[2:4])
+        name = self.keys[index]
+        role = FIXED_KEYS[index] if index < len(FIXED_KEYS) else self._task_role(name)
+        return WrongType(
+            f"key {name!r} holds a {found}, but the router writes a {needed} "
+            f"there ({role}); nothing was written"
+        )
+
+    def _task_role(self, name: str) -> str:
+        dramatiq = self.settings.dramatiq
+        for t in self.batch.tasks:
+            queue = t.message.queue_name if t.message is not None else t.queue
+            if name == t.set:
+                return f"dedup set of rule {t.rule!r}"
+            if name == (dramatiq.queue(queue) if t.message is not None else queue):
+                return f"target queue of rule {t.rule!r}"
+            if t.message is not None and name == dramatiq.messages(queue):
+                return f"messages hash of rule {t.rule!r}"
+        return "a task's key"
+
+
+class CommitCodec:
+    """Encodes the batches of one watcher for ``commit.lua``."""
+
+    def __init__(self, settings: CommitSettings) -> None:
+        self.settings = settings
+
+    def encode(self, batch: Batch, by_message: ByMessage | None = None) -> EncodedCommit:
+        """The arguments of ``batch``'s commit (``by_message``: a worker's inline commit)."""
+        s, events = self.settings, batch.events
+        k = s.keys
+        if by_message is not None and len(events) != 1:
+            raise ValueError("an inline commit is of one event")
+        marker = by_message.marker if by_message is not None else k.committed
+        released = by_message.release_set if by_message is not None else None
+        script_keys: list[str] = [
+            k.taken if by_message is None else marker,
+            k.stats,
+            k.input,
+            k.attempts,
+            k.dead,
+            k.unmatched or k.stats,  # a placeholder when unmatched events are not kept
+            marker,
+            released or k.stats,  # a placeholder when nothing is released
+        ]
+        args: list[Any] = [
+            len(events),
+            events[-1],
+            events[0],
+            int(batch.taken_at),
+            s.channel or "",
+            k.taken_base,
+            len(batch.tasks),
+            len(batch.failed),
+            len(batch.unmatched),
+            s.max_attempts,
+            "1" if k.unmatched else "0",
+            len(batch.counters),
+            batch.batch_id if by_message is None else by_message.message_id,
+            s.marker_ttl_ms,
+            "taken" if by_message is None else "message",
+            "1" if released else "0",
+            self._tasks(batch, script_keys),
+        ]
+        for f in batch.failed:
+            entry = dead_letter_entry(
+                f, watcher=k.input, attempts=s.max_attempts, at_s=int(batch.taken_at)
+            )
+            args += (f.event, entry, f.rule)
+        args += batch.unmatched
+        for name, count in batch.counters.items():
+            args += (name, count)
+        return EncodedCommit(script_keys, args, batch, s)
+
+    def _tasks(self, batch: Batch, script_keys: list[str]) -> bytes:
+        """The tasks as one MessagePack argument; their keys appended to ``script_keys``."""
+        index: dict[str, int] = {}
+
+        def key(name: str) -> int:
+            """The KEYS index (from 1) of ``name``, each key passed once."""
+            found = index.get(name)
+            if found is None:
+                script_keys.append(name)
+                found = index[name] = len(script_keys)
+            return found
+
+        dramatiq = self.settings.dramatiq
+        planned = []
+        for t in batch.tasks:
+            dedup = key(t.set) if t.set is not None else 0
+            m = t.message
+            if m is None:
+                planned.append(
+                    ("r", dedup, key(t.queue), 0, t.task, b"", "", t.event_index, t.rule)
+                )
+                continue
+            queue, messages = dramatiq.queue(m.queue_name), dramatiq.messages(m.queue_name)
+            planned.append(
+                (
+                    "d",
+                    dedup,
+                    key(queue),
+                    key(messages),
+                    t.task,
+                    m.payload,
+                    m.redis_message_id,
+                    t.event_index,
+                    t.rule,
+                )
+            )
+        return msgpack.packb(planned, use_bin_type=False) if planned else b""
+
+
+def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s: int) -> bytes:
+    """The JSON kept in the dead-letter list for an event that failed for good."""
+    entry: dict[str, Any] = {
+        "event": failed.event.decode("utf-8", "replace"),
+        "rule": failed.rule,
+        "error": failed.error,
+        "attempts": attempts,
+        "watcher": watcher,
+        "at": at_s,
+    }
+    try:
+        failed.event.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["event_hex"] = failed.event.hex()
+    return json.dumps(entry).encode()

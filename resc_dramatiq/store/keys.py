@@ -1,0 +1,105 @@
+"""Every Redis key name this package reads or writes, defined once.
+
+A watcher's keys (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
+
+* ``I`` input list; ``T/<instance>`` taken list of one router instance (``T`` itself is
+  resc's own, reclaimed at start);
+* ``I/committed/<instance>`` marker of the instance's last commit, so that a commit
+  retried after a lost reply is recognised instead of redone;
+* ``T/instances`` sorted set: instance -> heartbeat expiry (ms, Redis clock);
+  ``T/beats`` the same instances -> time of their last heartbeat (ms, for ``status``);
+* ``I/stats`` hash of counters; ``I/attempts`` hash of failed attempts per event;
+* ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
+
+A Dramatiq message's marker, ``<done list>/messages/<message id>``, records that its
+done or failure event (or its inline commit) was written: the worker's writes are
+idempotent per message.
+
+Dramatiq's own keys, per namespace ``ns`` and queue ``q``: ``ns:q`` the queue (a list
+of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue,
+``ns:q.XQ`` its dead-lettered messages, ``ns:__heartbeats__`` the workers' heartbeats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config.model import WatcherSpec
+from ..rules.messages import delay_queue_name
+
+#: Dramatiq's companion keys of a queue, never targets themselves.
+DRAMATIQ_SUFFIXES = (".msgs", ".DQ", ".XQ", ".DQ.msgs", ".XQ.msgs", ".acks")
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherKeys:
+    """Key names of one watcher, as seen by one router instance."""
+
+    input: str
+    taken: str
+    committed: str
+    taken_base: str
+    instances: str
+    beats: str
+    stats: str
+    attempts: str
+    dead: str
+    unmatched: str | None
+
+    @classmethod
+    def of(cls, spec: WatcherSpec, instance: str) -> WatcherKeys:
+        """Keys of ``spec`` for router ``instance`` (``""``: no instance, e.g. ``status``)."""
+        return cls(
+            input=spec.input_queue,
+            taken=taken_list(spec, instance),
+            committed=f"{spec.input_queue}/committed/{instance}",
+            taken_base=spec.taken_queue,
+            instances=f"{spec.taken_queue}/instances",
+            beats=f"{spec.taken_queue}/beats",
+            stats=f"{spec.input_queue}/stats",
+            attempts=f"{spec.input_queue}/attempts",
+            dead=spec.dead_queue,
+            unmatched=spec.unmatched_queue,
+        )
+
+    def taken_of(self, instance: str) -> str:
+        """The taken list of another ``instance`` (``""``: resc's own taken list)."""
+        return f"{self.taken_base}/{instance}" if instance else self.taken_base
+
+
+def taken_list(spec: WatcherSpec, instance: str) -> str:
+    """The taken list of router ``instance`` on watcher ``spec``."""
+    return f"{spec.taken_queue}/{instance}" if instance else spec.taken_queue
+
+
+def message_marker(done_list: str, message_id: str) -> str:
+    """The marker of a Dramatiq message whose completion is written to ``done_list``."""
+    return f"{done_list}/messages/{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class DramatiqKeys:
+    """Dramatiq's Redis keys in one namespace (``dramatiq`` by default)."""
+
+    namespace: str = "dramatiq"
+
+    def queue(self, queue: str) -> str:
+        """The list of Redis message ids of ``queue`` (a delay queue name works too)."""
+        return f"{self.namespace}:{queue}"
+
+    def messages(self, queue: str) -> str:
+        """The hash of the payloads of ``queue``'s messages."""
+        return f"{self.namespace}:{queue}.msgs"
+
+    def delayed(self, queue: str) -> str:
+        """The delay queue of ``queue`` (messages with an ``eta``)."""
+        return self.queue(delay_queue_name(queue))
+
+    def dead(self, queue: str) -> str:
+        """The sorted set of ``queue``'s dead-lettered message ids."""
+        return f"{self.namespace}:{queue}.XQ"
+
+    @property
+    def heartbeats(self) -> str:
+        """The sorted set of the workers' heartbeats (broker id -> ms)."""
+        return f"{self.namespace}:__heartbeats__"

@@ -1,0 +1,83 @@
+"""Routing done events inside the worker: the router's planner and commit, per message.
+
+When a message ends, its done event is planned by the watcher's
+:class:`~resc_dramatiq.rules.plan.Planner` (the router's own) and committed by
+``commit.lua`` in mode ``message`` through the watcher's store: the event's tasks, its
+dedup release and the message's marker are written in one atomic step. A retry after a
+lost reply, or the same message redelivered after its worker was killed between the
+commit and the ack, finds the marker and writes nothing: follow-up tasks are queued
+exactly once, also for targets without a dedup set.
+
+Events of a list no watcher reads, and events a rule with fetchers matches (fetchers
+need the router's HTTP client), are not routed here: the caller pushes them as plain
+done events for the router.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from ..rules.plan import Planner
+from ..rules.ruleset import RuleSet
+from ..store.commit import MARKER_TTL_MS, ByMessage, CommitResult, CommitSettings
+from ..store.keys import DramatiqKeys, WatcherKeys, message_marker
+from ..store.scripts import Scripts
+from ..store.store import WatcherStore
+
+#: The instance name of inline commits (they use no taken list).
+INLINE_INSTANCE = "inline"
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished message's done event, as the inline router needs it."""
+
+    message_id: str
+    event: str  # the task string
+    done_queue: str
+    release_set: str | None  # the dedup set it leaves now (release "done"), if any
+
+
+class InlineRouter:
+    """The watchers of a rule set, ready to commit one done event per message."""
+
+    def __init__(
+        self,
+        *,
+        ruleset: RuleSet,
+        client: redis.Redis,
+        namespace: str,
+        marker_ttl_ms: int = MARKER_TTL_MS,
+    ) -> None:
+        self.ruleset = ruleset
+        scripts = Scripts(client)
+        self._watchers: dict[str, tuple[Planner, WatcherStore]] = {}
+        for rules in ruleset.watchers:
+            settings = CommitSettings(
+                keys=WatcherKeys.of(rules.spec, INLINE_INSTANCE),
+                dramatiq=DramatiqKeys(namespace),
+                channel=ruleset.config.spec.listener_channel,
+                max_attempts=rules.spec.max_attempts,
+                marker_ttl_ms=marker_ttl_ms,
+            )
+            store = WatcherStore(scripts=scripts, settings=settings, instance=INLINE_INSTANCE)
+            self._watchers[rules.spec.input_queue] = (Planner(rules), store)
+
+    def routes(self, finished: Finished) -> bool:
+        """True when ``finished``'s event is routed here (a watcher reads its done list,
+        and no rule with fetchers matches it)."""
+        found = self._watchers.get(finished.done_queue)
+        return found is not None and not found[0].needs_fetch(finished.event)
+
+    def commit(self, finished: Finished) -> CommitResult:
+        """Plan and commit the event; ``repeated`` when this message's commit was made before.
+
+        Raises what :meth:`~resc_dramatiq.store.store.WatcherStore.commit_message` raises.
+        """
+        planner, store = self._watchers[finished.done_queue]
+        batch = planner.plan([finished.event.encode()])
+        marker = message_marker(finished.done_queue, finished.message_id)
+        by_message = ByMessage(finished.message_id, marker, finished.release_set)
+        return store.commit_message(batch, by_message)
