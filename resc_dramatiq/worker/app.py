@@ -71,7 +71,6 @@ class App:
         return {name: actor.queue_name for name, actor in self.broker.actors.items()}
 
 
-
 def load_app(spec: str, *, path: str | Path | None = ".") -> App:
     """Import ``module[:attr]`` as ``dramatiq`` does; raise :class:`ConfigError`."""
     if path is not None and str(path) not in sys.path:
