@@ -22,6 +22,7 @@ from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.rules.fetch import Fetcher, FetchOptions
 from resc_dramatiq.rules.ruleset import RuleSet
+from tests.helpers import one_round
 
 FAST = FetchOptions(backoff_first_s=0.01, backoff_cap_s=0.02)
 TRT = r"^trt/(?P<process>\w+)/(?P<product>\w+)$"
@@ -205,7 +206,7 @@ def test_a_slow_service_delays_the_events_that_need_no_fetch_by_one_timeout_at_m
     fetcher = Fetcher(options=FAST)
     router = Router(ruleset=rules, client=r, expander=fetcher, options=RouterOptions(batch_size=40))
     started = time.perf_counter()
-    router.loops[0].run_once()
+    one_round(router.loops[0])
     elapsed_s = time.perf_counter() - started
     fetcher.close()
     assert r.llen("oks") == 20

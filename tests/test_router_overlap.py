@@ -19,6 +19,7 @@ from resc_dramatiq.router.options import RouterOptions
 from resc_dramatiq.router.router import Router
 from resc_dramatiq.rules.plan import Batch
 from resc_dramatiq.rules.ruleset import RuleSet
+from tests.helpers import commit
 
 RULES = {
     "watchers": [
@@ -43,9 +44,9 @@ def test_a_batch_commits_while_the_next_one_waits_in_the_taken_list(r: redis.Red
     loop = loop_on(r)
     first, second = loop.take(block=False), loop.take(block=False)
     assert first is not None and second is not None
-    loop.commit(first)
+    commit(loop, first)
     assert r.lrange(loop.keys.taken, 0, -1) == [b"acq/4", b"acq/3"]
-    loop.commit(second)
+    commit(loop, second)
     assert r.exists(loop.keys.taken) == 0
     assert r.lrange("out", 0, -1) == [b"trt/4", b"trt/3", b"trt/2", b"trt/1"]
 
@@ -57,7 +58,7 @@ def test_the_later_batch_cannot_commit_before_the_earlier_one(r: redis.Redis) ->
     second = loop.take(block=False)
     assert second is not None
     with pytest.raises(OwnershipLost):
-        loop.commit(second)
+        commit(loop, second)
     assert r.llen("out") == 0
     assert r.llen(loop.keys.taken) == 4
 
@@ -109,7 +110,7 @@ def test_a_sent_commit_whose_reply_is_lost_is_recognised_when_retried(r: redis.R
     pending.pending.connection.disconnect()  # the reply is lost
     with pytest.raises(redis.ConnectionError):
         pending.result()
-    assert loop.commit(batch).repeated
+    assert commit(loop, batch).repeated
     assert r.lrange("out", 0, -1) == [b"trt/2", b"trt/1"]
     assert r.exists(loop.keys.taken) == 0
 

@@ -17,7 +17,7 @@ from resc_dramatiq import Observer, Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import OwnershipLost
 from resc_dramatiq.rules.ruleset import RuleSet
-from tests.helpers import wait_for
+from tests.helpers import commit, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def test_a_zombie_whose_events_were_reclaimed_gets_ownership_lost_and_queues_not
     live.heartbeat()  # sees it expired and hands its events back
     assert live.run_until_idle() == 2
     with pytest.raises(OwnershipLost):
-        zombie.loops[0].commit(batch)
+        commit(zombie.loops[0], batch)
     assert r.lrange("log", 0, -1) == [b"log/2", b"log/1"]
     assert r.lrange("trt", 0, -1) == [b"trt/2", b"trt/1"]
 
@@ -92,7 +92,7 @@ def test_a_live_instance_is_not_reclaimed(r: redis.Redis) -> None:
     assert batch is not None
     other.heartbeat()
     assert other.run_until_idle() == 0
-    busy.loops[0].commit(batch)
+    commit(busy.loops[0], batch)
     assert r.lrange("log", 0, -1) == [b"log/1"]
 
 
@@ -103,8 +103,8 @@ def test_a_commit_retried_after_its_reply_was_lost_writes_nothing_twice(
     r.lpush(DONE, "acq/1")
     batch = loop.take(block=False)
     assert batch is not None
-    first = loop.commit(batch)
-    again = loop.commit(batch)  # what the loop does when the first reply never came
+    first = commit(loop, batch)
+    again = commit(loop, batch)  # what the loop does when the first reply never came
     assert again.repeated and not first.repeated
     assert (again.queued, again.deduplicated) == (first.queued, first.deduplicated) == (2, 0)
     assert r.lrange("log", 0, -1) == [b"log/1"]

@@ -20,7 +20,7 @@ from resc_dramatiq.errors import WrongType
 from resc_dramatiq.router.router import stats
 from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.store.keys import WatcherKeys
-from tests.helpers import wait_for
+from tests.helpers import one_round, wait_for
 
 TWO_TARGETS = {
     "watchers": [
@@ -131,7 +131,7 @@ def test_each_rule_counts_its_queued_deduplicated_and_retried_tasks(r: redis.Red
         ]
     }
     r.lpush("in", "job/1", "job/2", "job/1", "bad/")
-    router_on(r, data).loops[0].run_once()
+    one_round(router_on(r, data).loops[0])
     counters = stats(r, router_on(r, data).loops[0].keys)
     assert counters["copy|matched"] == 3
     assert counters["copy|queued"] == 3

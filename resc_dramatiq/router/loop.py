@@ -116,8 +116,12 @@ class WatcherLoop:
         finally:
             self.drop_take()  # its events, if any, are handed back on leaving
 
-    def round(self, held: deque[Batch], stop: threading.Event) -> None:
+    def round(self, held: deque[Batch], stop: threading.Event, *, block: bool = True) -> int:
         """Commit the oldest batch in hand; meanwhile plan the next one.
+
+        Returns the number of events committed (0: nothing came; with ``block``, after
+        waiting ``block_s`` for the first event). ``Router.run_until_idle`` drives the
+        same rounds without blocking.
 
         The commit script is sent, the next batch planned while Redis runs it, then the
         reply read. The next batch's events come from a take sent before the commit
@@ -129,9 +133,9 @@ class WatcherLoop:
         the taken list.
         """
         if not held:
-            batch = self.take(block=True) if self.taking is None else self.taken()
+            batch = self.take(block=block) if self.taking is None else self.taken()
             if batch is None:
-                return
+                return 0
             held.append(batch)
         taking, self.taking = self.taking, None
         store, started = self.store, time.perf_counter()
@@ -148,7 +152,9 @@ class WatcherLoop:
                 held.append(self.planner.plan(events))
         finally:
             result = pending.result()  # the commit's error, if any, wins over the others
-        self.committed(held.popleft(), result, started)
+        batch = held.popleft()
+        self.committed(batch, result, started)
+        return len(batch.events)
 
     def taken(self) -> Batch | None:
         """The events of the take sent in the previous round, planned (None if none)."""
@@ -188,14 +194,6 @@ class WatcherLoop:
             self.down = False
             self.observer.reconnected(self.spec.input_queue)
 
-    def run_once(self) -> int:
-        """Process one batch without blocking; return the number of events taken."""
-        batch = self.take(block=False)
-        if batch is None:
-            return 0
-        self.commit(batch)
-        return len(batch.events)
-
     def take(self, *, block: bool) -> Batch | None:
         """Take a batch and plan it (None when nothing came)."""
         store, opts = self.store, self.options
@@ -218,13 +216,6 @@ class WatcherLoop:
         """
         if self.store.holds_events():
             self.recover()
-
-    def commit(self, batch: Batch) -> CommitResult:
-        """Commit a planned batch atomically."""
-        started = time.perf_counter()
-        result = self.store.commit(batch)
-        self.committed(batch, result, started)
-        return result
 
     def committed(self, batch: Batch, result: CommitResult, started: float) -> None:
         """Tell the observer (and the log, for a repeat) what a commit did."""

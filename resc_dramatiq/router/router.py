@@ -16,11 +16,12 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 
 import redis
 
-from ..rules.plan import Expander, Planner
+from ..rules.plan import Batch, Expander, Planner
 from ..rules.ruleset import RuleSet, WatcherRules
 from ..store.commit import CommitSettings
 from ..store.housekeeping import Pruner, set_ttls
@@ -78,17 +79,26 @@ class Router:
         """Finish the batches in hand and return from ``run()``."""
         self._stop.set()
 
-    def run_until_idle(self, *, max_batches: int = 1_000_000) -> int:
-        """Process batches until every input list is empty; return the events taken."""
+    def run_until_idle(self, *, max_rounds: int = 1_000_000) -> int:
+        """Process batches until every input list is empty; return the events committed.
+
+        The test mode of :meth:`run`: the same rounds (take, plan, commit, pipelined),
+        none of them blocking; errors are raised, not retried.
+        """
         self.heartbeat()
         for loop in self.loops:
             loop.recover()
+        held: dict[int, deque[Batch]] = {id(loop): deque() for loop in self.loops}
         total = 0
-        for _ in range(max_batches):
-            taken = sum(loop.run_once() for loop in self.loops)
-            if taken == 0:
-                break
-            total += taken
+        try:
+            for _ in range(max_rounds):
+                done = [loop.round(held[id(loop)], self._stop, block=False) for loop in self.loops]
+                total += sum(done)
+                if not any(done) and not any(held.values()):
+                    break
+        finally:
+            for loop in self.loops:
+                loop.drop_take()
         return total
 
     def heartbeat(self) -> None:

@@ -49,13 +49,6 @@ class WatcherStore:
         """True when this instance's taken list is not empty."""
         return bool(self.client.llen(self.keys.taken))
 
-    def commit(self, batch: Batch) -> CommitResult:
-        """Commit ``batch`` and wait; raise :class:`~resc_dramatiq.errors.OwnershipLost`
-        when it is no longer ours, :class:`~resc_dramatiq.errors.WrongType` when a key
-        holds another type. A retry after a lost reply is recognised by the batch id."""
-        encoded = self.codec.encode(batch)
-        return encoded.result(self._run(encoded))
-
     def send_commit(self, batch: Batch) -> PendingCommit:
         """Send the commit without waiting; :meth:`PendingCommit.result` waits.
 
@@ -172,5 +165,7 @@ class PendingCommit:
         self.pending, self.encoded = pending, encoded
 
     def result(self) -> CommitResult:
-        """Wait for the reply; the errors are :meth:`WatcherStore.commit`'s."""
+        """Wait for the reply; raise :class:`~resc_dramatiq.errors.OwnershipLost` when the
+        batch is no longer ours, :class:`~resc_dramatiq.errors.WrongType` when a key holds
+        another type. A retry after a lost reply is recognised by the batch id."""
         return self.encoded.result(self.pending.reply())  # a repeat after NOSCRIPT is recognised

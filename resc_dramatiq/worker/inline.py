@@ -74,7 +74,8 @@ class InlineRouter:
     def commit(self, finished: Finished) -> CommitResult:
         """Plan and commit the event; ``repeated`` when this message's commit was made before.
 
-        Raises what :meth:`~resc_dramatiq.store.store.WatcherStore.commit_message` raises.
+        Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
+        holds another type.
         """
         planner, store = self._watchers[finished.done_queue]
         batch = planner.plan([finished.event.encode()])
