@@ -18,7 +18,6 @@ from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import tasks_of
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
-BROKEN = Path(__file__).parent / "broken"
 
 RESC_03_HJSON = """\
 # resc 0.3 style: comments, unquoted strings, defaults left out
@@ -211,42 +210,6 @@ def test_message_ids_are_unique() -> None:
         message = dramatiq.Message.decode(build_message(task, now_ms=0, done_queue=None).payload)
         ids |= {message.message_id, message.options["redis_message_id"]}
     assert len(ids) == 4_000
-
-
-EXPECTED_PROBLEMS = {
-    "bad_regex.json": ":2: watchers[0].rules[0].on: invalid regex",
-    "bad_release.json": ":1: watchers[0].rules[0].make[0].release: Input should be 'taken'",
-    "dramatiq_key_on_raw.json": "make[0]: delay_ms only apply to an 'actor' target",
-    "empty_watchers.json": ":1: watchers: Tuple should have at least 1 item",
-    "invalid_hjson.hjson": ":4: invalid Hjson",
-    "invalid_json.json": ":2: invalid JSON",
-    "invalid_yaml.yml": ":3: invalid YAML",
-    "make_without_queue.json": "make[0]: a raw make entry needs 'queue'",
-    "typo_key.json": ":3: watchers[0].rules[0].make[0].qeue: unknown key; did you mean 'queue'?",
-    "typo_top_level.json": ":1: watcher: unknown key; did you mean 'watchers'?",
-    "unknown_extension.ini": "unknown config format '.ini'",
-    "unknown_variable_kwargs.toml": "make[0].kwargs.product: unknown variable ${product}",
-    "unknown_variable_queue.yaml": ":6: watchers[0].rules[0].make[0].queue: unknown variable ${y}",
-    "unknown_variable_set.hjson": "make[0].set: unknown variable ${nope}",
-    "unknown_variable_task.json": (
-        ":11: watchers[0].rules[1].make[0].task: unknown variable ${prodct_id}"
-        " (did you mean 'product_id'?)"
-    ),
-    "wrong_type.json": ":1: watchers[0].max_attempts: Input should be a valid integer",
-}
-
-
-def test_the_broken_corpus_is_fully_covered() -> None:
-    assert sorted(p.name for p in BROKEN.iterdir()) == sorted(EXPECTED_PROBLEMS)
-
-
-@pytest.mark.parametrize("name", sorted(EXPECTED_PROBLEMS))
-def test_check_refuses_a_broken_config_with_a_located_message(name: str) -> None:
-    result = CliRunner().invoke(main, ["check", str(BROKEN / name)])
-    assert result.exit_code == 2
-    assert "Traceback" not in result.output
-    assert f"error: {BROKEN / name}" in result.stderr
-    assert EXPECTED_PROBLEMS[name] in result.stderr
 
 
 def test_check_of_a_missing_file_exits_2() -> None:
