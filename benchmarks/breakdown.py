@@ -1,8 +1,9 @@
 """Where one event's time goes in the router, step by step, in microseconds.
 
 ``python benchmarks/breakdown.py [--events N] [--batch B] [--redis-url URL]`` drives one
-watcher loop in this process (no threads, no overlap) and times each step per event:
-take (client and server), match, the rest of compute, building the commit arguments,
+watcher's planner and store in this process (no threads, no overlap) and times each step
+per event: take (client and server), planning and, within it, matching, making the tasks
+and building the planned tasks (the Dramatiq messages), encoding the commit arguments,
 and the commit call (client and server). Server time comes from ``INFO commandstats``.
 """
 
@@ -23,7 +24,6 @@ from resc_dramatiq.config.model import Config
 from resc_dramatiq.ops.embedded import EmbeddedRedis
 from resc_dramatiq.router.router import Router
 from resc_dramatiq.rules.ruleset import RuleSet, decode_event
-from resc_dramatiq.store.store import _commit_arguments
 
 
 def _server_us(client: redis.Redis) -> float:
@@ -39,40 +39,49 @@ def breakdown(
     config = routerbench.write_config(workdir / f"breakdown-{target}.json", target=target)
     router = Router(ruleset=RuleSet.compile(Config.load(config)), client=client, instance="bd")
     loop = router.loops[0]
+    planner, store = loop.planner, loop.store
     routerbench.prefill(client, routerbench.INPUT, events)
     client.config_resetstat()
     started = time.perf_counter()
-    taken = [router.store.take(loop.keys, batch) for _ in range(events // batch)]
+    taken = [store.take(batch) for _ in range(events // batch)]
     take_s = time.perf_counter() - started
     take_server = _server_us(client)
     client.config_resetstat()
-    match_s = compute_s = args_s = commit_s = 0.0
+    match_s = make_s = planned_s = plan_s = encode_s = commit_s = 0.0
     for evs in taken:
+        # the steps of plan() one by one (their results thrown away), then plan() whole
+        now_ms = int(time.time() * 1000)
         t0 = time.perf_counter()
-        for e in evs:
-            loop.rules.matches(decode_event(e))
+        found = [planner.rules.matches(decode_event(e)) for e in evs]
         t1 = time.perf_counter()
-        computed = loop.compute(evs)
+        tasks = [(i, t) for i, ms in enumerate(found) for m in ms for t in planner.expand(m)]
         t2 = time.perf_counter()
-        _commit_arguments(loop.keys, computed, None, loop.spec.max_attempts)
+        for i, t in tasks:
+            planner.planned(t, i, now_ms)
         t3 = time.perf_counter()
-        loop.commit(computed)
+        planned = planner.plan(evs)
         t4 = time.perf_counter()
-        match_s, compute_s = match_s + t1 - t0, compute_s + t2 - t1
-        args_s, commit_s = args_s + t3 - t2, commit_s + t4 - t3
+        store.codec.encode(planned)
+        t5 = time.perf_counter()
+        store.send_commit(planned).result()
+        t6 = time.perf_counter()
+        match_s, make_s, planned_s = match_s + t1 - t0, make_s + t2 - t1, planned_s + t3 - t2
+        plan_s, encode_s, commit_s = plan_s + t4 - t3, encode_s + t5 - t4, commit_s + t6 - t5
     commit_server = _server_us(client)
     n = (events // batch) * batch
     us = 1e6 / n
     return {
         "take (client + server)": take_s * us,
         "  take, server side": take_server / n,
-        "match (decode + regex), within compute": match_s * us,
-        "compute (match, templates, messages)": compute_s * us,
-        "commit arguments, within the commit call": args_s * us,
+        "plan (match, templates, messages)": plan_s * us,
+        "  match (decode + regex)": match_s * us,
+        "  make (templates)": make_s * us,
+        "  planned tasks (Dramatiq messages)": planned_s * us,
+        "encode (commit arguments), within the commit call": encode_s * us,
         "commit call (client + server)": commit_s * us,
         "  commit, server side": commit_server / n,
-        "router CPU per event (take + compute + commit client side)": (
-            take_s * us - take_server / n + compute_s * us + commit_s * us - commit_server / n
+        "router CPU per event (take + plan + commit client side)": (
+            take_s * us - take_server / n + plan_s * us + commit_s * us - commit_server / n
         ),
         "server per event (take + commit scripts)": (take_server + commit_server) / n,
     }

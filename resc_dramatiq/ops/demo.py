@@ -31,7 +31,7 @@ from typing import Any
 import redis
 
 from ..errors import RescError
-from ..store.keyspace import text
+from ..store.keyspace import counters, text
 from .embedded import EmbeddedRedis
 
 DONE = "example/done"
@@ -182,7 +182,7 @@ def run_demo(
             time.sleep(0.1)
         if on_progress is not None:
             on_progress(_progress(client))
-        runs = {text(k): int(v) for k, v in client.hgetall(RUNS).items()}
+        runs = counters(client, RUNS)
         results = fetch.fetch_results(url)
         return DemoReport(
             options.events, runs, expected, _stats(client), results, time.monotonic() - started
@@ -213,8 +213,7 @@ def _example_modules(project: Path) -> tuple[Any, Any]:
 
 
 def _stats(client: redis.Redis) -> dict[str, int]:
-    raw = client.hgetall(f"{DONE}/stats")
-    return {text(k): int(v) for k, v in raw.items()}
+    return counters(client, f"{DONE}/stats")
 
 
 def _progress(client: redis.Redis) -> dict[str, int]:

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from ..store.keyspace import text
 from ..store.resilience import Availability, Backoff, is_transient
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class Notification:
     def as_dict(self) -> dict[str, Any]:
         """``{"watcher", "kind", "event", "task"}`` (task None for DONE; kind None when
         the line is not one of the router's)."""
-        line = self.raw.decode("utf-8", "replace")
+        line = text(self.raw)
         for kind in ("TRIGGER", "DONE"):
             watcher, sep, rest = line.partition(f" {kind} ")
             if sep:

@@ -21,7 +21,7 @@ import redis
 from ..rules.ruleset import RuleSet, WatcherRules
 from ..rules.templates import Template
 from ..store.keys import DramatiqKeys, WatcherKeys
-from ..store.keyspace import names_of, text
+from ..store.keyspace import counters, names_of, text
 
 #: Most concrete keys listed for one templated target or set.
 MAX_KEYS = 50
@@ -116,7 +116,7 @@ def _redis_time_s(client: redis.Redis) -> float:
 def _watcher(rules: WatcherRules, client: redis.Redis, now_s: float, ns: str) -> WatcherStatus:
     spec = rules.spec
     keys = WatcherKeys.of(spec, "")
-    stats = {text(k): int(v) for k, v in client.hgetall(keys.stats).items()}
+    stats = counters(client, keys.stats)
     instances = _instances(client, keys, spec.taken_queue, now_s)
     targets, sets, more = _targets_and_sets(rules, client, now_s, ns)
     return WatcherStatus(

@@ -26,7 +26,7 @@ from ..rules.ruleset import RuleSet, WatcherRules
 from ..store.commit import CommitSettings
 from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import DramatiqKeys, WatcherKeys
-from ..store.keyspace import text
+from ..store.keyspace import counters
 from ..store.resilience import Availability, Backoff, is_transient
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
@@ -227,4 +227,4 @@ def watcher_store(
 
 def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:
     """The counters of a watcher."""
-    return {text(k): int(v) for k, v in client.hgetall(keys.stats).items()}
+    return counters(client, keys.stats)

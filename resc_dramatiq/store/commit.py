@@ -18,6 +18,7 @@ import msgpack
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent
 from .keys import DramatiqKeys, WatcherKeys
+from .keyspace import text
 
 STATUS_COMMITTED = 1
 STATUS_ALREADY_COMMITTED = 2
@@ -97,7 +98,7 @@ class EncodedCommit:
     def wrong_type(self, reply: list[Any]) -> WrongType:
         """The error for a commit refused because a key holds another Redis type."""
         index = int(reply[1]) - 1  # Lua counts from 1
-        found, needed = (v.decode() if isinstance(v, bytes) else str(v) for v in reply[2:4])
+        found, needed = text(reply[2]), text(reply[3])
         name = self.keys[index]
         role = FIXED_KEYS[index] if index < len(FIXED_KEYS) else self._task_role(name)
         return WrongType(

@@ -11,6 +11,9 @@ from collections.abc import Iterator
 
 import redis
 
+from ..rules.ruleset import decode_event as text  # one bytes-to-text (undecodable bytes replaced)
+
+__all__ = ["counters", "glob_of", "names_of", "text"]
 from ..rules.templates import Template
 from .keys import DRAMATIQ_SUFFIXES
 
@@ -38,9 +41,9 @@ def names_of(client: redis.Redis, template: Template, prefix: str = "") -> Itera
             yield name
 
 
-def text(value: bytes | str) -> str:
-    """A key or member as text (undecodable bytes replaced)."""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+def counters(client: redis.Redis, key: str) -> dict[str, int]:
+    """A hash of counters (a watcher's stats, say) as names -> integers."""
+    return {text(k): int(v) for k, v in client.hgetall(key).items()}
 
 
 def _escape(text: str) -> str:

@@ -1,0 +1,46 @@
+"""The package root is the public surface: every user-facing name, and nothing else."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import resc_dramatiq
+from resc_dramatiq import errors
+
+
+def test_every_name_in_all_is_importable_from_the_root() -> None:
+    for name in resc_dramatiq.__all__:
+        assert hasattr(resc_dramatiq, name), name
+
+
+def test_all_lists_every_public_name_of_the_root_once_and_sorted() -> None:
+    public = {
+        name
+        for name, value in vars(resc_dramatiq).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public == set(resc_dramatiq.__all__)
+    assert len(set(resc_dramatiq.__all__)) == len(resc_dramatiq.__all__)
+
+
+def test_the_whole_error_tree_is_exported() -> None:
+    tree = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value) and issubclass(value, errors.RescError)
+    }
+    assert tree <= set(resc_dramatiq.__all__)
+
+
+def test_the_names_the_readme_imports_come_from_the_root() -> None:
+    from resc_dramatiq import (  # noqa: F401
+        Completion,
+        Config,
+        Redelivery,
+        Registry,
+        Router,
+        RouterOptions,
+        RuleSet,
+        on_done,
+    )
