@@ -23,7 +23,8 @@ from rich.table import Table
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.ops.embedded import EmbeddedRedis
 from resc_dramatiq.router.router import Router
-from resc_dramatiq.rules.ruleset import RuleSet, decode_event
+from resc_dramatiq.rules.patterns import decode_event
+from resc_dramatiq.rules.ruleset import RuleSet
 
 
 def _server_us(client: redis.Redis) -> float:

@@ -30,8 +30,9 @@ from .router.options import Observer, RouterOptions
 from .router.router import Router
 from .rules.explain import explain_event
 from .rules.fetch import Fetcher, FetchOptions
+from .rules.model import Task
 from .rules.plan import Batch, Expander, FailedEvent, PlannedTask, Planner
-from .rules.ruleset import RuleSet, Task
+from .rules.ruleset import RuleSet
 from .store.commit import CommitResult
 from .worker.app import App, build_ruleset, load_app
 from .worker.completion import Completion

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from resc_dramatiq.router.loop import WatcherLoop
+from resc_dramatiq.rules.model import Task, WatcherRules
+from resc_dramatiq.rules.patterns import decode_event
 from resc_dramatiq.rules.plan import Batch, Planner
-from resc_dramatiq.rules.ruleset import Task, WatcherRules, decode_event
 from resc_dramatiq.store.commit import CommitResult
 
 

@@ -15,7 +15,8 @@ from werkzeug import Request, Response
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, FetchError
 from resc_dramatiq.rules.fetch import Fetcher, FetchOptions, encode
-from resc_dramatiq.rules.ruleset import Match, RuleSet
+from resc_dramatiq.rules.model import Match
+from resc_dramatiq.rules.ruleset import RuleSet
 
 FAST = FetchOptions(backoff_first_s=0.01, backoff_cap_s=0.02)
 

@@ -20,7 +20,8 @@ from resc_dramatiq import Router, RouterOptions
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import FetchError
 from resc_dramatiq.router.router import stats
-from resc_dramatiq.rules.ruleset import Match, RuleSet
+from resc_dramatiq.rules.model import Match
+from resc_dramatiq.rules.ruleset import RuleSet
 from tests.conftest import EXAMPLES
 from tests.helpers import wait_for
 

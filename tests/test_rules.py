@@ -10,7 +10,8 @@ import pytest
 
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
-from resc_dramatiq.rules.ruleset import RuleSet, compile_pattern, python_group_syntax
+from resc_dramatiq.rules.patterns import compile_pattern, python_group_syntax
+from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.rules.templates import Template
 from tests.helpers import tasks_of
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import redis
 
-from ..rules.ruleset import RuleSet, WatcherRules
+from ..rules.model import WatcherRules
+from ..rules.ruleset import RuleSet
 from ..rules.templates import Template
 from ..store.keys import DramatiqKeys, WatcherKeys
 from ..store.keyspace import counters, names_of, text

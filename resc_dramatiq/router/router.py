@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping
 
 import redis
 
+from ..rules.model import WatcherRules
 from ..rules.plan import Batch, Expander, Planner
-from ..rules.ruleset import RuleSet, WatcherRules
+from ..rules.ruleset import RuleSet
 from ..store.commit import CommitSettings
 from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import DramatiqKeys, WatcherKeys

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import RuleError
+from .messages import actor_args, actor_kwargs
+from .model import Match, Task
+from .patterns import decode_event
 from .plan import Planner
-from .ruleset import Match, RuleSet, Task, actor_args, actor_kwargs, decode_event
+from .ruleset import RuleSet
 
 
 def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:

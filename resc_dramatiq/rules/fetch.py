@@ -38,7 +38,8 @@ import httpx
 
 from ..config.model import FetchSpec
 from ..errors import ConfigError, FetchError, RuleError
-from .ruleset import Match, RuleSet
+from .model import Match
+from .ruleset import RuleSet
 from .templates import Template
 
 #: ``${env:NAME}`` in a header value: the environment variable NAME, read at start.

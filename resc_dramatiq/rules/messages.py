@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 import dramatiq
 
-from .ruleset import Task, actor_args, actor_kwargs
+from .model import Task
+from .templates import Template
 
 #: Message option read by :class:`resc_dramatiq.middleware.Completion`.
 RESC_OPTION = "resc"
@@ -125,3 +126,29 @@ def build_message(task: Task, *, now_ms: int, done_queue: str | None) -> Envelop
         "message_timestamp": now_ms,
     }
     return Envelope(queue_name, redis_message_id, encode(message))
+
+
+def render_value(value: Any, variables: Mapping[str, str]) -> Any:
+    """Fill a compiled args/kwargs value, at any depth; other JSON values pass through."""
+    if isinstance(value, Template):
+        return value.render(variables)
+    if isinstance(value, tuple):
+        return [render_value(v, variables) for v in value]
+    if isinstance(value, Mapping):
+        return {k: render_value(v, variables) for k, v in value.items()}
+    return value
+
+
+def actor_kwargs(task: Task) -> dict[str, Any]:
+    """The kwargs of an actor target: its templates, else the rule's named groups."""
+    target = task.make.target
+    if target.kwargs is not None:
+        return {k: render_value(v, task.variables) for k, v in target.kwargs.items()}
+    if target.args is not None:
+        return {}
+    return {k: v for k, v in task.variables.items() if k != "input_task" and "." not in k}
+
+
+def actor_args(task: Task) -> list[Any]:
+    """The positional args of an actor target (empty unless ``args`` is given)."""
+    return [render_value(v, task.variables) for v in task.make.target.args or ()]

@@ -17,7 +17,8 @@ from typing import Protocol
 
 from ..errors import RuleError
 from .messages import Envelope, build_message
-from .ruleset import Match, Task, WatcherRules, decode_event
+from .model import Match, Task, WatcherRules
+from .patterns import decode_event
 
 
 class Expander(Protocol):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import redis
 
-from ..rules.ruleset import decode_event as text  # one bytes-to-text (undecodable bytes replaced)
+from ..rules.patterns import decode_event as text  # one bytes-to-text (undecodable bytes replaced)
 
 __all__ = ["counters", "glob_of", "names_of", "text"]
 from ..rules.templates import Template

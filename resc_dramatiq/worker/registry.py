@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from ..errors import ConfigError
-from ..rules.ruleset import compile_pattern
+from ..rules.patterns import compile_pattern
 from ..rules.templates import Template
 
 #: The watcher (input list) code rules join unless told otherwise; resc's usual name.

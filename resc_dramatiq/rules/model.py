@@ -1,0 +1,121 @@
+"""The compiled rules of a watcher: targets, make entries, rules and what they produce.
+
+Built once by :mod:`.ruleset` from the config; per event, ``WatcherRules.matches``
+finds the rules that match (every one, in config order, unanchored search, as resc)
+and ``Rule.make`` fills their templates into :class:`Task` objects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.model import FetchSpec, WatcherSpec
+from ..errors import RuleError
+from .templates import Template
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a made task goes: a raw list, or a Dramatiq actor on a queue."""
+
+    queue: Template
+    actor: str | None = None
+    args: tuple[Any, ...] | None = None
+    kwargs: Mapping[str, Any] | None = None
+    delay_ms: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    release: str = "taken"
+
+
+@dataclass(frozen=True, slots=True)
+class Make:
+    """A compiled make entry."""
+
+    task: Template
+    target: Target
+    set: Template | None
+    ttl_s: int | None
+
+
+@dataclass(slots=True)  # not frozen: made per event, and a frozen init costs
+class Task:
+    """One task an event produced: what, where, and which dedup set guards it."""
+
+    rule: int
+    task: str
+    queue: str
+    set: str | None
+    make: Make
+    variables: Mapping[str, str]
+
+    @property
+    def actor(self) -> str | None:
+        """The Dramatiq actor, or None for a raw list push."""
+        return self.make.target.actor
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A compiled rule."""
+
+    name: str
+    pattern: re.Pattern[str]
+    fetch: tuple[FetchSpec, ...]
+    makes: tuple[Make, ...]
+
+    def match(self, event: str) -> dict[str, str] | None:
+        """The variables of ``event`` (unanchored search), or None when it does not match."""
+        found = self.pattern.search(event)
+        if found is None:
+            return None
+        variables = {k: v for k, v in found.groupdict().items() if v is not None}
+        variables["input_task"] = event
+        return variables
+
+    def make(self, index: int, variables: Mapping[str, str]) -> list[Task]:
+        """The tasks of this rule for one set of variables."""
+        tasks = []
+        for make in self.makes:
+            queue = make.target.queue.render(variables)
+            if not queue:
+                raise RuleError(f"rule {self.name!r} made an empty queue name")
+            tasks.append(
+                Task(
+                    rule=index,
+                    task=make.task.render(variables),
+                    queue=queue,
+                    set=make.set.render(variables) if make.set is not None else None,
+                    make=make,
+                    variables=variables,
+                )
+            )
+        return tasks
+
+
+@dataclass(slots=True)  # not frozen: made per event
+class Match:
+    """A rule that matched an event, with its variables (before any fetch)."""
+
+    index: int
+    rule: Rule
+    variables: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class WatcherRules:
+    """The compiled rules of one watcher."""
+
+    spec: WatcherSpec
+    rules: tuple[Rule, ...]
+
+    def matches(self, event: str) -> list[Match]:
+        """Every rule that matches ``event``, in config order."""
+        found = []
+        for index, rule in enumerate(self.rules):
+            variables = rule.match(event)
+            if variables is not None:
+                found.append(Match(index, rule, variables))
+        return found
