@@ -27,6 +27,9 @@ from dramatiq.middleware import Retries
 from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq import Completion
+from resc_dramatiq.store.keys import message_markers
+from resc_dramatiq.store.scripts import Scripts
+from resc_dramatiq.store.store import emit
 from tests.helpers import wait_for
 from tests.lossy_proxy import LossyProxy
 from tests.procs import LoggedProcess
@@ -159,3 +162,26 @@ def test_a_worker_killed_between_the_done_write_and_the_ack_sends_the_follow_up_
         f"\nkilled after writing acquire/{victim}'s done event; settled in "
         f"{time.monotonic() - started:.1f} s"
     )
+
+
+def test_an_event_is_written_once_per_message_and_old_markers_are_forgotten(
+    r: redis.Redis,
+) -> None:
+    scripts = Scripts(r)
+
+    def write(message_id: str) -> bool:
+        return emit(
+            scripts,
+            markers=message_markers(DONE),
+            queue=DONE,
+            event=f"ev/{message_id}",
+            message_id=message_id,
+            release_set=None,
+            marker_ttl_ms=100,
+        )
+
+    assert write("m1") and not write("m1")  # a retry, or a redelivered message
+    time.sleep(0.15)
+    assert write("m2")  # forgets m1's marker, older than its time to live
+    assert r.zrange(message_markers(DONE), 0, -1) == [b"m2"]
+    assert r.lrange(DONE, 0, -1) == [b"ev/m2", b"ev/m1"]

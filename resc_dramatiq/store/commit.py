@@ -59,7 +59,7 @@ class ByMessage:
     """An inline commit of one Dramatiq message's done event (mode ``message``)."""
 
     message_id: str
-    marker: str  # see keys.message_marker
+    markers: str  # the done list's markers (see keys.message_markers)
     release_set: str | None  # the dedup set the event (the task) leaves, if any
 
 
@@ -131,7 +131,7 @@ class CommitCodec:
         k = s.keys
         if by_message is not None and len(events) != 1:
             raise ValueError("an inline commit is of one event")
-        marker = by_message.marker if by_message is not None else k.committed
+        marker = by_message.markers if by_message is not None else k.committed
         released = by_message.release_set if by_message is not None else None
         script_keys: list[str] = [
             k.taken if by_message is None else marker,

@@ -11,9 +11,10 @@ A watcher's keys (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 * ``I/stats`` hash of counters; ``I/attempts`` hash of failed attempts per event;
 * ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
 
-A Dramatiq message's marker, ``<done list>/messages/<message id>``, records that its
-done or failure event (or its inline commit) was written: the worker's writes are
-idempotent per message.
+``<done list>/messages`` is a sorted set of the Dramatiq messages whose done or failure
+event (or inline commit) was written to that list, by message id, scored by the time:
+the worker's writes are idempotent per message. Markers older than their time to live
+(a day by default) are forgotten a bounded number at a time by the writes themselves.
 
 Dramatiq's own keys, per namespace ``ns`` and queue ``q``: ``ns:q`` the queue (a list
 of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue,
@@ -72,9 +73,10 @@ def taken_list(spec: WatcherSpec, instance: str) -> str:
     return f"{spec.taken_queue}/{instance}" if instance else spec.taken_queue
 
 
-def message_marker(done_list: str, message_id: str) -> str:
-    """The marker of a Dramatiq message whose completion is written to ``done_list``."""
-    return f"{done_list}/messages/{message_id}"
+def message_markers(done_list: str) -> str:
+    """The sorted set of the Dramatiq messages whose event was written to ``done_list``
+    (message id -> when, ms), kept for a day by default."""
+    return f"{done_list}/messages"
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,7 +101,7 @@ class WatcherStore:
 def emit(
     scripts: Scripts,
     *,
-    marker: str,
+    markers: str,
     queue: str,
     event: str,
     message_id: str,
@@ -114,7 +114,7 @@ def emit(
     Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
     holds another type.
     """
-    keys = [marker, queue, release_set or marker]
+    keys = [markers, queue, release_set or markers]
     args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
     reply = scripts["emit"](keys=keys, args=args)
     if reply[0] < 0:

@@ -47,7 +47,7 @@ from ..errors import ConfigError, RescError
 from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS
-from ..store.keys import message_marker
+from ..store.keys import message_markers
 from ..store.resilience import Backoff, is_transient
 from ..store.scripts import Scripts
 from ..store.store import emit
@@ -231,13 +231,13 @@ class Completion(Middleware):
     def _emit(self, broker: Broker, o: Outcome, queue: str, what: str) -> None:
         """Push ``o``'s event onto ``queue`` once per message (released with it if due)."""
         scripts = self._scripts_of(broker)
-        marker = message_marker(queue, o.message_id)
+        markers = message_markers(queue)
         released = o.set if o.release == "done" else None
 
         def write(client: redis.Redis) -> bool:
             return emit(
                 scripts,
-                marker=marker,
+                markers=markers,
                 queue=queue,
                 event=o.task,
                 message_id=o.message_id,

@@ -22,7 +22,7 @@ import redis
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS, ByMessage, CommitResult, CommitSettings
-from ..store.keys import DramatiqKeys, WatcherKeys, message_marker
+from ..store.keys import DramatiqKeys, WatcherKeys, message_markers
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 
@@ -79,6 +79,6 @@ class InlineRouter:
         """
         planner, store = self._watchers[finished.done_queue]
         batch = planner.plan([finished.event.encode()])
-        marker = message_marker(finished.done_queue, finished.message_id)
-        by_message = ByMessage(finished.message_id, marker, finished.release_set)
+        markers = message_markers(finished.done_queue)
+        by_message = ByMessage(finished.message_id, markers, finished.release_set)
         return store.commit_message(batch, by_message)

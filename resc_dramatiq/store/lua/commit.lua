@@ -4,8 +4,9 @@
 --   'taken'   (the router) the batch's events sit at the right end of the instance's
 --             taken list; they are checked to still be there, and removed;
 --   'message' (a worker routing a done event inline) the one event comes in ARGV; the
---             marker is the Dramatiq message's own, so a retried call after a lost reply,
---             or the same message redelivered after a worker was killed, writes nothing.
+--             Dramatiq message's id is recorded in the done list's markers, so a retried
+--             call after a lost reply, or the same message redelivered after a worker was
+--             killed, writes nothing.
 --
 -- KEYS[1]  taken list of this instance (mode 'message': unused, the marker is passed)
 -- KEYS[2]  stats hash of the watcher
@@ -13,8 +14,9 @@
 -- KEYS[4]  attempts hash (event -> failed attempts)
 -- KEYS[5]  dead-letter list
 -- KEYS[6]  unmatched list (only written when ARGV[11] is '1')
--- KEYS[7]  marker: "<id> <queued> <dedup> <retried> <dead>", of the instance's last
---          commit (mode 'taken') or of the message (mode 'message')
+-- KEYS[7]  mode 'taken': the instance's marker, "<id> <queued> <dedup> <retried> <dead>"
+--          of its last commit; mode 'message': the done list's markers, a sorted set of
+--          message ids scored by the time (ms, Redis clock) they were committed
 -- KEYS[8]  dedup set to release the event from (only written when ARGV[16] is '1')
 -- KEYS[9..] the tasks' keys, each once: dedup sets, target lists, Dramatiq messages hashes
 --
@@ -31,7 +33,8 @@
 -- ARGV[11] '1' to keep unmatched events in KEYS[6]
 -- ARGV[12] number of rule-counter pairs R (field, increment)
 -- ARGV[13] id of the commit: the batch id (mode 'taken'), the message id ('message')
--- ARGV[14] time to live of the marker, in ms
+-- ARGV[14] time to live of a marker, in ms (older message markers are forgotten, a
+--          bounded number per call)
 -- ARGV[15] mode: 'taken' or 'message'
 -- ARGV[16] '1' to release the event from the dedup set KEYS[8] (mode 'message')
 -- ARGV[17] the T tasks, one MessagePack array (one argument: far cheaper to send than
@@ -57,14 +60,23 @@ local FIRST_GROUP = 18
 local KIND, SET, QUEUE, MESSAGES, TASK, PAYLOAD, MESSAGE_ID, EVENT, RULE = 1, 2, 3, 4, 5, 6, 7, 8, 9
 -- values per LPUSH of unmatched events (unpack() is bounded by Lua's stack)
 local PUSH_CHUNK = 4000
+-- most expired message markers forgotten per call
+local FORGET_CHUNK = 100
 local COMMITTED, ALREADY_COMMITTED, NOT_OWNED, WRONG_TYPE = 1, 2, -1, -2
 
 local by_message = ARGV[MODE] == 'message'
-local marker = redis.call('GET', KEYS[MARKER])
-if marker then
-    local id, q, d, r, x = string.match(marker, '^(%S+) (%d+) (%d+) (%d+) (%d+)$')
-    if id == ARGV[ID] then
-        return {ALREADY_COMMITTED, tonumber(q), tonumber(d), tonumber(r), tonumber(x)}
+if by_message then
+    if redis.call('TYPE', KEYS[MARKER])['ok'] == 'zset'
+        and redis.call('ZSCORE', KEYS[MARKER], ARGV[ID]) then
+        return {ALREADY_COMMITTED, 0, 0, 0, 0}
+    end
+else
+    local marker = redis.call('GET', KEYS[MARKER])
+    if marker then
+        local id, q, d, r, x = string.match(marker, '^(%S+) (%d+) (%d+) (%d+) (%d+)$')
+        if id == ARGV[ID] then
+            return {ALREADY_COMMITTED, tonumber(q), tonumber(d), tonumber(r), tonumber(x)}
+        end
     end
 end
 
@@ -96,7 +108,7 @@ local function wrong(index, needed)
     end
     return nil
 end
-local needs = {{STATS, 'hash'}, {ATTEMPTS, 'hash'}, {MARKER, 'string'}}
+local needs = {{STATS, 'hash'}, {ATTEMPTS, 'hash'}, {MARKER, by_message and 'zset' or 'string'}}
 if failed > 0 then
     needs[#needs + 1] = {INPUT, 'list'}
     needs[#needs + 1] = {DEAD, 'list'}
@@ -215,7 +227,16 @@ redis.call('HINCRBY', KEYS[STATS], 'queued', queued)
 redis.call('HINCRBY', KEYS[STATS], 'deduplicated', deduplicated)
 if retried > 0 then redis.call('HINCRBY', KEYS[STATS], 'retried', retried) end
 if dead > 0 then redis.call('HINCRBY', KEYS[STATS], 'dead', dead) end
-redis.call('SET', KEYS[MARKER],
-    ARGV[ID] .. ' ' .. queued .. ' ' .. deduplicated .. ' ' .. retried .. ' ' .. dead,
-    'PX', ARGV[MARKER_TTL_MS])
+if by_message then
+    local t = redis.call('TIME')
+    local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('ZADD', KEYS[MARKER], now_ms, ARGV[ID])
+    local cutoff = '(' .. (now_ms - tonumber(ARGV[MARKER_TTL_MS]))
+    local old = redis.call('ZRANGEBYSCORE', KEYS[MARKER], '-inf', cutoff, 'LIMIT', 0, FORGET_CHUNK)
+    if #old > 0 then redis.call('ZREM', KEYS[MARKER], unpack(old)) end
+else
+    redis.call('SET', KEYS[MARKER],
+        ARGV[ID] .. ' ' .. queued .. ' ' .. deduplicated .. ' ' .. retried .. ' ' .. dead,
+        'PX', ARGV[MARKER_TTL_MS])
+end
 return {COMMITTED, queued, deduplicated, retried, dead}
