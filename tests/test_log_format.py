@@ -124,7 +124,7 @@ def test_with_log_format_json_every_router_line_is_a_json_object(
     entries = [json.loads(line) for line in output.splitlines()]
     assert all({"ts", "level", "logger", "message"} <= entry.keys() for entry in entries)
     assert [e["message"] for e in entries if e["level"] == "INFO"] == [
-        f"router json-a started; watching {IN!r}",
+        f"router json-a started; watching {IN!r} on {redis_url}",
         "router json-a stopped",
     ]
     assert {e["instance"] for e in entries} == {"json-a"}
@@ -137,6 +137,6 @@ def test_the_text_format_stays_the_default_and_logs_no_payload_either(
     lines = output.splitlines()
     assert len(lines) == 2
     assert lines[0].endswith(
-        f"INFO resc_dramatiq.cli.router_cmds: router json-a started; watching {IN!r}"
+        f"INFO resc_dramatiq.cli.router_cmds: router json-a started; watching {IN!r} on {redis_url}"
     )
     assert lines[1].endswith("INFO resc_dramatiq.cli.router_cmds: router json-a stopped")

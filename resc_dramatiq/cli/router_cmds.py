@@ -28,6 +28,7 @@ from .common import (
     log_format_option,
     optional_config_argument,
     redis_url_option,
+    safe_url,
     setup_logging,
 )
 from .servers import Server, namespace_for, servers_for
@@ -35,16 +36,23 @@ from .servers import Server, namespace_for, servers_for
 logger = logging.getLogger(__name__)
 
 
-def routers_for(ruleset: RuleSet, servers: Sequence[Server], **kwargs: object) -> list[Router]:
+def routers_for(
+    ruleset: RuleSet, servers: Sequence[Server], **kwargs: object
+) -> list[tuple[Router, Server]]:
     """One router per distinct Redis among the watchers (``servers[i]`` is watcher i's)."""
     groups: dict[str, tuple[Server, list[int]]] = {}
     for i, server in enumerate(servers):
         groups.setdefault(server.url, (server, []))[1].append(i)
     return [
-        Router(
-            ruleset=dataclasses.replace(ruleset, watchers=tuple(ruleset.watchers[i] for i in idx)),
-            client=server.connect(),
-            **kwargs,  # type: ignore[arg-type]
+        (
+            Router(
+                ruleset=dataclasses.replace(
+                    ruleset, watchers=tuple(ruleset.watchers[i] for i in idx)
+                ),
+                client=server.connect(),
+                **kwargs,  # type: ignore[arg-type]
+            ),
+            server,
         )
         for server, idx in groups.values()
     ]
@@ -125,14 +133,19 @@ def router(
     except ConfigError as e:
         fail(str(e))
     observer = start_metrics(ruleset, metrics_host, metrics_port)
-    routers = routers_for(
+    started = routers_for(
         ruleset, servers, instance=instance, options=options, expander=expander, observer=observer
     )
-    for r in routers:
+    for r, server in started:
         watching = ", ".join(repr(loop.spec.input_queue) for loop in r.loops)
         logger.info(
-            "router %s started; watching %s", r.instance, watching, extra={"instance": r.instance}
+            "router %s started; watching %s on %s",
+            r.instance,
+            watching,
+            safe_url(server.url),
+            extra={"instance": r.instance},
         )
+    routers = [r for r, _ in started]
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for r in routers:
