@@ -17,6 +17,8 @@ The errors::
 """
 
 from .config.model import Config
+from .ops.metrics import RouterMetrics
+from .ops.metrics import serve as serve_metrics
 from .errors import (
     ConfigError,
     FetchError,
@@ -61,6 +63,7 @@ __all__ = [
     "Registry",
     "RescError",
     "Router",
+    "RouterMetrics",
     "RouterOptions",
     "RuleError",
     "RuleSet",
@@ -72,4 +75,5 @@ __all__ = [
     "load_app",
     "on_done",
     "registry",
+    "serve_metrics",
 ]
