@@ -4,21 +4,10 @@ Every name a user needs is here; the subpackages (``config``, ``rules``, ``store
 ``router``, ``worker``, ``ops``, ``cli``) are the implementation, in the order data
 flows, and may change between releases.
 
-The errors::
-
-    RescError
-    ├── ConfigError          a config file or code rule is invalid (says where)
-    │   └── InvalidDoneEvent an actor's done_event is not a ${name} template
-    ├── RuleError            an event made a rule fail at run time
-    │   └── FetchError       a fetcher's HTTP call or response failed
-    └── StoreError           a Redis operation failed or met an unexpected state
-        ├── OwnershipLost    a batch's events were handed to another instance
-        └── WrongType        a key the router writes holds another Redis type
+The errors form one tree under :class:`RescError`, drawn in :mod:`resc_dramatiq.errors`.
 """
 
 from .config.model import Config
-from .ops.metrics import RouterMetrics
-from .ops.metrics import serve as serve_metrics
 from .errors import (
     ConfigError,
     FetchError,
@@ -28,6 +17,8 @@ from .errors import (
     StoreError,
     WrongType,
 )
+from .ops.metrics import RouterMetrics
+from .ops.metrics import serve as serve_metrics
 from .router.options import Observer, RouterOptions
 from .router.router import Router
 from .rules.explain import explain_event
