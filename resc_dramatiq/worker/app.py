@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import dramatiq
+from dramatiq import Broker
 
 from ..config.model import Config, RuleSpec, WatcherSpec
 from ..errors import ConfigError
@@ -48,11 +49,11 @@ class App:
 
     spec: str
     module: ModuleType | None  # None: an app seen from its broker (see of_broker)
-    broker: Any
+    broker: Broker
     rules: tuple[BoundRule, ...]
 
     @classmethod
-    def of_broker(cls, broker: Any) -> App:
+    def of_broker(cls, broker: Broker) -> App:
         """The app a worker runs, seen from its ``broker``: the ``@on_done`` rules of the
         default registry and of every registry the actors' modules hold."""
         modules = {actor.fn.__module__ for actor in broker.actors.values()}
@@ -89,7 +90,7 @@ def load_app(spec: str, *, path: str | Path | None = ".") -> App:
 
 
 def _bind(
-    registries: list[Registry], broker: Any, *, owner: str | None, spec: str
+    registries: list[Registry], broker: Broker, *, owner: str | None, spec: str
 ) -> tuple[tuple[BoundRule, ...], list[str]]:
     """The code rules whose actor is on ``broker``; a problem for each rule of module
     ``owner`` whose function is no actor there."""
@@ -104,7 +105,7 @@ def _bind(
     return tuple(rules), problems
 
 
-def _broker_of(spec: str, module: ModuleType, attr: str) -> Any:
+def _broker_of(spec: str, module: ModuleType, attr: str) -> Broker:
     if not attr:
         return dramatiq.get_broker()
     value: Any = module

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
-from dramatiq import Actor, Broker, Middleware
+from dramatiq import Actor, Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.logging import get_logger
 
@@ -142,7 +142,7 @@ class Completion(Middleware):
             where = f"actor {actor.actor_name!r} done_event"
             self._templates[actor.actor_name] = DoneEvent.compile(source, where=where, fn=actor.fn)
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Compile the inline rules now, so that a bad rule fails the boot, not a message."""
         if self.route_inline:
             self._inline_router(broker)

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import redis
-from dramatiq import Broker, Middleware
+from dramatiq import Broker, Middleware, Worker
 from dramatiq.logging import get_logger
 
 from ..store.resilience import Backoff, is_transient
@@ -68,15 +67,15 @@ class Redelivery(Middleware):
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
         self.heartbeat_timeout_ms = heartbeat_timeout_ms
         self.interval_ms = interval_ms
-        self._rounds: dict[Any, _Rounds] = {}  # by worker
+        self._rounds: dict[Worker, _Rounds] = {}
         self._started = 0  # numbers the threads: resc-redelivery-1, -2, ...
         self._lock = threading.Lock()
 
-    def before_worker_boot(self, broker: Broker, worker: Any) -> None:
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Shorten the broker's heartbeat timeout (also for its random maintenance)."""
         broker.heartbeat_timeout = self.heartbeat_timeout_ms  # type: ignore[attr-defined]
 
-    def after_worker_boot(self, broker: Broker, worker: Any) -> None:
+    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Start this worker's heartbeat and maintenance thread."""
         with self._lock:
             if worker in self._rounds:
@@ -92,7 +91,7 @@ class Redelivery(Middleware):
             self._rounds[worker] = _Rounds(thread, stop)
             thread.start()
 
-    def before_worker_shutdown(self, broker: Broker, worker: Any) -> None:
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
         """Stop this worker's thread (a stopped worker must look dead again); others run on."""
         with self._lock:
             rounds = self._rounds.pop(worker, None)
