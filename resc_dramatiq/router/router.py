@@ -36,6 +36,9 @@ from .options import Observer, RouterOptions
 
 logger = logging.getLogger(__name__)
 
+#: Tries of the leave script when stopping (it is idempotent; its reply may be lost).
+LEAVE_ATTEMPTS = 4
+
 
 class Router:
     """Routes the events of every watcher of a rule set.
@@ -198,13 +201,23 @@ class Router:
         return removed
 
     def _deregister(self) -> None:
-        """Hand back what the taken lists still hold and leave the live instances."""
+        """Hand back what the taken lists still hold and leave the live instances.
+
+        Leaving twice does no harm, so a leave whose reply was lost is simply sent again
+        (a few times, briefly); if Redis stays away, our heartbeat expires and the other
+        instances take the events back.
+        """
         for loop in self.loops:
-            try:
-                moved = loop.store.leave()
-            except Exception as e:  # Redis down: our heartbeat expires, others reclaim
-                logger.warning("could not deregister instance %s: %s", self.instance, e)
-                return
+            backoff = Backoff(first_s=0.05, cap_s=0.5)
+            while True:
+                try:
+                    moved = loop.store.leave()
+                    break
+                except Exception as e:
+                    if not is_transient(e) or backoff.failures >= LEAVE_ATTEMPTS - 1:
+                        logger.warning("could not deregister instance %s: %s", self.instance, e)
+                        return
+                    backoff.wait(threading.Event())
             if moved:
                 logger.warning(
                     "watcher %r: %d uncommitted event(s) handed back on leaving",
