@@ -116,6 +116,9 @@ def run(args: argparse.Namespace, url: str, workdir: Path, console: Console) -> 
         }
         if profile is not None:
             out[f"router_{target}"]["profile"] = _profile_summary(profile)
+            out[f"router_{target}"]["profile_watcher"] = _profile_summary(
+                profile, within="WatcherLoop.run"
+            )
 
     console.log(f"latency: {LATENCY_RATE:,} events/s offered for {sizes.latency_s} s")
     lat = routerbench.latency(
@@ -169,8 +172,8 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def _profile_summary(path: Path) -> dict[str, Any]:
-    profile = stacks.load(path)
+def _profile_summary(path: Path, *, within: str | None = None) -> dict[str, Any]:
+    profile = stacks.load(path, within=within)
     return {
         "samples": profile.samples,
         "self": profile.top(inclusive=False, n=15),

@@ -24,8 +24,10 @@ class Profile:
         return [(name, c / self.samples) for name, c in counts.most_common(n)]
 
 
-def load(path: Path, *, thread: str | None = None) -> Profile:
-    """Read ``path`` (``frame;frame;... count`` lines); keep one thread's when named."""
+def load(path: Path, *, thread: str | None = None, within: str | None = None) -> Profile:
+    """Read ``path`` (``frame;frame;... count`` lines); keep one thread's when named, and
+    only the stacks through a frame containing ``within`` when given (``WatcherLoop.run``:
+    the watcher's own thread, without the main and heartbeat threads that mostly wait)."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     samples = 0
@@ -34,6 +36,8 @@ def load(path: Path, *, thread: str | None = None) -> Profile:
         if not stack or not count_text.isdigit():
             continue
         if thread is not None and thread not in stack.split(";", 1)[0]:
+            continue
+        if within is not None and within not in stack:
             continue
         count = int(count_text)
         frames = stack.split(";")

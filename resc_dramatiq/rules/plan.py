@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,28 +88,39 @@ class Planner:
         now = time.time() if now is None else now
         batch = Batch(events=events, taken_at=now)
         now_ms = int(now * 1000)
-        found = [self.rules.matches(decode_event(event)) for event in events]
+        matches_of = self.rules.matches
+        # matched as the loop goes, so that an event's matches are freed before the next
+        # event's: fewer objects live through the garbage collector's passes (they cost
+        # a tenth of the time); all at once only where the fetches start together
+        found: Iterable[list[Match]] = (matches_of(decode_event(event)) for event in events)
         if self.expander is not None:
+            found = list(found)
             fetching = [m for matches in found for m in matches if m.rule.fetch]
             if fetching:
                 self.expander.prefetch(fetching)
-        for index, (event, matches) in enumerate(zip(events, found, strict=True)):
+        # the loop runs per event: its methods bound once, its rules counted by index
+        expand, planned, add = self.expand, self.planned, batch.tasks.append
+        matched: dict[int, int] = {}  # rule index -> events it matched, in first-seen order
+        for index, matches in enumerate(found):
             if not matches:
-                batch.unmatched.append(event)
+                batch.unmatched.append(events[index])
                 continue
             tasks: list[Task] = []
             for m in matches:
                 try:
-                    tasks += self.expand(m)
+                    tasks += expand(m)
                 except Exception as e:  # a poison event must not block the batch
                     error = f"{type(e).__name__}: {e}"
-                    batch.failed.append(FailedEvent(event, m.rule.name, error))
+                    batch.failed.append(FailedEvent(events[index], m.rule.name, error))
                     break
             else:
                 for m in matches:
-                    name = f"{m.rule.name}|matched"
-                    batch.counters[name] = batch.counters.get(name, 0) + 1
-                batch.tasks += (self.planned(t, index, now_ms) for t in tasks)
+                    matched[m.index] = matched.get(m.index, 0) + 1
+                for t in tasks:
+                    add(planned(t, index, now_ms))
+        for rule_index, count in matched.items():  # rules may share a name
+            name = f"{self.rules.rules[rule_index].name}|matched"
+            batch.counters[name] = batch.counters.get(name, 0) + count
         return batch
 
     def expand(self, match: Match) -> list[Task]:
@@ -129,6 +140,6 @@ class Planner:
         """What the commit writes for ``task``, its Dramatiq message built if it has one."""
         rule = self.rules.rules[task.rule].name
         message = None
-        if task.actor is not None:
+        if task.make.target.actor is not None:  # Task.actor, without the property's call
             message = build_message(task, now_ms=now_ms, done_queue=self.done_queue)
         return PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)

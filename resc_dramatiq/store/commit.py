@@ -184,23 +184,31 @@ class CommitCodec:
                 found = index[name] = len(script_keys)
             return found
 
+        # per task, the indexes are looked up without a call: they start at 1, so
+        # ``index.get(name) or key(name)`` calls key() only for a key not seen yet
         dramatiq = self.settings.dramatiq
-        planned = []
+        queues: dict[str, tuple[int, int]] = {}  # Dramatiq queue -> indexes of list, hash
+        planned: list[tuple[Any, ...]] = []
+        add = planned.append
         for t in batch.tasks:
-            dedup = key(t.set) if t.set is not None else 0
+            dedup = (index.get(t.set) or key(t.set)) if t.set is not None else 0
             m = t.message
             if m is None:
-                planned.append(
-                    ("r", dedup, key(t.queue), 0, t.task, b"", "", t.event_index, t.rule)
-                )
+                queue = index.get(t.queue) or key(t.queue)
+                add(("r", dedup, queue, 0, t.task, b"", "", t.event_index, t.rule))
                 continue
-            queue, messages = dramatiq.queue(m.queue_name), dramatiq.messages(m.queue_name)
-            planned.append(
+            found = queues.get(m.queue_name)
+            if found is None:
+                found = queues[m.queue_name] = (
+                    key(dramatiq.queue(m.queue_name)),
+                    key(dramatiq.messages(m.queue_name)),
+                )
+            add(
                 (
                     "d",
                     dedup,
-                    key(queue),
-                    key(messages),
+                    found[0],
+                    found[1],
                     t.task,
                     m.payload,
                     m.redis_message_id,

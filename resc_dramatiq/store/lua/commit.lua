@@ -138,30 +138,55 @@ end
 local score, channel, prefix = ARGV[SCORE], ARGV[CHANNEL], ARGV[PREFIX]
 local queued, deduplicated = 0, 0
 local per_rule = {}
-local function count(rule, what)
+local function count(rule, what, increment)
     local field = rule .. '|' .. what
-    per_rule[field] = (per_rule[field] or 0) + 1
+    per_rule[field] = (per_rule[field] or 0) + (increment or 1)
 end
+-- the tasks' writes are gathered per key (by KEYS index) and made after the loop, one
+-- call per key rather than one or two per task: the lists and hashes end the same, as
+-- pushes to one end of a list keep their order and pushes to its two ends commute
+local lpushes, rpushes, hsets = {}, {}, {}
+local function gather(into, index, value)
+    local values = into[index]
+    if values == nil then
+        values = {}
+        into[index] = values
+    end
+    values[#values + 1] = value
+    return values
+end
+local queued_by_rule, deduplicated_by_rule = {}, {}
 for _, t in ipairs(planned) do
-    local task = t[TASK]
+    local task, rule = t[TASK], t[RULE]
     if t[SET] == 0 or redis.call('ZADD', KEYS[t[SET]], 'NX', score, task) == 1 then
         if t[KIND] == 'r' then
-            redis.call('LPUSH', KEYS[t[QUEUE]], task)
+            gather(lpushes, t[QUEUE], task)
         else
-            redis.call('HSET', KEYS[t[MESSAGES]], t[MESSAGE_ID], t[PAYLOAD])
-            redis.call('RPUSH', KEYS[t[QUEUE]], t[MESSAGE_ID])
+            local values = gather(hsets, t[MESSAGES], t[MESSAGE_ID])
+            values[#values + 1] = t[PAYLOAD]
+            gather(rpushes, t[QUEUE], t[MESSAGE_ID])
         end
         queued = queued + 1
-        count(t[RULE], 'queued')
+        queued_by_rule[rule] = (queued_by_rule[rule] or 0) + 1
         if channel ~= '' then
             local event = events[n - t[EVENT]]
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. event .. ' -> ' .. task)
         end
     else
         deduplicated = deduplicated + 1
-        count(t[RULE], 'deduplicated')
+        deduplicated_by_rule[rule] = (deduplicated_by_rule[rule] or 0) + 1
     end
 end
+-- PUSH_CHUNK is even: a chunk of an HSET's values holds whole field-value pairs
+for command, into in pairs({LPUSH = lpushes, RPUSH = rpushes, HSET = hsets}) do
+    for index, values in pairs(into) do
+        for i = 1, #values, PUSH_CHUNK do
+            redis.call(command, KEYS[index], unpack(values, i, math.min(i + PUSH_CHUNK - 1, #values)))
+        end
+    end
+end
+for rule, c in pairs(queued_by_rule) do count(rule, 'queued', c) end
+for rule, c in pairs(deduplicated_by_rule) do count(rule, 'deduplicated', c) end
 
 -- failed events: back in line (not done yet) or dead-lettered (done for good)
 local a = FIRST_GROUP
