@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import signal
 import sys
@@ -162,6 +163,9 @@ def router(
             failures.append(e)
             stop(0, None)
 
+    # everything built so far (modules, rules, clients) lives as long as the process:
+    # out of the collector's sight, a full collection no longer rescans it every time
+    gc.freeze()
     threads = [threading.Thread(target=run, args=(r,), daemon=True) for r in routers]
     for thread in threads:
         thread.start()
