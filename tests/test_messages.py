@@ -13,7 +13,8 @@ import pytest
 from dramatiq.encoder import JSONEncoder
 
 from resc_dramatiq.config.model import Config
-from resc_dramatiq.rules.messages import RESC_OPTION, Envelope, build_message, new_id
+from resc_dramatiq.rules.ids import new_id
+from resc_dramatiq.rules.messages import RESC_OPTION, Envelope, build_message
 from resc_dramatiq.rules.model import Task
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import tasks_of

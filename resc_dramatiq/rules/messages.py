@@ -13,8 +13,6 @@ which dedup set holds it and where its done event goes.
 from __future__ import annotations
 
 import json
-import os
-import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
@@ -22,58 +20,17 @@ from typing import Any
 
 import dramatiq
 
+from .ids import new_id
 from .model import Make, Task
 from .templates import Template
 
-#: Message option read by :class:`resc_dramatiq.middleware.Completion`.
+#: Message option read by :class:`resc_dramatiq.worker.completion.Completion`.
 RESC_OPTION = "resc"
 
 
 def delay_queue_name(queue: str) -> str:
     """Dramatiq's name for the delay queue of ``queue``."""
     return f"{queue}.DQ"
-
-
-#: The text columns of a UUID's 32 hex digits (the others hold its 4 dashes).
-_DIGIT_COLUMNS = [c for c in range(36) if c not in (8, 13, 18, 23)]
-#: The variant nibble of a UUID4 (binary 10xx) from a random hex digit: 8, 9, a or b.
-_VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
-
-
-def _uuid_strings(count: int = 256) -> list[str]:
-    """``count`` random UUID4 strings from one ``os.urandom`` call.
-
-    The text is laid out column by column: one slice assignment writes a column (a hex
-    digit, a dash, the version ``4``, the variant) of every id at once, so an id costs
-    little more than the slice that cuts it out.
-    """
-    digits = os.urandom(16 * count).hex().encode()
-    text = bytearray(36 * count)
-    for digit, column in enumerate(_DIGIT_COLUMNS):
-        text[column::36] = digits[digit::32]
-    for column in (8, 13, 18, 23):
-        text[column::36] = b"-" * count
-    text[14::36] = b"4" * count
-    text[19::36] = text[19::36].translate(_VARIANT)
-    ids = text.decode("ascii")
-    return [ids[i : i + 36] for i in range(0, len(ids), 36)]
-
-
-_local = threading.local()
-
-
-def new_id() -> str:
-    """A fresh random UUID4 string (generated in Python: Lua randomness is not random).
-
-    Thread-safe (one pool per thread: routers run one thread per watcher and workers
-    route in theirs), and about ten times faster than ``str(uuid.uuid4())``.
-    """
-    try:
-        ids: list[str] = _local.ids
-        return ids.pop()
-    except (AttributeError, IndexError):  # this thread's first id, or its pool is used up
-        ids = _local.ids = _uuid_strings()
-        return ids.pop()
 
 
 def _json_encoder() -> Callable[[Any], str]:
