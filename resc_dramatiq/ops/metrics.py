@@ -1,6 +1,6 @@
 """Prometheus metrics of the router, named in the style of Dramatiq's own middleware.
 
-:class:`RouterMetrics` is an :class:`~resc_dramatiq.router.Observer`: give it to one or
+:class:`RouterMetrics` is an :class:`~resc_dramatiq.router.options.Observer`: give it to one or
 more routers (``Router(..., observer=metrics)``) and it counts what every committed
 batch did. It keeps its metrics in a registry of its own, never in prometheus_client's
 global default one, so several instances (in tests, or embedded in an application) never

@@ -18,7 +18,7 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     """Compile a resc regex (Rust syntax for named groups accepted).
 
     Raises :class:`re.error` for invalid syntax and for patterns that can backtrack
-    catastrophically (see :mod:`resc_dramatiq.backtracking`).
+    catastrophically (see :mod:`.backtracking`).
     """
     try:
         compiled = re.compile(python_group_syntax(pattern))

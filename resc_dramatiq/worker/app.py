@@ -3,7 +3,7 @@
 ``load_app("example_project.app")`` imports ``module[:attr]`` exactly as the
 ``dramatiq`` command does (``attr`` names a broker, or a callable that sets the global
 broker; without it the global broker is used), then collects the actors (name ->
-queue) and the ``@on_done`` rules of every :class:`~resc_dramatiq.registry.Registry`
+queue) and the ``@on_done`` rules of every :class:`~resc_dramatiq.worker.registry.Registry`
 it can see: the default one and any the module holds as an attribute.
 
 :func:`build_ruleset` merges the code rules with an optional config file: file rules

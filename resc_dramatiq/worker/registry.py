@@ -12,7 +12,7 @@ as kwargs". The decorator checks the pattern against the function's parameters a
 (a required parameter no group provides, or a group that is no parameter, is a
 :class:`~resc_dramatiq.errors.ConfigError`), records a :class:`CodeRule` into an explicit
 :class:`Registry` and returns what it decorated unchanged: no Redis, no broker lookup.
-:mod:`resc_dramatiq.app` turns the recorded rules into config rules when the app loads.
+:mod:`resc_dramatiq.worker.app` turns the recorded rules into config rules when the app loads.
 
 Stack it above ``@dramatiq.actor`` (recommended: the actor's name and queue are known
 right away); below it works too, the actor is then found on the app's broker at load.
@@ -179,7 +179,7 @@ def _parameter_problems(groups: tuple[str, ...], function: Callable[..., Any]) -
     return problems
 
 
-#: The registry :func:`on_done` records into; :mod:`resc_dramatiq.app` reads it.
+#: The registry :func:`on_done` records into; :mod:`resc_dramatiq.worker.app` reads it.
 registry = Registry()
 
 #: ``@on_done(pattern, ...)`` recording into :data:`registry`.
