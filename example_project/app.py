@@ -27,8 +27,7 @@ from dramatiq.middleware import CurrentMessage, Retries
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
-from resc_dramatiq.worker.completion import Completion
-from resc_dramatiq.worker.registry import on_done
+from resc_dramatiq import Completion, on_done
 
 REDIS_URL = os.environ.get("RESC_REDIS_URL", "redis://127.0.0.1:6379/0")
 DONE = "example/done"
