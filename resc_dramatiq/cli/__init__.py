@@ -14,6 +14,13 @@ def main() -> None:
     """Rule-based task generation for Dramatiq fleets: when X is done, queue Y, once."""
 
 
-from . import demo_cmds, ops_cmds, router_cmds, rules_cmds, status_cmds  # noqa: E402  (register)
+from . import (  # noqa: E402  (register)
+    dead_cmds,
+    demo_cmds,
+    ops_cmds,
+    router_cmds,
+    rules_cmds,
+    status_cmds,
+)
 
-__all__ = ["demo_cmds", "main", "ops_cmds", "router_cmds", "rules_cmds", "status_cmds"]
+__all__ = ["dead_cmds", "demo_cmds", "main", "ops_cmds", "router_cmds", "rules_cmds", "status_cmds"]

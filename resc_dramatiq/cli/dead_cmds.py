@@ -1,0 +1,239 @@
+"""``dead list|requeue|drop``: the watchers' dead letters, read, put back in line, removed."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import click
+import redis
+
+from ..ops import dead as letters
+from ..ops.dead import ALL, DeadLetter
+from ..store.keys import WatcherKeys
+from . import main
+from .common import (
+    EXIT_FAILED,
+    app_option,
+    fail,
+    load,
+    optional_config_argument,
+    redis_url_option,
+    safe_url,
+)
+from .servers import Server, servers_for
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One watcher's keys and the Redis it lives on."""
+
+    keys: WatcherKeys
+    server: Server
+
+
+@main.group()
+def dead() -> None:
+    """The dead letters of the watchers: events that failed max_attempts times."""
+
+
+def _where(command: F) -> F:
+    """The options that say which watchers, on which Redis."""
+    for option in (
+        click.option(
+            "--watcher", metavar="INPUT", help="Only the watcher of this input list (default: all)."
+        ),
+        redis_url_option,
+        app_option,
+        optional_config_argument,
+    ):
+        command = option(command)
+    return command
+
+
+def targets(
+    config: str | None, app: str | None, redis_url: str | None, watcher: str | None
+) -> list[Target]:
+    """The watchers chosen, with their Redis; an unknown ``--watcher`` exits 2."""
+    loaded = load(config, app)
+    specs = [w.spec for w in loaded.ruleset.watchers]
+    chosen = [
+        Target(WatcherKeys.of(spec, ""), server)
+        for spec, server in zip(specs, servers_for(loaded, redis_url), strict=True)
+        if watcher is None or spec.input_queue == watcher
+    ]
+    if not chosen:
+        known = ", ".join(repr(s.input_queue) for s in specs)
+        fail(f"--watcher {watcher!r}: no such watcher; known: {known}")
+    return chosen
+
+
+def compiled(pattern: str | None) -> re.Pattern[str] | None:
+    """``--match`` compiled; a bad regex exits 2."""
+    if pattern is None:
+        return None
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        fail(f"--match {pattern!r}: invalid regex: {e}")
+
+
+def shown(letter: DeadLetter) -> str:
+    """The event as text, or its repr when it is not printable UTF-8."""
+    try:
+        text = letter.event.decode("utf-8")
+    except UnicodeDecodeError:
+        return repr(letter.event)
+    return text if text.isprintable() else repr(text)
+
+
+def as_dict(letter: DeadLetter) -> dict[str, Any]:
+    """A letter for ``--json``."""
+    return {
+        "event": letter.text,
+        "event_hex": letter.event.hex(),
+        "rule": letter.rule,
+        "error": letter.error,
+        "attempts": letter.attempts,
+        "at": letter.at_s,
+        "entry": letter.entry.decode("utf-8", "replace"),
+    }
+
+
+@dead.command("list")
+@_where
+@click.option("--match", "pattern", metavar="REGEX", help="Only events this regex finds.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def list_command(
+    config: str | None,
+    app: str | None,
+    redis_url: str | None,
+    watcher: str | None,
+    pattern: str | None,
+    limit: int,
+    offset: int,
+    as_json: bool,
+) -> None:
+    """Show dead letters, newest first (OFFSET is a position in the list)."""
+    match = compiled(pattern)
+    out = []
+    for t in targets(config, app, redis_url, watcher):
+        try:
+            page = letters.list_dead(
+                t.server.connect(), t.keys, match=match, offset=offset, limit=limit
+            )
+        except redis.RedisError as e:
+            fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
+        out.append((t, page))
+    if as_json:
+        data = [
+            {
+                "watcher": t.keys.input,
+                "dead_queue": t.keys.dead,
+                "size": p.size,
+                "next_offset": p.next_offset,
+                "letters": [as_dict(x) for x in p.letters],
+            }
+            for t, p in out
+        ]
+        click.echo(json.dumps(data, indent=2))
+        return
+    for t, p in out:
+        more = "" if p.next_offset is None else f"; more from --offset {p.next_offset}"
+        click.echo(f"{t.keys.dead}: {p.size} dead letters, {len(p.letters)} shown{more}")
+        for x in p.letters:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(x.at_s))
+            click.echo(f"  {at}  {shown(x)}  rule {x.rule!r}, {x.attempts} attempts: {x.error}")
+
+
+def _selection(command: F) -> F:
+    """The options that say which dead letters: all, matching, or these events."""
+    for option in (
+        click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing."),
+        click.argument("events", metavar="[EVENT]...", nargs=-1),
+        click.option("--match", "pattern", metavar="REGEX", help="The events this regex finds."),
+        click.option("--all", "every", is_flag=True, help="Every dead letter."),
+    ):
+        command = option(command)
+    return command
+
+
+@dead.command()
+@_where
+@_selection
+def requeue(
+    config: str | None,
+    app: str | None,
+    redis_url: str | None,
+    watcher: str | None,
+    every: bool,
+    pattern: str | None,
+    events: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Put dead events back on their input list: the router takes them again, with their
+    attempts counted afresh. EVENT... come after CONFIG."""
+    where = (config, app, redis_url, watcher)
+    _move("requeue", where, Selection(every, compiled(pattern), frozenset(events)), dry_run)
+
+
+@dead.command()
+@_where
+@_selection
+def drop(
+    config: str | None,
+    app: str | None,
+    redis_url: str | None,
+    watcher: str | None,
+    every: bool,
+    pattern: str | None,
+    events: tuple[str, ...],
+    dry_run: bool,
+) -> None:
+    """Remove dead letters for good. EVENT... come after CONFIG."""
+    where = (config, app, redis_url, watcher)
+    _move("drop", where, Selection(every, compiled(pattern), frozenset(events)), dry_run)
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters a requeue or drop is about."""
+
+    every: bool
+    match: re.Pattern[str] | None
+    events: frozenset[str]
+
+    def keeps(self, letter: DeadLetter) -> bool:
+        """True when ``letter`` is chosen (by --match, else by its event text)."""
+        if self.match is not None:
+            return self.match.search(letter.text) is not None
+        return letter.text in self.events
+
+
+def _move(
+    action: Literal["requeue", "drop"],
+    where: tuple[str | None, str | None, str | None, str | None],
+    selection: Selection,
+    dry_run: bool,
+) -> None:
+    given = (selection.every, selection.match is not None, bool(selection.events))
+    if sum(given) != 1:
+        fail("give exactly one of --all, --match REGEX or EVENT...")
+    move = letters.requeue if action == "requeue" else letters.drop
+    verb = "requeued" if action == "requeue" else "dropped"
+    for t in targets(*where):
+        client = t.server.connect()
+        try:
+            chosen = ALL if selection.every else letters.select(client, t.keys, selection.keeps)
+            moved = move(client, t.keys, chosen, dry_run=dry_run)
+        except redis.RedisError as e:
+            fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
+        click.echo(f"{t.keys.dead}: {moved} {'would be ' if dry_run else ''}{verb}")

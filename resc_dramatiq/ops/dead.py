@@ -1,0 +1,228 @@
+"""The dead letters of a watcher: read them, put them back in line, or drop them.
+
+The commit script ``LPUSH``es a JSON entry onto the watcher's ``dead_queue`` for each
+event that failed ``max_attempts`` times (see ``store.commit.dead_letter_entry``), so
+the list is newest first. :func:`list_dead` reads it in bounded pages;
+:func:`requeue` and :func:`drop` move entries with ``dead.lua``, one atomic step per
+entry (sent a small group per call): the entry is removed with ``LREM ... 1`` and, only
+when that removed it, its event is pushed back onto the input list. Several operators,
+or a crash half-way, can therefore neither lose an event nor requeue it twice.
+
+Every read is bounded: ``LRANGE`` a page at a time, at most ``scan`` entries looked at
+per :func:`list_dead` call, at most the list's length at the start per move of all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import redis
+
+from ..config.model import WatcherSpec
+from ..rules.patterns import decode_event
+from ..store.keys import WatcherKeys
+from ..store.scripts import Scripts
+
+#: Entries read per ``LRANGE``.
+PAGE = 500
+#: Entries sent per call of ``dead.lua`` (each moved atomically on its own).
+GROUP = 100
+#: Most entries a :func:`list_dead` call looks at when filtering with ``match``.
+SCAN = 10_000
+
+#: Every entry of the list, for :func:`requeue` and :func:`drop`.
+ALL: Literal["all"] = "all"
+
+Watcher = WatcherSpec | WatcherKeys
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One entry of a dead-letter list."""
+
+    entry: bytes  # the entry exactly as stored: what requeue and drop address
+    event: bytes  # the event's bytes (from ``event_hex`` when it was not UTF-8)
+    text: str  # the event as text (undecodable bytes replaced)
+    rule: str
+    error: str
+    attempts: int
+    at_s: int  # when it was dead-lettered, unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class DeadPage:
+    """A page of dead letters, newest first."""
+
+    letters: tuple[DeadLetter, ...]
+    size: int  # entries in the list when it was read
+    next_offset: int | None  # where the next page starts; None: the end was reached
+
+
+def keys_of(watcher: Watcher) -> WatcherKeys:
+    """The keys of ``watcher`` (a spec or its keys)."""
+    return watcher if isinstance(watcher, WatcherKeys) else WatcherKeys.of(watcher, "")
+
+
+def parse(stored: bytes | str) -> DeadLetter:
+    """Read one entry; one that is not a dead-letter entry stands for its own bytes."""
+    entry = stored.encode() if isinstance(stored, str) else stored  # decode_responses
+    try:
+        data: Any = json.loads(entry)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("event"), str):
+        return DeadLetter(entry, entry, decode_event(entry), "", "not a dead-letter entry", 0, 0)
+    hex_event = data.get("event_hex")
+    event = bytes.fromhex(hex_event) if isinstance(hex_event, str) else data["event"].encode()
+    return DeadLetter(
+        entry=entry,
+        event=event,
+        text=decode_event(event),
+        rule=str(data.get("rule", "")),
+        error=str(data.get("error", "")),
+        attempts=int(data.get("attempts", 0)),
+        at_s=int(data.get("at", 0)),
+    )
+
+
+def list_dead(
+    client: redis.Redis,
+    watcher: Watcher,
+    *,
+    match: re.Pattern[str] | str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    scan: int = SCAN,
+) -> DeadPage:
+    """At most ``limit`` dead letters from position ``offset``, newest first.
+
+    ``match`` (a regex searched in the event text) keeps only the letters it finds; at
+    most ``scan`` entries are looked at, so a rare match may need several calls: go on
+    from ``next_offset`` (a position in the list, not a count of matches).
+    """
+    dead = keys_of(watcher).dead
+    pattern = re.compile(match) if isinstance(match, str) else match
+    size = int(client.llen(dead))
+    found: list[DeadLetter] = []
+    position, end = offset, min(size, offset + (scan if pattern else limit))
+    while position < end and len(found) < limit:
+        count = min(PAGE, end - position)
+        entries = client.lrange(dead, position, position + count - 1)
+        if not entries:
+            break
+        for i, raw in enumerate(entries):
+            letter = parse(raw)
+            if pattern is None or pattern.search(letter.text):
+                found.append(letter)
+                if len(found) == limit:
+                    position += i + 1
+                    return DeadPage(tuple(found), size, position if position < size else None)
+        position += len(entries)
+    return DeadPage(tuple(found), size, position if position < size else None)
+
+
+def select(
+    client: redis.Redis, watcher: Watcher, keep: Callable[[DeadLetter], bool]
+) -> list[DeadLetter]:
+    """Every dead letter ``keep`` accepts, oldest first, read in pages from the old end.
+
+    Positions counted from the old (right) end do not move when newer letters are
+    pushed meanwhile; at most the list's length at the start is read.
+    """
+    return [letter for letter in _oldest_first(client, keys_of(watcher).dead) if keep(letter)]
+
+
+def requeue(
+    client: redis.Redis,
+    watcher: Watcher,
+    letters: Iterable[DeadLetter] | Literal["all"],
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Put the events of ``letters`` (or of every letter) back on the input list.
+
+    The router takes them again as new events: their attempts start afresh. Returns how
+    many were requeued (dry run: how many are still there and would be).
+    """
+    return _move(client, keys_of(watcher), "requeue", letters, dry_run)
+
+
+def drop(
+    client: redis.Redis,
+    watcher: Watcher,
+    letters: Iterable[DeadLetter] | Literal["all"],
+    *,
+    dry_run: bool = False,
+) -> int:
+    """Remove ``letters`` (or every letter) for good; returns how many were removed."""
+    return _move(client, keys_of(watcher), "drop", letters, dry_run)
+
+
+def _move(
+    client: redis.Redis,
+    keys: WatcherKeys,
+    action: str,
+    letters: Iterable[DeadLetter] | Literal["all"],
+    dry_run: bool,
+) -> int:
+    script = Scripts(client)["dead"]
+    pages = _everything(client, keys.dead, dry_run) if letters == ALL else _chunks(letters)
+    moved = 0
+    for page in pages:  # each page sent whole before the next one is read
+        for start in range(0, len(page), GROUP):
+            moved += _send(script, keys, action, page[start : start + GROUP], dry_run)
+    return moved
+
+
+def _send(script: Any, keys: WatcherKeys, action: str, group: list[DeadLetter], dry: bool) -> int:
+    args: list[Any] = [action, "1" if dry else "0"]
+    for letter in group:
+        args += (letter.entry, letter.event)
+    return int(script(keys=[keys.dead, keys.input, keys.attempts], args=args))
+
+
+def _chunks(letters: Iterable[DeadLetter]) -> Iterator[list[DeadLetter]]:
+    page: list[DeadLetter] = []
+    for letter in letters:
+        page.append(letter)
+        if len(page) == PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _everything(client: redis.Redis, dead: str, dry_run: bool) -> Iterator[list[DeadLetter]]:
+    """Every letter in pages, oldest first, at most the list's length at the start.
+
+    Moving letters removes them, so the oldest page is read again each time; a dry run
+    changes nothing, so it steps on. Events dead-lettered anew meanwhile (at the new
+    end) are left for the next call: a requeue of all ends even while they keep failing.
+    """
+    if dry_run:
+        yield from _chunks(_oldest_first(client, dead))
+        return
+    left = int(client.llen(dead))
+    while left > 0:
+        page = client.lrange(dead, -min(PAGE, left), -1)
+        if not page:
+            return
+        left -= len(page)
+        yield [parse(raw) for raw in reversed(page)]
+
+
+def _oldest_first(client: redis.Redis, dead: str) -> Iterator[DeadLetter]:
+    left = int(client.llen(dead))
+    seen = 0
+    while seen < left:
+        count = min(PAGE, left - seen)
+        page = client.lrange(dead, -(seen + count), -(seen + 1))
+        if not page:
+            return
+        seen += len(page)
+        for raw in reversed(page):
+            yield parse(raw)

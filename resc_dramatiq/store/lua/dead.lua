@@ -1,0 +1,34 @@
+-- dead.lua: requeue or drop dead letters of one watcher, each entry atomically.
+--
+-- An entry is moved only if this call removed it (LREM ... 1 returned 1): a second
+-- operator working on the same entries removes nothing and pushes nothing, so an event
+-- is never both requeued and still dead, nor requeued twice.
+--
+-- KEYS[1]  dead-letter list
+-- KEYS[2]  input list (requeue: the event goes back to its left end, where producers push)
+-- KEYS[3]  attempts hash (requeue: the event's field is removed, its attempts start afresh)
+--
+-- ARGV[1]  action: 'requeue' or 'drop'
+-- ARGV[2]  '1' for a dry run: count the entries still there (LPOS), change nothing
+-- ARGV[3..] pairs: dead-letter entry (exact bytes), its event
+--
+-- Returns the number of entries moved (dry run: found).
+local DEAD, INPUT, ATTEMPTS = 1, 2, 3
+local ACTION, DRY_RUN, FIRST_PAIR = 1, 2, 3
+
+local requeue = ARGV[ACTION] == 'requeue'
+local dry = ARGV[DRY_RUN] == '1'
+local moved = 0
+for i = FIRST_PAIR, #ARGV, 2 do
+    local entry, event = ARGV[i], ARGV[i + 1]
+    if dry then
+        if redis.call('LPOS', KEYS[DEAD], entry) then moved = moved + 1 end
+    elseif redis.call('LREM', KEYS[DEAD], 1, entry) == 1 then
+        if requeue then
+            redis.call('HDEL', KEYS[ATTEMPTS], event)
+            redis.call('LPUSH', KEYS[INPUT], event)
+        end
+        moved = moved + 1
+    end
+end
+return moved
