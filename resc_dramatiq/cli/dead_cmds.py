@@ -151,7 +151,8 @@ def list_command(
         click.echo(f"{t.keys.dead}: {p.size} dead letters, {len(p.letters)} shown{more}")
         for x in p.letters:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(x.at_s))
-            click.echo(f"  {at}  {shown(x)}  rule {x.rule!r}, {x.attempts} attempts: {x.error}")
+            tries = f"{x.attempts} attempt{'' if x.attempts == 1 else 's'}"
+            click.echo(f"  {at}  {shown(x)}  rule {x.rule!r}, {tries}: {x.error}")
 
 
 def _selection(command: F) -> F:
