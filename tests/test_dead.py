@@ -228,7 +228,7 @@ def test_dead_list_shows_each_letter_and_the_count(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "in/dead: 2 dead letters, 2 shown"
-    assert "/b  rule 'split', 1 attempts: " in lines[1]
+    assert "/b  rule 'split', 1 attempt: " in lines[1]
     assert "/a  rule 'split'" in lines[2]
 
 
