@@ -1,8 +1,9 @@
 """The compiled rules of a watcher: targets, make entries, rules and what they produce.
 
 Built once by :mod:`.ruleset` from the config; per event, ``WatcherRules.matches``
-finds the rules that match (every one, in config order, unanchored search, as resc)
-and ``Rule.make`` fills their templates into :class:`Task` objects.
+finds the rules that match (every one, in config order, unanchored search, as resc;
+a :class:`~.prefilter.Prefilter` skips those that cannot) and ``Rule.make`` fills
+their templates into :class:`Task` objects.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..config.model import FetchSpec, WatcherSpec
 from ..errors import RuleError
+from .prefilter import Prefilter
 from .templates import Template
 
 
@@ -106,15 +108,27 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class WatcherRules:
-    """The compiled rules of one watcher."""
+    """The compiled rules of one watcher, indexed by what their patterns need of an event."""
 
     spec: WatcherSpec
     rules: tuple[Rule, ...]
+    prefilter: Prefilter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # built once with the rules, so that no event pays for it
+        prefilter = Prefilter.build([rule.pattern for rule in self.rules])
+        object.__setattr__(self, "prefilter", prefilter)
 
     def matches(self, event: str) -> list[Match]:
-        """Every rule that matches ``event``, in config order."""
+        """Every rule that matches ``event``, in config order.
+
+        Only the rules the prefilter leaves can match; each of them is tried as resc
+        tries every rule, so the result is the same as trying them all.
+        """
         found = []
-        for index, rule in enumerate(self.rules):
+        rules = self.rules
+        for index in self.prefilter.candidates(event):
+            rule = rules[index]
             variables = rule.match(event)
             if variables is not None:
                 found.append(Match(index, rule, variables))
