@@ -10,7 +10,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from resc_dramatiq import Config, Router, RuleSet
+from resc_dramatiq import Config, Router, RuleSet, WrongType
 from resc_dramatiq.cli import main
 from resc_dramatiq.ops.dead import ALL, drop, list_dead, requeue, select
 from resc_dramatiq.store.keys import WatcherKeys
@@ -112,6 +112,15 @@ def test_requeue_puts_the_events_back_on_the_input_list_and_off_the_dead_list(
     assert requeue(r, SPEC, list_dead(r, SPEC).letters) == 2
     assert r.llen("in/dead") == 0
     assert sorted(r.lrange("in", 0, -1)) == [b"/x", b"/y"]
+
+
+def test_a_requeue_onto_an_input_key_of_another_type_moves_nothing(r: redis.Redis) -> None:
+    route(r, "/x")
+    r.delete("in")
+    r.set("in", "not a list")
+    with pytest.raises(WrongType, match="'in' holds a string, not a list; nothing was moved"):
+        requeue(r, SPEC, ALL)
+    assert texts(r) == ["/x"]  # still dead, not lost
 
 
 def test_requeued_events_are_routed_again_and_dead_letter_again_when_nothing_was_fixed(

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 import click
 import redis
 
+from ..errors import WrongType
 from ..ops import dead as letters
 from ..ops.dead import ALL, DeadLetter
 from ..store.keys import WatcherKeys
@@ -237,4 +238,6 @@ def _move(
             moved = move(client, t.keys, chosen, dry_run=dry_run)
         except redis.RedisError as e:
             fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
+        except WrongType as e:
+            fail(f"{t.keys.dead}: {e}", EXIT_FAILED)
         click.echo(f"{t.keys.dead}: {moved} {'would be ' if dry_run else ''}{verb}")

@@ -23,8 +23,10 @@ from typing import Any, Literal
 import redis
 
 from ..config.model import WatcherSpec
+from ..errors import WrongType
 from ..rules.patterns import decode_event
 from ..store.keys import WatcherKeys
+from ..store.keyspace import text
 from ..store.scripts import Scripts
 
 #: Entries read per ``LRANGE``.
@@ -182,7 +184,13 @@ def _send(script: Any, keys: WatcherKeys, action: str, group: list[DeadLetter], 
     args: list[Any] = [action, "1" if dry else "0"]
     for letter in group:
         args += (letter.entry, letter.event)
-    return int(script(keys=[keys.dead, keys.input, keys.attempts], args=args))
+    script_keys = [keys.dead, keys.input, keys.attempts]
+    reply = script(keys=script_keys, args=args)
+    if isinstance(reply, list):  # refused before any write
+        found, needed = text(reply[2]), text(reply[3])
+        key = script_keys[int(reply[1]) - 1]
+        raise WrongType(f"key {key!r} holds a {found}, not a {needed}; nothing was moved")
+    return int(reply)
 
 
 def _chunks(letters: Iterable[DeadLetter]) -> Iterator[list[DeadLetter]]:

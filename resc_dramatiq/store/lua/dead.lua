@@ -12,12 +12,24 @@
 -- ARGV[2]  '1' for a dry run: count the entries still there (LPOS), change nothing
 -- ARGV[3..] pairs: dead-letter entry (exact bytes), its event
 --
--- Returns the number of entries moved (dry run: found).
+-- Returns the number of entries moved (dry run: found), or {-2, key index, type found,
+-- type needed} when a key it would write holds another type (checked before any write:
+-- an entry removed from the dead list must never fail to reach the input list).
 local DEAD, INPUT, ATTEMPTS = 1, 2, 3
 local ACTION, DRY_RUN, FIRST_PAIR = 1, 2, 3
+local WRONG_TYPE = -2
 
 local requeue = ARGV[ACTION] == 'requeue'
 local dry = ARGV[DRY_RUN] == '1'
+local needs = {{DEAD, 'list'}}
+if requeue then
+    needs[2] = {INPUT, 'list'}
+    needs[3] = {ATTEMPTS, 'hash'}
+end
+for _, need in ipairs(needs) do
+    local found = redis.call('TYPE', KEYS[need[1]])['ok']
+    if found ~= 'none' and found ~= need[2] then return {WRONG_TYPE, need[1], found, need[2]} end
+end
 local moved = 0
 for i = FIRST_PAIR, #ARGV, 2 do
     local entry, event = ARGV[i], ARGV[i + 1]
