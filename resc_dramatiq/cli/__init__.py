@@ -16,6 +16,7 @@ def main() -> None:
 
 from . import (  # noqa: E402  (register)
     dead_cmds,
+    dead_messages_cmds,
     demo_cmds,
     ops_cmds,
     router_cmds,
@@ -23,4 +24,13 @@ from . import (  # noqa: E402  (register)
     status_cmds,
 )
 
-__all__ = ["dead_cmds", "demo_cmds", "main", "ops_cmds", "router_cmds", "rules_cmds", "status_cmds"]
+__all__ = [
+    "dead_cmds",
+    "dead_messages_cmds",
+    "demo_cmds",
+    "main",
+    "ops_cmds",
+    "router_cmds",
+    "rules_cmds",
+    "status_cmds",
+]

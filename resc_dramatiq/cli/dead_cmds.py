@@ -1,4 +1,7 @@
-"""``dead list|requeue|drop``: the watchers' dead letters, read, put back in line, removed."""
+"""``dead list|requeue|drop``: the watchers' dead letters, read, put back in line, removed.
+
+Dramatiq's own dead-lettered messages are in :mod:`.dead_messages_cmds`.
+"""
 
 from __future__ import annotations
 

@@ -101,6 +101,10 @@ class DramatiqKeys:
         """The sorted set of ``queue``'s dead-lettered message ids."""
         return f"{self.namespace}:{queue}.XQ"
 
+    def dead_messages(self, queue: str) -> str:
+        """The hash of the payloads of ``queue``'s dead-lettered messages."""
+        return f"{self.namespace}:{queue}.XQ.msgs"
+
     @property
     def heartbeats(self) -> str:
         """The sorted set of the workers' heartbeats (broker id -> ms)."""

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 
 #: The scripts shipped in ``lua/``, by name (the file is ``<name>.lua``).
-NAMES = ("take", "commit", "emit", "heartbeat", "reclaim", "leave", "prune", "dead")
+NAMES = ("take", "commit", "emit", "heartbeat", "reclaim", "leave", "prune", "dead", "xq")
 
 
 @functools.cache
