@@ -23,11 +23,9 @@ from typing import Any, Literal
 import redis
 
 from ..config.model import WatcherSpec
-from ..errors import WrongType
 from ..rules.patterns import decode_event
 from ..store.keys import WatcherKeys
-from ..store.keyspace import text
-from ..store.scripts import Scripts
+from ..store.scripts import Scripts, refusal, wrong_type
 
 #: Entries read per ``LRANGE``.
 PAGE = 500
@@ -186,10 +184,9 @@ def _send(script: Any, keys: WatcherKeys, action: str, group: list[DeadLetter], 
         args += (letter.entry, letter.event)
     script_keys = [keys.dead, keys.input, keys.attempts]
     reply = script(keys=script_keys, args=args)
-    if isinstance(reply, list):  # refused before any write
-        found, needed = text(reply[2]), text(reply[3])
-        key = script_keys[int(reply[1]) - 1]
-        raise WrongType(f"key {key!r} holds a {found}, not a {needed}; nothing was moved")
+    refused = refusal(reply, script_keys)
+    if refused is not None:
+        raise wrong_type(refused, "nothing was moved")
     return int(reply)
 
 

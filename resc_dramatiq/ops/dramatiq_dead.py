@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 import redis
 
-from ..errors import WrongType
 from ..store.keys import DramatiqKeys
 from ..store.keyspace import text
-from ..store.scripts import Scripts
+from ..store.scripts import Scripts, refusal, wrong_type
 from .dead import ALL
 
 __all__ = [
@@ -156,10 +155,9 @@ def _move(
 
     def send(group: list[str]) -> Moved:
         reply = script(keys=script_keys, args=[action, "1" if dry_run else "0", queue, *group])
-        if int(reply[0]) < 0:  # refused before any write
-            found, needed = text(reply[2]), text(reply[3])
-            key = script_keys[int(reply[1]) - 1]
-            raise WrongType(f"key {key!r} holds a {found}, not a {needed}; nothing was moved")
+        refused = refusal(reply, script_keys)
+        if refused is not None:
+            raise wrong_type(refused, "nothing was moved")
         return Moved(int(reply[0]), int(reply[1]))
 
     if ids == ALL:

@@ -18,12 +18,11 @@ import msgpack
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent
 from .keys import DramatiqKeys, WatcherKeys
-from .keyspace import text
+from .scripts import refusal
 
 STATUS_COMMITTED = 1
 STATUS_ALREADY_COMMITTED = 2
 STATUS_NOT_OWNED = -1
-STATUS_WRONG_TYPE = -2
 
 #: How long a marker is kept: longer than any outage a commit is retried across, and
 #: than a message's redelivery after its worker died.
@@ -85,8 +84,9 @@ class EncodedCommit:
 
     def result(self, reply: list[Any]) -> CommitResult:
         """The script's reply as a result; raise what a refusal stands for."""
-        if reply[0] == STATUS_WRONG_TYPE:
-            raise self.wrong_type(reply)
+        refused = refusal(reply, self.keys)
+        if refused is not None:
+            raise self.wrong_type(int(reply[1]) - 1, refused)  # Lua counts from 1
         status, queued, dedup, retried, dead = reply
         if status == STATUS_NOT_OWNED:
             raise OwnershipLost(
@@ -95,11 +95,10 @@ class EncodedCommit:
             )
         return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
 
-    def wrong_type(self, reply: list[Any]) -> WrongType:
-        """The error for a commit refused because a key holds another Redis type."""
-        index = int(reply[1]) - 1  # Lua counts from 1
-        found, needed = text(reply[2]), text(reply[3])
-        name = self.keys[index]
+    def wrong_type(self, index: int, refused: tuple[str, str, str]) -> WrongType:
+        """The error for a commit refused because KEYS[``index`` + 1] holds another type
+        (its position, not its name, gives its role: a placeholder repeats a name)."""
+        name, found, needed = refused
         role = FIXED_KEYS[index] if index < len(FIXED_KEYS) else self._task_role(name)
         return WrongType(
             f"key {name!r} holds a {found}, but the router writes a {needed} "

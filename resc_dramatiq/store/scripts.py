@@ -9,10 +9,18 @@ one way to call a script. Each script's header lists its ``KEYS`` and ``ARGV``.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import redis
+
+from ..errors import WrongType
+from .keyspace import text
+
+#: What a script returns, as ``{-2, key index, type found, type needed}``, when a key it
+#: would write holds another Redis type (every script checks the types before any write).
+WRONG_TYPE = -2
 
 #: The scripts shipped in ``lua/``, by name (the file is ``<name>.lua``).
 NAMES = ("take", "commit", "emit", "heartbeat", "reclaim", "leave", "prune", "dead", "xq")
@@ -36,3 +44,16 @@ class Scripts:
     def __getitem__(self, name: str) -> Any:
         """The registered script ``name`` (a redis-py ``Script``)."""
         return self._scripts[name]
+
+
+def refusal(reply: Any, keys: Sequence[str]) -> tuple[str, str, str] | None:
+    """``(key, type found, type needed)`` when ``reply`` is a wrong-type refusal, else None."""
+    if isinstance(reply, list) and len(reply) == 4 and reply[0] == WRONG_TYPE:
+        return keys[int(reply[1]) - 1], text(reply[2]), text(reply[3])
+    return None
+
+
+def wrong_type(refused: tuple[str, str, str], consequence: str) -> WrongType:
+    """The error for a refusal: which key holds which type, and ``consequence``."""
+    key, found, needed = refused
+    return WrongType(f"key {key!r} holds a {found}, not a {needed}; {consequence}")

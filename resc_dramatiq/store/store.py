@@ -13,12 +13,11 @@ from typing import Any
 
 import redis
 
-from ..errors import WrongType
 from ..rules.plan import Batch
 from .commit import ByMessage, CommitCodec, CommitResult, CommitSettings, EncodedCommit
 from .keys import WatcherKeys
 from .keyspace import text
-from .scripts import Scripts
+from .scripts import Scripts, refusal, wrong_type
 
 
 class WatcherStore:
@@ -117,9 +116,9 @@ def emit(
     keys = [markers, queue, release_set or markers]
     args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
     reply = scripts["emit"](keys=keys, args=args)
-    if reply[0] < 0:
-        found, needed = text(reply[2]), text(reply[3])
-        raise WrongType(f"key {keys[int(reply[1]) - 1]!r} holds a {found}, not a {needed}")
+    refused = refusal(reply, keys)
+    if refused is not None:
+        raise wrong_type(refused, "nothing was written")
     return bool(reply[0] == 1)
 
 
