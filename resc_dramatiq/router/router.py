@@ -21,12 +21,10 @@ from collections.abc import Callable, Mapping
 
 import redis
 
-from ..rules.model import WatcherRules
 from ..rules.plan import Batch, Expander, Planner
 from ..rules.ruleset import RuleSet
-from ..store.commit import CommitSettings
 from ..store.housekeeping import Pruner, set_ttls
-from ..store.keys import DramatiqKeys, WatcherKeys
+from ..store.keys import WatcherKeys
 from ..store.keyspace import counters
 from ..store.resilience import Availability, Backoff, is_transient
 from ..store.scripts import Scripts
@@ -69,7 +67,9 @@ class Router:
         self.loops = [
             WatcherLoop(
                 planner=Planner(rules, expander=expander),
-                store=watcher_store(scripts, ruleset, rules, self.instance, namespace),
+                store=WatcherStore.of(
+                    scripts, ruleset, rules, instance=self.instance, namespace=namespace
+                ),
                 options=self.options,
                 availability=self.availability,
                 observer=self.observer,
@@ -224,19 +224,6 @@ class Router:
                     loop.spec.input_queue,
                     moved,
                 )
-
-
-def watcher_store(
-    scripts: Scripts, ruleset: RuleSet, rules: WatcherRules, instance: str, namespace: str
-) -> WatcherStore:
-    """The store of one watcher of ``ruleset`` for router ``instance``."""
-    settings = CommitSettings(
-        keys=WatcherKeys.of(rules.spec, instance),
-        dramatiq=DramatiqKeys(namespace),
-        channel=ruleset.config.spec.listener_channel,
-        max_attempts=rules.spec.max_attempts,
-    )
-    return WatcherStore(scripts=scripts, settings=settings, instance=instance)
 
 
 def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:

@@ -52,7 +52,7 @@ class WatcherKeys:
         """Keys of ``spec`` for router ``instance`` (``""``: no instance, e.g. ``status``)."""
         return cls(
             input=spec.input_queue,
-            taken=taken_list(spec, instance),
+            taken=_taken(spec.taken_queue, instance),
             committed=f"{spec.input_queue}/committed/{instance}",
             taken_base=spec.taken_queue,
             instances=f"{spec.taken_queue}/instances",
@@ -65,12 +65,12 @@ class WatcherKeys:
 
     def taken_of(self, instance: str) -> str:
         """The taken list of another ``instance`` (``""``: resc's own taken list)."""
-        return f"{self.taken_base}/{instance}" if instance else self.taken_base
+        return _taken(self.taken_base, instance)
 
 
-def taken_list(spec: WatcherSpec, instance: str) -> str:
-    """The taken list of router ``instance`` on watcher ``spec``."""
-    return f"{spec.taken_queue}/{instance}" if instance else spec.taken_queue
+def _taken(taken_queue: str, instance: str) -> str:
+    """``T/<instance>``, or ``T`` itself (resc's own taken list) for no instance."""
+    return f"{taken_queue}/{instance}" if instance else taken_queue
 
 
 def message_markers(done_list: str) -> str:

@@ -13,9 +13,18 @@ from typing import Any
 
 import redis
 
+from ..rules.model import WatcherRules
 from ..rules.plan import Batch
-from .commit import ByMessage, CommitCodec, CommitResult, CommitSettings, EncodedCommit
-from .keys import WatcherKeys
+from ..rules.ruleset import RuleSet
+from .commit import (
+    MARKER_TTL_MS,
+    ByMessage,
+    CommitCodec,
+    CommitResult,
+    CommitSettings,
+    EncodedCommit,
+)
+from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
 from .scripts import Scripts, refusal, wrong_type
 
@@ -29,6 +38,28 @@ class WatcherStore:
         self.keys: WatcherKeys = settings.keys
         self.instance = instance
         self.codec = CommitCodec(settings)
+
+    @classmethod
+    def of(
+        cls,
+        scripts: Scripts,
+        ruleset: RuleSet,
+        rules: WatcherRules,
+        *,
+        instance: str,
+        namespace: str,
+        marker_ttl_ms: int = MARKER_TTL_MS,
+    ) -> WatcherStore:
+        """The store of watcher ``rules`` of ``ruleset`` for ``instance``, its commits
+        in Dramatiq ``namespace`` (the router's and the worker's alike)."""
+        settings = CommitSettings(
+            keys=WatcherKeys.of(rules.spec, instance),
+            dramatiq=DramatiqKeys(namespace),
+            channel=ruleset.config.spec.listener_channel,
+            max_attempts=rules.spec.max_attempts,
+            marker_ttl_ms=marker_ttl_ms,
+        )
+        return cls(scripts=scripts, settings=settings, instance=instance)
 
     def take(self, limit: int) -> list[bytes]:
         """Move up to ``limit`` events to the taken list without blocking; oldest first."""

@@ -215,10 +215,11 @@ class Completion(Middleware):
         if o is None:
             return
         inline = self._inline_router(broker) if self.route_inline else None
-        if inline is not None and inline.routes(o.finished()):
+        finished = o.finished()
+        if inline is not None and inline.routes(finished):
             what = f"inline routing of {o.task!r}"
             try:
-                committed = self._write(broker, what, lambda c: inline.commit(o.finished()))
+                committed = self._write(broker, what, lambda c: inline.commit(finished))
             except RescError as e:  # refused (a key of the wrong type): nothing was written
                 self.logger.error("%s refused: %s; handing the event to the router", what, e)
             else:
@@ -251,13 +252,15 @@ class Completion(Middleware):
             self.logger.critical("LOST: %s %r for %r: %s", what, o.task, queue, e)
 
     def _inline_router(self, broker: Broker) -> InlineRouter:
-        """The inline router, compiled once per rule set (raises ConfigError)."""
+        """The inline router, compiled once per rule set (raises ConfigError); it writes
+        through the same scripts as the done events."""
+        scripts = self._scripts_of(broker)  # takes the lock itself
         with self._lock:
             if self._inline is None:
                 ruleset = self._compile(broker)
                 self._inline = InlineRouter(
                     ruleset=ruleset,
-                    client=self._client(broker),
+                    scripts=scripts,
                     namespace=getattr(broker, "namespace", "dramatiq"),
                     marker_ttl_ms=self.marker_ttl_ms,
                 )

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import redis
-
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
-from ..store.commit import MARKER_TTL_MS, ByMessage, CommitResult, CommitSettings
-from ..store.keys import DramatiqKeys, WatcherKeys, message_markers
+from ..store.commit import MARKER_TTL_MS, ByMessage, CommitResult
+from ..store.keys import message_markers
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 
@@ -47,22 +45,21 @@ class InlineRouter:
         self,
         *,
         ruleset: RuleSet,
-        client: redis.Redis,
+        scripts: Scripts,
         namespace: str,
         marker_ttl_ms: int = MARKER_TTL_MS,
     ) -> None:
         self.ruleset = ruleset
-        scripts = Scripts(client)
         self._watchers: dict[str, tuple[Planner, WatcherStore]] = {}
         for rules in ruleset.watchers:
-            settings = CommitSettings(
-                keys=WatcherKeys.of(rules.spec, INLINE_INSTANCE),
-                dramatiq=DramatiqKeys(namespace),
-                channel=ruleset.config.spec.listener_channel,
-                max_attempts=rules.spec.max_attempts,
+            store = WatcherStore.of(
+                scripts,
+                ruleset,
+                rules,
+                instance=INLINE_INSTANCE,
+                namespace=namespace,
                 marker_ttl_ms=marker_ttl_ms,
             )
-            store = WatcherStore(scripts=scripts, settings=settings, instance=INLINE_INSTANCE)
             self._watchers[rules.spec.input_queue] = (Planner(rules), store)
 
     def routes(self, finished: Finished) -> bool:
