@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
@@ -97,6 +99,20 @@ def _import_app(spec: str | None) -> App | None:
     if not has_completion(app.broker):
         click.echo(f"warning: {spec}: no Completion middleware on the broker", err=True)
     return app
+
+
+@contextmanager
+def reaching(url: str) -> Iterator[None]:
+    """Exit 1 naming the server (password masked) when Redis fails inside the block."""
+    try:
+        yield
+    except redis.RedisError as e:
+        fail(f"Redis at {safe_url(url)}: {type(e).__name__}", EXIT_FAILED)
+
+
+def utc(seconds: float) -> str:
+    """A unix time as ``YYYY-MM-DD HH:MM:SS`` in UTC, for listings."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
 
 def connect(url: str) -> redis.Redis:

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import click
-import redis
 
 from ..errors import WrongType
 from ..ops import dead as letters
@@ -26,8 +24,9 @@ from .common import (
     fail,
     load,
     optional_config_argument,
+    reaching,
     redis_url_option,
-    safe_url,
+    utc,
 )
 from .servers import Server, servers_for
 
@@ -130,12 +129,10 @@ def list_command(
     match = compiled(pattern)
     out = []
     for t in targets(config, app, redis_url, watcher):
-        try:
+        with reaching(t.server.url):
             page = letters.list_dead(
                 t.server.connect(), t.keys, match=match, offset=offset, limit=limit
             )
-        except redis.RedisError as e:
-            fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
         out.append((t, page))
     if as_json:
         data = [
@@ -154,7 +151,7 @@ def list_command(
         more = "" if p.next_offset is None else f"; more from --offset {p.next_offset}"
         click.echo(f"{t.keys.dead}: {p.size} dead letters, {len(p.letters)} shown{more}")
         for x in p.letters:
-            at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(x.at_s))
+            at = utc(x.at_s)
             tries = f"{x.attempts} attempt{'' if x.attempts == 1 else 's'}"
             click.echo(f"  {at}  {shown(x)}  rule {x.rule!r}, {tries}: {x.error}")
 
@@ -237,10 +234,9 @@ def _move(
     for t in targets(*where):
         client = t.server.connect()
         try:
-            chosen = ALL if selection.every else letters.select(client, t.keys, selection.keeps)
-            moved = move(client, t.keys, chosen, dry_run=dry_run)
-        except redis.RedisError as e:
-            fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
+            with reaching(t.server.url):
+                chosen = ALL if selection.every else letters.select(client, t.keys, selection.keeps)
+                moved = move(client, t.keys, chosen, dry_run=dry_run)
         except WrongType as e:
             fail(f"{t.keys.dead}: {e}", EXIT_FAILED)
         click.echo(f"{t.keys.dead}: {moved} {'would be ' if dry_run else ''}{verb}")

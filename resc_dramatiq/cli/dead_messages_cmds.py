@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import click
-import redis
 
 from ..errors import WrongType
 from ..ops.dead import ALL
@@ -28,8 +26,9 @@ from .common import (
     fail,
     load,
     optional_config_argument,
+    reaching,
     redis_url_option,
-    safe_url,
+    utc,
 )
 from .dead_cmds import dead
 from .servers import Server, namespace_for, servers_for
@@ -120,12 +119,10 @@ def messages_command(
     """Show Dramatiq's dead-lettered messages of the queues the rules feed, newest first."""
     out = []
     for t in queue_targets(config, app, redis_url, queues):
-        try:
+        with reaching(t.server.url):
             page = list_dead_messages(
                 t.server.connect(), t.namespace, t.queue, offset=offset, limit=limit
             )
-        except redis.RedisError as e:
-            fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
         out.append((t, page))
     if as_json:
         data = [
@@ -144,7 +141,7 @@ def messages_command(
         more = "" if p.next_offset is None else f"; more from --offset {p.next_offset}"
         click.echo(f"{t.dead}: {p.size} dead messages, {len(p.messages)} shown{more}")
         for m in p.messages:
-            at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.dead_at_ms / 1000))
+            at = utc(m.dead_at_ms / 1000)
             error = f": {m.error}" if m.error else ""
             click.echo(f"  {at}  {m.redis_id}  {call_text(m)}{error}")
 
@@ -221,11 +218,9 @@ def _move_messages(
     verb = "requeued" if action == "requeue" else "dropped"
     for t in queue_targets(*where):
         try:
-            done = move(
-                t.server.connect(), t.namespace, t.queue, ALL if every else ids, dry_run=dry_run
-            )
-        except redis.RedisError as e:
-            fail(f"Redis at {safe_url(t.server.url)}: {type(e).__name__}", EXIT_FAILED)
+            with reaching(t.server.url):
+                chosen = ALL if every else ids
+                done = move(t.server.connect(), t.namespace, t.queue, chosen, dry_run=dry_run)
         except WrongType as e:
             fail(f"{t.dead}: {e}", EXIT_FAILED)
         skipped = f", {done.skipped} skipped (queue_name of another queue)" if done.skipped else ""

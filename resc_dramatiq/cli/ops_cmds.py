@@ -19,6 +19,7 @@ from .common import (
     fail,
     load,
     optional_config_argument,
+    reaching,
     redis_url_option,
     safe_url,
     setup_logging,
@@ -61,17 +62,16 @@ def listen(
     out = sys.stdout.buffer
     seen = 0
     try:
-        for note in follow(client, channel, threading.Event(), what=safe_url(url)):
-            line = json.dumps(note.as_dict()).encode() if as_json else note.raw
-            out.write(line + b"\n")
-            out.flush()
-            seen += 1
-            if count is not None and seen >= count:
-                return
+        with reaching(url):
+            for note in follow(client, channel, threading.Event(), what=safe_url(url)):
+                line = json.dumps(note.as_dict()).encode() if as_json else note.raw
+                out.write(line + b"\n")
+                out.flush()
+                seen += 1
+                if count is not None and seen >= count:
+                    return
     except KeyboardInterrupt:
         return
-    except redis.RedisError as e:
-        fail(f"Redis at {safe_url(url)}: {type(e).__name__}", EXIT_FAILED)
 
 
 @main.command()
