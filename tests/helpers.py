@@ -1,13 +1,21 @@
-"""The tests' shared helpers: bounded waiting, the planner's tasks, production rounds."""
+"""The tests' shared helpers: bounded waiting, the planner's tasks, production rounds,
+a worker for a block, the ``dead`` commands."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import dramatiq
+from click.testing import CliRunner, Result
+from dramatiq.brokers.redis import RedisBroker
+
+from resc_dramatiq.cli import main
 from resc_dramatiq.router.loop import WatcherLoop
 from resc_dramatiq.rules.model import Task, WatcherRules
 from resc_dramatiq.rules.patterns import decode_event
@@ -52,3 +60,20 @@ def one_round(loop: WatcherLoop) -> int:
 def commit(loop: WatcherLoop, batch: Batch) -> CommitResult:
     """Commit ``batch`` as a round does: send the script, then read its reply."""
     return loop.store.send_commit(batch).result()
+
+
+@contextmanager
+def running(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
+    """A real worker on ``broker`` for the duration of the block."""
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+def dead_cli(redis_url: str, config_file: Path, command: str, *args: str) -> Result:
+    """``resc-dramatiq dead COMMAND CONFIG ARGS... --redis-url URL``."""
+    argv = ["dead", command, str(config_file), *args, "--redis-url", redis_url]
+    return CliRunner().invoke(main, argv)

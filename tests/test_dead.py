@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
-from click.testing import CliRunner, Result
 
 from resc_dramatiq import Config, Router, RuleSet, WrongType
-from resc_dramatiq.cli import main
 from resc_dramatiq.ops.dead import ALL, drop, list_dead, requeue, select
 from resc_dramatiq.store.keys import WatcherKeys
+from tests.helpers import dead_cli
 
 #: ``<queue>/<task>``: an event with nothing before the slash makes an empty queue name,
 #: a run-time failure, dead-lettered at once (max_attempts 1).
@@ -51,16 +51,8 @@ def texts(r: redis.Redis, match: str | None = None) -> list[str]:
 
 
 @pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "rules.json"
-    path.write_text(json.dumps(RULES))
-    return path
-
-
-def cli(redis_url: str, config_file: Path, command: str, *args: str) -> Result:
-    """``resc-dramatiq dead COMMAND CONFIG ARGS... --redis-url URL``."""
-    argv = ["dead", command, str(config_file), *args, "--redis-url", redis_url]
-    return CliRunner().invoke(main, argv)
+def config_file(write_config: Callable[[str], Path]) -> Path:
+    return write_config(json.dumps(RULES))
 
 
 # --- the library ------------------------------------------------------------------------
@@ -233,7 +225,7 @@ def test_dead_list_shows_each_letter_and_the_count(
     r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     route(r, "/a", "/b")
-    result = cli(redis_url, config_file, "list", "--watcher", "in")
+    result = dead_cli(redis_url, config_file, "list", "--watcher", "in")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "in/dead: 2 dead letters, 2 shown"
@@ -245,7 +237,7 @@ def test_dead_list_shows_non_printable_events_as_their_repr(
     r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     route(r, b"/caf\xe9", "/tab\there")
-    result = cli(redis_url, config_file, "list", "--watcher", "in")
+    result = dead_cli(redis_url, config_file, "list", "--watcher", "in")
     assert "'/tab\\there'" in result.stdout
     assert "b'/caf\\xe9'" in result.stdout
 
@@ -254,7 +246,7 @@ def test_dead_list_json_gives_every_field_and_where_to_go_on(
     r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     route(r, "/a", "/b", "/c")
-    result = cli(redis_url, config_file, "list", "--watcher", "in", "--json", "--limit", "2")
+    result = dead_cli(redis_url, config_file, "list", "--watcher", "in", "--json", "--limit", "2")
     [watcher] = json.loads(result.stdout)
     assert (watcher["dead_queue"], watcher["size"], watcher["next_offset"]) == ("in/dead", 3, 2)
     assert [x["event"] for x in watcher["letters"]] == ["/c", "/b"]
@@ -265,7 +257,7 @@ def test_dead_requeue_by_event_says_how_many_were_requeued(
     r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     route(r, "/a", "/b", "/c")
-    result = cli(redis_url, config_file, "requeue", "/a", "/c", "--watcher", "in")
+    result = dead_cli(redis_url, config_file, "requeue", "/a", "/c", "--watcher", "in")
     assert result.exit_code == 0, result.output
     assert result.stdout == "in/dead: 2 requeued\n"
     assert sorted(r.lrange("in", 0, -1)) == [b"/a", b"/c"]
@@ -273,10 +265,9 @@ def test_dead_requeue_by_event_says_how_many_were_requeued(
 
 def test_dead_requeue_match_and_drop_all(r: redis.Redis, redis_url: str, config_file: Path) -> None:
     route(r, "/a1", "/b1", "/a2")
-    assert cli(redis_url, config_file, "requeue", "--match", "a", "--watcher", "in").stdout == (
-        "in/dead: 2 requeued\n"
-    )
-    assert cli(redis_url, config_file, "drop", "--all", "--watcher", "in").stdout == (
+    requeued = dead_cli(redis_url, config_file, "requeue", "--match", "a", "--watcher", "in")
+    assert requeued.stdout == "in/dead: 2 requeued\n"
+    assert dead_cli(redis_url, config_file, "drop", "--all", "--watcher", "in").stdout == (
         "in/dead: 1 dropped\n"
     )
     assert r.llen("in/dead") == 0
@@ -287,7 +278,7 @@ def test_dead_drop_dry_run_says_what_would_be_dropped_and_changes_nothing(
     r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     route(r, "/a")
-    result = cli(redis_url, config_file, "drop", "--all", "--dry-run")
+    result = dead_cli(redis_url, config_file, "drop", "--all", "--dry-run")
     assert result.stdout.splitlines() == [
         "in/dead: 1 would be dropped",
         "other/dead: 0 would be dropped",
@@ -296,7 +287,7 @@ def test_dead_drop_dry_run_says_what_would_be_dropped_and_changes_nothing(
 
 
 def test_a_bad_regex_exits_2_with_a_message(redis_url: str, config_file: Path) -> None:
-    result = cli(redis_url, config_file, "list", "--match", "(")
+    result = dead_cli(redis_url, config_file, "list", "--match", "(")
     assert result.exit_code == 2
     assert "error: --match '(': invalid regex: missing )" in result.stderr
 
@@ -304,19 +295,19 @@ def test_a_bad_regex_exits_2_with_a_message(redis_url: str, config_file: Path) -
 def test_an_unknown_watcher_exits_2_naming_the_known_ones(
     redis_url: str, config_file: Path
 ) -> None:
-    result = cli(redis_url, config_file, "list", "--watcher", "nope")
+    result = dead_cli(redis_url, config_file, "list", "--watcher", "nope")
     assert result.exit_code == 2
     assert "error: --watcher 'nope': no such watcher; known: 'in', 'other'" in result.stderr
 
 
 def test_requeue_needs_exactly_one_selection(redis_url: str, config_file: Path) -> None:
     for args in ((), ("--all", "/a"), ("--all", "--match", "x")):
-        result = cli(redis_url, config_file, "requeue", *args)
+        result = dead_cli(redis_url, config_file, "requeue", *args)
         assert result.exit_code == 2
         assert "give exactly one of --all, --match REGEX or EVENT..." in result.stderr
 
 
 def test_an_unreachable_redis_exits_1_naming_it(config_file: Path) -> None:
-    result = cli("redis://127.0.0.1:1/0", config_file, "requeue", "--all")
+    result = dead_cli("redis://127.0.0.1:1/0", config_file, "requeue", "--all")
     assert result.exit_code == 1
     assert "error: Redis at redis://127.0.0.1:1/0: ConnectionError" in result.stderr

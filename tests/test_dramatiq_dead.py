@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dramatiq
 import pytest
 import redis
-from click.testing import CliRunner, Result
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 
 from resc_dramatiq import WrongType
-from resc_dramatiq.cli import main
 from resc_dramatiq.ops import dramatiq_dead
 from resc_dramatiq.ops.dramatiq_dead import (
     ALL,
@@ -30,7 +27,7 @@ from resc_dramatiq.ops.dramatiq_dead import (
     requeue_messages,
 )
 from resc_dramatiq.store.keys import DramatiqKeys
-from tests.helpers import wait_for
+from tests.helpers import dead_cli, running, wait_for
 
 NS = "dramatiq"
 KEYS = DramatiqKeys(NS)
@@ -66,17 +63,6 @@ def broker(r: redis.Redis) -> Iterator[RedisBroker]:
 
     dramatiq.actor(work, broker=b, actor_name="work", queue_name=QUEUE, max_retries=0)
     yield b
-
-
-@contextmanager
-def running(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
-    """A real worker on ``broker`` for the duration of the block."""
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 def kill(broker: RedisBroker, r: redis.Redis, *ns: int, max_retries: int = 0) -> list[str]:
@@ -222,23 +208,15 @@ def test_a_requeue_onto_a_queue_key_of_another_type_moves_nothing(
 
 
 @pytest.fixture
-def config_file(tmp_path: Path) -> Path:
-    path = tmp_path / "rules.json"
-    path.write_text(json.dumps(RULES))
-    return path
-
-
-def cli(redis_url: str, config_file: Path, command: str, *args: str) -> Result:
-    """``resc-dramatiq dead COMMAND CONFIG ARGS... --redis-url URL``."""
-    argv = ["dead", command, str(config_file), *args, "--redis-url", redis_url]
-    return CliRunner().invoke(main, argv)
+def config_file(write_config: Callable[[str], Path]) -> Path:
+    return write_config(json.dumps(RULES))
 
 
 def test_dead_messages_lists_the_queues_the_rules_feed(
     broker: RedisBroker, r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     (redis_id,) = kill(broker, r, 5)
-    result = cli(redis_url, config_file, "messages")
+    result = dead_cli(redis_url, config_file, "messages")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "dramatiq:jobs.XQ: 1 dead messages, 1 shown"
@@ -249,7 +227,7 @@ def test_dead_messages_json_gives_every_field(
     broker: RedisBroker, r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     (redis_id,) = kill(broker, r, 5)
-    result = cli(redis_url, config_file, "messages", "--json")
+    result = dead_cli(redis_url, config_file, "messages", "--json")
     assert result.exit_code == 0, result.output
     (queue,) = json.loads(result.stdout)
     assert queue["queue"] == QUEUE and queue["size"] == 1
@@ -261,10 +239,10 @@ def test_dead_messages_requeue_and_drop_say_how_many(
     broker: RedisBroker, r: redis.Redis, redis_url: str, config_file: Path
 ) -> None:
     first, second = kill(broker, r, 1, 2)
-    result = cli(redis_url, config_file, "messages-requeue", first)
+    result = dead_cli(redis_url, config_file, "messages-requeue", first)
     assert result.exit_code == 0, result.output
     assert result.stdout == "dramatiq:jobs.XQ: 1 requeued\n"
-    result = cli(redis_url, config_file, "messages-drop", "--all", "--dry-run")
+    result = dead_cli(redis_url, config_file, "messages-drop", "--all", "--dry-run")
     assert result.stdout == "dramatiq:jobs.XQ: 1 would be dropped\n"
     assert r.zrange(KEYS.dead(QUEUE), 0, -1) == [second.encode()]
 
@@ -272,7 +250,7 @@ def test_dead_messages_requeue_and_drop_say_how_many(
 def test_dead_messages_of_an_unknown_queue_exits_2_naming_the_known_ones(
     redis_url: str, config_file: Path
 ) -> None:
-    result = cli(redis_url, config_file, "messages", "--queue", "nope")
+    result = dead_cli(redis_url, config_file, "messages", "--queue", "nope")
     assert result.exit_code == 2
     assert "--queue 'nope': no rule feeds it; known: 'jobs'" in result.output
 
@@ -280,12 +258,12 @@ def test_dead_messages_of_an_unknown_queue_exits_2_naming_the_known_ones(
 def test_a_queue_of_a_templated_target_is_named_with_queue(
     redis_url: str, config_file: Path
 ) -> None:
-    result = cli(redis_url, config_file, "messages", "--queue", "jobs-7")
+    result = dead_cli(redis_url, config_file, "messages", "--queue", "jobs-7")
     assert result.exit_code == 0, result.output
     assert result.stdout == "dramatiq:jobs-7.XQ: 0 dead messages, 0 shown\n"
 
 
 def test_requeue_needs_exactly_one_of_all_or_ids(redis_url: str, config_file: Path) -> None:
-    result = cli(redis_url, config_file, "messages-requeue")
+    result = dead_cli(redis_url, config_file, "messages-requeue")
     assert result.exit_code == 2
     assert "give exactly one of --all or REDIS_ID..." in result.output

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import dramatiq
@@ -22,20 +21,9 @@ from redis.retry import Retry
 
 from resc_dramatiq.errors import ConfigError
 from resc_dramatiq.worker.completion import Completion
-from tests.helpers import wait_for
+from tests.helpers import running, wait_for
 
 DONE = "global/done"
-
-
-@contextmanager
-def running(broker: RedisBroker) -> Iterator[dramatiq.Worker]:
-    """A real worker on ``broker`` for the duration of the block."""
-    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
 
 
 @pytest.fixture
