@@ -68,10 +68,11 @@ def broker(r: redis.Redis) -> Iterator[RedisBroker]:
 def kill(broker: RedisBroker, r: redis.Redis, *ns: int, max_retries: int = 0) -> list[str]:
     """Send ``work(n)`` for each ``n`` and wait until all are dead; their redis ids."""
     actor = broker.get_actor("work")
+    dead = r.zcard(KEYS.dead(QUEUE)) + len(ns)
     for n in ns:
         actor.send_with_options(args=(n,), kwargs={"tag": "!"}, max_retries=max_retries)
     with running(broker):
-        wait_for(lambda: r.zcard(KEYS.dead(QUEUE)) == len(ns), what="messages dead")
+        wait_for(lambda: r.zcard(KEYS.dead(QUEUE)) == dead, what="messages dead")
     return [m.redis_id for m in list_dead_messages(r, NS, QUEUE).messages]
 
 
