@@ -59,7 +59,9 @@ def test_the_demo_runs_on_its_embedded_redis() -> None:
 
 
 def test_ctrl_c_stops_every_process_the_demo_started(redis_url: str) -> None:
-    demo, marker = start_demo("--redis-url", redis_url, "--events", "1000", "--timeout", "100")
+    demo, marker = start_demo(
+        "--redis-url", redis_url, "--events", "1000", "--threads", "1", "--timeout", "100"
+    )
     try:
         deadline = time.monotonic() + 30
         while len(marked(marker)) < 4 and time.monotonic() < deadline:  # demo, router, workers
