@@ -5,16 +5,20 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 import click
 
 from ..errors import ConfigError
 from ..ops.metrics import RouterMetrics, serve
+from ..ops.supervisor import ChildSpec, Supervisor
 from ..router.options import RouterOptions
 from ..router.router import Router
 from ..rules.fetch import Fetcher
@@ -59,10 +63,29 @@ def routers_for(
     ]
 
 
+def _processes(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    """``--processes``: a number from 1 to 256, or ``auto`` (one per core)."""
+    text = value.strip().lower()
+    if text == "auto":
+        return os.cpu_count() or 1
+    if text.isdigit() and 1 <= int(text) <= 256:
+        return int(text)
+    raise click.BadParameter(f"{value!r} is neither a number from 1 to 256 nor 'auto'")
+
+
 @main.command()
 @optional_config_argument
 @app_option
 @redis_url_option
+@click.option(
+    "--processes",
+    default="1",
+    show_default=True,
+    metavar="N|auto",
+    callback=_processes,
+    help="Router processes to run under one supervisor (auto: one per core); "
+    "each is a full instance named <instance>-<i>.",
+)
 @click.option(
     "--batch",
     "batch_size",
@@ -109,6 +132,7 @@ def router(
     config: str | None,
     app: str | None,
     redis_url: str | None,
+    processes: int,
     batch_size: int,
     instance: str | None,
     heartbeat_ttl_s: float,
@@ -123,6 +147,10 @@ def router(
     ruleset = loaded.ruleset
     servers = servers_for(loaded, redis_url)
     setup_logging(log_level, log_format, {"instance": instance} if instance else None)
+    if processes > 1:
+        supervise(
+            click.get_current_context(), processes, instance or uuid.uuid4().hex[:8], restart_limit
+        )
     options = RouterOptions(
         batch_size=batch_size,
         heartbeat_ttl_s=heartbeat_ttl_s,
@@ -146,7 +174,11 @@ def router(
             safe_url(server.url),
             extra={"instance": r.instance},
         )
-    routers = [r for r, _ in started]
+    run_routers([r for r, _ in started])
+
+
+def run_routers(routers: list[Router]) -> NoReturn:
+    """Run each router in its own thread until SIGTERM/SIGINT or a failure; exit."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
         for r in routers:
@@ -177,6 +209,58 @@ def router(
     if failures:
         fail(f"router stopped: {failures[0]}", EXIT_FAILED)
     sys.exit(0)
+
+
+def supervise(ctx: click.Context, processes: int, prefix: str, restart_limit: int) -> NoReturn:
+    """Run ``processes`` routers of this command line under a :class:`Supervisor`; exit."""
+    children = [
+        ChildSpec(f"{prefix}-{i}", _child_argv(ctx.params, instance=f"{prefix}-{i}", index=i))
+        for i in range(processes)
+    ]
+    supervisor = Supervisor(children=children, restart_limit=restart_limit)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        supervisor.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    logger.info(
+        "router supervisor (pid %d): %d processes, instances %s",
+        os.getpid(),
+        processes,
+        ", ".join(c.name for c in children),
+    )
+    code = supervisor.run()
+    logger.info("router supervisor stopped (exit %d)", code)
+    sys.exit(code)
+
+
+def _child_argv(params: dict[str, object], *, instance: str, index: int) -> list[str]:
+    """The command line of child ``index``: this one with ``--processes 1``.
+
+    Its instance name is ``instance``; a metrics port ``P`` becomes ``P + index`` (0, a
+    free port, stays 0).
+    """
+    argv = [sys.executable, "-m", "resc_dramatiq", "router"]
+    if params["config"] is not None:
+        argv.append(str(params["config"]))
+    port = params["metrics_port"]
+    values = {
+        "--app": params["app"],
+        "--redis-url": params["redis_url"],
+        "--batch": params["batch_size"],
+        "--instance": instance,
+        "--heartbeat-ttl": params["heartbeat_ttl_s"],
+        "--restart-limit": params["restart_limit"],
+        "--log-level": params["log_level"],
+        "--log-format": params["log_format"],
+        "--metrics-port": None if port is None else (int(port) + index if port else 0),  # type: ignore[call-overload]
+        "--metrics-host": params["metrics_host"],
+    }
+    for option, value in values.items():
+        if value is not None:
+            argv += [option, str(value)]
+    return argv
 
 
 def start_metrics(ruleset: RuleSet, host: str, port: int | None) -> RouterMetrics | None:
