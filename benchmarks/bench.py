@@ -34,6 +34,7 @@ import psutil
 import redis
 import report
 import routerbench
+import scaling
 import stacks
 from rich.console import Console
 
@@ -81,6 +82,11 @@ def run(args: argparse.Namespace, url: str, workdir: Path, console: Console) -> 
     sizes = QUICK if args.quick else FULL
     client = redis.Redis.from_url(url)
     out: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(client)}
+    if args.only_scaling:
+        out["scaling"] = _scaling(args, client, url, workdir, console)
+        out["machine"]["load_avg_at_end"] = os.getloadavg()
+        out["targets"] = _scaling_targets(out["scaling"])
+        return out
 
     console.log(f"baseline: resc's loop on {sizes.baseline_events:,} events")
     client.flushdb()
@@ -161,10 +167,31 @@ def run(args: argparse.Namespace, url: str, workdir: Path, console: Console) -> 
         }
         if args.profile:
             out["chains"][mode]["profile"] = _profile_summary(args.profile / f"worker-{mode}.txt")
+    if args.scaling:
+        out["scaling"] = _scaling(args, client, url, workdir, console)
     out["machine"]["load_avg_at_end"] = os.getloadavg()
     out["ratios"] = _ratios(out)
     out["targets"] = _targets(out)
+    if args.scaling:
+        out["targets"] += _scaling_targets(out["scaling"])
     return out
+
+
+def _scaling(
+    args: argparse.Namespace, client: redis.Redis, url: str, workdir: Path, console: Console
+) -> dict[str, Any]:
+    return scaling.run(
+        client, url, workdir, quick=args.quick, batch=args.batch, threads=args.threads,
+        log=console.log,
+    )  # fmt: skip
+
+
+def _scaling_targets(section: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"target": name, "value": value, "limit": limit,
+         "pass": value >= limit if op == ">=" else value < limit}
+        for name, value, limit, op in scaling.targets(section)
+    ]  # fmt: skip
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -229,6 +256,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500, help="router --batch (default 500)")
     parser.add_argument("--threads", type=int, default=8, help="Dramatiq worker threads")
     parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="also run the scaling section (rules, processes, ...)",
+    )
+    parser.add_argument("--only-scaling", action="store_true", help="run the scaling section only")
+    parser.add_argument(
+        "--charts", type=Path, help="draw the scaling charts (PNG) into this folder"
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="run the router and the chain workers under py-spy; raw stacks into this folder",
@@ -244,6 +280,11 @@ def main() -> None:
         out = run(args, url, workdir, console)
     out["wall_s"] = time.perf_counter() - started
     report.show(out, console)
+    if args.charts and "scaling" in out:
+        import charts  # matplotlib: the ``bench`` extra
+
+        for path in charts.draw(out, args.charts):
+            console.print(f"chart {path}")
     console.print(f"wall time {out['wall_s']:.0f} s")
     if args.json_out:
         args.json_out.write_text(json.dumps(out, indent=2))

@@ -7,7 +7,8 @@
 * ``c``: ``Completion`` emitting done events, the router (another process) routing them.
 
 Every stage records the time it started, per chain id, in memory; a reporter thread
-writes the number of finished chains to ``bench:chain:finished`` every 10 ms, so the
+writes the number of finished chains to its field of the hash ``bench:chain:finished``
+every 10 ms, so the
 benchmark never adds a round trip to the stages themselves. On SIGTERM the worker
 stops and writes the timings to OUT as JSON.
 """
@@ -15,6 +16,7 @@ stops and writes the timings to OUT as JSON.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -87,9 +89,10 @@ def main(mode: str, url: str, threads: int, rules: str, out: str) -> None:
     signal.signal(signal.SIGTERM, on_term)
     worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
-    broker.client.set(READY, "1")
+    me = str(os.getpid())  # several worker processes may run: one field each
+    broker.client.hset(READY, me, "1")
     while not stop.wait(0.01):
-        broker.client.set(FINISHED, _finished[0])
+        broker.client.hset(FINISHED, me, _finished[0])
     worker.stop(timeout=10_000)
     with _lock:
         data = {"starts": {str(k): v for k, v in _starts.items()}, "last_end": _finished[1]}

@@ -71,11 +71,16 @@ class ChainResult:
         return 3 * self.chains_per_s
 
 
+def _total(client: redis.Redis, key: str) -> int:
+    """The sum of the worker processes' fields of ``key``."""
+    return sum(int(v) for v in client.hvals(key))
+
+
 def _wait(client: redis.Redis, key: str, value: int, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
-    while int(client.get(key) or 0) < value:
+    while _total(client, key) < value:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: {client.get(key)!r} of {value} after {timeout_s} s")
+            raise RuntimeError(f"{what}: {_total(client, key)} of {value} after {timeout_s} s")
         time.sleep(0.01)
 
 
@@ -147,3 +152,64 @@ def run_chain(
         hop_s=[s[1] - s[0] for s, _ in paced] + [s[2] - s[1] for s, _ in paced],
         worker_cpu=cpu,
     )
+
+
+def parallel_chains(
+    client: redis.Redis,
+    url: str,
+    workdir: Path,
+    *,
+    mode: str,
+    chains: int,
+    threads: int,
+    processes: int,
+) -> float:
+    """Messages per second of ``chains`` prefilled chains through ``processes`` workers.
+
+    Timed from the first s1 start to the last s3 start over every process's records (a
+    chain's stages may run in different processes).
+    """
+    client.flushdb()
+    rules = write_rules(workdir / "chain-rules.json")
+    broker = chain_worker.build(mode, url, str(rules))
+    for i in range(chains):
+        _send(broker, mode, i)
+    router = None
+    if mode == "c":
+        ready = f"{chain_worker.DONE}/taken/instances"
+        router = RouterProcess(config=rules, url=url, batch=500, ready_key=ready)
+        router.start(client)
+    outs = [workdir / f"chain-{mode}-{k}.json" for k in range(processes)]
+    logs = [(workdir / f"chain-{mode}-{k}.log").open("wb") for k in range(processes)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), mode, url, str(threads), str(rules), str(out)],
+            stdout=log,
+            stderr=log,
+        )
+        for out, log in zip(outs, logs, strict=True)
+    ]
+    try:
+        _wait(client, chain_worker.READY, processes, 60, f"chain {mode} workers start")
+        _wait(client, chain_worker.FINISHED, chains, 300, f"chain {mode} x{processes}")
+    finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(5)
+        if router is not None:
+            router.stop()
+        broker.close()
+        for log in logs:
+            log.close()
+    starts: dict[int, list[float]] = {}
+    for out in outs:
+        for k, v in json.loads(out.read_text())["starts"].items():
+            merged = starts.setdefault(int(k), [0.0, 0.0, 0.0])
+            starts[int(k)] = [max(a, b) for a, b in zip(merged, v, strict=True)]
+    seconds = max(s[2] for s in starts.values()) - min(s[0] for s in starts.values())
+    return 3 * chains / seconds

@@ -15,6 +15,21 @@ def show(out: dict[str, Any], console: Console) -> None:
         f"[bold]machine[/]: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB, "
         f"Python {m['python']}, {m['server']}; load {m['load_avg_at_start']}"
     )
+    if "router_raw" in out:
+        _figures(out, console)
+    if "scaling" in out:
+        _scaling(out["scaling"], console)
+    verdicts = Table(title="targets")
+    verdicts.add_column("target")
+    verdicts.add_column("measured", justify="right")
+    verdicts.add_column("")
+    for t in out["targets"]:
+        mark = "[green]PASS[/]" if t["pass"] else "[red]MISS[/]"
+        verdicts.add_row(t["target"], f"{t['value']:,.2f}", mark)
+    console.print(verdicts)
+
+
+def _figures(out: dict[str, Any], console: Console) -> None:
     figures = Table(title="figures")
     figures.add_column("what")
     figures.add_column("value", justify="right")
@@ -58,11 +73,88 @@ def show(out: dict[str, Any], console: Console) -> None:
     for name, value in out["ratios"].items():
         ratios.add_row(name, f"{value:.2f}x")
     console.print(ratios)
-    verdicts = Table(title="targets")
-    verdicts.add_column("target")
-    verdicts.add_column("measured", justify="right")
-    verdicts.add_column("")
-    for t in out["targets"]:
-        mark = "[green]PASS[/]" if t["pass"] else "[red]MISS[/]"
-        verdicts.add_row(t["target"], f"{t['value']:,.2f}", mark)
-    console.print(verdicts)
+
+
+def _table(title: str, columns: list[str], rows: list[list[str]], console: Console) -> None:
+    table = Table(title=title)
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _scaling(sc: dict[str, Any], console: Console) -> None:
+    """The scaling section: each row with its ratio to its baseline of the same run."""
+    _table(
+        "scaling: rules (baseline: 1 rule)",
+        ["rules", "events/s", "ratio"],
+        [[r["rules"], f"{r['events_per_s']:,.0f}", f"{r['ratio']:.2f}x"] for r in sc["rules"]],
+        console,
+    )
+    rows = [
+        [
+            f"{target} x{r['processes']}",
+            f"{r['events_per_s']:,.0f}",
+            f"{r['ratio']:.2f}x",
+            f"{r['router_cpu_cores']:.2f}",
+            f"{r['server_cpu_cores']:.2f}",
+        ]
+        for target, by in sc["processes"].items()
+        for r in by
+    ]
+    _table(
+        "scaling: router --processes (baseline: 1 process)",
+        ["target x processes", "events/s", "ratio", "router CPU", "server CPU"],
+        rows,
+        console,
+    )
+    _table(
+        "scaling: event size (baseline: 100 B)",
+        ["bytes", "events", "events/s", "MB/s", "ratio"],
+        [
+            [
+                f"{r['bytes']:,}",
+                f"{r['events']:,}",
+                f"{r['events_per_s']:,.0f}",
+                f"{r['mb_per_s']:.1f}",
+                f"{r['ratio']:.2f}x",
+            ]
+            for r in sc["event_size"]
+        ],
+        console,
+    )
+    _table(
+        "scaling: grown state (baseline: the 1-rule row)",
+        ["row", "events/s", "ratio", "note"],
+        [
+            [
+                r["row"],
+                f"{r['events_per_s']:,.0f}",
+                f"{r['ratio']:.2f}x",
+                f"drained {r['seconds_from_start']:.2f} s after start"
+                if "seconds_from_start" in r
+                else "",
+            ]
+            for r in sc["state"]
+        ],
+        console,
+    )
+    rss = sc["rss"]
+    marks = ", ".join(
+        f"{k:,}: {v:.0f}" for k, v in sorted(rss["rss_marks_mb"].items(), key=lambda kv: int(kv[0]))
+    )
+    console.print(
+        f"RSS across {rss['events']:,} events: start {rss['rss_start_mb']:.0f} MB, "
+        f"peak {rss['rss_peak_mb']:.0f} MB, growth {rss['growth_mb']:.1f} MB; at {marks}"
+    )
+    _table(
+        "scaling: Dramatiq worker processes (baseline: 1 process)",
+        ["chain", "processes", "msg/s", "ratio"],
+        [
+            [mode, str(r["processes"]), f"{r['messages_per_s']:,.0f}", f"{r['ratio']:.2f}x"]
+            for mode, by in sc["inline"].items()
+            for r in by
+        ],
+        console,
+    )

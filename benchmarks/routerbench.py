@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,6 @@ import redis
 INPUT = "bench/in"
 STAGE = "bench/stage"  # prefilled here, then renamed onto INPUT in one O(1) step
 INSTANCES = f"{INPUT}/taken/instances"
-STATS = f"{INPUT}/stats"
 CHANNEL = "bench/listen"
 PATTERN = r"^acq/(?P<process_id>\d+)/(?P<product_id>\d+)$"
 TASK = "trt/${process_id}/${product_id}"
@@ -47,11 +48,18 @@ def write_config(path: Path, *, target: str, listener: bool = False) -> Path:
     return path
 
 
-def prefill(client: redis.Redis, key: str, count: int, *, chunk: int = 1000) -> None:
-    """LPUSH ``acq/i/i`` for i in 0..count-1 in big pipelined chunks (oldest first)."""
+def prefill(
+    client: redis.Redis,
+    key: str,
+    count: int,
+    *,
+    event: Callable[[int], str] = "acq/{0}/{0}".format,
+    chunk: int = 1000,
+) -> None:
+    """LPUSH ``event(i)`` (``acq/i/i``) for i in 0..count-1 in pipelined chunks, oldest first."""
     pipe = client.pipeline(transaction=False)
     for start in range(0, count, chunk):
-        pipe.lpush(key, *(f"acq/{i}/{i}" for i in range(start, min(start + chunk, count))))
+        pipe.lpush(key, *(event(i) for i in range(start, min(start + chunk, count))))
         if len(pipe) >= 50:
             pipe.execute()
     pipe.execute()
@@ -66,16 +74,18 @@ class RouterProcess:
     batch: int
     profile: Path | None = None
     ready_key: str = INSTANCES
+    processes: int = 1  # ``--processes``: the routers are the supervisor's children
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
 
     def start(self, client: redis.Redis, timeout_s: float = 30.0) -> psutil.Process:
-        """Start it and wait until it registered as a live instance; return the router."""
+        """Start it and wait until every instance registered; return the router (or the
+        supervisor of ``processes`` routers)."""
         self.log = self.config.with_suffix(".log")
         with self.log.open("wb") as log:  # a pipe nobody reads would block the router
             self.proc = subprocess.Popen(self._argv(), stdout=log, stderr=log)
         deadline = time.monotonic() + timeout_s
-        while not client.exists(self.ready_key):
+        while client.zcard(self.ready_key) < self.processes:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"router did not start: {self._stderr()}")
             time.sleep(0.02)
@@ -84,6 +94,7 @@ class RouterProcess:
     def _argv(self) -> list[str]:
         argv = [*CLI, "router", str(self.config), "--redis-url", self.url]
         argv += ["--batch", str(self.batch), "--log-level", "warning"]
+        argv += ["--processes", str(self.processes)]
         if self.profile is None:
             return argv
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -136,9 +147,11 @@ class Throughput:
         return self.events / self.seconds
 
 
-def _events_done(client: redis.Redis) -> int:
-    value = client.hget(STATS, "events")
-    return int(value) if value is not None else 0
+def _events_done(client: redis.Redis, stats: list[str]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for key in stats:
+        pipe.hget(key, "events")
+    return sum(int(v) for v in pipe.execute() if v is not None)
 
 
 def throughput(
@@ -151,24 +164,56 @@ def throughput(
     batch: int,
     marks: tuple[int, ...] = (),
     profile: Path | None = None,
+    processes: int = 1,
     timeout_s: float = 300.0,
 ) -> Throughput:
     """Prefill ``events``, start the router, time until every event is committed."""
     client.flushdb()
     config = write_config(workdir / f"bench-{target}.json", target=target)
     prefill(client, STAGE, events)
-    router = RouterProcess(config=config, url=url, batch=batch, profile=profile)
-    proc = router.start(client)
+    result = route(
+        client, url, config, stages={STAGE: INPUT}, events=events, batch=batch,
+        marks=marks, profile=profile, processes=processes, timeout_s=timeout_s,
+    )  # fmt: skip
+    queue = RAW_QUEUE if target == "raw" else f"dramatiq:{ACTOR_QUEUE}"
+    return dataclasses.replace(result, target=target, queued=client.llen(queue))
+
+
+def route(
+    client: redis.Redis,
+    url: str,
+    config: Path,
+    *,
+    stages: dict[str, str],
+    events: int,
+    batch: int,
+    marks: tuple[int, ...] = (),
+    profile: Path | None = None,
+    processes: int = 1,
+    timeout_s: float = 300.0,
+) -> Throughput:
+    """Start the router on ``config``, move each prefilled stage list onto its input list
+    (``stages``: stage -> input, one O(1) RENAME each) and time until ``events`` are
+    committed, counted by the watchers' own counters.
+    """
+    router = RouterProcess(
+        config=config, url=url, batch=batch, profile=profile, processes=processes,
+        ready_key=f"{next(iter(stages.values()))}/taken/instances",
+    )  # fmt: skip
+    top = router.start(client)
+    routers = top.children() if processes > 1 else [top]
     server = psutil.Process(int(client.info("server")["process_id"]))
+    stats = [f"{i}/stats" for i in stages.values()]
     try:
-        cpu_before = sum(proc.cpu_times()[:2]), sum(server.cpu_times()[:2])
-        rss_start = proc.memory_info().rss
+        cpu_before = _cpu(routers), _cpu([server])
+        rss_start = _rss(routers)
         peak, rss_marks, pending = rss_start, {}, sorted(marks)
         started = time.perf_counter()
-        client.rename(STAGE, INPUT)
+        for stage, input_list in stages.items():
+            client.rename(stage, input_list)
         first = 0.0
-        while (done := _events_done(client)) < events:
-            rss = proc.memory_info().rss
+        while (done := _events_done(client, stats)) < events:
+            rss = _rss(routers)
             peak = max(peak, rss)
             if done and not first:
                 first = time.perf_counter() - started
@@ -178,25 +223,34 @@ def throughput(
                 raise RuntimeError(f"router stalled at {done}/{events} events")
             time.sleep(0.005)
         seconds = time.perf_counter() - started
-        cpu_after = sum(proc.cpu_times()[:2]), sum(server.cpu_times()[:2])
-        rss = proc.memory_info().rss
+        cpu_after = _cpu(routers), _cpu([server])
+        rss = _rss(routers)
         peak = max(peak, rss)
         rss_marks[events] = rss / 2**20
     finally:
         router.stop()
-    queue = RAW_QUEUE if target == "raw" else f"dramatiq:{ACTOR_QUEUE}"
     return Throughput(
-        target=target,
+        target=config.stem,
         events=events,
         seconds=seconds,
         first_commit_s=first,
-        queued=client.llen(queue),
+        queued=0,
         rss_start_mb=rss_start / 2**20,
         rss_peak_mb=peak / 2**20,
         rss_marks_mb=rss_marks,
         router_cpu=(cpu_after[0] - cpu_before[0]) / seconds,
         server_cpu=(cpu_after[1] - cpu_before[1]) / seconds,
     )
+
+
+def _cpu(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``procs``."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def _rss(procs: list[psutil.Process]) -> int:
+    """The largest resident set of ``procs`` (each router is its own process)."""
+    return max(p.memory_info().rss for p in procs)
 
 
 @dataclass

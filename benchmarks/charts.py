@@ -1,0 +1,116 @@
+"""PNG charts of the benchmark's scaling section, for RESULTS.md.
+
+``python benchmarks/charts.py RESULTS.json OUT_DIR`` (bench.py calls it with
+``--charts DIR``) draws events/s against the number of rules, against router processes
+and against the size of an event, each with its baseline marked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen
+import matplotlib.pyplot as plt
+
+
+def draw(out: dict[str, Any], folder: Path) -> list[Path]:
+    """Write the charts into ``folder``; their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scaling = out["scaling"]
+    machine = out["machine"]
+    note = f"{machine['cores']} cores, {machine['cpu']}, {machine['server']}"
+    return [
+        _rules(scaling["rules"], folder / "rules.png", note),
+        _processes(scaling["processes"], folder / "processes.png", note),
+        _sizes(scaling["event_size"], folder / "event_size.png", note),
+    ]
+
+
+def _rules(rows: list[dict[str, Any]], path: Path, note: str) -> Path:
+    prefixed = [r for r in rows if "prefixed" in r["rules"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(
+        [r["count"] for r in prefixed],
+        [r["events_per_s"] for r in prefixed],
+        "o-",
+        label="distinct literal prefixes (indexed)",
+    )
+    for r in rows:
+        if "unanchored" in r["rules"]:
+            ax.plot(
+                [r["count"]],
+                [r["events_per_s"]],
+                "s",
+                color="tab:red",
+                label="unanchored, no literal (every rule tried)",
+            )
+    ax.axhline(0.8 * prefixed[0]["events_per_s"], color="grey", ls=":", label="0.8x one rule")
+    ax.set(
+        xscale="log",
+        xlabel="rules in the watcher",
+        ylabel="events/s routed",
+        title="Router throughput against the number of rules",
+    )
+    return _save(fig, ax, path, note)
+
+
+def _processes(by_target: dict[str, list[dict[str, Any]]], path: Path, note: str) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    names = {"raw": "raw list target", "actor": "Dramatiq target"}
+    for target, rows in by_target.items():
+        xs = [r["processes"] for r in rows]
+        ax.plot(xs, [r["events_per_s"] for r in rows], "o-", label=names[target])
+        for r in rows:
+            ax.annotate(
+                f"server {r['server_cpu_cores']:.2f} cores",
+                (r["processes"], r["events_per_s"]),
+                textcoords="offset points",
+                xytext=(4, -12),
+                fontsize=7,
+            )
+    ax.set(
+        xlabel="router --processes",
+        ylabel="events/s routed",
+        xticks=xs,
+        title="Router throughput against router processes",
+    )
+    return _save(fig, ax, path, note)
+
+
+def _sizes(rows: list[dict[str, Any]], path: Path, note: str) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4))
+    xs = [r["bytes"] for r in rows]
+    ax.plot(xs, [r["events_per_s"] for r in rows], "o-", label="events/s")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="event size (bytes)",
+        ylabel="events/s routed",
+        title="Router throughput against event size",
+    )
+    twin = ax.twinx()
+    twin.plot(xs, [r["mb_per_s"] for r in rows], "s--", color="tab:green", label="MB/s")
+    twin.set(ylabel="MB/s of events")
+    twin.legend(loc="lower right")
+    return _save(fig, ax, path, note)
+
+
+def _save(fig: Any, ax: Any, path: Path, note: str) -> Path:
+    ax.grid(True, alpha=0.3)
+    ax.set_ylim(bottom=0) if ax.get_yscale() == "linear" else None
+    ax.legend(loc="best", fontsize=8)
+    fig.text(0.01, 0.01, note, fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    for written in draw(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2])):
+        print(written)
