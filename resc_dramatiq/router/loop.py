@@ -20,6 +20,7 @@ from ..store.commit import CommitResult
 from ..store.resilience import Availability, Backoff, is_transient
 from ..store.store import Pending, WatcherStore
 from .options import Observer, RouterOptions
+from .rule_counts import RuleCounts
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class WatcherLoop:
         self.healthy = False  # a full take-commit round succeeded since the last start
         self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
         self.taking: Pending | None = None  # a take sent, its events not read yet
+        self.rule_counts = RuleCounts(store)
 
     def register(self) -> None:
         """Put this instance among the live ones before taking anything.
@@ -90,6 +92,7 @@ class WatcherLoop:
                         self.recover()
                         recovered = True
                     self.round(held, stop)
+                    self.rule_counts.tick()
                     backoff.reset()
                     refusals.reset()
                     self.succeeded()
@@ -115,6 +118,7 @@ class WatcherLoop:
                     backoff.wait(stop if not held else threading.Event())
         finally:
             self.drop_take()  # its events, if any, are handed back on leaving
+            self.rule_counts.flush()
 
     def round(self, held: deque[Batch], stop: threading.Event, *, block: bool = True) -> int:
         """Commit the oldest batch in hand; meanwhile plan the next one.
@@ -143,7 +147,7 @@ class WatcherLoop:
         more = len(held) == 1 and not stop.is_set()  # room for one more batch in hand
         if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
             taking = store.send_take(limit)
-        pending = store.send_commit(held[0])
+        pending = store.send_commit(held[0], per_rule_later=RuleCounts.later(held[0]))
         try:
             events = list(taking.reply()) if taking is not None else []
             if more and len(events) == limit:  # a backlog: keep a take behind the commit
@@ -220,6 +224,7 @@ class WatcherLoop:
     def committed(self, batch: Batch, result: CommitResult, started: float) -> None:
         """Tell the observer (and the log, for a repeat) what a commit did."""
         done = time.perf_counter()
+        self.rule_counts.committed(batch, result)
         if result.repeated:
             logger.info(
                 "watcher %r: a commit's reply was lost; it had gone through", self.spec.input_queue

@@ -103,6 +103,7 @@ class Router:
         finally:
             for loop in self.loops:
                 loop.drop_take()
+                loop.rule_counts.flush()
         return total
 
     def heartbeat(self) -> None:

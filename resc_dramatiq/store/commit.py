@@ -10,7 +10,7 @@ raises the typed error it stands for. The argument layout is ``commit.lua``'s he
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -18,6 +18,7 @@ import msgpack
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent
 from .keys import DramatiqKeys, WatcherKeys
+from .keyspace import text
 from .scripts import refusal
 
 STATUS_COMMITTED = 1
@@ -51,6 +52,9 @@ class CommitResult:
     dead: int
     #: True when this commit had been made already (a retry after a lost reply).
     repeated: bool = False
+    #: The per-rule counters the script returned instead of writing them (a commit
+    #: encoded with ``per_rule_later``): ``'<rule>|queued'`` -> count, ...
+    per_rule: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,16 @@ class EncodedCommit:
         refused = refusal(reply, self.keys)
         if refused is not None:
             raise self.wrong_type(int(reply[1]) - 1, refused)  # Lua counts from 1
-        status, queued, dedup, retried, dead = reply
+        status, queued, dedup, retried, dead, *pairs = reply
         if status == STATUS_NOT_OWNED:
             raise OwnershipLost(
                 f"{self.settings.keys.taken} no longer holds exactly this batch (another "
                 "instance reclaimed it, or a take whose answer was lost added events)"
             )
-        return CommitResult(queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED)
+        per_rule = {text(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+        return CommitResult(
+            queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED, per_rule
+        )
 
     def wrong_type(self, index: int, refused: tuple[str, str, str]) -> WrongType:
         """The error for a commit refused because KEYS[``index`` + 1] holds another type
@@ -124,8 +131,15 @@ class CommitCodec:
     def __init__(self, settings: CommitSettings) -> None:
         self.settings = settings
 
-    def encode(self, batch: Batch, by_message: ByMessage | None = None) -> EncodedCommit:
-        """The arguments of ``batch``'s commit (``by_message``: a worker's inline commit)."""
+    def encode(
+        self, batch: Batch, by_message: ByMessage | None = None, *, per_rule_later: bool = False
+    ) -> EncodedCommit:
+        """The arguments of ``batch``'s commit (``by_message``: a worker's inline commit).
+
+        ``per_rule_later``: the per-rule counters are neither sent (``batch.counters``) nor
+        written by the script, which returns its own in the reply; the caller writes
+        them later (see ``router.rule_counts``).
+        """
         s, events = self.settings, batch.events
         k = s.keys
         if by_message is not None and len(events) != 1:
@@ -154,12 +168,13 @@ class CommitCodec:
             len(batch.unmatched),
             s.max_attempts,
             "1" if k.unmatched else "0",
-            len(batch.counters),
+            0 if per_rule_later else len(batch.counters),
             batch.batch_id if by_message is None else by_message.message_id,
             s.marker_ttl_ms,
             "taken" if by_message is None else "message",
             "1" if released else "0",
             self._tasks(batch, script_keys),
+            "1" if per_rule_later else "0",
         ]
         for f in batch.failed:
             entry = dead_letter_entry(
@@ -167,8 +182,9 @@ class CommitCodec:
             )
             args += (f.event, entry, f.rule)
         args += batch.unmatched
-        for name, count in batch.counters.items():
-            args += (name, count)
+        if not per_rule_later:
+            for name, count in batch.counters.items():
+                args += (name, count)
         return EncodedCommit(script_keys, args, batch, s)
 
     def _tasks(self, batch: Batch, script_keys: list[str]) -> bytes:

@@ -9,6 +9,7 @@ commits through the same codec and the same script. Every key reaches Lua throug
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -79,13 +80,15 @@ class WatcherStore:
         """True when this instance's taken list is not empty."""
         return bool(self.client.llen(self.keys.taken))
 
-    def send_commit(self, batch: Batch) -> PendingCommit:
+    def send_commit(self, batch: Batch, *, per_rule_later: bool = False) -> PendingCommit:
         """Send the commit without waiting; :meth:`PendingCommit.result` waits.
 
         Redis runs the script while the caller goes on (computing the next batch) in the
         same thread: no second thread waits for the GIL to read the reply.
+        ``per_rule_later``: the per-rule counters come back in the result, for
+        :meth:`add_counters` (see :meth:`CommitCodec.encode`).
         """
-        encoded = self.codec.encode(batch)
+        encoded = self.codec.encode(batch, per_rule_later=per_rule_later)
         return PendingCommit(Pending(self.scripts["commit"], encoded.keys, encoded.args), encoded)
 
     def commit_message(self, batch: Batch, by_message: ByMessage) -> CommitResult:
@@ -95,6 +98,13 @@ class WatcherStore:
 
     def _run(self, encoded: EncodedCommit) -> Any:
         return self.scripts["commit"](keys=encoded.keys, args=encoded.args)
+
+    def add_counters(self, counters: Mapping[str, int]) -> None:
+        """Add ``counters`` to the watcher's stats hash, in one transaction."""
+        pipe = self.client.pipeline(transaction=True)
+        for name, increment in counters.items():
+            pipe.hincrby(self.keys.stats, name, increment)
+        pipe.execute()
 
     def heartbeat(self, ttl_ms: int) -> list[str]:
         """Mark this instance alive for ``ttl_ms``; return the expired instances."""

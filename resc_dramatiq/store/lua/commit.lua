@@ -42,10 +42,14 @@
 --          set (0: none), of its target list, of its messages hash (0: raw), task,
 --          payload ('' for raw), Redis message id ('' for raw), index of its event in
 --          the batch (0: oldest), rule name (counted as '<rule>|queued' / '|deduplicated')}
--- ARGV[18..] F groups of 3: event, dead-letter entry (JSON), rule name;
+-- ARGV[18] '1' to return the per-rule counters of this batch ('<rule>|queued',
+--          '|deduplicated', '|retried') instead of writing them: the router writes them
+--          late, in one step per second, when a batch touches many rules
+-- ARGV[19..] F groups of 3: event, dead-letter entry (JSON), rule name;
 --          then U events; then R pairs: stats field, increment
 --
--- Returns {status, queued, deduplicated, retried, dead}; status 1 committed now,
+-- Returns {status, queued, deduplicated, retried, dead}, followed with ARGV[18] '1' by
+-- the per-rule counters as field, increment pairs; status 1 committed now,
 -- 2 this very commit was made before (a retry after a lost reply; the counts are the
 -- first commit's), -1 the taken list no longer holds this batch (another instance
 -- reclaimed it). Returns {-2, key index, type found, type needed} when a key it would
@@ -54,8 +58,8 @@
 local TAKEN, STATS, INPUT, ATTEMPTS, DEAD, UNMATCHED, MARKER, RELEASE = 1, 2, 3, 4, 5, 6, 7, 8
 local N, NEWEST, OLDEST, SCORE, CHANNEL, PREFIX = 1, 2, 3, 4, 5, 6
 local TASKS, FAILED, UNMATCHED_COUNT, MAX_ATTEMPTS, KEEP_UNMATCHED, COUNTERS = 7, 8, 9, 10, 11, 12
-local ID, MARKER_TTL_MS, MODE, RELEASE_EVENT, PLANNED = 13, 14, 15, 16, 17
-local FIRST_GROUP = 18
+local ID, MARKER_TTL_MS, MODE, RELEASE_EVENT, PLANNED, RETURN_PER_RULE = 13, 14, 15, 16, 17, 18
+local FIRST_GROUP = 19
 -- fields of a planned task
 local KIND, SET, QUEUE, MESSAGES, TASK, PAYLOAD, MESSAGE_ID, EVENT, RULE = 1, 2, 3, 4, 5, 6, 7, 8, 9
 -- values per LPUSH of unmatched events (unpack() is bounded by Lua's stack)
@@ -226,8 +230,16 @@ for _ = 1, tonumber(ARGV[COUNTERS]) do
     redis.call('HINCRBY', KEYS[STATS], ARGV[a], ARGV[a + 1])
     a = a + 2
 end
-for field, increment in pairs(per_rule) do
-    redis.call('HINCRBY', KEYS[STATS], field, increment)
+local reply_per_rule = {}
+if ARGV[RETURN_PER_RULE] == '1' then
+    for field, increment in pairs(per_rule) do
+        reply_per_rule[#reply_per_rule + 1] = field
+        reply_per_rule[#reply_per_rule + 1] = increment
+    end
+else
+    for field, increment in pairs(per_rule) do
+        redis.call('HINCRBY', KEYS[STATS], field, increment)
+    end
 end
 
 -- an event that failed before and went through now starts afresh next time
@@ -264,4 +276,6 @@ else
         ARGV[ID] .. ' ' .. queued .. ' ' .. deduplicated .. ' ' .. retried .. ' ' .. dead,
         'PX', ARGV[MARKER_TTL_MS])
 end
-return {COMMITTED, queued, deduplicated, retried, dead}
+local reply = {COMMITTED, queued, deduplicated, retried, dead}
+for _, v in ipairs(reply_per_rule) do reply[#reply + 1] = v end
+return reply
