@@ -131,7 +131,7 @@ def due(
     newest ones). A schedule never fired has missed nothing: it fires its newest on-time
     tick, if any.
     """
-    horizon = now - grace_s
+    horizon = now - grace_s - 1  # the newest time a missed tick can have
     on_time = list(between(ticks, horizon if last is None else max(last, horizon), now))
     if last is None:  # a new schedule: only its current tick, if on time
         return Due(tuple(on_time[-1:]))
