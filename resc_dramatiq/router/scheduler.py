@@ -50,6 +50,8 @@ class Scheduler:
         self.availability = availability
         self.clock = clock or store.now_s
         self._warned: dict[str, int | None] = {}  # schedule -> last tick when told
+        for schedule in self.schedules:
+            observer.schedule_started(schedule.name)
 
     @classmethod
     def of(
