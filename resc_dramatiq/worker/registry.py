@@ -100,7 +100,7 @@ def default_task(actor_name: str, groups: tuple[str, ...]) -> str:
     return "/".join([actor_name, *parts])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # each declaration is its own
 class CodeSchedule:
     """A schedule declared with ``@on_schedule``: on every tick, send the actor."""
 
