@@ -46,8 +46,7 @@ BROKEN_MESSAGES = {
     " Bad minute",
     "schedule_cron_and_every.toml": ": schedules[0]: give either 'cron' or 'every_s'",
     "schedule_typo_key.json": ":7: schedules[0].catchup: unknown key; did you mean 'catch_up'?",
-    "schedule_unknown_timezone.json": ":7: schedules[0].timezone: unknown timezone"
-    " 'Europe/Pariss'",
+    "schedule_unknown_timezone.json": ":7: schedules[0].timezone: unknown timezone 'Europe/Pariss'",
     "schedule_unknown_variable.hjson": ": schedules[0].event: unknown variable ${day}; available:"
     " epoch, iso, date, time, hour, minute, name",
     "todo_and_make.json": ":6: watchers[0].rules[0]: give 'make' or the seed-era 'todo', not both",
