@@ -7,7 +7,8 @@ variables, fetched expansions, tasks, Dramatiq messages, failures), and commits 
 the planner returned with one Lua script through the watcher's
 :class:`~resc_dramatiq.store.store.WatcherStore`. A crash anywhere leaves the events
 in the instance's taken list: nothing is lost, nothing is queued twice. A heartbeat
-thread keeps this instance alive and hands the taken lists of dead instances back.
+thread keeps this instance alive and hands the taken lists of dead instances back; a
+scheduler thread (:mod:`.scheduler`) fires the schedules its watchers own.
 """
 
 from __future__ import annotations

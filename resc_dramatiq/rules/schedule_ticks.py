@@ -137,8 +137,8 @@ def due(
         return Due(tuple(on_time[-1:]))
     if last >= horizon:
         return Due(tuple(on_time))
-    first_missed = next(iter(ticks.after(last)))
-    if first_missed > horizon:
+    first_missed = next(iter(ticks.after(last)), None)
+    if first_missed is None or first_missed > horizon:
         return Due(tuple(on_time))
     if catch_up == "none":
         return Due(tuple(on_time), skipped=True)
