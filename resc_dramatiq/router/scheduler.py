@@ -48,7 +48,7 @@ class Scheduler:
         self.store = store
         self.observer = observer
         self.availability = availability
-        self.clock = clock or store.now_s
+        self.clock = clock  # None: the Redis clock, read with the last ticks
         self._warned: dict[str, int | None] = {}  # schedule -> last tick when told
         for schedule in self.schedules:
             observer.schedule_started(schedule.name)
@@ -74,12 +74,11 @@ class Scheduler:
 
     def fire_due(self) -> tuple[int, float]:
         """Fire every due tick now; return the ticks this router pushed and the clock."""
-        now = self.clock()
+        redis_now, lasts = self.store.last_ticks(self.schedules)
+        now = redis_now if self.clock is None else self.clock()
         now_s = int(now)
         pushed = 0
-        for schedule, last in zip(
-            self.schedules, self.store.last_ticks(self.schedules), strict=True
-        ):
+        for schedule, last in zip(self.schedules, lasts, strict=True):
             spec = schedule.spec
             found = due(
                 schedule.ticks, last=last, now=now_s, catch_up=spec.catch_up, grace_s=spec.grace_s

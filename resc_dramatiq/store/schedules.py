@@ -48,17 +48,15 @@ class ScheduleStore:
         self.dramatiq = DramatiqKeys(namespace)
         self.instance = instance
 
-    def now_s(self) -> float:
-        """The Redis clock, the one clock every router shares."""
-        seconds, micros = self.client.time()
-        return float(seconds) + micros / 1e6
-
-    def last_ticks(self, schedules: Sequence[Schedule]) -> list[int | None]:
-        """The last fired tick of each schedule (None: never fired)."""
+    def last_ticks(self, schedules: Sequence[Schedule]) -> tuple[float, list[int | None]]:
+        """The Redis clock and the last fired tick of each schedule (None: never fired),
+        in one round trip."""
         pipe = self.client.pipeline(transaction=False)
+        pipe.time()
         for schedule in schedules:
             pipe.hget(schedule_state(schedule.name), "tick")
-        return [None if v is None else int(v) for v in pipe.execute()]
+        (seconds, micros), *ticks = pipe.execute()
+        return float(seconds) + micros / 1e6, [None if v is None else int(v) for v in ticks]
 
     def fire(self, schedule: Schedule, firings: Sequence[Firing]) -> Fired:
         """Push the firings whose tick is later than the recorded one, oldest first."""
