@@ -108,7 +108,19 @@ def run(url: str, workdir: Path, seconds: float, target: str) -> dict[str, Any]:
         feeder.join(30)
     finally:
         router.stop()
-    return {"machine": machine(client), "target": target, "idle": idle, "under_load": loaded}
+    out = {"machine": machine(client), "target": target, "idle": idle, "under_load": loaded}
+    return {**out, "ticks": check_ticks(client)}
+
+
+def check_ticks(client: redis.Redis) -> dict[str, int]:
+    """Every tick pushed: how many, how many twice, how many seconds missing in between."""
+    ticks = sorted(int(v.split(b"/")[1]) for v in client.lrange(TICKS, 0, -1))
+    span = ticks[-1] - ticks[0] + 1 if ticks else 0
+    return {
+        "pushed": len(ticks),
+        "twice": len(ticks) - len(set(ticks)),
+        "missed": span - len(set(ticks)),
+    }
 
 
 def main() -> None:
