@@ -119,16 +119,19 @@ class Scheduler:
     def run(self, stop: threading.Event) -> None:
         """Fire ticks until ``stop``; Redis outages are waited out with backoff."""
         backoff = Backoff(first_s=0.1, cap_s=MAX_WAIT_S)
+        told = ""  # the error last logged: a key of the wrong type is told once, not per round
         while not stop.is_set():
             try:
                 _, now = self.fire_due()
             except Exception as e:
                 if is_transient(e):
                     self.availability.failed(e)
-                else:
-                    logger.exception("scheduler round failed")
+                elif str(e) != told:
+                    logger.exception("scheduler round failed; retrying")
+                told = str(e)
                 backoff.wait(stop)
                 continue
+            told = ""
             backoff.reset()
             self.availability.succeeded()
             stop.wait(self.wait_s(now))
