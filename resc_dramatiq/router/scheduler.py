@@ -118,6 +118,8 @@ class Scheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Fire ticks until ``stop``; Redis outages are waited out with backoff."""
+        names = ", ".join(repr(s.name) for s in self.schedules)
+        logger.info("firing schedule(s) %s", names)
         backoff = Backoff(first_s=0.1, cap_s=MAX_WAIT_S)
         told = ""  # the error last logged: a key of the wrong type is told once, not per round
         while not stop.is_set():
