@@ -31,7 +31,7 @@ from .worker.app import App, build_ruleset, load_app
 from .worker.completion import Completion
 from .worker.done_event import InvalidDoneEvent
 from .worker.redelivery import Redelivery
-from .worker.registry import Registry, on_done, registry
+from .worker.registry import Registry, on_done, on_schedule, registry
 
 __all__ = [
     "App",
@@ -65,6 +65,7 @@ __all__ = [
     "explain_event",
     "load_app",
     "on_done",
+    "on_schedule",
     "registry",
     "serve_metrics",
 ]

@@ -42,6 +42,13 @@ BROKEN_MESSAGES = {
     " the repetition number is too large",
     "reserved_option.yaml": ":7: watchers[0].rules[0].make[0].options: 'eta' is reserved:"
     " use delay_ms",
+    "schedule_bad_cron.yaml": ":5: schedules[0].cron: invalid cron expression '61 2 * * *':"
+    " Bad minute",
+    "schedule_cron_and_every.toml": ": schedules[0]: give either 'cron' or 'every_s'",
+    "schedule_typo_key.json": ":7: schedules[0].catchup: unknown key; did you mean 'catch_up'?",
+    "schedule_unknown_timezone.json": ":7: schedules[0].timezone: unknown timezone 'Europe/Pariss'",
+    "schedule_unknown_variable.hjson": ": schedules[0].event: unknown variable ${day}; available:"
+    " epoch, iso, date, time, hour, minute, name",
     "todo_and_make.json": ":6: watchers[0].rules[0]: give 'make' or the seed-era 'todo', not both",
     "typo_key.json": ":9: watchers[0].rules[0].make[0].qeue: unknown key; did you mean 'queue'?",
     "typo_top_level.json": ":2: listner_channel: unknown key; did you mean 'listener_channel'?",

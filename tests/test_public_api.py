@@ -43,4 +43,5 @@ def test_the_names_the_readme_imports_come_from_the_root() -> None:
         RouterOptions,
         RuleSet,
         on_done,
+        on_schedule,
     )

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from ..errors import ConfigError
-from ..rules.explain import explain_event, format_report
+from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
+from ..rules.schedules import compile_schedules
 from . import main
 from .common import app_option, fail, load_rules, optional_config_argument
 
@@ -45,6 +48,13 @@ def check(config: str | None, app: str | None) -> None:
                 kind = f"actor {target.actor}" if target.actor else "list"
                 dedup = f", set {make.set.source}" if make.set else ""
                 click.echo(f"    {make.task.source} -> {kind} {target.queue.source}{dedup}")
+    for schedule in compile_schedules(ruleset.config):
+        when = schedule.spec.cron or f"every {schedule.spec.every_s} s"
+        kind = f"actor {schedule.actor}" if schedule.actor else "list"
+        click.echo(
+            f"schedule {schedule.name!r} {when} ({schedule.spec.timezone}): "
+            f"{schedule.event.source} -> {kind} {schedule.queue}"
+        )
 
 
 @main.command()
@@ -52,14 +62,43 @@ def check(config: str | None, app: str | None) -> None:
 @click.argument("events", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @app_option
-def explain(config: str | None, events: tuple[str, ...], as_json: bool, app: str | None) -> None:
+@click.option(
+    "--schedules", "schedules", is_flag=True, help="Preview the next firings of the schedules."
+)
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="With --schedules: start after TIME (ISO 8601, UTC unless it says; or unix seconds)."
+    " Default: now.",
+)
+@click.option(
+    "--count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="With --schedules: firings shown per schedule.",
+)
+def explain(
+    config: str | None,
+    events: tuple[str, ...],
+    as_json: bool,
+    app: str | None,
+    schedules: bool,
+    at: str | None,
+    count: int,
+) -> None:
     """Show what the rules of CONFIG make of each EVENT, without Redis.
 
     With --app, CONFIG may be left out: a first argument that is no file is an EVENT.
+    With --schedules, show the next firings of CONFIG's schedules instead.
     """
     if app is not None and config is not None and not Path(config).is_file():
         events = (config, *events)
         config = None
+    if schedules:
+        _explain_schedules(config, app, at, count, as_json)
+        return
     if not events:
         fail("give at least one EVENT")
     ruleset = load_rules(config, app)
@@ -68,3 +107,27 @@ def explain(config: str | None, events: tuple[str, ...], as_json: bool, app: str
         click.echo(json.dumps([{"event": e, "matches": r} for e, r in reports.items()], indent=2))
     else:
         click.echo("\n".join(format_report(e, r) for e, r in reports.items()))
+
+
+def _explain_schedules(
+    config: str | None, app: str | None, at: str | None, count: int, as_json: bool
+) -> None:
+    start = int(time.time()) if at is None else _parse_time(at)
+    ruleset = load_rules(config, app)
+    report = explain_schedules(compile_schedules(ruleset.config), at=start, count=count)
+    click.echo(json.dumps(report, indent=2) if as_json else format_schedules(report))
+
+
+def _parse_time(text: str) -> int:
+    """``--at``: unix seconds, or ISO 8601 (UTC when it gives no offset); exit 2 if neither."""
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail(f"--at {text!r}: neither ISO 8601 (2026-03-29T01:00+01:00) nor unix seconds")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())

@@ -201,7 +201,29 @@ def render(statuses: list[WatcherStatus]) -> Group:
                     [[d.key, str(d.size), _age(d.oldest_age_s)] for d in s.sets],
                 )
             )
+        if s.schedules:
+            blocks.append(_schedules_table(s))
     return Group(*blocks)
+
+
+def _schedules_table(s: WatcherStatus) -> Table:
+    return _table(
+        "schedules",
+        ["schedule", "when", "target", "last tick", "fired", "lag", "next tick", "in"],
+        [
+            [
+                c.name,
+                f"{c.when} ({c.timezone})",
+                c.target,
+                c.last_tick_local or "never",
+                "-" if c.last_fired_age_s is None else f"{_age(c.last_fired_age_s)} ago",
+                "-" if c.lag_s is None else f"{c.lag_s * 1000:.0f} ms",
+                c.next_tick_local or "-",
+                _age(c.next_in_s),
+            ]
+            for c in s.schedules
+        ],
+    )
 
 
 def _watcher_table(s: WatcherStatus) -> Table:

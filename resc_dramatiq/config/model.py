@@ -31,6 +31,7 @@ from pydantic import (
 from ..errors import ConfigError
 from .files import format_of, line_map, parse, read_text
 from .paths import ancestors, format_path, layout_aliases, rewrite, root_causes, strip_legacy
+from .schedules import ScheduleSpec, unique_names
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 ANONYMOUS_RULE = "<anonymous rule>"
@@ -169,6 +170,9 @@ class ConfigSpec(_Model):
     listener_channel: str | None = None
     namespace: str = "dramatiq"
     watchers: tuple[WatcherSpec, ...] = Field(min_length=1)
+    schedules: tuple[ScheduleSpec, ...] = ()  # see config/schedules.py
+
+    _unique_schedules = field_validator("schedules")(unique_names)
 
 
 class Config:
@@ -285,6 +289,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
             ("make", RuleSpec): MakeSpec,
             ("todo", RuleSpec): MakeSpec,
             ("fetch", RuleSpec): FetchSpec,
+            ("schedules", ConfigSpec): ScheduleSpec,
         }
         inner = RedisSettings if name == "redis" else children.get((name, model))
         if inner is None:

@@ -6,7 +6,8 @@ batch did. It keeps its metrics in a registry of its own, never in prometheus_cl
 global default one, so several instances (in tests, or embedded in an application) never
 clash. :func:`serve` exposes that registry over HTTP for Prometheus to scrape.
 
-Every metric but the process ones carries the label ``watcher`` (the input list).
+Every metric but the process ones carries the label ``watcher`` (the input list), or,
+for the schedules' ones, ``schedule`` (its name).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 1000
 
 LABELS = ("watcher",)
 
+#: Firing lag of a schedule (ms): a few ms normally, seconds after an outage, more when
+#: missed ticks are caught up.
+LAG_BUCKETS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 60000, 3600000)
+
 
 class RouterMetrics(Observer):
     """Counters and histograms of the routers it observes, in its own registry.
@@ -104,6 +109,20 @@ class RouterMetrics(Observer):
             DURATION_BUCKETS_MS,
         )
 
+        self.schedule_ticks = Counter(
+            "resc_schedule_ticks_fired_total",
+            "Ticks of a schedule this router fired (each tick is fired by one router).",
+            ("schedule",),
+            registry=self.registry,
+        )
+        self.schedule_lag = Histogram(
+            "resc_schedule_lag_milliseconds",
+            "Time from a tick's scheduled time to its event or message being pushed.",
+            ("schedule",),
+            buckets=LAG_BUCKETS_MS,
+            registry=self.registry,
+        )
+
     def _counter(self, name: str, documentation: str) -> Counter:
         counter = Counter(name, documentation, LABELS, registry=self.registry)
         self._per_watcher.append(counter)
@@ -144,6 +163,16 @@ class RouterMetrics(Observer):
     def reconnected(self, watcher: str) -> None:
         """Count the end of an outage."""
         self.redis_reconnects.labels(watcher).inc()
+
+    def schedule_started(self, schedule: str) -> None:
+        """Show ``schedule``'s metrics at zero before its first firing."""
+        self.schedule_ticks.labels(schedule)
+        self.schedule_lag.labels(schedule)
+
+    def schedule_fired(self, schedule: str, ticks: int, lag_s: float) -> None:
+        """Count fired ticks and observe the newest one's lag."""
+        self.schedule_ticks.labels(schedule).inc(ticks)
+        self.schedule_lag.labels(schedule).observe(lag_s * 1000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ Reads only (no write, no script): per watcher its input depth, the events in fli
 router instance with the age of its heartbeat, dead-letter and unmatched counts and the
 router's counters; per rule its counters; per target the depth of its list, or of its
 Dramatiq queue with the delayed and dead-lettered messages; per dedup set its size and
-the age of its oldest entry. Targets and sets named by templates are found with
+the age of its oldest entry; per schedule it feeds, its last firing, lag and next firing
+(:mod:`.schedule_status`). Targets and sets named by templates are found with
 ``SCAN``: the first :data:`MAX_KEYS` names in sorted order are shown, the others only
 counted. Times come from the Redis clock.
 """
@@ -20,9 +21,11 @@ import redis
 
 from ..rules.model import WatcherRules
 from ..rules.ruleset import RuleSet
+from ..rules.schedules import Schedule, compile_schedules
 from ..rules.templates import Template
 from ..store.keys import DramatiqKeys, WatcherKeys
 from ..store.keyspace import counters, names_of, text
+from .schedule_status import ScheduleStatus, schedule_status
 
 #: Most concrete keys listed for one templated target or set.
 MAX_KEYS = 50
@@ -93,6 +96,8 @@ class WatcherStatus:
     more_keys: dict[str, int] = field(default_factory=dict)
     #: Where the figures come from (the CLI sets it, password masked).
     redis: str = ""
+    #: The schedules this watcher's router fires.
+    schedules: list[ScheduleStatus] = field(default_factory=list)
 
 
 def gather(
@@ -101,7 +106,8 @@ def gather(
     """The status of every watcher of ``ruleset`` on ``client``'s Redis."""
     now_s = _redis_time_s(client)
     ns = namespace or ruleset.config.spec.namespace
-    return [_watcher(w, client, now_s, ns) for w in ruleset.watchers]
+    schedules = compile_schedules(ruleset.config)
+    return [_watcher(w, client, now_s, ns, schedules) for w in ruleset.watchers]
 
 
 def as_json(statuses: Iterable[WatcherStatus]) -> list[dict[str, Any]]:
@@ -114,7 +120,13 @@ def _redis_time_s(client: redis.Redis) -> float:
     return seconds + micros / 1e6
 
 
-def _watcher(rules: WatcherRules, client: redis.Redis, now_s: float, ns: str) -> WatcherStatus:
+def _watcher(
+    rules: WatcherRules,
+    client: redis.Redis,
+    now_s: float,
+    ns: str,
+    schedules: tuple[Schedule, ...] = (),
+) -> WatcherStatus:
     spec = rules.spec
     keys = WatcherKeys.of(spec, "")
     stats = counters(client, keys.stats)
@@ -132,6 +144,9 @@ def _watcher(rules: WatcherRules, client: redis.Redis, now_s: float, ns: str) ->
         targets=targets,
         sets=sets,
         more_keys=more,
+        schedules=[
+            schedule_status(s, client, now_s) for s in schedules if s.owner == spec.input_queue
+        ],
     )
 
 

@@ -35,3 +35,10 @@ class Observer:
 
     def reconnected(self, watcher: str) -> None:
         """Redis came back after an outage."""
+
+    def schedule_started(self, schedule: str) -> None:
+        """This router fires ``schedule`` from now on."""
+
+    def schedule_fired(self, schedule: str, ticks: int, lag_s: float) -> None:
+        """This router fired ``ticks`` of a schedule; ``lag_s``: the newest one's lag
+        (its scheduled time to its push, Redis clock)."""

@@ -7,7 +7,8 @@ variables, fetched expansions, tasks, Dramatiq messages, failures), and commits 
 the planner returned with one Lua script through the watcher's
 :class:`~resc_dramatiq.store.store.WatcherStore`. A crash anywhere leaves the events
 in the instance's taken list: nothing is lost, nothing is queued twice. A heartbeat
-thread keeps this instance alive and hands the taken lists of dead instances back.
+thread keeps this instance alive and hands the taken lists of dead instances back; a
+scheduler thread (:mod:`.scheduler`) fires the schedules its watchers own.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import WatcherKeys
 from ..store.keyspace import counters
 from ..store.resilience import Availability, Backoff, is_transient
+from ..store.schedules import ScheduleStore
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 from .loop import WatcherLoop
 from .options import Observer, RouterOptions
+from .scheduler import Scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +57,7 @@ class Router:
         options: RouterOptions | None = None,
         observer: Observer | None = None,
         expander: Expander | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.ruleset = ruleset
         self.client = client
@@ -78,6 +82,14 @@ class Router:
         ]
         self.failed: BaseException | None = None
         self.pruner = Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None
+        #: Fires the schedules of these watchers (None: they own none); ``clock`` for tests.
+        self.scheduler = Scheduler.of(
+            ruleset,
+            store=ScheduleStore(scripts=scripts, namespace=namespace, instance=self.instance),
+            observer=self.observer,
+            availability=self.availability,
+            clock=clock,
+        )
 
     def stop(self) -> None:
         """Finish the batches in hand and return from ``run()``."""
@@ -90,6 +102,8 @@ class Router:
         none of them blocking; errors are raised, not retried.
         """
         self.heartbeat()
+        if self.scheduler is not None:
+            self.scheduler.fire_due()
         for loop in self.loops:
             loop.recover()
         held: dict[int, deque[Batch]] = {id(loop): deque() for loop in self.loops}
@@ -130,6 +144,8 @@ class Router:
         re-raises the error (the CLI exits non-zero).
         """
         threads = [self._start(self._heartbeat_loop, "heartbeat")]
+        if self.scheduler is not None:
+            threads.append(self._start(self.scheduler.run, "schedules", self._stop))
         threads += [
             self._start(self._supervise, loop.spec.input_queue, loop) for loop in self.loops
         ]

@@ -1,7 +1,8 @@
-"""``explain``: what the rules make of an event, without Redis."""
+"""``explain``: what the rules make of an event, and when schedules fire, without Redis."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import RuleError
@@ -10,6 +11,8 @@ from .model import Match, Task
 from .patterns import decode_event
 from .plan import Planner
 from .ruleset import RuleSet
+from .schedule_ticks import next_ticks
+from .schedules import Schedule
 
 
 def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:
@@ -96,3 +99,56 @@ def _where(target: dict[str, Any]) -> str:
     if target["delay_ms"] is not None:
         where += f" after {target['delay_ms']} ms"
     return where
+
+
+def explain_schedules(
+    schedules: Sequence[Schedule], *, at: int, count: int
+) -> list[dict[str, Any]]:
+    """For each schedule, its next ``count`` firings after ``at`` (unix seconds), without
+    Redis: the tick, its time in the schedule's zone, the event and the target."""
+    report = []
+    for schedule in schedules:
+        spec = schedule.spec
+        target: dict[str, Any] = {"kind": "list", "queue": schedule.queue}
+        if schedule.actor is not None:
+            target = {"kind": "actor", "actor": schedule.actor, "queue": schedule.queue}
+        firings = []
+        for tick in next_ticks(schedule.ticks, at, count):
+            firing: dict[str, Any] = {
+                "tick": tick,
+                "local": schedule.variables(tick)["iso"],
+                "event": schedule.render(tick),
+            }
+            task = schedule.task(tick)
+            if task is not None:
+                firing["kwargs"] = actor_kwargs(task)
+            firings.append(firing)
+        report.append(
+            {
+                "schedule": spec.name,
+                "when": spec.cron if spec.cron is not None else f"every {spec.every_s} s",
+                "timezone": spec.timezone,
+                "catch_up": spec.catch_up,
+                "target": target,
+                "firings": firings,
+            }
+        )
+    return report
+
+
+def format_schedules(report: list[dict[str, Any]]) -> str:
+    """Human-readable form of :func:`explain_schedules`."""
+    lines = []
+    for entry in report:
+        target = entry["target"]
+        where = f"list {target['queue']!r}"
+        if target["kind"] == "actor":
+            where = f"actor {target['actor']!r} on queue {target['queue']!r}"
+        lines.append(
+            f"schedule {entry['schedule']!r}: {entry['when']} ({entry['timezone']}, "
+            f"catch_up {entry['catch_up']}) -> {where}"
+        )
+        for firing in entry["firings"]:
+            kwargs = f" kwargs={firing['kwargs']}" if "kwargs" in firing else ""
+            lines.append(f"  {firing['local']}  tick {firing['tick']}  {firing['event']!r}{kwargs}")
+    return "\n".join(lines) if lines else "no schedules"

@@ -19,6 +19,9 @@ the worker's writes are idempotent per message. Markers older than their time to
 Dramatiq's own keys, per namespace ``ns`` and queue ``q``: ``ns:q`` the queue (a list
 of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue,
 ``ns:q.XQ`` its dead-lettered messages, ``ns:__heartbeats__`` the workers' heartbeats.
+
+A schedule's state is the hash ``resc/schedules/<name>`` (see ``lua/fire.lua``): its last
+fired tick, when and by whom, and its lag.
 """
 
 from __future__ import annotations
@@ -109,3 +112,8 @@ class DramatiqKeys:
     def heartbeats(self) -> str:
         """The sorted set of the workers' heartbeats (broker id -> ms)."""
         return f"{self.namespace}:__heartbeats__"
+
+
+def schedule_state(name: str) -> str:
+    """The state hash of schedule ``name``: last tick fired, when, its lag, by whom."""
+    return f"resc/schedules/{name}"

@@ -4,11 +4,13 @@
 ``dramatiq`` command does (``attr`` names a broker, or a callable that sets the global
 broker; without it the global broker is used), then collects the actors (name ->
 queue) and the ``@on_done`` rules of every :class:`~resc_dramatiq.worker.registry.Registry`
-it can see: the default one and any the module holds as an attribute.
+it can see: the default one and any the module holds as an attribute, and their
+``@on_schedule`` schedules.
 
 :func:`build_ruleset` merges the code rules with an optional config file: file rules
 come first, code rules join the watcher whose ``input_queue`` they name (a watcher is
-added when the file has none), and every actor target is checked against the app.
+added when the file has none), code schedules join the file's ``schedules``, and every
+actor target (of rules and schedules) is checked against the app.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import dramatiq
 from dramatiq import Broker
 
 from ..config.model import Config, RuleSpec, WatcherSpec
+from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
 from ..rules.ruleset import RuleSet
-from .registry import CodeRule, Registry, registry
+from ..rules.schedules import compile_schedules
+from .registry import DEFAULT_WATCHER, CodeRule, CodeSchedule, Registry, registry
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,19 @@ class BoundRule:
 
 
 @dataclass(frozen=True, slots=True)
+class BoundSchedule:
+    """A code schedule with the actor it sends on the app's broker."""
+
+    schedule: CodeSchedule
+    actor_name: str
+    queue: str
+
+    def data(self) -> dict[str, Any]:
+        """The schedule as config data."""
+        return self.schedule.schedule_data(self.actor_name, self.queue)
+
+
+@dataclass(frozen=True, slots=True)
 class App:
     """An imported Dramatiq app."""
 
@@ -51,6 +68,7 @@ class App:
     module: ModuleType | None  # None: an app seen from its broker (see of_broker)
     broker: Broker
     rules: tuple[BoundRule, ...]
+    schedules: tuple[BoundSchedule, ...] = ()
 
     @classmethod
     def of_broker(cls, broker: Broker) -> App:
@@ -84,9 +102,25 @@ def load_app(spec: str, *, path: str | Path | None = ".") -> App:
     broker = _broker_of(spec, module, attr)
     registries = [registry, *(v for v in vars(module).values() if isinstance(v, Registry))]
     rules, problems = _bind(registries, broker, owner=module.__name__, spec=spec)
-    if problems:
-        raise ConfigError(problems)
-    return App(spec=spec, module=module, broker=broker, rules=rules)
+    schedules, more = _bind_schedules(registries, broker, owner=module.__name__, spec=spec)
+    if problems or more:
+        raise ConfigError(problems + more)
+    return App(spec=spec, module=module, broker=broker, rules=rules, schedules=schedules)
+
+
+def _bind_schedules(
+    registries: list[Registry], broker: Broker, *, owner: str, spec: str
+) -> tuple[tuple[BoundSchedule, ...], list[str]]:
+    """The code schedules whose actor is on ``broker`` (as :func:`_bind` for rules)."""
+    bound: list[BoundSchedule] = []
+    problems: list[str] = []
+    for code in dict.fromkeys(s for reg in registries for s in reg.schedules):
+        actor = code.actor_on(broker)
+        if actor is not None:
+            bound.append(BoundSchedule(code, actor.actor_name, actor.queue_name))
+        elif code.function.__module__ == owner:
+            problems.append(f"{code.where}: the function is no actor of {spec!r}'s broker")
+    return tuple(bound), problems
 
 
 def _bind(
@@ -123,22 +157,50 @@ def _broker_of(spec: str, module: ModuleType, attr: str) -> Broker:
 
 
 def build_ruleset(config: Config | None, app: App | None) -> RuleSet:
-    """Merge the app's code rules into ``config`` and compile against the app's actors."""
+    """Merge the app's code rules and schedules into ``config`` and compile against the
+    app's actors (schedules too: :func:`compile_schedules` raises what it finds)."""
     if app is None:
         if config is None:
             raise ConfigError("no rules: give a config file, an app with @on_done rules, or both")
+        compile_schedules(config)
         return RuleSet.compile(config)
     _check_code_rules(app)
-    if config is not None:
-        return RuleSet.compile(merge(config, app.rules), actor_queues=app.actor_queues)
-    if not app.rules:
-        raise ConfigError(f"--app {app.spec!r}: no @on_done rules and no config file")
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for bound in app.rules:
-        grouped.setdefault(bound.rule.watcher, []).append(bound.data())
-    data = {"watchers": [{"input_queue": w, "rules": r} for w, r in grouped.items()]}
-    merged = Config.from_data(data, source=f"--app {app.spec}")
-    return RuleSet.compile(merged, actor_queues=app.actor_queues)
+    if config is None:
+        if not app.rules and not app.schedules:
+            raise ConfigError(f"--app {app.spec!r}: no @on_done rules and no config file")
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for bound in app.rules:
+            grouped.setdefault(bound.rule.watcher, []).append(bound.data())
+        watchers = [{"input_queue": w, "rules": r} for w, r in grouped.items()]
+        data = {"watchers": watchers or [{"input_queue": DEFAULT_WATCHER}]}
+        config = Config.from_data(data, source=f"--app {app.spec}")
+    else:
+        config = merge(config, app.rules)
+    config = with_schedules(config, app)
+    return RuleSet.compile(config, actor_queues=app.actor_queues)
+
+
+def with_schedules(config: Config, app: App) -> Config:
+    """``config`` with the app's code schedules added and each actor schedule's queue
+    resolved (the actor's own when not given), checked against the app's actors."""
+    added = []
+    for bound in app.schedules:
+        try:
+            added.append(ScheduleSpec.model_validate(bound.data()))
+        except ValueError as e:
+            raise ConfigError(f"{bound.schedule.where}: {e}") from None
+    merged = config.with_spec(
+        config.spec.model_copy(update={"schedules": config.spec.schedules + tuple(added)})
+    )
+    names = [s.name for s in merged.spec.schedules]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{config.source}: two schedules are named {twice[0]!r}")
+    compiled = compile_schedules(merged, actor_queues=app.actor_queues)
+    resolved = tuple(
+        s.spec.model_copy(update={"queue": s.queue}) if s.actor else s.spec for s in compiled
+    )
+    return merged.with_spec(merged.spec.model_copy(update={"schedules": resolved}))
 
 
 def merge(config: Config, rules: tuple[BoundRule, ...]) -> Config:

@@ -16,6 +16,10 @@ as kwargs". The decorator checks the pattern against the function's parameters a
 
 Stack it above ``@dramatiq.actor`` (recommended: the actor's name and queue are known
 right away); below it works too, the actor is then found on the app's broker at load.
+
+``@on_schedule("*/5 * * * *", timezone="Europe/Paris")`` (or ``every_s=60``) records a
+:class:`CodeSchedule` the same way: the router sends the actor on every tick (see
+docs/scheduling.md), with ``kwargs`` templated on the tick's time variables.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
+from pydantic import ValidationError
+
+from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
 from ..rules.patterns import compile_pattern
 from ..rules.templates import Template
@@ -60,12 +67,7 @@ class CodeRule:
 
     def actor_on(self, broker: Any) -> Any:
         """The actor this rule sends on ``broker``, or None when it has none there."""
-        if self.actor is not None:
-            return self.actor if self.actor.broker is broker else None
-        for actor in broker.actors.values():
-            if actor.fn is self.function:
-                return actor
-        return None
+        return _actor_on(self.actor, self.function, broker)
 
     def rule_data(self, actor_name: str, queue: str) -> dict[str, Any]:
         """The rule as config data (``name``, ``on``, ``make``), for the rule engine."""
@@ -82,17 +84,91 @@ class CodeRule:
         return {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
 
 
+def _actor_on(decorated: Any, function: Callable[..., Any], broker: Any) -> Any:
+    """The actor of ``function`` on ``broker`` (``decorated``: the actor, when known)."""
+    if decorated is not None:
+        return decorated if decorated.broker is broker else None
+    for actor in broker.actors.values():
+        if actor.fn is function:
+            return actor
+    return None
+
+
 def default_task(actor_name: str, groups: tuple[str, ...]) -> str:
     """``<actor>/${group1}/${group2}…``: the task string when ``task`` is not given."""
     parts = [f"${{{g}}}" for g in groups] or ["${input_task}"]
     return "/".join([actor_name, *parts])
 
 
+@dataclass(frozen=True, slots=True, eq=False)  # each declaration is its own
+class CodeSchedule:
+    """A schedule declared with ``@on_schedule``: on every tick, send the actor."""
+
+    function: Callable[..., Any]
+    actor: Any  # the dramatiq Actor when decorated above @dramatiq.actor, else None
+    spec: dict[str, Any]  # the schedule as config data, without name and target
+
+    @property
+    def where(self) -> str:
+        """``@on_schedule on module.function``, for messages."""
+        fn = self.function
+        return f"@on_schedule on {fn.__module__}.{fn.__qualname__}"
+
+    def actor_on(self, broker: Any) -> Any:
+        """The actor this schedule sends on ``broker``, or None when it has none there."""
+        return _actor_on(self.actor, self.function, broker)
+
+    def schedule_data(self, actor_name: str, queue: str) -> dict[str, Any]:
+        """The schedule as config data, for the config's ``schedules``."""
+        data = {"name": f"@on_schedule {actor_name}", **self.spec}
+        return {**data, "actor": actor_name, "queue": queue}
+
+
 class Registry:
-    """Where ``@on_done`` records its rules; apps may keep their own instance."""
+    """Where ``@on_done`` and ``@on_schedule`` record; apps may keep their own instance."""
 
     def __init__(self) -> None:
         self.rules: list[CodeRule] = []
+        self.schedules: list[CodeSchedule] = []
+
+    def on_schedule(
+        self,
+        cron: str | None = None,
+        *,
+        every_s: int | None = None,
+        timezone: str = "UTC",
+        name: str | None = None,
+        event: str | None = None,
+        kwargs: dict[str, Any] | None = None,
+        catch_up: Literal["none", "last", "all"] = "none",
+        grace_s: int = 60,
+    ) -> Callable[[F], F]:
+        """Declare that the decorated actor is sent on every tick of ``cron`` (or every
+        ``every_s`` seconds) in ``timezone``; the other arguments are the config's
+        (``name`` defaults to ``@on_schedule <actor>``, ``event`` is the task string)."""
+        given = {"cron": cron, "every_s": every_s, "event": event, "kwargs": kwargs}
+        spec = {k: v for k, v in given.items() if v is not None}
+        spec.update(timezone=timezone, catch_up=catch_up, grace_s=grace_s)
+        if name is not None:
+            spec["name"] = name
+
+        def decorate(target: F) -> F:
+            actor = target if hasattr(target, "actor_name") and hasattr(target, "fn") else None
+            function = actor.fn if actor is not None else target
+            where = f"@on_schedule({cron or every_s!r}) on {target!r}"
+            if not callable(function):
+                raise ConfigError(f"{where}: not a function")
+            try:  # checked now, where the mistake is, rather than when the app loads
+                ScheduleSpec.model_validate({"name": "check", **spec, "actor": "check"})
+            except ValidationError as e:
+                where = f"@on_schedule on {function.__module__}.{function.__qualname__}"
+                raise ConfigError(
+                    [f"{where}: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+                ) from None
+            self.schedules.append(CodeSchedule(function, actor, spec))
+            return target
+
+        return decorate
 
     def on_done(
         self,
@@ -125,8 +201,9 @@ class Registry:
         return decorate
 
     def clear(self) -> None:
-        """Forget every recorded rule (tests)."""
+        """Forget every recorded rule and schedule (tests)."""
         self.rules.clear()
+        self.schedules.clear()
 
 
 def _check(
@@ -184,3 +261,6 @@ registry = Registry()
 
 #: ``@on_done(pattern, ...)`` recording into :data:`registry`.
 on_done = registry.on_done
+
+#: ``@on_schedule(cron, ...)`` recording into :data:`registry`.
+on_schedule = registry.on_schedule

@@ -1,0 +1,62 @@
+"""What ``status`` shows of a schedule: its last firing, that firing's lag, the next one.
+
+Read from the schedule's state hash (see ``store/lua/fire.lua``); times on the Redis
+clock, the ticks also in the schedule's timezone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from ..rules.schedule_ticks import next_ticks
+from ..rules.schedules import Schedule
+from ..store.schedules import read_state
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleStatus:
+    """One schedule, as its Redis state tells it."""
+
+    name: str
+    when: str  # the cron expression, or "every N s"
+    timezone: str
+    target: str  # "list <queue>" or "actor <name> on <queue>"
+    last_tick: int | None  # None: never fired
+    last_tick_local: str | None
+    last_fired_age_s: float | None  # how long ago it was pushed
+    lag_s: float | None  # of the last firing: scheduled time -> pushed
+    fired: int  # ticks fired in all
+    by: str | None  # the router instance that fired the last tick
+    next_tick: int | None
+    next_tick_local: str | None
+    next_in_s: float | None
+
+
+def schedule_status(schedule: Schedule, client: redis.Redis, now_s: float) -> ScheduleStatus:
+    """The status of ``schedule``; ``now_s`` is the Redis clock."""
+    state = read_state(client, schedule.name)
+    spec = schedule.spec
+    target = f"list {schedule.queue}"
+    if schedule.actor is not None:
+        target = f"actor {schedule.actor} on {schedule.queue}"
+    upcoming = next_ticks(schedule.ticks, int(now_s), 1)
+    next_tick = upcoming[0] if upcoming else None
+    return ScheduleStatus(
+        name=schedule.name,
+        when=spec.cron or f"every {spec.every_s} s",
+        timezone=spec.timezone,
+        target=target,
+        last_tick=state.tick,
+        last_tick_local=None if state.tick is None else schedule.variables(state.tick)["iso"],
+        last_fired_age_s=None
+        if state.fired_ms is None
+        else round(now_s - state.fired_ms / 1000, 3),
+        lag_s=None if state.lag_ms is None else state.lag_ms / 1000,
+        fired=state.fired,
+        by=state.by,
+        next_tick=next_tick,
+        next_tick_local=None if next_tick is None else schedule.variables(next_tick)["iso"],
+        next_in_s=None if next_tick is None else round(next_tick - now_s, 3),
+    )

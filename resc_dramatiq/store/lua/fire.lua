@@ -1,0 +1,59 @@
+-- fire.lua: fire the due ticks of one schedule, each exactly once, and record the last.
+--
+-- A tick is named by its scheduled time; the state's 'tick' only moves forward, so a
+-- tick at or before it was fired already (by this router or another) and is skipped.
+-- Pushing and recording happen in this one script: no crash leaves one without the other.
+--
+-- KEYS[1]  the schedule's state hash: tick (last fired, unix s), fired_ms (when, Redis
+--          clock), lag_ms (fired_ms - tick), fired (ticks fired in all), by (instance)
+-- KEYS[2]  the target list: an input list (events, LPUSH as producers do) or a Dramatiq
+--          queue (Redis message ids, RPUSH as Dramatiq's broker does)
+-- KEYS[3]  the Dramatiq queue's messages hash (kind 'd' only)
+--
+-- ARGV[1]  kind: 'r' an event, 'd' a Dramatiq message
+-- ARGV[2]  name of the router instance firing
+-- ARGV[3..] groups of 3, oldest tick first: tick (unix s), payload (the event, or the
+--          message), Redis message id ('' for an event)
+--
+-- Returns {fired, last tick, lag_ms}: fired is how many ticks this call pushed (0: all
+-- were fired before), last the state's tick afterwards, lag_ms the lag of the newest
+-- tick pushed (0 when none). Returns {-2, key index, type found, type needed} when a
+-- key it would write holds another type (checked before any write).
+
+local STATE, TARGET, MESSAGES = 1, 2, 3
+local KIND, INSTANCE, FIRST = 1, 2, 3
+local WRONG_TYPE = -2
+local raw = ARGV[KIND] == 'r'
+
+local needs = {{STATE, 'hash'}, {TARGET, 'list'}}
+if not raw then needs[#needs + 1] = {MESSAGES, 'hash'} end
+for _, need in ipairs(needs) do
+    local found = redis.call('TYPE', KEYS[need[1]])['ok']
+    if found ~= 'none' and found ~= need[2] then
+        return {WRONG_TYPE, need[1], found, need[2]}
+    end
+end
+
+local last = tonumber(redis.call('HGET', KEYS[STATE], 'tick') or '-1')
+local fired, newest = 0, nil
+for a = FIRST, #ARGV, 3 do
+    local tick = tonumber(ARGV[a])
+    if tick > last then
+        if raw then
+            redis.call('LPUSH', KEYS[TARGET], ARGV[a + 1])
+        else
+            redis.call('HSET', KEYS[MESSAGES], ARGV[a + 2], ARGV[a + 1])
+            redis.call('RPUSH', KEYS[TARGET], ARGV[a + 2])
+        end
+        last, newest, fired = tick, tick, fired + 1
+    end
+end
+if fired == 0 then return {0, last, 0} end
+
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lag_ms = now_ms - newest * 1000
+redis.call('HSET', KEYS[STATE], 'tick', last, 'fired_ms', now_ms, 'lag_ms', lag_ms,
+    'by', ARGV[INSTANCE])
+redis.call('HINCRBY', KEYS[STATE], 'fired', fired)
+return {fired, last, lag_ms}

@@ -1,0 +1,96 @@
+"""The schedules' Redis side: read the last fired ticks, fire due ticks with ``fire.lua``.
+
+:meth:`ScheduleStore.fire` is the one codec of ``fire.lua`` (its header gives the
+layout): the ticks of one schedule go in one call, which pushes those later than the
+recorded last tick and moves it forward, all at once. Any number of routers may call it
+for the same tick: one pushes, the others are told it was fired already.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from ..rules.schedules import Firing, Schedule
+from .keys import DramatiqKeys, schedule_state
+from .keyspace import text
+from .scripts import Scripts, refusal, wrong_type
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What one call of ``fire.lua`` did."""
+
+    fired: int  # ticks this call pushed (0: another router had fired them)
+    last_tick: int
+    lag_s: float  # of the newest tick pushed (0 when none)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleState:
+    """A schedule's record in Redis (None: never fired)."""
+
+    tick: int | None
+    fired_ms: int | None
+    lag_ms: int | None
+    fired: int
+    by: str | None
+
+
+class ScheduleStore:
+    """Fires the schedules of one router on its Redis (Dramatiq's ``namespace``)."""
+
+    def __init__(self, *, scripts: Scripts, namespace: str, instance: str) -> None:
+        self.scripts = scripts
+        self.client = scripts.client
+        self.dramatiq = DramatiqKeys(namespace)
+        self.instance = instance
+
+    def last_ticks(self, schedules: Sequence[Schedule]) -> tuple[float, list[int | None]]:
+        """The Redis clock and the last fired tick of each schedule (None: never fired),
+        in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.time()
+        for schedule in schedules:
+            pipe.hget(schedule_state(schedule.name), "tick")
+        (seconds, micros), *ticks = pipe.execute()
+        return float(seconds) + micros / 1e6, [None if v is None else int(v) for v in ticks]
+
+    def fire(self, schedule: Schedule, firings: Sequence[Firing]) -> Fired:
+        """Push the firings whose tick is later than the recorded one, oldest first."""
+        if schedule.actor is None:
+            keys = [schedule_state(schedule.name), schedule.queue, schedule.queue]
+        else:
+            queue = schedule.queue
+            keys = [schedule_state(schedule.name), *self._dramatiq(queue)]
+        args: list[str | bytes | int] = ["r" if schedule.actor is None else "d", self.instance]
+        for f in firings:
+            args += [f.tick, f.payload, f.message_id]
+        reply = self.scripts["fire"](keys=keys, args=args)
+        refused = refusal(reply, keys)
+        if refused is not None:
+            raise wrong_type(refused, f"schedule {schedule.name!r} fired nothing")
+        fired, last_tick, lag_ms = (int(v) for v in reply)
+        return Fired(fired=fired, last_tick=last_tick, lag_s=lag_ms / 1000)
+
+    def _dramatiq(self, queue: str) -> list[str]:
+        return [self.dramatiq.queue(queue), self.dramatiq.messages(queue)]
+
+
+def read_state(client: redis.Redis, name: str) -> ScheduleState:
+    """The record of schedule ``name``."""
+    found: dict[bytes, bytes] = client.hgetall(schedule_state(name))  # type: ignore[assignment]
+    fields = {text(k): text(v) for k, v in found.items()}
+
+    def number(field: str) -> int | None:
+        return int(fields[field]) if field in fields else None
+
+    return ScheduleState(
+        tick=number("tick"),
+        fired_ms=number("fired_ms"),
+        lag_ms=number("lag_ms"),
+        fired=number("fired") or 0,
+        by=fields.get("by"),
+    )
