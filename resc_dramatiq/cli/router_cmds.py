@@ -105,6 +105,21 @@ def routers_for(
     show_default=True,
     help="Address of the metrics endpoint (0.0.0.0: every interface).",
 )
+@click.option(
+    "--wait-replicas",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="After each commit, WAIT until this many replicas have it before the next "
+    "(0: no wait). Fewer acks within --wait-timeout-ms are logged, and routing goes on.",
+)
+@click.option(
+    "--wait-timeout-ms",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0, 600_000),
+    help="Longest wait for the replicas of --wait-replicas (0: no limit).",
+)
 def router(
     config: str | None,
     app: str | None,
@@ -117,6 +132,8 @@ def router(
     log_format: str,
     metrics_port: int | None,
     metrics_host: str,
+    wait_replicas: int,
+    wait_timeout_ms: int,
 ) -> None:
     """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
     loaded = load(config, app)
@@ -128,6 +145,8 @@ def router(
         heartbeat_ttl_s=heartbeat_ttl_s,
         restart_limit=restart_limit,
         namespace=namespace_for(loaded),
+        wait_replicas=wait_replicas,
+        wait_timeout_ms=wait_timeout_ms,
     )
     try:
         expander = Fetcher.for_ruleset(ruleset)
@@ -196,13 +215,37 @@ def start_metrics(ruleset: RuleSet, host: str, port: int | None) -> RouterMetric
 
 @main.command()
 @redis_url_option
+@click.option(
+    "--wait-replicas",
+    default=0,
+    type=click.IntRange(0, 100),
+    help="WAIT until this many replicas have the events (exit 1 if fewer within "
+    "--wait-timeout-ms).",
+)
+@click.option("--wait-timeout-ms", default=1000, type=click.IntRange(0, 600_000))
 @click.argument("queue")
 @click.argument("events", nargs=-1, required=True)
-def push(redis_url: str | None, queue: str, events: tuple[str, ...]) -> None:
+def push(
+    redis_url: str | None,
+    wait_replicas: int,
+    wait_timeout_ms: int,
+    queue: str,
+    events: tuple[str, ...],
+) -> None:
     """LPUSH root EVENTS onto the list QUEUE, as a producer does."""
     client = connect(redis_url or "redis://127.0.0.1:6379/0")
     try:
-        client.lpush(queue, *events)
+        with client.pipeline(transaction=False) as pipe:
+            pipe.lpush(queue, *events)
+            if wait_replicas:
+                pipe.wait(wait_replicas, wait_timeout_ms)
+            replies = pipe.execute()
     except Exception as e:
         fail(f"cannot push to {queue!r}: {e}", EXIT_FAILED)
     click.echo(f"pushed {len(events)} event(s) onto {queue!r}")
+    if wait_replicas and int(replies[-1]) < wait_replicas:
+        fail(
+            f"only {replies[-1]} of {wait_replicas} replica(s) acknowledged the push "
+            f"within {wait_timeout_ms} ms",
+            EXIT_FAILED,
+        )

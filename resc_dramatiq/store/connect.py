@@ -14,7 +14,10 @@ name they monitor the primary under, the user and password those of the Redis se
 (none by default). The client always talks to the current primary: redis-py's
 ``SentinelConnectionPool`` asks the Sentinels for it on every new connection, and a
 connection that meets a demoted primary (``READONLY``) is dropped and raises
-``ConnectionError``, so a caller that retries transient errors follows a failover.
+``ConnectionError``. Such a client retries a command for about 16 s
+(:data:`FAILOVER_RETRIES`), asking the Sentinels again each time, so most callers (a
+Dramatiq broker, the commands) ride through a failover without seeing it; the callers
+that retry by themselves (the router, the middleware) follow longer ones.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import redis
+from redis.backoff import ExponentialBackoff
 from redis.connection import SSLConnection
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from ..errors import RedisURLError
@@ -34,6 +39,12 @@ DEFAULT_SENTINEL_PORT = 26379
 
 #: What every client gets unless told otherwise: dead connections found promptly.
 DEFAULTS: dict[str, Any] = {"health_check_interval": 10, "socket_keepalive": True}
+
+#: How a Sentinel-backed client retries a command that met a failover (a closed
+#: connection, a demoted primary, no primary yet): ~16 s of capped backoff, each try
+#: asking the Sentinels for the primary. (redis-py gives such clients no retries.)
+FAILOVER_RETRIES = 20
+FAILOVER_BACKOFF_CAP_S = 1.0
 
 #: How long a Sentinel may take to answer "who is the primary?" before the next is asked.
 SENTINEL_TIMEOUT_S = 1.0
@@ -150,6 +161,7 @@ def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis
         "ssl": target.ssl,
     }
     server_kwargs = {
+        "retry": Retry(ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05), FAILOVER_RETRIES),
         **settings,
         "db": target.db,
         "username": target.username,

@@ -26,6 +26,7 @@ from .commit import (
 )
 from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
+from .resilience import ReplicaWait
 from .scripts import Scripts, refusal, wrong_type
 
 
@@ -79,14 +80,17 @@ class WatcherStore:
         """True when this instance's taken list is not empty."""
         return bool(self.client.llen(self.keys.taken))
 
-    def send_commit(self, batch: Batch) -> PendingCommit:
+    def send_commit(self, batch: Batch, wait: ReplicaWait | None = None) -> PendingCommit:
         """Send the commit without waiting; :meth:`PendingCommit.result` waits.
 
         Redis runs the script while the caller goes on (computing the next batch) in the
-        same thread: no second thread waits for the GIL to read the reply.
+        same thread: no second thread waits for the GIL to read the reply. With ``wait``,
+        the result also waits for that many replicas to acknowledge the commit (or the
+        timeout; :attr:`PendingCommit.acks` says how many did).
         """
         encoded = self.codec.encode(batch)
-        return PendingCommit(Pending(self.scripts["commit"], encoded.keys, encoded.args), encoded)
+        pending = Pending(self.scripts["commit"], encoded.keys, encoded.args, wait)
+        return PendingCommit(pending, encoded)
 
     def commit_message(self, batch: Batch, by_message: ByMessage) -> CommitResult:
         """Commit a worker's done event inline, once per Dramatiq message."""
@@ -157,15 +161,23 @@ class Pending:
     """A script sent on a connection of its own, its reply not read yet.
 
     Read it with :meth:`reply` or drop it with :meth:`discard` (the connection is
-    closed: the reply, if any, is lost; the script may or may not have run).
+    closed: the reply, if any, is lost; the script may or may not have run). With
+    ``wait``, a ``WAIT`` follows the script on the same connection (so it waits for
+    this script's writes); :attr:`acks` is then the number of replicas that
+    acknowledged them.
     """
 
-    def __init__(self, script: Any, keys: list[str], args: list[Any]) -> None:
-        self.script, self.keys, self.args = script, keys, args
+    def __init__(
+        self, script: Any, keys: list[str], args: list[Any], wait: ReplicaWait | None = None
+    ) -> None:
+        self.script, self.keys, self.args, self.wait = script, keys, args, wait
+        self.acks: int | None = None
         self.pool: redis.ConnectionPool = script.registered_client.connection_pool
         self.connection = self.pool.get_connection()
         try:
             self.connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            if wait is not None:
+                self.connection.send_command("WAIT", wait.replicas, wait.timeout_ms)
         except BaseException:
             self.discard()
             raise
@@ -176,10 +188,28 @@ class Pending:
             reply = self.connection.read_response()  # disconnects on a connection error
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
             reply = None
+        except BaseException:
+            if self.wait is not None:  # the WAIT's reply is still to come: not reusable
+                self.connection.disconnect()
+            self.pool.release(self.connection)
+            raise
+        try:
+            if self.wait is not None:
+                self.acks = int(self.connection.read_response())
         finally:
             self.pool.release(self.connection)
-        if reply is None:  # it did not run: run it now
-            reply = self.script(keys=self.keys, args=self.args)
+        if reply is None:  # it did not run: run it now (and wait on its connection)
+            reply = self._run_again()
+        return reply
+
+    def _run_again(self) -> Any:
+        if self.wait is None:
+            return self.script(keys=self.keys, args=self.args)
+        with self.script.registered_client.pipeline(transaction=False) as pipe:
+            self.script(keys=self.keys, args=self.args, client=pipe)
+            pipe.wait(self.wait.replicas, self.wait.timeout_ms)
+            reply, acks = pipe.execute()
+        self.acks = int(acks)
         return reply
 
     def discard(self) -> None:
@@ -199,3 +229,8 @@ class PendingCommit:
         batch is no longer ours, :class:`~resc_dramatiq.errors.WrongType` when a key holds
         another type. A retry after a lost reply is recognised by the batch id."""
         return self.encoded.result(self.pending.reply())  # a repeat after NOSCRIPT is recognised
+
+    @property
+    def acks(self) -> int | None:
+        """Replicas that acknowledged the commit (None: no ``WAIT`` was asked for)."""
+        return self.pending.acks

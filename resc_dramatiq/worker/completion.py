@@ -102,7 +102,7 @@ class Completion(Middleware):
         route_inline: bool = False,
         done_queue: str = DEFAULT_DONE_QUEUE,
         failed_queue: str | None = None,
-        attempts: int = 4,
+        attempts: int = 16,  # ~12 s of capped backoff: long enough for a failover
         marker_ttl_s: float = MARKER_TTL_MS / 1000,
     ) -> None:
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
