@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -114,6 +113,14 @@ class SentinelCluster:
         found: Server = wait_for(promoted, timeout_s=timeout_s, what="a promoted replica")
         return found
 
+    def restart_as_replica(self, old: Server, primary: Server, timeout_s: float = 30.0) -> Server:
+        """Start a killed server again on its port as a replica of ``primary`` (what the
+        Sentinels would make of it anyway); wait until it is in sync."""
+        again = _redis(old.name, self.workdir, replica_of=primary.port, port=old.port)
+        self.servers[self.servers.index(old)] = again
+        wait_for(lambda: _in_sync(again), timeout_s=timeout_s, what="the old primary in sync")
+        return again
+
 
 def _start(name: str, args: list[str], workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     log = workdir / f"{name}.log"
@@ -128,10 +135,12 @@ def _start(name: str, args: list[str], workdir: Path) -> tuple[subprocess.Popen[
     return proc, log
 
 
-def _redis(name: str, workdir: Path, replica_of: int | None = None) -> Server:
-    port = free_port()
+def _redis(
+    name: str, workdir: Path, replica_of: int | None = None, port: int | None = None
+) -> Server:
+    port = port or free_port()
     data = workdir / name
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
     args += ["--appendonly", "no", "--loglevel", "warning", "--repl-diskless-sync", "yes"]
     args += ["--repl-diskless-sync-delay", "0"]
@@ -205,28 +214,30 @@ def sentinel_cluster(timeout_s: float = 60.0) -> Iterator[SentinelCluster]:
 
 # -- the worker process -------------------------------------------------------------------
 
-CHAIN_QUEUE = "stage"
+STAGE_QUEUE = "stage"
 RUNS = "ha/runs"
 
 
 class WorkerProcess(LoggedProcess):
-    """``python -m tests.sentinel worker URL DONE_QUEUE``: a Dramatiq worker process."""
+    """``python -m tests.sentinel worker URL DONE_QUEUE [--wait]``: a Dramatiq worker."""
 
     stop_timeout_s = 20.0
 
-    def __init__(self, *, url: str, done_queue: str, log: Path) -> None:
+    def __init__(self, *, url: str, done_queue: str, log: Path, wait: bool = False) -> None:
         args = [sys.executable, "-m", "tests.sentinel", "worker", url, done_queue]
+        args += ["--wait"] * wait
         root = Path(__file__).parent.parent
         env = {**os.environ, "PYTHONPATH": str(root)}
         super().__init__(args, log=log, cwd=root, env=env)
 
 
 def worker_main(argv: list[str]) -> int:
-    """``worker URL DONE_QUEUE``: actor ``stage`` counts its runs; runs until SIGTERM.
+    """``worker URL DONE_QUEUE [--wait]``: actors ``one`` and ``two`` count their runs.
 
-    The broker is built from the Sentinel URL, as the docs recommend:
+    The broker is built from the Sentinel URL as the docs say:
     ``RedisBroker(client=connect(url))``, with ``Completion`` emitting done events onto
-    ``DONE_QUEUE`` and ``Redelivery`` handing dead workers' messages back in seconds.
+    ``DONE_QUEUE`` (``--wait``: each one acknowledged by a replica) and ``Redelivery``.
+    Runs until SIGTERM.
     """
     import dramatiq
     from dramatiq.brokers.redis import RedisBroker
@@ -234,17 +245,22 @@ def worker_main(argv: list[str]) -> int:
 
     from resc_dramatiq import Completion, Redelivery, connect
 
-    url, done_queue = argv[1], argv[2]
+    url, done_queue, wait = argv[1], argv[2], "--wait" in argv
     client = connect(url)
     broker = RedisBroker(client=client)
-    broker.add_middleware(Completion(done_queue=done_queue), before=Retries)
+    completion = Completion(done_queue=done_queue, wait_replicas=1 if wait else 0)
+    broker.add_middleware(completion, before=Retries)
     broker.add_middleware(Redelivery(heartbeat_timeout_ms=3_000, interval_ms=500))
 
-    @dramatiq.actor(broker=broker, queue_name=CHAIN_QUEUE, min_backoff=100, max_backoff=1000)
-    def stage(task: str) -> None:
-        client.hincrby(RUNS, task, 1)
+    @dramatiq.actor(broker=broker, queue_name=STAGE_QUEUE, min_backoff=100, max_backoff=1000)
+    def one(n: str) -> None:
+        client.hincrby(RUNS, f"s1/{n}", 1)
 
-    del stage  # declared on the broker; the worker finds it there
+    @dramatiq.actor(broker=broker, queue_name=STAGE_QUEUE, min_backoff=100, max_backoff=1000)
+    def two(n: str) -> None:
+        client.hincrby(RUNS, f"s2/{n}", 1)
+
+    del one, two  # declared on the broker; the worker finds them there
     worker = dramatiq.Worker(broker, worker_threads=4)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -254,7 +270,6 @@ def worker_main(argv: list[str]) -> int:
         pass
     worker.stop()
     broker.close()
-    time.sleep(0)
     return 0
 
 

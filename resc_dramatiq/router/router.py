@@ -69,7 +69,9 @@ class Router:
         self._stop = threading.Event()
         self.availability = Availability(logger, f"router {self.instance}")
         wait = self.options.replica_wait
-        self.replication = None if wait is None else Replication(logger, self.instance, wait)
+        self.replication = (
+            None if wait is None else Replication(logger, f"router {self.instance}", wait)
+        )
         self.primary = PrimaryWatch(logger, f"router {self.instance}", client)
         scripts = Scripts(client)
         namespace = self.options.namespace or ruleset.config.spec.namespace

@@ -30,7 +30,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.connection import SSLConnection
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from ..errors import RedisURLError
 
@@ -54,6 +54,24 @@ SENTINEL_QUERY = {"sentinel_username", "sentinel_password", "db"}
 
 #: Names whose values :func:`safe_url` masks wherever they appear in a query.
 SECRET_QUERY = {"password", "sentinel_password"}
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the Sentinels where it is on every connect.
+
+    redis-py's own asks only when a connection is first opened from the pool; a command
+    it retries reconnects to the address it had (redis-py issue 3874), so a retry after
+    a failover keeps knocking at the dead primary until its retries run out.
+    """
+
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[no-untyped-call]
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    """:class:`FollowingConnection` over TLS."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +184,7 @@ def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis
         "db": target.db,
         "username": target.username,
         "password": target.password,
-        "ssl": target.ssl,
+        "connection_class": FollowingSSLConnection if target.ssl else FollowingConnection,
     }
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
     client: redis.Redis = sentinel.master_for(target.service, **server_kwargs)  # type: ignore[no-untyped-call]

@@ -26,7 +26,7 @@ from .commit import (
 )
 from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
-from .resilience import ReplicaWait
+from .resilience import Replication, ReplicaWait
 from .scripts import Scripts, refusal, wrong_type
 
 
@@ -141,20 +141,54 @@ def emit(
     message_id: str,
     release_set: str | None,
     marker_ttl_ms: int,
+    wait: ReplicaWait | None = None,
+    replication: Replication | None = None,
 ) -> bool:
     """Push a message's done or failure ``event`` onto ``queue``, once per message.
 
     Returns False when this message's event was written before (nothing written now).
     Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
-    holds another type.
+    holds another type. With ``wait``, a ``WAIT`` follows on the same connection; the
+    number of replicas that acknowledged goes to ``replication``.
     """
     keys = [markers, queue, release_set or markers]
     args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
-    reply = scripts["emit"](keys=keys, args=args)
+    if wait is None:
+        reply = scripts["emit"](keys=keys, args=args)
+    else:
+        reply, acks = run_and_wait(scripts["emit"], keys, args, wait)
+        if replication is not None:
+            replication.acked(acks)
     refused = refusal(reply, keys)
     if refused is not None:
         raise wrong_type(refused, "nothing was written")
     return bool(reply[0] == 1)
+
+
+def run_and_wait(
+    script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    """Run ``script`` and ``WAIT`` on one connection; (its reply, the replicas that acked).
+
+    A server that does not know the script (a new primary, a restart) is given it and
+    asked again.
+    """
+    client = script.registered_client
+    try:
+        return _script_and_wait(client, script.sha, keys, args, wait)
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.script)
+        return _script_and_wait(client, script.sha, keys, args, wait)
+
+
+def _script_and_wait(
+    client: redis.Redis, sha: str, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    with client.pipeline(transaction=False) as pipe:
+        pipe.evalsha(sha, len(keys), *keys, *args)
+        pipe.wait(wait.replicas, wait.timeout_ms)
+        reply, acks = pipe.execute()
+    return reply, int(acks)
 
 
 class Pending:
@@ -205,11 +239,7 @@ class Pending:
     def _run_again(self) -> Any:
         if self.wait is None:
             return self.script(keys=self.keys, args=self.args)
-        with self.script.registered_client.pipeline(transaction=False) as pipe:
-            self.script(keys=self.keys, args=self.args, client=pipe)
-            pipe.wait(self.wait.replicas, self.wait.timeout_ms)
-            reply, acks = pipe.execute()
-        self.acks = int(acks)
+        reply, self.acks = run_and_wait(self.script, self.keys, self.args, self.wait)
         return reply
 
     def discard(self) -> None:
