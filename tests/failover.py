@@ -86,6 +86,8 @@ class Figures:
     status_events_after: int = 0
     events_at_kill: int = 0
     held_in_acks: int = 0
+    pushed_at_kill: int = 0
+    held: list[Any] = field(default_factory=list)  # the first few messages held
 
     @property
     def lost(self) -> list[str]:
@@ -103,18 +105,27 @@ class Figures:
         return "\n".join(
             [
                 f"failover run, wait option {'on' if self.wait else 'off'}:",
-                f"  events confirmed by the producer:   {len(self.confirmed)}",
+                f"  events confirmed by the producer:   {len(self.confirmed)}"
+                f" ({self.pushed_at_kill} before the kill)",
                 f"  kill -9 -> new primary named:        {self.promoted_s:.2f} s",
                 f"  kill -9 -> first commit on it:       {self.first_commit_s:.2f} s",
                 f"  routers that logged the new primary: {sum(self.followed.values())}",
                 f"  chains completed (fin, once each):   {len(self.fin)}",
                 f"  stage runs repeated (at-least-once): {repeats}",
                 f"  lost: {len(lost)} {lost[:5]} confirmed at {tail} from the kill",
-                f"  messages held in live workers' acks: {self.held_in_acks}",
+                f"  messages held in live workers' acks: {self.held_in_acks}"
+                + "".join(f"\n    {_held(m, self.kill_at)}" for m in self.held),
                 f"  listen lines after the failover:     {self.listen_lines_after}",
                 f"  status --watch lines after it:       {self.status_lines_after}",
             ]
         )
+
+
+def _held(message: dict[str, Any], kill_at: float) -> str:
+    """A held message in a line: actor, arguments, age at the kill."""
+    sent_s = message.get("message_timestamp", 0) / 1000
+    age = time.time() - (time.monotonic() - kill_at) - sent_s
+    return f"{message.get('actor_name')}{message.get('kwargs')} sent {age:.3f} s before the kill"
 
 
 class Producer(threading.Thread):
@@ -195,10 +206,12 @@ def run_failover(workdir: Path, *, wait: bool, events: int = 1500) -> Figures:
             log=workdir / "status.log",
         )
         stack.callback(status.stop)
+        wait_for(lambda: _fleet_up(direct), timeout_s=90, what="routers and workers up")
         producer = Producer(url, wait=wait, events=events, figures=figures)
         producer.start()
-        wait_for(lambda: _events(direct) > 100, timeout_s=90, what="the chain flowing")
+        wait_for(lambda: _answering(direct, listen, status), timeout_s=90, what="chains done")
         wait_for(lambda: producer.pushed >= events // 3, timeout_s=90, what="a third pushed")
+        figures.pushed_at_kill = producer.pushed
         replica = next(s for s in cluster.servers if s.port != cluster.primary_port())
         listen_before, status_before = _notes(listen), len(_status_lines(status))
         old = cluster.kill_primary()
@@ -224,6 +237,17 @@ def run_failover(workdir: Path, *, wait: bool, events: int = 1500) -> Figures:
         _read_outcome(new, figures)
         direct.close()
     return figures
+
+
+def _fleet_up(direct: redis.Redis) -> bool:
+    """The three routers and the two workers beat on the primary."""
+    routers_in = direct.zcard(f"{INPUT}/taken/beats") >= 3
+    return bool(routers_in and direct.zcard("dramatiq:__heartbeats__") >= 2)
+
+
+def _answering(direct: redis.Redis, listen: LoggedProcess, status: LoggedProcess) -> bool:
+    """Chains complete; listen and status --watch have answered."""
+    return bool(direct.zcard("fin/todo") and _notes(listen) and _status_lines(status))
 
 
 def _events(client: redis.Redis) -> int:
@@ -300,8 +324,12 @@ def _read_outcome(client: redis.Redis, figures: Figures) -> None:
     figures.fin = Counter(t.decode() for t in client.lrange("fin", 0, -1))
     figures.runs = Counter({k.decode(): int(v) for k, v in client.hgetall(RUNS).items()})
     figures.taken = _taken(client)
-    acks = [k for k in client.scan_iter("dramatiq:__acks__.*", count=1000)]
-    figures.held_in_acks = sum(int(client.scard(k)) for k in acks)
+    acks = list(client.scan_iter("dramatiq:__acks__.*", count=1000))
+    held = [m for k in acks for m in client.smembers(k)]
+    figures.held_in_acks = len(held)
+    for message_id in held[:10]:
+        payload = client.hget("dramatiq:stage.msgs", message_id)
+        figures.held.append(json.loads(payload) if payload else {"id": message_id.decode()})
 
 
 def _notes(process: LoggedProcess) -> int:

@@ -25,6 +25,7 @@ TAIL_S = 3.0
 
 
 def _carried_on(f: Figures) -> None:
+    assert 0 < f.pushed_at_kill < len(f.confirmed), "the kill was not mid-stream"
     assert all(f.alive.values()), f.alive
     assert all(f.followed.values()), f"routers that did not log the new primary: {f.followed}"
     assert f.first_commit_s < FIRST_COMMIT_BOUND_S, f.report()
