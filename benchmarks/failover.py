@@ -55,7 +55,7 @@ def route(url: str, *, events: int, batch: int, wait_replicas: int) -> float:
         pipe.lpush(INPUT, *(f"acq/{i}" for i in range(first, min(first + 1000, events))))
     pipe.execute()
     client.wait(1, 5000)  # the prefill on the replica before timing
-    ruleset = build_ruleset(Config.model_validate(RULES), None)
+    ruleset = build_ruleset(Config.from_data(RULES), None)
     options = RouterOptions(batch_size=batch, wait_replicas=wait_replicas)
     router = Router(ruleset=ruleset, client=client, instance="bench", options=options)
     began = time.perf_counter()

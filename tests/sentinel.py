@@ -143,7 +143,7 @@ def _redis(
     data.mkdir(exist_ok=True)
     args = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data), "--save", ""]
     args += ["--appendonly", "no", "--loglevel", "warning", "--repl-diskless-sync", "yes"]
-    args += ["--repl-diskless-sync-delay", "0"]
+    args += ["--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
     if replica_of is not None:
         args += ["--replicaof", "127.0.0.1", str(replica_of)]
     proc, log = _start(name, args, workdir)
