@@ -10,13 +10,15 @@ same run and on the same servers:
    primary under three routers and two Dramatiq workers, the time to the first commit
    on the promoted replica, what was lost.
 
-``python -m benchmarks.failover [--events N] [--no-failover]``; prints one table.
+``python -m benchmarks.failover [--events N] [--repeat K] [--no-failover]``; prints a
+table, then the figures of the two failover runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -66,23 +68,51 @@ def route(url: str, *, events: int, batch: int, wait_replicas: int) -> float:
     return events / elapsed
 
 
+def wait_latency_us(url: str, *, samples: int = 2000) -> tuple[float, float]:
+    """(median, p99) in µs of one ``WAIT 1`` after a write, on the write's connection,
+    minus the same pipeline without the ``WAIT``."""
+    client = connect(url)
+
+    def timed(wait: bool) -> list[float]:
+        got = []
+        for i in range(samples):
+            began = time.perf_counter()
+            with client.pipeline(transaction=False) as pipe:
+                pipe.set("bench/k", i)
+                if wait:
+                    pipe.wait(1, 1000)
+                pipe.execute()
+            got.append((time.perf_counter() - began) * 1e6)
+        return sorted(got)
+
+    bare, waited = timed(False), timed(True)
+    client.close()
+    p99 = int(samples * 0.99)
+    return waited[samples // 2] - bare[samples // 2], waited[p99] - bare[p99]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--no-failover", action="store_true")
     args = parser.parse_args()
     rows = []
     with sentinel_cluster() as cluster:
         for batch in (50, 500):
-            plain = route(cluster.url, events=args.events, batch=batch, wait_replicas=0)
-            waited = route(cluster.url, events=args.events, batch=batch, wait_replicas=1)
-            again = route(cluster.url, events=args.events, batch=batch, wait_replicas=0)
-            rows.append((batch, (plain + again) / 2, waited))
-    print(f"routing {args.events} events through Sentinel (raw target, dedup set):")
+            plain, waited = [], []
+            for _ in range(args.repeat):  # interleaved: the VM's speed drifts
+                plain.append(route(cluster.url, events=args.events, batch=batch, wait_replicas=0))
+                waited.append(route(cluster.url, events=args.events, batch=batch, wait_replicas=1))
+            rows.append((batch, statistics.median(plain), statistics.median(waited)))
+        median_us, p99_us = wait_latency_us(cluster.url)
+    print(f"routing {args.events} events through Sentinel (raw target, dedup set), ")
+    print(f"median of {args.repeat} interleaved runs each:")
     print("| batch | no wait (events/s) | wait_replicas=1 (events/s) | cost |")
     print("|---|---|---|---|")
     for batch, plain, waited in rows:
         print(f"| {batch} | {plain:,.0f} | {waited:,.0f} | {1 - waited / plain:.0%} |")
+    print(f"WAIT 1 after a write costs {median_us:.0f} µs (median), {p99_us:.0f} µs (p99)")
     if args.no_failover:
         return
     from tests.failover import run_failover
