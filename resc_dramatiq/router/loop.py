@@ -145,7 +145,7 @@ class WatcherLoop:
         more = len(held) == 1 and not stop.is_set()  # room for one more batch in hand
         if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
             taking = store.send_take(limit)
-        pending = store.send_commit(held[0], self.options.replica_wait)
+        pending = store.send_commit(held[0], wait=self.options.replica_wait)
         try:
             events = list(taking.reply()) if taking is not None else []
             if more and len(events) == limit:  # a backlog: keep a take behind the commit

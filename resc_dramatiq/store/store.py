@@ -80,7 +80,7 @@ class WatcherStore:
         """True when this instance's taken list is not empty."""
         return bool(self.client.llen(self.keys.taken))
 
-    def send_commit(self, batch: Batch, wait: ReplicaWait | None = None) -> PendingCommit:
+    def send_commit(self, batch: Batch, *, wait: ReplicaWait | None = None) -> PendingCommit:
         """Send the commit without waiting; :meth:`PendingCommit.result` waits.
 
         Redis runs the script while the caller goes on (computing the next batch) in the
