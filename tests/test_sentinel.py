@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 
 from resc_dramatiq import Config, Router, RouterOptions, build_ruleset, connect
 from resc_dramatiq.cli import main
+from tests.procs import free_port
 from tests.sentinel import sentinel_cluster
 
 RULES = {
@@ -120,4 +122,32 @@ def test_the_new_primary_is_logged_once_by_a_router_that_follows_it(
             f"router {routing.instance}: the primary of 'primary' is now 127.0.0.1:{new.port}"
             f" (was 127.0.0.1:{old.port}); following it"
         ]
+        client.close()
+
+
+def test_every_command_reaches_the_primary_through_a_sentinel_url(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(RULES))
+    with sentinel_cluster() as cluster:
+        url = cluster.url
+        run = CliRunner().invoke
+        assert run(main, ["push", "--redis-url", url, "in", "acq/1", "acq/2"]).exit_code == 0
+        assert cluster.primary().client().llen("in") == 2
+        status = run(main, ["status", str(config), "--redis-url", url, "--json"])
+        assert status.exit_code == 0, status.output
+        assert json.loads(status.output)[0]["depth"] == 2
+        dead = run(main, ["dead", "list", str(config), "--redis-url", url, "--json"])
+        assert dead.exit_code == 0, dead.output
+        prune = run(main, ["prune", str(config), "--redis-url", url, "--dry-run"])
+        assert prune.exit_code == 0, prune.output
+
+
+def test_a_sentinel_that_is_down_is_skipped_at_once() -> None:
+    with sentinel_cluster() as cluster:
+        dead = free_port()
+        url = cluster.url.replace("redis+sentinel://", f"redis+sentinel://127.0.0.1:{dead},")
+        client = connect(url)
+        began = time.monotonic()
+        assert client.ping()
+        assert time.monotonic() - began < 1.0
         client.close()

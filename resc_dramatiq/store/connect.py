@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.connection import SSLConnection
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -171,6 +171,7 @@ def _invalid(url: str, why: str) -> None:
 def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis.Redis:
     sockets = {k: v for k, v in settings.items() if k.startswith("socket_")}
     sentinel_kwargs: dict[str, Any] = {
+        "retry": Retry(NoBackoff(), 0),  # a Sentinel that fails: ask the next one at once
         "socket_timeout": SENTINEL_TIMEOUT_S,
         "socket_connect_timeout": SENTINEL_TIMEOUT_S,
         **sockets,
