@@ -27,7 +27,7 @@ from dramatiq.middleware import CurrentMessage, Retries
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
-from resc_dramatiq import Completion, on_done
+from resc_dramatiq import Completion, connect, on_done
 
 REDIS_URL = os.environ.get("RESC_REDIS_URL", "redis://127.0.0.1:6379/0")
 DONE = "example/done"
@@ -36,10 +36,10 @@ ATTEMPTS = "example/attempts"
 REPORTS = "example/reports"  # report task -> Dramatiq message id, to fetch its result
 RESULTS_NAMESPACE = "example-results"
 
-broker = RedisBroker(url=REDIS_URL)
+broker = RedisBroker(client=connect(REDIS_URL))  # any URL form, Sentinel included
 # Before Retries: Completion must see the final verdict (after_* hooks run in reverse).
 broker.add_middleware(Completion(done_queue=DONE), before=Retries)
-results = RedisBackend(url=REDIS_URL, namespace=RESULTS_NAMESPACE)
+results = RedisBackend(client=connect(REDIS_URL), namespace=RESULTS_NAMESPACE)
 broker.add_middleware(Results(backend=results, result_ttl=3_600_000))
 broker.add_middleware(CurrentMessage())
 dramatiq.set_broker(broker)

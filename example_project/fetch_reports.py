@@ -11,8 +11,9 @@ import os
 from typing import Any
 
 import dramatiq
-import redis
 from dramatiq.results.backends.redis import RedisBackend
+
+from resc_dramatiq import connect
 
 REPORTS = "example/reports"
 RESULTS_NAMESPACE = "example-results"
@@ -20,7 +21,7 @@ RESULTS_NAMESPACE = "example-results"
 
 def fetch_results(url: str, *, timeout_ms: int = 5_000) -> dict[str, Any]:
     """Task string -> the result its report stored."""
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     backend = RedisBackend(client=client, namespace=RESULTS_NAMESPACE)
     found = {}
     for task, message_id in sorted(client.hgetall(REPORTS).items()):

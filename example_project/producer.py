@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-import redis
+from resc_dramatiq import connect
 
 DONE = "example/done"
 
@@ -23,7 +23,7 @@ def main() -> None:
     """LPUSH the events, each twice, in one call (oldest first for the router)."""
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     url = os.environ.get("RESC_REDIS_URL", "redis://127.0.0.1:6379/0")
-    client = redis.Redis.from_url(url)
+    client = connect(url)
     events = [e for event in root_events(count) for e in (event, event)]
     client.lpush(DONE, *events)
     print(f"pushed {len(events)} events ({count} distinct) onto {DONE!r}")

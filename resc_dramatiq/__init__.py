@@ -12,6 +12,7 @@ from .errors import (
     ConfigError,
     FetchError,
     OwnershipLost,
+    RedisURLError,
     RescError,
     RuleError,
     StoreError,
@@ -27,6 +28,7 @@ from .rules.model import Task
 from .rules.plan import Batch, Expander, FailedEvent, PlannedTask, Planner
 from .rules.ruleset import RuleSet
 from .store.commit import CommitResult
+from .store.connect import connect
 from .worker.app import App, build_ruleset, load_app
 from .worker.completion import Completion
 from .worker.done_event import InvalidDoneEvent
@@ -51,6 +53,7 @@ __all__ = [
     "PlannedTask",
     "Planner",
     "Redelivery",
+    "RedisURLError",
     "Registry",
     "RescError",
     "Router",
@@ -62,6 +65,7 @@ __all__ = [
     "Task",
     "WrongType",
     "build_ruleset",
+    "connect",
     "explain_event",
     "load_app",
     "on_done",

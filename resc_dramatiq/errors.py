@@ -4,7 +4,8 @@ The tree::
 
     RescError
     ├── ConfigError          a config file or code rule is invalid (says where)
-    │   └── InvalidDoneEvent an actor's done_event is not a ${name} template
+    │   ├── InvalidDoneEvent an actor's done_event is not a ${name} template
+    │   └── RedisURLError    a Redis URL cannot be read (also a ValueError)
     ├── RuleError            an event made a rule fail at run time
     │   └── FetchError       a fetcher's HTTP call or response failed
     └── StoreError           a Redis operation failed or met an unexpected state
@@ -48,3 +49,7 @@ class OwnershipLost(StoreError):
 
 class WrongType(StoreError):
     """Raised when a key a commit would write holds another Redis type (nothing written)."""
+
+
+class RedisURLError(ConfigError, ValueError):
+    """Raised when a Redis URL cannot be read (the message names it, password masked)."""

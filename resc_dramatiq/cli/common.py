@@ -9,15 +9,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
 
 from ..config.model import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, RedisURLError
 from ..ops.logformat import FORMATS, formatter
 from ..rules.ruleset import RuleSet
+from ..store.connect import connect as connect_url
+from ..store.connect import safe_url as safe_url  # re-exported for the commands
 from ..worker.app import App, build_ruleset, load_app
 from ..worker.completion import has_completion
 
@@ -41,15 +42,6 @@ redis_url_option = click.option(
     help="Redis URL for every watcher (overrides the config and --app's broker; "
     "env RESC_REDIS_URL).",
 )
-
-
-def safe_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for printing."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
@@ -116,11 +108,12 @@ def utc(seconds: float) -> str:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url``; a malformed URL exits 2 with a clear message."""
+    """A client for ``url`` (any form :func:`resc_dramatiq.connect` reads); a malformed
+    URL exits 2 with a message naming it (password masked)."""
     try:
-        return redis.Redis.from_url(url, health_check_interval=10, socket_keepalive=True)
-    except ValueError as e:
-        fail(f"invalid Redis URL: {e}")
+        return connect_url(url)
+    except RedisURLError as e:
+        fail(str(e))
 
 
 def setup_logging(

@@ -128,6 +128,21 @@ def _processes(ctx: click.Context, param: click.Parameter, value: str) -> int:
     show_default=True,
     help="Address of the metrics endpoint (0.0.0.0: every interface).",
 )
+@click.option(
+    "--wait-replicas",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 100),
+    help="After each commit, WAIT until this many replicas have it before the next "
+    "(0: no wait). Fewer acks within --wait-timeout-ms are logged, and routing goes on.",
+)
+@click.option(
+    "--wait-timeout-ms",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0, 600_000),
+    help="Longest wait for the replicas of --wait-replicas (0: no limit).",
+)
 def router(
     config: str | None,
     app: str | None,
@@ -141,6 +156,8 @@ def router(
     log_format: str,
     metrics_port: int | None,
     metrics_host: str,
+    wait_replicas: int,
+    wait_timeout_ms: int,
 ) -> None:
     """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
     loaded = load(config, app)
@@ -156,6 +173,8 @@ def router(
         heartbeat_ttl_s=heartbeat_ttl_s,
         restart_limit=restart_limit,
         namespace=namespace_for(loaded),
+        wait_replicas=wait_replicas,
+        wait_timeout_ms=wait_timeout_ms,
     )
     try:
         expander = Fetcher.for_ruleset(ruleset)
@@ -214,7 +233,7 @@ def run_routers(routers: list[Router]) -> NoReturn:
 def supervise(ctx: click.Context, processes: int, prefix: str, restart_limit: int) -> NoReturn:
     """Run ``processes`` routers of this command line under a :class:`Supervisor`; exit."""
     children = [
-        ChildSpec(f"{prefix}-{i}", _child_argv(ctx.params, instance=f"{prefix}-{i}", index=i))
+        ChildSpec(f"{prefix}-{i}", _child_argv(ctx, instance=f"{prefix}-{i}", index=i))
         for i in range(processes)
     ]
     supervisor = Supervisor(children=children, restart_limit=restart_limit)
@@ -235,31 +254,28 @@ def supervise(ctx: click.Context, processes: int, prefix: str, restart_limit: in
     sys.exit(code)
 
 
-def _child_argv(params: dict[str, object], *, instance: str, index: int) -> list[str]:
+def _child_argv(ctx: click.Context, *, instance: str, index: int) -> list[str]:
     """The command line of child ``index``: this one with ``--processes 1``.
 
-    Its instance name is ``instance``; a metrics port ``P`` becomes ``P + index`` (0, a
-    free port, stays 0).
+    Every option given to the supervisor is passed on (read from the command's own
+    parameters, so a new option cannot be forgotten here); the instance name is
+    ``instance``, and a metrics port ``P`` becomes ``P + index`` (0, a free port, stays 0).
     """
     argv = [sys.executable, "-m", "resc_dramatiq", "router"]
-    if params["config"] is not None:
-        argv.append(str(params["config"]))
-    port = params["metrics_port"]
-    values = {
-        "--app": params["app"],
-        "--redis-url": params["redis_url"],
-        "--batch": params["batch_size"],
-        "--instance": instance,
-        "--heartbeat-ttl": params["heartbeat_ttl_s"],
-        "--restart-limit": params["restart_limit"],
-        "--log-level": params["log_level"],
-        "--log-format": params["log_format"],
-        "--metrics-port": None if port is None else (int(port) + index if port else 0),  # type: ignore[call-overload]
-        "--metrics-host": params["metrics_host"],
-    }
-    for option, value in values.items():
-        if value is not None:
-            argv += [option, str(value)]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name == "processes" or value is None:
+            continue
+        if param.name == "instance":
+            value = instance
+        elif param.name == "metrics_port" and value:
+            value = int(value) + index
+        if isinstance(param, click.Argument):
+            argv.append(str(value))
+        else:
+            argv += [param.opts[0], str(value)]
+    if "--instance" not in argv:
+        argv += ["--instance", instance]
     return argv
 
 
@@ -280,13 +296,37 @@ def start_metrics(ruleset: RuleSet, host: str, port: int | None) -> RouterMetric
 
 @main.command()
 @redis_url_option
+@click.option(
+    "--wait-replicas",
+    default=0,
+    type=click.IntRange(0, 100),
+    help="WAIT until this many replicas have the events (exit 1 if fewer within "
+    "--wait-timeout-ms).",
+)
+@click.option("--wait-timeout-ms", default=1000, type=click.IntRange(0, 600_000))
 @click.argument("queue")
 @click.argument("events", nargs=-1, required=True)
-def push(redis_url: str | None, queue: str, events: tuple[str, ...]) -> None:
+def push(
+    redis_url: str | None,
+    wait_replicas: int,
+    wait_timeout_ms: int,
+    queue: str,
+    events: tuple[str, ...],
+) -> None:
     """LPUSH root EVENTS onto the list QUEUE, as a producer does."""
     client = connect(redis_url or "redis://127.0.0.1:6379/0")
     try:
-        client.lpush(queue, *events)
+        with client.pipeline(transaction=False) as pipe:
+            pipe.lpush(queue, *events)
+            if wait_replicas:
+                pipe.wait(wait_replicas, wait_timeout_ms)
+            replies = pipe.execute()
     except Exception as e:
         fail(f"cannot push to {queue!r}: {e}", EXIT_FAILED)
     click.echo(f"pushed {len(events)} event(s) onto {queue!r}")
+    if wait_replicas and int(replies[-1]) < wait_replicas:
+        fail(
+            f"only {replies[-1]} of {wait_replicas} replica(s) acknowledged the push "
+            f"within {wait_timeout_ms} ms",
+            EXIT_FAILED,
+        )

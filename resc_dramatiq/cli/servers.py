@@ -25,6 +25,9 @@ from dramatiq.brokers.redis import RedisBroker
 from redis.connection import SSLConnection, parse_url
 
 from ..config.model import DEFAULT_REDIS_URL, Config
+from ..errors import RedisURLError
+from ..store.connect import is_sentinel, parse_sentinel
+from ..store.connect import url_of as sentinel_url_of
 from ..worker.app import App
 from .common import Loaded, connect, safe_url
 
@@ -105,7 +108,8 @@ def broker_server(app: App) -> Server | None:
         return None
     client: redis.Redis = app.broker.client
     pool = client.connection_pool
-    return Server(_url_of(pool.connection_kwargs, pool.connection_class), client)
+    url = sentinel_url_of(client) or _url_of(pool.connection_kwargs, pool.connection_class)
+    return Server(url, client)
 
 
 def _url_of(kwargs: Mapping[str, Any], connection_class: type) -> str:
@@ -123,7 +127,17 @@ def _url_of(kwargs: Mapping[str, Any], connection_class: type) -> str:
 
 
 def address(url: str) -> tuple[str, int, int] | None:
-    """(host or socket path, port, db) of a Redis URL; None when it cannot be read."""
+    """(host or socket path, port, db) of a Redis URL; None when it cannot be read.
+
+    For a Sentinel URL: (its Sentinels and service, 0, db).
+    """
+    if is_sentinel(url):
+        try:
+            target = parse_sentinel(url)
+        except RedisURLError:
+            return None
+        sentinels = ",".join(sorted(f"{h}:{p}" for h, p in target.sentinels))
+        return f"{sentinels}/{target.service}", 0, target.db
     try:  # redis-py's own parser: the address from_url would connect to
         parts = parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError:

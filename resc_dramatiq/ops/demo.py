@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from ..errors import RescError
+from ..store.connect import connect
 from ..store.keyspace import counters, text
 from .embedded import EmbeddedRedis
 
@@ -163,7 +164,7 @@ def run_demo(
     started = time.monotonic()
     with ExitStack() as stack:
         url = options.redis_url or stack.enter_context(EmbeddedRedis()).url
-        client = redis.Redis.from_url(url)
+        client = connect(url)
         stack.callback(client.close)
         clean(client)
         fleet = _start_fleet(stack, options, url)

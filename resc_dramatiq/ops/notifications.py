@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from ..store.keyspace import text
-from ..store.resilience import Availability, Backoff, is_transient
+from ..store.resilience import Availability, Backoff, PrimaryWatch, is_transient
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +45,23 @@ def follow(
     """Yield the notifications of ``channel`` until ``stop`` is set; survive outages.
 
     Lines published while the connection is down are lost (pub/sub keeps nothing):
-    the outage is logged once, and again when following resumes.
+    the outage is logged once, and again when following resumes. Through Sentinel, a
+    failover is such an outage: the subscription is made again on the new primary
+    (and the new address logged once).
     """
     availability = Availability(logger, f"listen on {what}")
+    primary = PrimaryWatch(logger, f"listen on {what}", client)
     backoff = Backoff(first_s=0.1, cap_s=5.0)
     while not stop.is_set():
         pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
             pubsub.subscribe(channel)
             availability.succeeded()
+            primary.check()
             backoff.reset()
             while not stop.is_set():
                 message = pubsub.get_message(timeout=0.5)
+                primary.check()  # redis-py may have subscribed again by itself
                 if message is not None and message["type"] == "message":
                     data = message["data"]
                     yield Notification(data if isinstance(data, bytes) else data.encode())

@@ -17,7 +17,7 @@ from collections import deque
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, Planner
 from ..store.commit import CommitResult
-from ..store.resilience import Availability, Backoff, is_transient
+from ..store.resilience import Availability, Backoff, Replication, is_transient
 from ..store.store import Pending, WatcherStore
 from .options import Observer, RouterOptions
 from .rule_counts import RuleCounts
@@ -36,11 +36,13 @@ class WatcherLoop:
         options: RouterOptions,
         availability: Availability,
         observer: Observer,
+        replication: Replication | None = None,
     ) -> None:
         self.planner = planner
         self.store = store
         self.options = options
         self.availability = availability
+        self.replication = replication
         self.observer = observer
         self.spec = planner.rules.spec
         self.keys = store.keys
@@ -147,7 +149,9 @@ class WatcherLoop:
         more = len(held) == 1 and not stop.is_set()  # room for one more batch in hand
         if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
             taking = store.send_take(limit)
-        pending = store.send_commit(held[0], per_rule_later=RuleCounts.later(held[0]))
+        pending = store.send_commit(
+            held[0], per_rule_later=RuleCounts.later(held[0]), wait=self.options.replica_wait
+        )
         try:
             events = list(taking.reply()) if taking is not None else []
             if more and len(events) == limit:  # a backlog: keep a take behind the commit
@@ -157,6 +161,8 @@ class WatcherLoop:
         finally:
             result = pending.result()  # the commit's error, if any, wins over the others
         batch = held.popleft()
+        if self.replication is not None and pending.acks is not None:
+            self.replication.acked(pending.acks)
         self.committed(batch, result, started)
         return len(batch.events)
 

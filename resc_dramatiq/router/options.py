@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..store.commit import CommitResult
+from ..store.resilience import ReplicaWait
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,6 +18,16 @@ class RouterOptions:
     namespace: str | None = None  # Dramatiq's; None: the config's ``namespace``
     restart_limit: int = 5
     prune_interval_s: float = 60.0  # dedup sets of makes with ``ttl_s`` (see housekeeping)
+    #: ``WAIT`` for this many replicas after each commit, before the next (0: no wait);
+    #: a wait that times out is logged once and the router carries on (see
+    #: docs/high-availability.md).
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
+
+    @property
+    def replica_wait(self) -> ReplicaWait | None:
+        """The ``WAIT`` after each commit, None when not asked for."""
+        return ReplicaWait.of(self.wait_replicas, self.wait_timeout_ms)
 
 
 class Observer:

@@ -27,7 +27,13 @@ from ..rules.ruleset import RuleSet
 from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import WatcherKeys
 from ..store.keyspace import counters
-from ..store.resilience import Availability, Backoff, is_transient
+from ..store.resilience import (
+    Availability,
+    Backoff,
+    PrimaryWatch,
+    Replication,
+    is_transient,
+)
 from ..store.schedules import ScheduleStore
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
@@ -66,6 +72,11 @@ class Router:
         self.observer = observer or Observer()
         self._stop = threading.Event()
         self.availability = Availability(logger, f"router {self.instance}")
+        wait = self.options.replica_wait
+        self.replication = (
+            None if wait is None else Replication(logger, f"router {self.instance}", wait)
+        )
+        self.primary = PrimaryWatch(logger, f"router {self.instance}", client)
         scripts = Scripts(client)
         namespace = self.options.namespace or ruleset.config.spec.namespace
         self.loops = [
@@ -76,6 +87,7 @@ class Router:
                 ),
                 options=self.options,
                 availability=self.availability,
+                replication=self.replication,
                 observer=self.observer,
             )
             for rules in ruleset.watchers
@@ -190,6 +202,7 @@ class Router:
             try:
                 self.heartbeat()
                 self.availability.succeeded()
+                self.primary.check()
                 if self.pruner is not None and time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.options.prune_interval_s
                     self.prune()

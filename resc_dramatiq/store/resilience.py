@@ -1,12 +1,22 @@
-"""Surviving Redis outages: capped exponential backoff, state-change logging."""
+"""Surviving Redis outages and failovers: capped exponential backoff, state-change
+logging, and waiting for replicas (``WAIT``) with its shortfalls logged once.
+
+A Sentinel failover looks like an outage to the callers here: the old primary's
+connections fail (``ConnectionError``), a demoted primary answers ``READONLY`` (redis-py's
+Sentinel pool turns that into ``ConnectionError`` and asks the Sentinels again), and
+``MASTERDOWN`` or "no master found" follow until the Sentinels agree on a new one. Each
+is transient: back off, reconnect, carry on with the new primary.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
 import threading
+from dataclasses import dataclass
 
 import redis
+from redis.sentinel import SentinelConnectionPool
 
 #: Errors that mean "Redis is unreachable or restarting": wait and try again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -22,7 +32,7 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, TRANSIENT_ERRORS):
         return True
     return isinstance(error, redis.ResponseError) and str(error).startswith(
-        ("LOADING", "MASTERDOWN", "READONLY")
+        ("LOADING", "MASTERDOWN", "READONLY", "NOREPLICAS")
     )
 
 
@@ -81,4 +91,101 @@ class Availability:
                 return False
             self.down = False
         self.logger.warning("%s: Redis reachable again; resuming", self.what)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaWait:
+    """``WAIT replicas timeout_ms`` after a write, on the connection that wrote it."""
+
+    replicas: int
+    timeout_ms: int
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1 or self.timeout_ms < 0:
+            raise ValueError(
+                f"wait for at least 1 replica with a timeout >= 0 ms, not {self.replicas} "
+                f"replica(s) and {self.timeout_ms} ms"
+            )
+
+    @classmethod
+    def of(cls, replicas: int, timeout_ms: int) -> ReplicaWait | None:
+        """The wait asked for; None when ``replicas`` is 0 (no wait)."""
+        return cls(replicas, timeout_ms) if replicas else None
+
+
+class Replication:
+    """Logs once when writes stop reaching the replicas asked for, once when they do again.
+
+    A ``WAIT`` that times out does not undo the write (it is on the primary, and is
+    lost only if the primary dies before a replica has it): the caller carries on, and
+    the shortfall is said once per change of state. Thread-safe, like
+    :class:`Availability`.
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, wait: ReplicaWait) -> None:
+        self.logger = logger
+        self.what = what
+        self.wait = wait
+        self.short = False
+        self.shortfalls = 0
+        self._lock = threading.Lock()
+
+    def acked(self, replicas: int) -> bool:
+        """Record how many replicas acknowledged a write; True when enough did."""
+        enough = replicas >= self.wait.replicas
+        with self._lock:
+            if enough == (not self.short):
+                return enough
+            self.short = not enough
+            self.shortfalls += not enough
+        if enough:
+            self.logger.warning(
+                "%s: writes reach %d replica(s) again", self.what, self.wait.replicas
+            )
+        else:
+            self.logger.warning(
+                "%s: only %d of %d replica(s) acknowledged within %d ms; carrying on "
+                "(writes since may be lost if the primary fails now)",
+                self.what,
+                replicas,
+                self.wait.replicas,
+                self.wait.timeout_ms,
+            )
+        return enough
+
+
+class PrimaryWatch:
+    """Logs once each time a Sentinel-backed client finds its primary at a new address.
+
+    For any other client :meth:`check` does nothing. The address is the one redis-py's
+    Sentinel pool last discovered (it asks on every new connection).
+    """
+
+    def __init__(self, logger: logging.Logger, what: str, client: redis.Redis) -> None:
+        self.logger = logger
+        self.what = what
+        pool = client.connection_pool
+        self.pool = pool if isinstance(pool, SentinelConnectionPool) else None
+        self.address: tuple[str, int] | None = None
+        self.changes = 0
+
+    def check(self) -> bool:
+        """Note the primary's address; True (and one log line) when it changed."""
+        if self.pool is None:
+            return False
+        address = self.pool.master_address
+        if address is None or address == self.address:
+            return False
+        previous, self.address = self.address, address
+        if previous is None:
+            return False
+        self.changes += 1
+        self.logger.warning(
+            "%s: the primary of %r is now %s:%s (was %s:%s); following it",
+            self.what,
+            self.pool.service_name,
+            *address,
+            *previous,
+        )
         return True

@@ -27,6 +27,7 @@ from .commit import (
 )
 from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
+from .resilience import Replication, ReplicaWait
 from .scripts import Scripts, refusal, wrong_type
 
 
@@ -80,16 +81,21 @@ class WatcherStore:
         """True when this instance's taken list is not empty."""
         return bool(self.client.llen(self.keys.taken))
 
-    def send_commit(self, batch: Batch, *, per_rule_later: bool = False) -> PendingCommit:
+    def send_commit(
+        self, batch: Batch, *, per_rule_later: bool = False, wait: ReplicaWait | None = None
+    ) -> PendingCommit:
         """Send the commit without waiting; :meth:`PendingCommit.result` waits.
 
         Redis runs the script while the caller goes on (computing the next batch) in the
         same thread: no second thread waits for the GIL to read the reply.
         ``per_rule_later``: the per-rule counters come back in the result, for
-        :meth:`add_counters` (see :meth:`CommitCodec.encode`).
+        :meth:`add_counters` (see :meth:`CommitCodec.encode`). With ``wait``, the result
+        also waits for that many replicas to acknowledge the commit (or the timeout;
+        :attr:`PendingCommit.acks` says how many did).
         """
         encoded = self.codec.encode(batch, per_rule_later=per_rule_later)
-        return PendingCommit(Pending(self.scripts["commit"], encoded.keys, encoded.args), encoded)
+        pending = Pending(self.scripts["commit"], encoded.keys, encoded.args, wait)
+        return PendingCommit(pending, encoded)
 
     def commit_message(self, batch: Batch, by_message: ByMessage) -> CommitResult:
         """Commit a worker's done event inline, once per Dramatiq message."""
@@ -147,35 +153,77 @@ def emit(
     message_id: str,
     release_set: str | None,
     marker_ttl_ms: int,
+    wait: ReplicaWait | None = None,
+    replication: Replication | None = None,
 ) -> bool:
     """Push a message's done or failure ``event`` onto ``queue``, once per message.
 
     Returns False when this message's event was written before (nothing written now).
     Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
-    holds another type.
+    holds another type. With ``wait``, a ``WAIT`` follows on the same connection; the
+    number of replicas that acknowledged goes to ``replication``.
     """
     keys = [markers, queue, release_set or markers]
     args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
-    reply = scripts["emit"](keys=keys, args=args)
+    if wait is None:
+        reply = scripts["emit"](keys=keys, args=args)
+    else:
+        reply, acks = run_and_wait(scripts["emit"], keys, args, wait)
+        if replication is not None:
+            replication.acked(acks)
     refused = refusal(reply, keys)
     if refused is not None:
         raise wrong_type(refused, "nothing was written")
     return bool(reply[0] == 1)
 
 
+def run_and_wait(
+    script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    """Run ``script`` and ``WAIT`` on one connection; (its reply, the replicas that acked).
+
+    A server that does not know the script (a new primary, a restart) is given it and
+    asked again.
+    """
+    client = script.registered_client
+    try:
+        return _script_and_wait(client, script.sha, keys, args, wait)
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.script)
+        return _script_and_wait(client, script.sha, keys, args, wait)
+
+
+def _script_and_wait(
+    client: redis.Redis, sha: str, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    with client.pipeline(transaction=False) as pipe:
+        pipe.evalsha(sha, len(keys), *keys, *args)
+        pipe.wait(wait.replicas, wait.timeout_ms)
+        reply, acks = pipe.execute()
+    return reply, int(acks)
+
+
 class Pending:
     """A script sent on a connection of its own, its reply not read yet.
 
     Read it with :meth:`reply` or drop it with :meth:`discard` (the connection is
-    closed: the reply, if any, is lost; the script may or may not have run).
+    closed: the reply, if any, is lost; the script may or may not have run). With
+    ``wait``, a ``WAIT`` follows the script on the same connection (so it waits for
+    this script's writes); :attr:`acks` is then the number of replicas that
+    acknowledged them.
     """
 
-    def __init__(self, script: Any, keys: list[str], args: list[Any]) -> None:
-        self.script, self.keys, self.args = script, keys, args
+    def __init__(
+        self, script: Any, keys: list[str], args: list[Any], wait: ReplicaWait | None = None
+    ) -> None:
+        self.script, self.keys, self.args, self.wait = script, keys, args, wait
+        self.acks: int | None = None
         self.pool: redis.ConnectionPool = script.registered_client.connection_pool
         self.connection = self.pool.get_connection()
         try:
             self.connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            if wait is not None:
+                self.connection.send_command("WAIT", wait.replicas, wait.timeout_ms)
         except BaseException:
             self.discard()
             raise
@@ -186,10 +234,24 @@ class Pending:
             reply = self.connection.read_response()  # disconnects on a connection error
         except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
             reply = None
+        except BaseException:
+            if self.wait is not None:  # the WAIT's reply is still to come: not reusable
+                self.connection.disconnect()
+            self.pool.release(self.connection)
+            raise
+        try:
+            if self.wait is not None:
+                self.acks = int(self.connection.read_response())
         finally:
             self.pool.release(self.connection)
-        if reply is None:  # it did not run: run it now
-            reply = self.script(keys=self.keys, args=self.args)
+        if reply is None:  # it did not run: run it now (and wait on its connection)
+            reply = self._run_again()
+        return reply
+
+    def _run_again(self) -> Any:
+        if self.wait is None:
+            return self.script(keys=self.keys, args=self.args)
+        reply, self.acks = run_and_wait(self.script, self.keys, self.args, self.wait)
         return reply
 
     def discard(self) -> None:
@@ -209,3 +271,8 @@ class PendingCommit:
         batch is no longer ours, :class:`~resc_dramatiq.errors.WrongType` when a key holds
         another type. A retry after a lost reply is recognised by the batch id."""
         return self.encoded.result(self.pending.reply())  # a repeat after NOSCRIPT is recognised
+
+    @property
+    def acks(self) -> int | None:
+        """Replicas that acknowledged the commit (None: no ``WAIT`` was asked for)."""
+        return self.pending.acks

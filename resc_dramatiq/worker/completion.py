@@ -48,7 +48,7 @@ from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS
 from ..store.keys import message_markers
-from ..store.resilience import Backoff, is_transient
+from ..store.resilience import Backoff, Replication, ReplicaWait, is_transient
 from ..store.scripts import Scripts
 from ..store.store import emit
 from .app import App, build_ruleset
@@ -92,6 +92,10 @@ class Completion(Middleware):
     ``done_queue`` is the done list of actors declaring ``done_event`` without
     ``done_queue``; ``failed_queue`` the failure list (default ``<done list>/failed``);
     ``marker_ttl_s`` how long a message's marker is kept (longer than any redelivery).
+    ``wait_replicas`` makes each done or failure event wait (``WAIT``, at most
+    ``wait_timeout_ms``) for that many replicas before the message is acknowledged, so a
+    failover cannot lose an event whose message Dramatiq considers done (see
+    docs/high-availability.md); fewer acks are logged once, and the worker goes on.
     """
 
     def __init__(
@@ -102,8 +106,10 @@ class Completion(Middleware):
         route_inline: bool = False,
         done_queue: str = DEFAULT_DONE_QUEUE,
         failed_queue: str | None = None,
-        attempts: int = 4,
+        attempts: int = 16,  # ~12 s of capped backoff: long enough for a failover
         marker_ttl_s: float = MARKER_TTL_MS / 1000,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
         self.client = client
@@ -112,6 +118,10 @@ class Completion(Middleware):
         self.failed_queue = failed_queue
         self.attempts = attempts
         self.marker_ttl_ms = int(marker_ttl_s * 1000)
+        self.wait = ReplicaWait.of(wait_replicas, wait_timeout_ms)
+        self.replication = (
+            None if self.wait is None else Replication(self.logger, "done events", self.wait)
+        )
         self._rules = rules
         self._inline: InlineRouter | None = None
         self._scripts: Scripts | None = None
@@ -244,6 +254,8 @@ class Completion(Middleware):
                 message_id=o.message_id,
                 release_set=released,
                 marker_ttl_ms=self.marker_ttl_ms,
+                wait=self.wait,
+                replication=self.replication,
             )
 
         try:

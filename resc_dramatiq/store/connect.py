@@ -1,0 +1,231 @@
+"""One way to say "this Redis": a URL into a client, a single server or through Sentinel.
+
+The URL forms :func:`connect` accepts::
+
+    redis://[[user]:password@]host[:port][/db][?option=value...]     redis-py's from_url
+    rediss://...                                                     the same over TLS
+    unix://[[user]:password@]/path/to/socket[?db=n]
+    redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db][?...]
+    rediss+sentinel://...     TLS to the Sentinels and to the servers they name
+
+In a Sentinel URL the hosts are the Sentinels (port 26379 when omitted), ``service`` the
+name they monitor the primary under, the user and password those of the Redis servers;
+``sentinel_username`` and ``sentinel_password`` in the query are the Sentinels' own
+(none by default). The client always talks to the current primary: redis-py's
+``SentinelConnectionPool`` asks the Sentinels for it on every new connection, and a
+connection that meets a demoted primary (``READONLY``) is dropped and raises
+``ConnectionError``. Such a client retries a command for about 16 s
+(:data:`FAILOVER_RETRIES`), asking the Sentinels again each time, so most callers (a
+Dramatiq broker, the commands) ride through a failover without seeing it; the callers
+that retry by themselves (the router, the middleware) follow longer ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
+
+import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.connection import SSLConnection
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+
+from ..errors import RedisURLError
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # -> TLS
+DEFAULT_SENTINEL_PORT = 26379
+
+#: What every client gets unless told otherwise: dead connections found promptly.
+DEFAULTS: dict[str, Any] = {"health_check_interval": 10, "socket_keepalive": True}
+
+#: How a Sentinel-backed client retries a command that met a failover (a closed
+#: connection, a demoted primary, no primary yet): ~16 s of capped backoff, each try
+#: asking the Sentinels for the primary. (redis-py gives such clients no retries.)
+FAILOVER_RETRIES = 20
+FAILOVER_BACKOFF_CAP_S = 1.0
+
+#: How long a Sentinel may take to answer "who is the primary?" before the next is asked.
+SENTINEL_TIMEOUT_S = 1.0
+
+#: Query parameters of a Sentinel URL (the others belong to plain URLs only).
+SENTINEL_QUERY = {"sentinel_username", "sentinel_password", "db"}
+
+#: Names whose values :func:`safe_url` masks wherever they appear in a query.
+SECRET_QUERY = {"password", "sentinel_password"}
+
+
+class FollowingConnection(SentinelManagedConnection):
+    """A connection to the primary that asks the Sentinels where it is on every connect.
+
+    redis-py's own asks only when a connection is first opened from the pool; a command
+    it retries reconnects to the address it had (redis-py issue 3874), so a retry after
+    a failover keeps knocking at the dead primary until its retries run out.
+    """
+
+    def _connect(self) -> Any:
+        if self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        return super()._connect()  # type: ignore[no-untyped-call]
+
+
+class FollowingSSLConnection(FollowingConnection, SSLConnection):
+    """:class:`FollowingConnection` over TLS."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """What a Sentinel URL names."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    ssl: bool = False
+
+
+def connect(url: str, **options: Any) -> redis.Redis:
+    """A client for the Redis ``url`` names (see the module docstring for the forms).
+
+    ``options`` go to the client's connections (``socket_timeout``, ``decode_responses``,
+    ``ssl_ca_certs``...), over the defaults in :data:`DEFAULTS`. For a Sentinel URL, the
+    ``socket_*`` options also apply to the Sentinels. Raises :class:`RedisURLError`
+    (naming the URL, password masked) when the URL cannot be read; connecting happens
+    on first use.
+    """
+    settings = {**DEFAULTS, **options}
+    if is_sentinel(url):
+        return _through_sentinel(parse_sentinel(url), settings)
+    try:
+        return redis.Redis.from_url(url, **settings)
+    except ValueError as e:
+        raise RedisURLError(f"invalid Redis URL {safe_url(url)}: {e}") from None
+
+
+def is_sentinel(url: str) -> bool:
+    """True when ``url`` is a ``redis+sentinel://`` or ``rediss+sentinel://`` URL."""
+    return url.partition("://")[0].lower() in SENTINEL_SCHEMES
+
+
+def parse_sentinel(url: str) -> SentinelTarget:
+    """Read a Sentinel URL; :class:`RedisURLError` says what is wrong with it."""
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":") if at else ("", "", "")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(params) - SENTINEL_QUERY)
+    if unknown:
+        _invalid(
+            url,
+            f"unknown option(s) {', '.join(unknown)} (known: sentinel_password, "
+            "sentinel_username, db)",
+        )
+    service, _, db_part = path.partition("/")
+    if not service:
+        _invalid(url, "no service name (redis+sentinel://host:port/service_name[/db])")
+    return SentinelTarget(
+        sentinels=tuple(_address(url, one) for one in hosts.split(",")),
+        service=unquote(service),
+        db=_db(url, db_part.strip("/") or params.get("db", "0")),
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        sentinel_username=params.get("sentinel_username") or None,
+        sentinel_password=params.get("sentinel_password") or None,
+        ssl=SENTINEL_SCHEMES[scheme.lower()],
+    )
+
+
+def _address(url: str, text: str) -> tuple[str, int]:
+    if not text:
+        _invalid(url, "an empty Sentinel address (host[:port],host[:port]...)")
+    if text.startswith("["):  # [IPv6]:port
+        host, _, port = text[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        _invalid(url, f"no host in Sentinel address {text!r}")
+    if not port:
+        return host, DEFAULT_SENTINEL_PORT
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        _invalid(url, f"bad port in Sentinel address {text!r}")
+    return host, int(port)
+
+
+def _db(url: str, text: str) -> int:
+    if not text.isdigit():
+        _invalid(url, f"the database must be a number, not {text!r}")
+    return int(text)
+
+
+def _invalid(url: str, why: str) -> None:
+    raise RedisURLError(f"invalid Redis URL {safe_url(url)}: {why}")
+
+
+def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis.Redis:
+    sockets = {k: v for k, v in settings.items() if k.startswith("socket_")}
+    sentinel_kwargs: dict[str, Any] = {
+        "retry": Retry(NoBackoff(), 0),  # a Sentinel that fails: ask the next one at once
+        "socket_timeout": SENTINEL_TIMEOUT_S,
+        "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+        **sockets,
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        "ssl": target.ssl,
+    }
+    server_kwargs = {
+        "retry": Retry(ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05), FAILOVER_RETRIES),
+        **settings,
+        "db": target.db,
+        "username": target.username,
+        "password": target.password,
+        "connection_class": FollowingSSLConnection if target.ssl else FollowingConnection,
+    }
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(target.service, **server_kwargs)  # type: ignore[no-untyped-call]
+    return client
+
+
+def url_of(client: redis.Redis) -> str | None:
+    """A Sentinel URL naming what a Sentinel-backed client talks to (password masked
+    by the caller); None for any other client."""
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool):
+        return None
+    manager: Sentinel = pool.sentinel_manager
+    hosts = []
+    for node in manager.sentinels:
+        kwargs = node.connection_pool.connection_kwargs
+        host = str(kwargs.get("host") or "localhost")
+        hosts.append(f"{f'[{host}]' if ':' in host else host}:{kwargs.get('port')}")
+    kwargs = pool.connection_kwargs
+    user, password = kwargs.get("username") or "", kwargs.get("password")
+    userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    tls = issubclass(pool.connection_class, SSLConnection)
+    scheme = "rediss+sentinel" if tls else "redis+sentinel"
+    auth = f"{userinfo}@" if userinfo else ""
+    return f"{scheme}://{auth}{','.join(hosts)}/{pool.service_name}/{kwargs.get('db') or 0}"
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its passwords (userinfo, ``password=`` and ``sentinel_password=``
+    query parameters) replaced by ``***``, for printing."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    rest, qmark, query = rest.partition("?")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        userinfo = userinfo.partition(":")[0] + ":***"
+    if query:
+        pairs = [p.partition("=") for p in query.split("&")]
+        query = "&".join(f"{k}{eq}{'***' if k in SECRET_QUERY and v else v}" for k, eq, v in pairs)
+    masked = f"{userinfo}{at}{hosts}{slash}{path}{qmark}{query}"
+    return f"{scheme}{sep}{masked}"
