@@ -256,7 +256,20 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
 
 
 def _age(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds:.1f} s"
+    """A duration as a person reads it: ``4.2 s``, ``5 min 3 s``, ``2 h 37 min``, ``3 d 4 h``."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    whole = int(seconds)
+    for unit_s, unit, sub_s, sub in (
+        (86400, "d", 3600, "h"),
+        (3600, "h", 60, "min"),
+        (60, "min", 1, "s"),
+    ):
+        if whole >= unit_s:
+            return f"{whole // unit_s} {unit} {whole % unit_s // sub_s} {sub}"
+    raise AssertionError("unreachable")
 
 
 def _opt(value: int | None) -> str:
