@@ -17,7 +17,7 @@ import msgpack
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent
-from .keys import DramatiqKeys, WatcherKeys
+from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .scripts import refusal
 
 STATUS_COMMITTED = 1
@@ -38,6 +38,7 @@ FIXED_KEYS = (
     "unmatched list",
     "commit marker",
     "dedup set released",
+    "history hash",
 )
 
 
@@ -71,6 +72,7 @@ class CommitSettings:
     channel: str | None
     max_attempts: int
     marker_ttl_ms: int = MARKER_TTL_MS
+    history_ttl_s: int = HISTORY_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,7 @@ class CommitCodec:
             k.unmatched or k.stats,  # a placeholder when unmatched events are not kept
             marker,
             released or k.stats,  # a placeholder when nothing is released
+            k.history_at(int(batch.taken_at) // 60),
         ]
         args: list[Any] = [
             len(events),
@@ -160,6 +163,7 @@ class CommitCodec:
             "taken" if by_message is None else "message",
             "1" if released else "0",
             self._tasks(batch, script_keys),
+            s.history_ttl_s,
         ]
         for f in batch.failed:
             entry = dead_letter_entry(
