@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import redis
 
+from resc_dramatiq.rules.plan import FailedEvent
+from resc_dramatiq.store.commit import dead_letter_entry
+from resc_dramatiq.store.keys import DramatiqKeys
 from tests.procs import CLI, LoggedProcess, free_port
 
 #: A watcher whose events ``<q>/<task>`` go to the list ``out/<q>`` with a dedup set
@@ -96,3 +101,45 @@ def dashboard(
         yield process.wait_ready()
     finally:
         process.stop()
+
+
+def dead_letter(
+    r: redis.Redis, event: bytes, *, error: str = "RuleError: boom", age_s: int = 0
+) -> None:
+    """Dead-letter ``event`` of watcher ``in`` as the commit script does (its JSON entry)."""
+    failed = FailedEvent(event=event, rule="split", error=error)
+    at_s = int(time.time()) - age_s
+    r.lpush("in/dead", dead_letter_entry(failed, watcher="in", attempts=1, at_s=at_s))
+
+
+def dead_message(
+    r: redis.Redis, args: list[object], *, error: str = "ValueError: boom", queue: str = "jobs"
+) -> str:
+    """A message of actor ``work`` dead-lettered on ``queue`` as Dramatiq's broker does it
+    (id in ``dramatiq:<queue>.XQ``, payload in its ``.msgs``); its Redis id."""
+    redis_id = str(uuid.uuid4())
+    payload = {
+        "queue_name": queue,
+        "actor_name": "work",
+        "args": args,
+        "kwargs": {},
+        "options": {"redis_message_id": redis_id, "traceback": f"Traceback...\n{error}\n"},
+        "message_id": str(uuid.uuid4()),
+        "message_timestamp": int(time.time() * 1000),
+    }
+    keys = DramatiqKeys()
+    r.hset(keys.dead_messages(queue), redis_id, json.dumps(payload))
+    r.zadd(keys.dead(queue), {redis_id: time.time() * 1000})
+    return redis_id
+
+
+def queued_message(r: redis.Redis, queue: str, args: list[object]) -> str:
+    """A ready message of actor ``work`` on Dramatiq ``queue`` (a ``.DQ`` name: delayed)."""
+    redis_id = str(uuid.uuid4())
+    payload = {"queue_name": queue, "actor_name": "work", "args": args, "kwargs": {},
+               "options": {"redis_message_id": redis_id}, "message_id": str(uuid.uuid4()),
+               "message_timestamp": int(time.time() * 1000)}  # fmt: skip
+    keys = DramatiqKeys()
+    r.hset(keys.messages(queue), redis_id, json.dumps(payload))
+    r.rpush(keys.queue(queue), redis_id)
+    return redis_id

@@ -90,6 +90,7 @@ class Renderer:
             "path": request.url.path,
             "notice": request.query_params.get("notice", ""),
             "partial": request.query_params.get("partial") == "1",
+            "live": request.method == "GET",  # an action's answer is never refreshed
         }
         return HTMLResponse(self.env.get_template(template).render(values), status_code=status)
 

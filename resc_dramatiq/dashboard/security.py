@@ -8,7 +8,7 @@
   forms, and a browser's ``Origin``/``Sec-Fetch-Site`` must not name another site. A
   read-only dashboard refuses every POST.
 * **Headers**: a Content-Security-Policy without inline scripts or styles, no framing,
-  no referrer, no caching, no MIME sniffing.
+  no referrer to other sites, no caching, no MIME sniffing.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ HEADERS = {
     ),
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null"
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 
