@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ class Context:
     def status(self, index: int) -> WatcherStatus:
         """What ``resc-dramatiq status`` shows of watcher ``index``, read now."""
         w = self.site.watchers[index]
-        return gather(self.site.one(index), w.client, namespace=self.site.namespace)[0]
+        status = gather(self.site.one(index), w.client, namespace=self.site.namespace)[0]
+        return dataclasses.replace(status, redis=w.redis_label)
 
 
 def now_s(client: redis.Redis) -> float:
