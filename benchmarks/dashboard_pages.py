@@ -7,8 +7,9 @@ with ``--dead`` dead letters (200,000 by default), a dedup set of ``--set`` entr
 (uvicorn, in a thread of this process) and times each page over HTTP: the median and
 the slowest of ``--runs`` requests, the server's whole answer (Redis reads, rendering).
 
-It also times what the per-minute history adds to a commit: a script making the same
-HINCRBY and EXPIRE calls as a batch's history, against one making none.
+It also times what the per-minute history adds to a commit (a script making the same
+HINCRBY and EXPIRE calls as a batch's history, against one making none), and, last, what
+the confirmation of "requeue all" does: ``ops.dead.requeue`` of every dead letter.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.dashboard import Settings, Site, WatcherSite, create_app
 from resc_dramatiq.dashboard.server import ServerThread
+from resc_dramatiq.ops.dead import ALL, requeue
 from resc_dramatiq.ops.embedded import EmbeddedRedis
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.dashboard_server import RULES, dead_message
@@ -141,6 +143,9 @@ def main() -> None:
             with_history, without = history_cost_us(client, fields)
             print(f"history of {fields} counters: {with_history:.1f} µs per script call, "
                   f"an empty script {without:.1f} µs")  # fmt: skip
+        started = time.perf_counter()
+        moved = requeue(client, site.watchers[0].keys, ALL)
+        print(f"requeue all: {moved} dead letters in {time.perf_counter() - started:.2f}s")
 
 
 if __name__ == "__main__":
