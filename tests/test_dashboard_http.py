@@ -23,7 +23,7 @@ from resc_dramatiq import Config, Router, RuleSet
 from resc_dramatiq.cli import main
 from resc_dramatiq.ops.embedded import server_binary
 from tests.dashboard_server import RULES, DashboardProcess, dashboard, dead_letter, write_rules
-from tests.procs import free_port
+from tests.procs import free_port, own_redis, url_of
 
 RULESET = RuleSet.compile(Config.from_data(RULES))
 
@@ -203,3 +203,16 @@ def test_a_dashboard_started_after_the_commits_charts_them_from_redis(
         html = httpx.get(f"{started_later.url}/pipeline").text
     peaks = re.findall(r"peak (\d+)/min", html)
     assert peaks[0] in ("3", "2", "1")  # the events, maybe split over two minutes
+
+
+def test_a_redis_outage_answers_503_and_the_pages_come_back_after_it(tmp_path: Path) -> None:
+    with (
+        own_redis() as server,
+        dashboard(write_rules(tmp_path), url_of(server), tmp_path) as watching,
+    ):
+        server.stop()
+        down = httpx.get(f"{watching.url}/pipeline")
+        assert down.status_code == 503
+        assert down.text == "503: Redis unreachable (ConnectionError)\n"
+        server.start()
+        assert httpx.get(f"{watching.url}/pipeline").status_code == 200

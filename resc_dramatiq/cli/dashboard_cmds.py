@@ -74,6 +74,12 @@ def dashboard(
     guarded += " (password required)" if settings.password else ""
     mode = ", read-only" if read_only else ""
     click.echo(f"dashboard at http://{host}:{port}/{mode}{guarded}", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not (settings.token or settings.password):
+        click.echo(
+            f"warning: --host {host}: reachable from other machines without a token or "
+            f"password (set {TOKEN_ENV} or {PASSWORD_ENV})",
+            err=True,
+        )
     try:
         serve(create_app(site, settings), host=host, port=port)
     except OSError as e:

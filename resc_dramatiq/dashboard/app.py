@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+import redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -39,6 +40,10 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         assert isinstance(exc, HTTPException)
         return PlainTextResponse(f"{exc.status_code}: {exc.detail}\n", exc.status_code)
 
+    def unreachable(request: Request, exc: Exception) -> Response:
+        # the error's type only: its text could name the server with its credentials
+        return PlainTextResponse(f"503: Redis unreachable ({type(exc).__name__})\n", 503)
+
     routes = [
         Route("/", home),
         *pipeline.routes(context),
@@ -49,5 +54,6 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         *actions.routes(context),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: error})
+    handlers = {HTTPException: error, redis.RedisError: unreachable}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     return Guard(app, token=settings.token, password=settings.password)
