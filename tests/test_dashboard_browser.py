@@ -126,7 +126,9 @@ def test_the_targets_pages_show_ready_delayed_and_dead_messages_redis_holds(
     queued_message(r, "jobs.DQ", [9])
     dead_message(r, [41], error="ValueError: no such product")
     page.goto(f"{site.url}/targets")
-    assert "out/a" in text(page, "#targets-0")
+    raw = page.locator("#targets-0 tr", has_text="out/a").locator("td")
+    assert raw.all_inner_texts()[:2] == ["out/a", "2"]
+    assert raw.nth(2).locator("div").all_inner_texts() == ["1", "2"]  # taken next first
     page.click("text=jobs")
     assert (text(page, "#ready"), text(page, "#delayed"), text(page, "#dead-count")) == (
         "1",
@@ -265,6 +267,8 @@ def test_hostile_event_text_is_shown_as_text_and_runs_no_script(
     shown = page.locator("#dead-letters").inner_text()
     assert "x/<script>window.pwned = 1</script>" in shown
     assert "x/\ufffd\ufffd<b onmouseover=window.pwned=1>bytes</b>" in shown
+    page.goto(f"{site.url}/watchers/0/queue?name=jobs")
+    assert '["x/<script>window.pwned = 1</script>"]' in page.locator("#dead-messages").inner_text()
     assert dialogs == []
 
 

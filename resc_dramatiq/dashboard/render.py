@@ -7,6 +7,7 @@ there; the templates never mark anything safe.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,6 +55,11 @@ def _text(value: bytes | str) -> str:
     return decode_event(value) if isinstance(value, bytes) else value
 
 
+def _json(value: object) -> str:
+    """Arguments as JSON text (a plain string: the template escapes it like any other)."""
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
 def environment() -> Environment:
     """The templates' environment: every value escaped, unknown names an error."""
     env = Environment(
@@ -63,7 +69,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(age=_age, utc=_utc, text=_text)
+    env.filters.update(age=_age, utc=_utc, text=_text, json=_json)
     return env
 
 
