@@ -1,11 +1,14 @@
 """How long the dashboard's pages take on a large state.
 
-``python benchmarks/dashboard_pages.py [--redis-url URL] [--dead N] [--set N] [--runs R]``
+``python benchmarks/dashboard_pages.py [--redis-url URL] [--dead N] [--set N] [--runs R]
+[--other-keys N]``
 fills a Redis (an embedded one unless ``--redis-url``, whose database is **flushed**)
 with ``--dead`` dead letters (200,000 by default), a dedup set of ``--set`` entries
 (1,000,000), 10,000 dead Dramatiq messages and a raw list, serves the real dashboard
 (uvicorn, in a thread of this process) and times each page over HTTP: the median and
 the slowest of ``--runs`` requests, the server's whole answer (Redis reads, rendering).
+``--other-keys`` adds that many unrelated keys: the pages that find the concrete targets
+and sets of templates (``out/${q}``) ``SCAN`` the keyspace, as ``status`` does.
 
 It also times what the per-minute history adds to a commit (a script making the same
 HINCRBY and EXPIRE calls as a batch's history, against one making none), and, last, what
@@ -121,6 +124,7 @@ def main() -> None:
     parser.add_argument("--dead", type=int, default=200_000)
     parser.add_argument("--set", dest="entries", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--other-keys", type=int, default=0)
     options = parser.parse_args()
     with ExitStack() as stack:
         url = options.redis_url or stack.enter_context(EmbeddedRedis()).url
@@ -128,6 +132,11 @@ def main() -> None:
         client.flushdb()
         started = time.perf_counter()
         fill(client, options.dead, options.entries)
+        pipe = client.pipeline(transaction=False)
+        for start in range(0, options.other_keys, 10_000):
+            end = min(options.other_keys, start + 10_000)
+            pipe.mset({f"other:{i}": 1 for i in range(start, end)})
+            pipe.execute()
         print(f"filled in {time.perf_counter() - started:.1f}s: {options.dead} dead letters, "
               f"a set of {options.entries}, 10000 dead messages")  # fmt: skip
         ruleset = RuleSet.compile(Config.from_data(RULES))
