@@ -151,6 +151,11 @@ def test_the_dedup_page_shows_size_oldest_entry_and_entries_past_ttl(
     assert "stuck/1" in row and "2h 0m" in row
     page.click("#sets-0 a")
     assert (text(page, "#size"), text(page, "#past-ttl")) == ("3", "1")
+    page.click("text=entries past ttl_s")
+    assert [row.split("\t")[1] for row in page.locator("#entries tr").all_inner_texts()[1:]] == [
+        "stuck/1"
+    ]
+    page.goto(f"{site.url}/watchers/0/set?key=todo")
     page.fill("input[name=q]", "stuck")
     page.click("text=search")
     assert "no exact entry" in text(page, "#exact")
