@@ -210,7 +210,7 @@ for _ = 1, failed do
     if redis.call('HINCRBY', KEYS[ATTEMPTS], event, 1) >= max_attempts then
         redis.call('HDEL', KEYS[ATTEMPTS], event)
         redis.call('LPUSH', KEYS[DEAD], ARGV[a + 1])
-        count(ARGV[a + 2], 'dead')
+        bump(ARGV[a + 2] .. '|dead', 1)
         dead = dead + 1
     else
         redis.call('LPUSH', KEYS[INPUT], event)
