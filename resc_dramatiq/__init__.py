@@ -18,6 +18,18 @@ from .errors import (
     StoreError,
     WrongType,
 )
+from .ops.dead import DeadLetter, DeadPage, list_dead
+from .ops.dead import drop as drop_dead
+from .ops.dead import requeue as requeue_dead
+from .ops.dead import select as select_dead
+from .ops.dramatiq_dead import (
+    DeadMessage,
+    DeadMessagePage,
+    Moved,
+    drop_messages,
+    list_dead_messages,
+    requeue_messages,
+)
 from .ops.metrics import RouterMetrics
 from .ops.metrics import serve as serve_metrics
 from .router.options import Observer, RouterOptions
@@ -42,12 +54,17 @@ __all__ = [
     "Completion",
     "Config",
     "ConfigError",
+    "DeadLetter",
+    "DeadMessage",
+    "DeadMessagePage",
+    "DeadPage",
     "Expander",
     "FailedEvent",
     "FetchError",
     "FetchOptions",
     "Fetcher",
     "InvalidDoneEvent",
+    "Moved",
     "Observer",
     "OwnershipLost",
     "PlannedTask",
@@ -66,10 +83,17 @@ __all__ = [
     "WrongType",
     "build_ruleset",
     "connect",
+    "drop_dead",
+    "drop_messages",
     "explain_event",
+    "list_dead",
+    "list_dead_messages",
     "load_app",
     "on_done",
     "on_schedule",
     "registry",
+    "requeue_dead",
+    "requeue_messages",
+    "select_dead",
     "serve_metrics",
 ]

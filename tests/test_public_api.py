@@ -45,3 +45,19 @@ def test_the_names_the_readme_imports_come_from_the_root() -> None:
         on_done,
         on_schedule,
     )
+
+
+def test_the_dead_letter_library_is_exported_from_the_root() -> None:
+    from resc_dramatiq.ops import dead, dramatiq_dead
+
+    assert resc_dramatiq.list_dead is dead.list_dead
+    assert resc_dramatiq.requeue_dead is dead.requeue
+    assert resc_dramatiq.drop_dead is dead.drop
+    assert resc_dramatiq.select_dead is dead.select
+    assert resc_dramatiq.DeadLetter is dead.DeadLetter
+    assert resc_dramatiq.DeadPage is dead.DeadPage
+    assert resc_dramatiq.list_dead_messages is dramatiq_dead.list_dead_messages
+    assert resc_dramatiq.requeue_messages is dramatiq_dead.requeue_messages
+    assert resc_dramatiq.drop_messages is dramatiq_dead.drop_messages
+    for name in ("DeadMessage", "DeadMessagePage", "Moved"):
+        assert getattr(resc_dramatiq, name) is getattr(dramatiq_dead, name)

@@ -15,6 +15,7 @@ def main() -> None:
 
 
 from . import (  # noqa: E402  (register)
+    dashboard_cmds,
     dead_cmds,
     dead_messages_cmds,
     demo_cmds,
@@ -25,6 +26,7 @@ from . import (  # noqa: E402  (register)
 )
 
 __all__ = [
+    "dashboard_cmds",
     "dead_cmds",
     "dead_messages_cmds",
     "demo_cmds",

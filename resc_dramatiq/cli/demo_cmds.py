@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from collections.abc import Mapping
 
 import click
@@ -29,12 +31,29 @@ EXIT_INTERRUPTED = 130
 @click.option("--processes", default=2, show_default=True, type=click.IntRange(1, 16))
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
 @click.option("--timeout", "timeout_s", default=60.0, show_default=True, type=float)
+@click.option(
+    "--dashboard",
+    "with_dashboard",
+    is_flag=True,
+    help="Also run the web dashboard, print its address, and keep it all running after "
+    "the verdict until Ctrl-C.",
+)
+@click.option("--dashboard-port", default=8060, show_default=True, type=click.IntRange(1, 65535))
 def demo(
-    redis_url: str | None, events: int, processes: int, threads: int, timeout_s: float
+    redis_url: str | None,
+    events: int,
+    processes: int,
+    threads: int,
+    timeout_s: float,
+    with_dashboard: bool,
+    dashboard_port: int,
 ) -> None:
     """Run the example pipeline: Redis, router, Dramatiq workers; verify every task ran once."""
+    port = dashboard_port if with_dashboard else None
     try:
-        options = DemoOptions(redis_url, events, processes, threads, timeout_s, find_project())
+        options = DemoOptions(
+            redis_url, events, processes, threads, timeout_s, find_project(), port
+        )
         if redis_url is None:
             ensure_available()
     except (DemoError, EmbeddedUnavailable) as e:
@@ -59,13 +78,27 @@ def demo(
                 for stage, count in counts.items():
                     progress.update(bars[stage], completed=count)
 
-            report = run_demo(options, on_progress=update)
+            def linger(report: DemoReport) -> None:
+                progress.stop()
+                summarize(console, report)
+                console.print("the dashboard stays up: Ctrl-C to stop the demo")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        time.sleep(3600)
+
+            report = run_demo(
+                options,
+                on_progress=update,
+                on_dashboard=lambda url: console.print(f"dashboard at {url}"),
+                linger=linger if with_dashboard else None,
+            )
     except KeyboardInterrupt:
         console.print("interrupted: every process the demo started was stopped")
         sys.exit(EXIT_INTERRUPTED)
     except DemoError as e:
         fail(str(e), EXIT_FAILED)
-    summarize(console, report)
+    if not with_dashboard:  # lingering printed it while the dashboard ran
+        summarize(console, report)
     sys.exit(EXIT_FAILED if report.problems else 0)
 
 

@@ -4,9 +4,12 @@ The commit script ``LPUSH``es a JSON entry onto the watcher's ``dead_queue`` for
 event that failed ``max_attempts`` times (see ``store.commit.dead_letter_entry``), so
 the list is newest first. :func:`list_dead` reads it in bounded pages;
 :func:`requeue` and :func:`drop` move entries with ``dead.lua``, one atomic step per
-entry (sent a small group per call): the entry is removed with ``LREM ... 1`` and, only
-when that removed it, its event is pushed back onto the input list. Several operators,
-or a crash half-way, can therefore neither lose an event nor requeue it twice.
+entry (sent a small group per call): the entry is removed with ``LREM`` (one occurrence,
+looked for from the end it was read from: a move of all reads from the oldest end, so
+each entry is found at once whatever the list's length) and, only when that removed it,
+its event is pushed back onto the input list. Several operators, or a crash half-way,
+can therefore neither lose an event nor requeue it twice. A dry run of all counts the
+list.
 
 Every read is bounded: ``LRANGE`` a page at a time, at most ``scan`` entries looked at
 per :func:`list_dead` call, at most the list's length at the start per move of all.
@@ -18,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import redis
@@ -169,17 +173,30 @@ def _move(
     letters: Iterable[DeadLetter] | Literal["all"],
     dry_run: bool,
 ) -> int:
+    every = letters == ALL
+    if every and dry_run:  # every letter there now would be moved: no need to look each up
+        return int(client.llen(keys.dead))
     script = Scripts(client)["dead"]
-    pages = _everything(client, keys.dead, dry_run) if letters == ALL else _chunks(letters)
+    pages = _everything(client, keys.dead) if letters == ALL else _chunks(letters)
+    # all is read from the oldest end: each entry is looked for from there
+    send = partial(_send, script, keys, action, dry=dry_run, from_oldest=every)
     moved = 0
     for page in pages:  # each page sent whole before the next one is read
         for start in range(0, len(page), GROUP):
-            moved += _send(script, keys, action, page[start : start + GROUP], dry_run)
+            moved += send(page[start : start + GROUP])
     return moved
 
 
-def _send(script: Any, keys: WatcherKeys, action: str, group: list[DeadLetter], dry: bool) -> int:
-    args: list[Any] = [action, "1" if dry else "0"]
+def _send(
+    script: Any,
+    keys: WatcherKeys,
+    action: str,
+    group: list[DeadLetter],
+    *,
+    dry: bool,
+    from_oldest: bool,
+) -> int:
+    args: list[Any] = [action, "1" if dry else "0", "-1" if from_oldest else "1"]
     for letter in group:
         args += (letter.entry, letter.event)
     script_keys = [keys.dead, keys.input, keys.attempts]
@@ -201,16 +218,13 @@ def _chunks(letters: Iterable[DeadLetter]) -> Iterator[list[DeadLetter]]:
         yield page
 
 
-def _everything(client: redis.Redis, dead: str, dry_run: bool) -> Iterator[list[DeadLetter]]:
+def _everything(client: redis.Redis, dead: str) -> Iterator[list[DeadLetter]]:
     """Every letter in pages, oldest first, at most the list's length at the start.
 
-    Moving letters removes them, so the oldest page is read again each time; a dry run
-    changes nothing, so it steps on. Events dead-lettered anew meanwhile (at the new
-    end) are left for the next call: a requeue of all ends even while they keep failing.
+    Moving letters removes them, so the oldest page is read again each time. Events
+    dead-lettered anew meanwhile (at the new end) are left for the next call: a requeue
+    of all ends even while they keep failing.
     """
-    if dry_run:
-        yield from _chunks(_oldest_first(client, dead))
-        return
     left = int(client.llen(dead))
     while left > 0:
         page = client.lrange(dead, -min(PAGE, left), -1)

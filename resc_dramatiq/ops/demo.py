@@ -6,7 +6,10 @@
 process groups, feeds root events (each twice: the dedup set drops the copies), waits
 until every done event is routed, then checks that every expected task ran exactly
 once and that every report's stored result can be fetched from this process.
-Whatever happens (an error, Ctrl-C), every process it started is stopped.
+With a ``dashboard_port`` it also runs ``resc-dramatiq dashboard`` on the example's
+rules, says its address once it answers, and (``linger``) keeps everything running
+after the verdict for as long as the caller wants to look. Whatever happens (an error,
+Ctrl-C), every process it started is stopped.
 
 Only keys of the example are touched: ``example/*``, ``example-results:*`` and the
 Dramatiq queues ``dramatiq:example-*``.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +69,7 @@ class DemoOptions:
     threads: int = 4
     timeout_s: float = 60.0
     project: Path = field(default_factory=find_project)
+    dashboard_port: int | None = None  # also run the dashboard, on 127.0.0.1 and this port
 
 
 def expected_tasks(events: int) -> dict[str, list[str]]:
@@ -158,9 +163,18 @@ def clean(client: redis.Redis) -> None:
 
 
 def run_demo(
-    options: DemoOptions, *, on_progress: Callable[[Mapping[str, int]], None] | None = None
+    options: DemoOptions,
+    *,
+    on_progress: Callable[[Mapping[str, int]], None] | None = None,
+    on_dashboard: Callable[[str], None] | None = None,
+    linger: Callable[[DemoReport], None] | None = None,
 ) -> DemoReport:
-    """Run the whole demo and return what it saw; raise :class:`DemoError` on a failure."""
+    """Run the whole demo and return what it saw; raise :class:`DemoError` on a failure.
+
+    ``on_dashboard`` is told the dashboard's address once it answers; ``linger`` is
+    called with the report while every process still runs (the dashboard can be looked
+    at), and the demo ends when it returns.
+    """
     started = time.monotonic()
     with ExitStack() as stack:
         url = options.redis_url or stack.enter_context(EmbeddedRedis()).url
@@ -168,6 +182,10 @@ def run_demo(
         stack.callback(client.close)
         clean(client)
         fleet = _start_fleet(stack, options, url)
+        if options.dashboard_port is not None:
+            address = _dashboard(fleet, options, url, options.dashboard_port)
+            if on_dashboard is not None:
+                on_dashboard(address)
         producer, fetch = _example_modules(options.project)
         events = [e for event in producer.root_events(options.events) for e in (event, event)]
         client.lpush(DONE, *events)
@@ -185,9 +203,12 @@ def run_demo(
             on_progress(_progress(client))
         runs = counters(client, RUNS)
         results = fetch.fetch_results(url)
-        return DemoReport(
+        report = DemoReport(
             options.events, runs, expected, _stats(client), results, time.monotonic() - started
         )
+        if linger is not None:
+            linger(report)
+        return report
 
 
 def _start_fleet(stack: ExitStack, options: DemoOptions, url: str) -> Fleet:
@@ -202,6 +223,22 @@ def _start_fleet(stack: ExitStack, options: DemoOptions, url: str) -> Fleet:
     sizes = ["--processes", str(options.processes), "--threads", str(options.threads)]
     fleet.start("workers", [sys.executable, "-m", "dramatiq", app, "--path", str(root), *sizes])
     return fleet
+
+
+def _dashboard(fleet: Fleet, options: DemoOptions, url: str, port: int) -> str:
+    """Start the dashboard of the example's rules; its address once it answers."""
+    app = f"{options.project.name}.app:broker"
+    config = str(options.project / "pipeline.hjson")
+    argv = ["dashboard", config, "--app", app, "--redis-url", url, "--port", str(port)]
+    fleet.start("dashboard", [sys.executable, "-m", "resc_dramatiq", *argv])
+    deadline = time.monotonic() + 30
+    while True:
+        fleet.check()
+        with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return f"http://127.0.0.1:{port}/"
+        if time.monotonic() > deadline:
+            raise DemoError(f"the dashboard did not answer on port {port}; logs in {fleet.log_dir}")
+        time.sleep(0.1)
 
 
 def _example_modules(project: Path) -> tuple[Any, Any]:

@@ -17,7 +17,7 @@ import msgpack
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent
-from .keys import DramatiqKeys, WatcherKeys
+from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .keyspace import text
 from .scripts import refusal
 
@@ -39,6 +39,7 @@ FIXED_KEYS = (
     "unmatched list",
     "commit marker",
     "dedup set released",
+    "history hash",
 )
 
 
@@ -75,6 +76,7 @@ class CommitSettings:
     channel: str | None
     max_attempts: int
     marker_ttl_ms: int = MARKER_TTL_MS
+    history_ttl_s: int = HISTORY_TTL_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,7 @@ class CommitCodec:
             k.unmatched or k.stats,  # a placeholder when unmatched events are not kept
             marker,
             released or k.stats,  # a placeholder when nothing is released
+            k.history_at(int(batch.taken_at) // 60),
         ]
         args: list[Any] = [
             len(events),
@@ -175,6 +178,7 @@ class CommitCodec:
             "1" if released else "0",
             self._tasks(batch, script_keys),
             "1" if per_rule_later else "0",
+            s.history_ttl_s,
         ]
         for f in batch.failed:
             entry = dead_letter_entry(

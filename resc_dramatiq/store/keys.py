@@ -9,6 +9,9 @@ A watcher's keys (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 * ``T/instances`` sorted set: instance -> heartbeat expiry (ms, Redis clock);
   ``T/beats`` the same instances -> time of their last heartbeat (ms, for ``status``);
 * ``I/stats`` hash of counters; ``I/attempts`` hash of failed attempts per event;
+* ``I/history/<minute>`` the same counters for one minute (``<minute>`` is unix
+  seconds // 60), written by each commit beside ``I/stats`` and expiring after
+  :data:`HISTORY_TTL_S`: the dashboard's charts, surviving its restarts;
 * ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
 
 ``<done list>/messages`` is a sorted set of the Dramatiq messages whose done or failure
@@ -18,7 +21,8 @@ the worker's writes are idempotent per message. Markers older than their time to
 
 Dramatiq's own keys, per namespace ``ns`` and queue ``q``: ``ns:q`` the queue (a list
 of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue,
-``ns:q.XQ`` its dead-lettered messages, ``ns:__heartbeats__`` the workers' heartbeats.
+``ns:q.XQ`` its dead-lettered messages, ``ns:__heartbeats__`` the workers' heartbeats,
+``ns:__acks__.<worker>.q`` the messages of ``q`` a worker holds.
 
 A schedule's state is the hash ``resc/schedules/<name>`` (see ``lua/fire.lua``): its last
 fired tick, when and by whom, and its lag.
@@ -30,6 +34,9 @@ from dataclasses import dataclass
 
 from ..config.model import WatcherSpec
 from ..rules.messages import delay_queue_name
+
+#: How long a minute of history is kept (``I/history/<minute>``), in seconds.
+HISTORY_TTL_S = 3 * 3600
 
 #: Dramatiq's companion keys of a queue, never targets themselves.
 DRAMATIQ_SUFFIXES = (".msgs", ".DQ", ".XQ", ".DQ.msgs", ".XQ.msgs", ".acks")
@@ -46,6 +53,7 @@ class WatcherKeys:
     instances: str
     beats: str
     stats: str
+    history: str  # prefix of the per-minute hashes, see history_at
     attempts: str
     dead: str
     unmatched: str | None
@@ -61,10 +69,15 @@ class WatcherKeys:
             instances=f"{spec.taken_queue}/instances",
             beats=f"{spec.taken_queue}/beats",
             stats=f"{spec.input_queue}/stats",
+            history=f"{spec.input_queue}/history",
             attempts=f"{spec.input_queue}/attempts",
             dead=spec.dead_queue,
             unmatched=spec.unmatched_queue,
         )
+
+    def history_at(self, minute: int) -> str:
+        """The hash of the counters of ``minute`` (unix seconds // 60)."""
+        return f"{self.history}/{minute}"
 
     def taken_of(self, instance: str) -> str:
         """The taken list of another ``instance`` (``""``: resc's own taken list)."""
@@ -107,6 +120,11 @@ class DramatiqKeys:
     def dead_messages(self, queue: str) -> str:
         """The hash of the payloads of ``queue``'s dead-lettered messages."""
         return f"{self.namespace}:{queue}.XQ.msgs"
+
+    def acks(self, worker: str, queue: str) -> str:
+        """The set of ``queue``'s message ids that worker ``worker`` holds (fetched, not
+        yet acked); ``worker`` is a broker id of :attr:`heartbeats`."""
+        return f"{self.namespace}:__acks__.{worker}.{queue}"
 
     @property
     def heartbeats(self) -> str:

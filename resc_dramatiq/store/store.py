@@ -9,6 +9,7 @@ commits through the same codec and the same script. Every key reaches Lua throug
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,7 @@ from .commit import (
     CommitSettings,
     EncodedCommit,
 )
-from .keys import DramatiqKeys, WatcherKeys
+from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .keyspace import text
 from .resilience import Replication, ReplicaWait
 from .scripts import Scripts, refusal, wrong_type
@@ -106,10 +107,14 @@ class WatcherStore:
         return self.scripts["commit"](keys=encoded.keys, args=encoded.args)
 
     def add_counters(self, counters: Mapping[str, int]) -> None:
-        """Add ``counters`` to the watcher's stats hash, in one transaction."""
+        """Add ``counters`` to the watcher's stats hash and to the history of the current
+        minute (as the commit script does), in one transaction."""
+        history = self.keys.history_at(int(time.time()) // 60)
         pipe = self.client.pipeline(transaction=True)
         for name, increment in counters.items():
             pipe.hincrby(self.keys.stats, name, increment)
+            pipe.hincrby(history, name, increment)
+        pipe.expire(history, HISTORY_TTL_S)
         pipe.execute()
 
     def heartbeat(self, ttl_ms: int) -> list[str]:

@@ -18,7 +18,9 @@
 --          of its last commit; mode 'message': the done list's markers, a sorted set of
 --          message ids scored by the time (ms, Redis clock) they were committed
 -- KEYS[8]  dedup set to release the event from (only written when ARGV[16] is '1')
--- KEYS[9..] the tasks' keys, each once: dedup sets, target lists, Dramatiq messages hashes
+-- KEYS[9]  history hash of the minute the batch was taken (every counter of KEYS[2] is
+--          also added here; it expires ARGV[19] seconds after the minute's last commit)
+-- KEYS[10..] the tasks' keys, each once: dedup sets, target lists, Dramatiq messages hashes
 --
 -- ARGV[1]  number of events in the batch N (mode 'message': 1)
 -- ARGV[2]  newest event of the batch (expected N-th from the right end of the taken list)
@@ -45,7 +47,8 @@
 -- ARGV[18] '1' to return the per-rule counters of this batch ('<rule>|queued',
 --          '|deduplicated', '|retried') instead of writing them: the router writes them
 --          late, in one step per second, when a batch touches many rules
--- ARGV[19..] F groups of 3: event, dead-letter entry (JSON), rule name;
+-- ARGV[19] time to live of the history hash KEYS[9], in seconds
+-- ARGV[20..] F groups of 3: event, dead-letter entry (JSON), rule name;
 --          then U events; then R pairs: stats field, increment
 --
 -- Returns {status, queued, deduplicated, retried, dead}, followed with ARGV[18] '1' by
@@ -55,11 +58,12 @@
 -- reclaimed it). Returns {-2, key index, type found, type needed} when a key it would
 -- write holds another type: checked before any write, so nothing is half-done.
 
-local TAKEN, STATS, INPUT, ATTEMPTS, DEAD, UNMATCHED, MARKER, RELEASE = 1, 2, 3, 4, 5, 6, 7, 8
+local TAKEN, STATS, INPUT, ATTEMPTS, DEAD, UNMATCHED, MARKER, RELEASE, HISTORY = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local N, NEWEST, OLDEST, SCORE, CHANNEL, PREFIX = 1, 2, 3, 4, 5, 6
 local TASKS, FAILED, UNMATCHED_COUNT, MAX_ATTEMPTS, KEEP_UNMATCHED, COUNTERS = 7, 8, 9, 10, 11, 12
 local ID, MARKER_TTL_MS, MODE, RELEASE_EVENT, PLANNED, RETURN_PER_RULE = 13, 14, 15, 16, 17, 18
-local FIRST_GROUP = 19
+local HISTORY_TTL_S = 19
+local FIRST_GROUP = 20
 -- fields of a planned task
 local KIND, SET, QUEUE, MESSAGES, TASK, PAYLOAD, MESSAGE_ID, EVENT, RULE = 1, 2, 3, 4, 5, 6, 7, 8, 9
 -- values per LPUSH of unmatched events (unpack() is bounded by Lua's stack)
@@ -112,7 +116,8 @@ local function wrong(index, needed)
     end
     return nil
 end
-local needs = {{STATS, 'hash'}, {ATTEMPTS, 'hash'}, {MARKER, by_message and 'zset' or 'string'}}
+local needs = {{STATS, 'hash'}, {HISTORY, 'hash'}, {ATTEMPTS, 'hash'},
+    {MARKER, by_message and 'zset' or 'string'}}
 if failed > 0 then
     needs[#needs + 1] = {INPUT, 'list'}
     needs[#needs + 1] = {DEAD, 'list'}
@@ -142,6 +147,12 @@ end
 local score, channel, prefix = ARGV[SCORE], ARGV[CHANNEL], ARGV[PREFIX]
 local queued, deduplicated = 0, 0
 local per_rule = {}
+-- a counter goes to the totals and to the minute's history: two HINCRBY per counter
+-- and batch (never per task: per-rule counts are summed first), one EXPIRE per batch
+local function bump(field, increment)
+    redis.call('HINCRBY', KEYS[STATS], field, increment)
+    redis.call('HINCRBY', KEYS[HISTORY], field, increment)
+end
 local function count(rule, what, increment)
     local field = rule .. '|' .. what
     per_rule[field] = (per_rule[field] or 0) + (increment or 1)
@@ -204,7 +215,7 @@ for _ = 1, failed do
     if redis.call('HINCRBY', KEYS[ATTEMPTS], event, 1) >= max_attempts then
         redis.call('HDEL', KEYS[ATTEMPTS], event)
         redis.call('LPUSH', KEYS[DEAD], ARGV[a + 1])
-        redis.call('HINCRBY', KEYS[STATS], ARGV[a + 2] .. '|dead', 1)
+        bump(ARGV[a + 2] .. '|dead', 1)
         dead = dead + 1
     else
         redis.call('LPUSH', KEYS[INPUT], event)
@@ -222,12 +233,12 @@ if unmatched > 0 then
             redis.call('LPUSH', KEYS[UNMATCHED], unpack(ARGV, i, math.min(i + PUSH_CHUNK - 1, last)))
         end
     end
-    redis.call('HINCRBY', KEYS[STATS], 'unmatched', unmatched)
+    bump('unmatched', unmatched)
     a = a + unmatched
 end
 
 for _ = 1, tonumber(ARGV[COUNTERS]) do
-    redis.call('HINCRBY', KEYS[STATS], ARGV[a], ARGV[a + 1])
+    bump(ARGV[a], ARGV[a + 1])
     a = a + 2
 end
 local reply_per_rule = {}
@@ -238,7 +249,7 @@ if ARGV[RETURN_PER_RULE] == '1' then
     end
 else
     for field, increment in pairs(per_rule) do
-        redis.call('HINCRBY', KEYS[STATS], field, increment)
+        bump(field, increment)
     end
 end
 
@@ -259,11 +270,12 @@ if channel ~= '' then
         end
     end
 end
-redis.call('HINCRBY', KEYS[STATS], 'events', n)
-redis.call('HINCRBY', KEYS[STATS], 'queued', queued)
-redis.call('HINCRBY', KEYS[STATS], 'deduplicated', deduplicated)
-if retried > 0 then redis.call('HINCRBY', KEYS[STATS], 'retried', retried) end
-if dead > 0 then redis.call('HINCRBY', KEYS[STATS], 'dead', dead) end
+bump('events', n)
+bump('queued', queued)
+bump('deduplicated', deduplicated)
+if retried > 0 then bump('retried', retried) end
+if dead > 0 then bump('dead', dead) end
+redis.call('EXPIRE', KEYS[HISTORY], ARGV[HISTORY_TTL_S])
 if by_message then
     local t = redis.call('TIME')
     local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -1,0 +1,86 @@
+"""``dashboard``: the web UI over the pipelines of CONFIG and ``--app``.
+
+Each watcher's Redis and the Dramatiq namespace are found as for every other command
+(:mod:`.servers`). The access token and the password come from the environment
+(``RESC_DASHBOARD_TOKEN``, ``RESC_DASHBOARD_PASSWORD``), never from the command line,
+where other users of the machine could read them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ..dashboard import Settings, Site, WatcherSite, create_app
+from ..dashboard.server import serve
+from ..dashboard.site import PASSWORD_ENV, TOKEN_ENV
+from . import main
+from .common import (
+    EXIT_FAILED,
+    app_option,
+    fail,
+    load,
+    optional_config_argument,
+    reaching,
+    redis_url_option,
+    safe_url,
+)
+from .servers import namespace_for, servers_for
+
+
+@main.command()
+@optional_config_argument
+@app_option
+@redis_url_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8060, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--read-only", is_flag=True, help="Show everything, allow no action at all.")
+@click.option(
+    "--refresh",
+    "refresh_s",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.5, 3600),
+    help="Seconds between the live refreshes of a page.",
+)
+def dashboard(
+    config: str | None,
+    app: str | None,
+    redis_url: str | None,
+    host: str,
+    port: int,
+    read_only: bool,
+    refresh_s: float,
+) -> None:
+    """Serve the web dashboard of CONFIG: pipelines, dead letters, queues, sets, processes."""
+    loaded = load(config, app)
+    servers = servers_for(loaded, redis_url)
+    watchers = []
+    for rules, server in zip(loaded.ruleset.watchers, servers, strict=True):
+        client = server.connect()
+        with reaching(server.url):
+            client.ping()
+        watchers.append(WatcherSite(rules, client, safe_url(server.url)))
+    namespace = namespace_for(loaded) or loaded.ruleset.config.spec.namespace
+    site = Site(loaded.ruleset, tuple(watchers), namespace)
+    settings = Settings(
+        read_only=read_only,
+        token=os.environ.get(TOKEN_ENV) or None,
+        password=os.environ.get(PASSWORD_ENV) or None,
+        refresh_s=refresh_s,
+    )
+    guarded = " (access token required)" if settings.token else ""
+    guarded += " (password required)" if settings.password else ""
+    mode = ", read-only" if read_only else ""
+    click.echo(f"dashboard at http://{host}:{port}/{mode}{guarded}", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not (settings.token or settings.password):
+        click.echo(
+            f"warning: --host {host}: reachable from other machines without a token or "
+            f"password (set {TOKEN_ENV} or {PASSWORD_ENV})",
+            err=True,
+        )
+    try:
+        serve(create_app(site, settings), host=host, port=port)
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e}", EXIT_FAILED)

@@ -1,0 +1,158 @@
+"""The dashboard's actions: requeue or drop dead letters and dead Dramatiq messages,
+remove a dedup entry. Each is a POST, and each goes through two steps:
+
+1. the form's POST (CSRF token checked, refused on a read-only dashboard) answers with a
+   confirmation page saying what would be done, to how many, and listing them;
+2. its confirmation (the same fields and ``confirmed=1``) does it with the library
+   functions of :mod:`resc_dramatiq.ops` (each entry moved atomically) and redirects to
+   the page it came from, saying what was done.
+
+A selection names entries by their exact bytes, as hex: an event that is not UTF-8 is
+addressed exactly. ``do`` is ``<action>:<scope>``, the scope ``selected`` (the checked
+rows), ``all``, or one row's hex.
+"""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from ..ops import dead, dramatiq_dead
+from ..ops.dead import ALL
+from .context import Context
+from .pages.dedup import set_template_of
+from .pages.targets import dramatiq_queue
+from .render import field, fields, read_form
+from .security import action_refusal
+
+#: Entries listed by name on a confirmation page.
+SHOWN = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a confirmed action will do."""
+
+    title: str  # "Requeue 3 dead letters of in"
+    items: tuple[str, ...]  # the first entries, as text
+    back: str  # the page to return to
+    run: Callable[[], str]  # does it; returns what was done, as a notice
+
+
+def _hex(value: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise HTTPException(400, "malformed entry") from None
+
+
+def _do(form: list[tuple[str, str]], actions: tuple[str, ...]) -> tuple[str, str]:
+    action, _, scope = field(form, "do").partition(":")
+    if action not in actions or not scope:
+        raise HTTPException(400, "unknown action")
+    return action, scope
+
+
+def _dead_plan(context: Context, request: Request, form: list[tuple[str, str]]) -> Plan:
+    index, w = context.watcher(request)
+    action, scope = _do(form, ("requeue", "drop"))
+    back = f"/watchers/{index}"
+    move = dead.requeue if action == "requeue" else dead.drop
+    if scope == "all":
+        size = int(w.client.llen(w.keys.dead))
+        title = f"{action.title()} all {size} dead letters of {w.input}"
+        return Plan(title, (), back, lambda: f"{move(w.client, w.keys, ALL)} {action}d")
+    chosen = fields(form, "entry") if scope == "selected" else [scope]
+    letters = [dead.parse(_hex(h)) for h in chosen]
+    if not letters:
+        raise HTTPException(400, "nothing selected")
+    title = f"{action.title()} {len(letters)} dead letters of {w.input}"
+    items = tuple(letter.text for letter in letters[:SHOWN])
+    return Plan(title, items, back, lambda: f"{move(w.client, w.keys, letters)} {action}d")
+
+
+def _messages_plan(context: Context, request: Request, form: list[tuple[str, str]]) -> Plan:
+    index, w = context.watcher(request)
+    queue = dramatiq_queue(context, w, request.query_params.get("name", ""))
+    action, scope = _do(form, ("requeue", "drop"))
+    back = f"/watchers/{index}/queue?name={quote(queue)}"
+    ns = context.site.namespace
+    move = dramatiq_dead.requeue_messages if action == "requeue" else dramatiq_dead.drop_messages
+
+    def done(ids: Any) -> Callable[[], str]:
+        def run() -> str:
+            moved = move(w.client, ns, queue, ids)
+            skipped = f", {moved.skipped} skipped" if moved.skipped else ""
+            return f"{moved.moved} {action}d{skipped}"
+
+        return run
+
+    if scope == "all":
+        size = int(w.client.zcard(context.site.dramatiq.dead(queue)))
+        return Plan(f"{action.title()} all {size} dead messages of {queue}", (), back, done(ALL))
+    ids = fields(form, "id") if scope == "selected" else [scope]
+    if not ids:
+        raise HTTPException(400, "nothing selected")
+    title = f"{action.title()} {len(ids)} dead messages of {queue}"
+    return Plan(title, tuple(ids[:SHOWN]), back, done(ids))
+
+
+def _dedup_plan(context: Context, request: Request, form: list[tuple[str, str]]) -> Plan:
+    index, w = context.watcher(request)
+    key = request.query_params.get("key", "")
+    set_template_of(w, key)  # 404 unless a set template names it
+    _, scope = _do(form, ("remove",))
+    members = [_hex(h) for h in (fields(form, "member") if scope == "selected" else [scope])]
+    if not members:
+        raise HTTPException(400, "nothing selected")
+    back = f"/watchers/{index}/set?key={quote(key)}"
+    items = tuple(m.decode("utf-8", "replace") for m in members[:SHOWN])
+
+    def run() -> str:
+        return f"{w.client.zrem(key, *members)} removed"
+
+    return Plan(f"Remove {len(members)} entries from dedup set {key}", items, back, run)
+
+
+def routes(context: Context) -> list[Route]:
+    """The POST routes of the actions."""
+
+    def endpoint(plan_of: Callable[[Context, Request, list[tuple[str, str]]], Plan]) -> Any:
+        async def act(request: Request) -> Response:
+            try:
+                form = await read_form(request)
+            except (ValueError, binascii.Error):
+                raise HTTPException(413, "form too large") from None
+            refused = action_refusal(
+                request.headers, field(form, "csrf"), context.csrf,
+                read_only=context.settings.read_only,
+            )  # fmt: skip
+            if refused is not None:
+                return context.renderer.page(request, "refused.html", {"why": refused}, 403)
+            plan = await run_in_threadpool(plan_of, context, request, form)
+            if field(form, "confirmed") != "1":
+                hidden = [(k, v) for k, v in form if k not in ("csrf", "confirmed")]
+                url = request.url
+                target = url.path + (f"?{url.query}" if url.query else "")
+                values = {"plan": plan, "hidden": hidden, "action": target}
+                return context.renderer.page(request, "confirm.html", values)
+            notice = await run_in_threadpool(plan.run)
+            sep = "&" if "?" in plan.back else "?"
+            return RedirectResponse(f"{plan.back}{sep}{urlencode({'notice': notice})}", 303)
+
+        return act
+
+    return [
+        Route("/watchers/{index:int}/dead", endpoint(_dead_plan), methods=["POST"]),
+        Route("/watchers/{index:int}/queue/dead", endpoint(_messages_plan), methods=["POST"]),
+        Route("/watchers/{index:int}/set/remove", endpoint(_dedup_plan), methods=["POST"]),
+    ]

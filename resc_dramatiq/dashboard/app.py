@@ -1,0 +1,59 @@
+"""The dashboard's ASGI app: its routes, static files, access guard and error pages."""
+
+from __future__ import annotations
+
+import secrets
+
+import redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
+
+from . import actions
+from .context import Context
+from .pages import dedup, pipeline, processes, targets, watchers
+from .render import HERE, Renderer
+from .security import Guard
+from .site import Settings, Site
+
+
+def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
+    """The dashboard of ``site`` (every watcher with its Redis client)."""
+    settings = settings or Settings()
+    csrf = secrets.token_urlsafe(32)  # per process: a restart asks for a reload
+    renderer = Renderer(
+        read_only=settings.read_only,
+        csrf=csrf,
+        refresh_s=settings.refresh_s,
+        page_size=settings.page_size,
+    )
+    context = Context(site, settings, renderer, csrf)
+
+    def home(request: Request) -> Response:
+        return RedirectResponse("/pipeline", 303)
+
+    def error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return PlainTextResponse(f"{exc.status_code}: {exc.detail}\n", exc.status_code)
+
+    def unreachable(request: Request, exc: Exception) -> Response:
+        # the error's type only: its text could name the server with its credentials
+        return PlainTextResponse(f"503: Redis unreachable ({type(exc).__name__})\n", 503)
+
+    routes = [
+        Route("/", home),
+        *pipeline.routes(context),
+        *watchers.routes(context),
+        *targets.routes(context),
+        *dedup.routes(context),
+        *processes.routes(context),
+        *actions.routes(context),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    handlers = {HTTPException: error, redis.RedisError: unreachable}
+    app = Starlette(routes=routes, exception_handlers=handlers)
+    return Guard(app, token=settings.token, password=settings.password)

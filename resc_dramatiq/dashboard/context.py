@@ -1,0 +1,57 @@
+"""What every page handler shares: the site, the settings, the renderer, the CSRF token."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from ..ops.status import WatcherStatus, gather
+from ..rules.templates import Template
+from .render import Renderer
+from .site import Settings, Site, WatcherSite
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The dashboard's state, built once by :func:`~.app.create_app`."""
+
+    site: Site
+    settings: Settings
+    renderer: Renderer
+    csrf: str
+
+    def watcher(self, request: Request) -> tuple[int, WatcherSite]:
+        """The watcher of the path's ``{index}``; 404 when there is none."""
+        index = int(request.path_params["index"])
+        if not 0 <= index < len(self.site.watchers):
+            raise HTTPException(404, "no such watcher")
+        return index, self.site.watchers[index]
+
+    def status(self, index: int) -> WatcherStatus:
+        """What ``resc-dramatiq status`` shows of watcher ``index``, read now."""
+        w = self.site.watchers[index]
+        status = gather(self.site.one(index), w.client, namespace=self.site.namespace)[0]
+        return dataclasses.replace(status, redis=w.redis_label)
+
+
+def now_s(client: redis.Redis) -> float:
+    """The Redis clock, in seconds: ages agree with the router's heartbeats."""
+    seconds, micros = client.time()
+    return float(seconds) + micros / 1e6
+
+
+def matcher(templates: Iterable[Template]) -> re.Pattern[str]:
+    """A regex matching every name one of ``templates`` can render (variables: anything)."""
+    alternatives = [".*".join(re.escape(literal) for literal in t.literals) for t in templates]
+    return re.compile("|".join(f"(?:{a})" for a in alternatives) or "(?!)", re.DOTALL)
+
+
+def named_by(name: str, templates: Iterable[Template]) -> bool:
+    """Whether ``name`` is a name one of ``templates`` renders (what a page may address)."""
+    return matcher(templates).fullmatch(name) is not None

@@ -1,0 +1,127 @@
+"""Pages as HTML: one Jinja2 environment (autoescaped), the navigation, forms read back.
+
+A page is rendered whole, or only its ``<main>`` when asked with ``?partial=1`` (what the
+live refresh fetches). Every value from Redis reaches a template as text and is escaped
+there; the templates never mark anything safe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from ..rules.patterns import decode_event
+
+HERE = Path(__file__).parent
+
+#: The navigation: (path, title). A page added later (Schedules) is one more line here.
+NAV = (
+    ("/pipeline", "Pipeline"),
+    ("/watchers", "Watchers"),
+    ("/targets", "Targets"),
+    ("/dedup", "Dedup sets"),
+    ("/processes", "Processes"),
+)
+
+#: Most bytes of a form body read (a page of selected entries fits many times).
+MAX_FORM_BYTES = 4 * 1024 * 1024
+
+
+def _age(seconds: float | None) -> str:
+    """``12s``, ``5m 3s``, ``2h 10m``, ``3d 4h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if s >= size:
+            return f"{s // size}{unit} {(s % size) // sub_size}{sub}"
+    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
+
+
+def _utc(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+
+
+def _text(value: bytes | str) -> str:
+    """Bytes from Redis as text, undecodable bytes replaced (escaped by the template)."""
+    return decode_event(value) if isinstance(value, bytes) else value
+
+
+def _json(value: object) -> str:
+    """Arguments as JSON text (a plain string: the template escapes it like any other)."""
+    return json.dumps(value, ensure_ascii=False, default=repr)
+
+
+def environment() -> Environment:
+    """The templates' environment: every value escaped, unknown names an error."""
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(age=_age, utc=_utc, text=_text, json=_json)
+    return env
+
+
+class Renderer:
+    """Renders the pages of one app."""
+
+    def __init__(self, *, read_only: bool, csrf: str, refresh_s: float, page_size: int) -> None:
+        self.env = environment()
+        self.common = {
+            "nav": NAV,
+            "read_only": read_only,
+            "csrf": csrf,
+            "refresh_s": refresh_s,
+            "page_size": page_size,
+        }
+
+    def page(
+        self, request: Request, template: str, context: Mapping[str, Any], status: int = 200
+    ) -> HTMLResponse:
+        """``template`` with ``context``; only its main part when ``?partial=1``."""
+        values = {
+            **self.common,
+            **context,
+            "path": request.url.path,
+            "notice": request.query_params.get("notice", ""),
+            "partial": request.query_params.get("partial") == "1",
+            "live": request.method == "GET",  # an action's answer is never refreshed
+        }
+        return HTMLResponse(self.env.get_template(template).render(values), status_code=status)
+
+
+async def read_form(request: Request) -> list[tuple[str, str]]:
+    """The fields of an url-encoded form body, in order (repeated names kept)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise ValueError("form too large")
+    return parse_qsl(body.decode("ascii", "replace"), keep_blank_values=True)
+
+
+def field(form: list[tuple[str, str]], name: str, default: str = "") -> str:
+    """The first value of ``name`` in ``form``."""
+    return next((v for k, v in form if k == name), default)
+
+
+def fields(form: list[tuple[str, str]], name: str) -> list[str]:
+    """Every value of ``name`` in ``form``, in order."""
+    return [v for k, v in form if k == name]
+
+
+def int_param(request: Request, name: str, default: int = 0) -> int:
+    """A non-negative integer query parameter; anything else is ``default``."""
+    value = request.query_params.get(name, "")
+    return int(value) if value.isdigit() else default
