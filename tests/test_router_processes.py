@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import threading
 import urllib.request
@@ -41,7 +42,8 @@ def children(supervisor: RouterProcess, count: int) -> dict[str, psutil.Process]
                 argv = child.cmdline()
             except psutil.NoSuchProcess:
                 continue
-            if "--instance" in argv:
+            # a child between fork and exec still shows the supervisor's command line
+            if "--instance" in argv and "--processes" not in argv:
                 named[argv[argv.index("--instance") + 1]] = child
         return named
 
@@ -147,7 +149,7 @@ def test_a_process_that_keeps_dying_stops_the_group_with_exit_1(
 def test_each_process_serves_metrics_on_its_own_port(
     redis_url: str, config: Path, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = two_free_ports()
     with routers(config=config, redis_url=redis_url, log=tmp_path / "sup.log") as start:
         supervisor = start(extra=("--processes", "2", "--metrics-port", str(port)))
         children(supervisor, 2)
@@ -155,6 +157,19 @@ def test_each_process_serves_metrics_on_its_own_port(
             wait_for(lambda p=p: _answers(p), what=f"metrics on port {p}")
             body = urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=5).read()
             assert b"resc_event_to_commit" in body
+
+
+def two_free_ports() -> int:
+    """A port ``P`` with ``P + 1`` free as well (process *i* serves on ``P + i``)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two free ports in a row")
 
 
 def _answers(port: int) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import os
 import signal
 import sys
 import threading
@@ -18,7 +17,6 @@ import click
 
 from ..errors import ConfigError
 from ..ops.metrics import RouterMetrics, serve
-from ..ops.supervisor import ChildSpec, Supervisor
 from ..router.options import RouterOptions
 from ..router.router import Router
 from ..rules.fetch import Fetcher
@@ -36,6 +34,7 @@ from .common import (
     safe_url,
     setup_logging,
 )
+from .router_processes import processes_option, supervise
 from .servers import Server, namespace_for, servers_for
 
 logger = logging.getLogger(__name__)
@@ -63,29 +62,11 @@ def routers_for(
     ]
 
 
-def _processes(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    """``--processes``: a number from 1 to 256, or ``auto`` (one per core)."""
-    text = value.strip().lower()
-    if text == "auto":
-        return os.cpu_count() or 1
-    if text.isdigit() and 1 <= int(text) <= 256:
-        return int(text)
-    raise click.BadParameter(f"{value!r} is neither a number from 1 to 256 nor 'auto'")
-
-
 @main.command()
 @optional_config_argument
 @app_option
 @redis_url_option
-@click.option(
-    "--processes",
-    default="1",
-    show_default=True,
-    metavar="N|auto",
-    callback=_processes,
-    help="Router processes to run under one supervisor (auto: one per core); "
-    "each is a full instance named <instance>-<i>.",
-)
+@processes_option
 @click.option(
     "--batch",
     "batch_size",
@@ -228,55 +209,6 @@ def run_routers(routers: list[Router]) -> NoReturn:
     if failures:
         fail(f"router stopped: {failures[0]}", EXIT_FAILED)
     sys.exit(0)
-
-
-def supervise(ctx: click.Context, processes: int, prefix: str, restart_limit: int) -> NoReturn:
-    """Run ``processes`` routers of this command line under a :class:`Supervisor`; exit."""
-    children = [
-        ChildSpec(f"{prefix}-{i}", _child_argv(ctx, instance=f"{prefix}-{i}", index=i))
-        for i in range(processes)
-    ]
-    supervisor = Supervisor(children=children, restart_limit=restart_limit)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        supervisor.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    logger.info(
-        "router supervisor (pid %d): %d processes, instances %s",
-        os.getpid(),
-        processes,
-        ", ".join(c.name for c in children),
-    )
-    code = supervisor.run()
-    logger.info("router supervisor stopped (exit %d)", code)
-    sys.exit(code)
-
-
-def _child_argv(ctx: click.Context, *, instance: str, index: int) -> list[str]:
-    """The command line of child ``index``: this one with ``--processes 1``.
-
-    Every option given to the supervisor is passed on (read from the command's own
-    parameters, so a new option cannot be forgotten here); the instance name is
-    ``instance``, and a metrics port ``P`` becomes ``P + index`` (0, a free port, stays 0).
-    """
-    argv = [sys.executable, "-m", "resc_dramatiq", "router"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if param.name == "processes" or value is None:
-            continue
-        if param.name == "instance":
-            value = instance
-        elif param.name == "metrics_port" and value:
-            value = int(value) + index
-        if isinstance(param, click.Argument):
-            argv.append(str(value))
-        else:
-            argv += [param.opts[0], str(value)]
-    if "--instance" not in argv:
-        argv += ["--instance", instance]
-    return argv
 
 
 def start_metrics(ruleset: RuleSet, host: str, port: int | None) -> RouterMetrics | None:
