@@ -162,6 +162,12 @@ def test_only_queues_and_sets_the_rules_name_can_be_addressed(site: DashboardPro
     assert httpx.get(f"{site.url}/watchers/9").status_code == 404
 
 
+def test_the_schedules_page_of_a_config_without_schedules_says_so(site: DashboardProcess) -> None:
+    answer = httpx.get(f"{site.url}/schedules")
+    assert answer.status_code == 200
+    assert "the config has no schedules" in answer.text
+
+
 def test_it_listens_on_127_0_0_1_by_default(site: DashboardProcess) -> None:
     assert f"dashboard at http://127.0.0.1:{site.port}/" in site.output()
 

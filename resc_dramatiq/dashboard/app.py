@@ -15,7 +15,7 @@ from starlette.types import ASGIApp
 
 from . import actions
 from .context import Context
-from .pages import dedup, pipeline, processes, targets, watchers
+from .pages import dedup, pipeline, processes, schedules, targets, watchers
 from .render import HERE, Renderer
 from .security import Guard
 from .site import Settings, Site
@@ -51,6 +51,7 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         *targets.routes(context),
         *dedup.routes(context),
         *processes.routes(context),
+        *schedules.routes(context),
         *actions.routes(context),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
