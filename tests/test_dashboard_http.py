@@ -222,3 +222,19 @@ def test_a_redis_outage_answers_503_and_the_pages_come_back_after_it(tmp_path: P
         assert down.text == "503: Redis unreachable (ConnectionError)\n"
         server.start()
         assert httpx.get(f"{watching.url}/pipeline").status_code == 200
+
+
+def test_a_redis_outage_is_logged_once_and_its_end_once(tmp_path: Path) -> None:
+    with (
+        own_redis() as server,
+        dashboard(write_rules(tmp_path), url_of(server), tmp_path) as watching,
+    ):
+        server.stop()
+        for _ in range(3):
+            assert httpx.get(f"{watching.url}/pipeline").status_code == 503
+        server.start()
+        assert httpx.get(f"{watching.url}/pipeline").status_code == 200
+        assert httpx.get(f"{watching.url}/processes").status_code == 200
+        log = watching.output()
+    assert log.count("dashboard: Redis unreachable (ConnectionError)") == 1, log
+    assert log.count("dashboard: Redis reachable again") == 1, log

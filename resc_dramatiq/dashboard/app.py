@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from . import actions
 from .context import Context
+from .following import Following, FollowingMiddleware
 from .pages import dedup, pipeline, processes, schedules, targets, watchers
 from .render import HERE, Renderer
 from .security import Guard
@@ -32,6 +33,7 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         page_size=settings.page_size,
     )
     context = Context(site, settings, renderer, csrf)
+    following = Following(w.client for w in site.watchers)
 
     def home(request: Request) -> Response:
         return RedirectResponse("/pipeline", 303)
@@ -42,6 +44,7 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
 
     def unreachable(request: Request, exc: Exception) -> Response:
         # the error's type only: its text could name the server with its credentials
+        following.failed(exc)
         return PlainTextResponse(f"503: Redis unreachable ({type(exc).__name__})\n", 503)
 
     routes = [
@@ -57,4 +60,5 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
     ]
     handlers = {HTTPException: error, redis.RedisError: unreachable}
     app = Starlette(routes=routes, exception_handlers=handlers)
-    return Guard(app, token=settings.token, password=settings.password)
+    followed = FollowingMiddleware(app, following)
+    return Guard(followed, token=settings.token, password=settings.password)
