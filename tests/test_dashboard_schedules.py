@@ -75,11 +75,14 @@ def fire_at(r: redis.Redis, clock_s: float, ruleset: RuleSet = RULESET) -> None:
 
 
 def lag_shown(lag_ms: int) -> str:
-    """A lag as the page writes it: milliseconds under 10 s, else minutes and seconds."""
+    """A lag as the page writes it: milliseconds under 10 s, else as an age (``50s``,
+    ``5m 3s``, ``1h 2m``)."""
     if lag_ms < 10_000:
         return f"{lag_ms} ms"
     s = lag_ms // 1000
-    return f"{s // 3600}h {s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m {s % 60}s"
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60}m"
+    return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
 
 
 def explained(config: Path, at: int) -> list[dict[str, Any]]:
