@@ -162,6 +162,12 @@ def test_only_queues_and_sets_the_rules_name_can_be_addressed(site: DashboardPro
     assert httpx.get(f"{site.url}/watchers/9").status_code == 404
 
 
+def test_the_schedules_page_of_a_config_without_schedules_says_so(site: DashboardProcess) -> None:
+    answer = httpx.get(f"{site.url}/schedules")
+    assert answer.status_code == 200
+    assert "the config has no schedules" in answer.text
+
+
 def test_it_listens_on_127_0_0_1_by_default(site: DashboardProcess) -> None:
     assert f"dashboard at http://127.0.0.1:{site.port}/" in site.output()
 
@@ -216,3 +222,19 @@ def test_a_redis_outage_answers_503_and_the_pages_come_back_after_it(tmp_path: P
         assert down.text == "503: Redis unreachable (ConnectionError)\n"
         server.start()
         assert httpx.get(f"{watching.url}/pipeline").status_code == 200
+
+
+def test_a_redis_outage_is_logged_once_and_its_end_once(tmp_path: Path) -> None:
+    with (
+        own_redis() as server,
+        dashboard(write_rules(tmp_path), url_of(server), tmp_path) as watching,
+    ):
+        server.stop()
+        for _ in range(3):
+            assert httpx.get(f"{watching.url}/pipeline").status_code == 503
+        server.start()
+        assert httpx.get(f"{watching.url}/pipeline").status_code == 200
+        assert httpx.get(f"{watching.url}/processes").status_code == 200
+        log = watching.output()
+    assert log.count("dashboard: Redis unreachable (ConnectionError)") == 1, log
+    assert log.count("dashboard: Redis reachable again") == 1, log

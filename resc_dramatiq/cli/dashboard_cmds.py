@@ -4,6 +4,11 @@ Each watcher's Redis and the Dramatiq namespace are found as for every other com
 (:mod:`.servers`). The access token and the password come from the environment
 (``RESC_DASHBOARD_TOKEN``, ``RESC_DASHBOARD_PASSWORD``), never from the command line,
 where other users of the machine could read them.
+
+Any URL :func:`resc_dramatiq.connect` reads works, ``redis+sentinel://`` included: every
+page reads Redis afresh, so the dashboard follows a failover by itself (a page answers
+503 while no primary can be reached); outages and each new primary are logged once
+(:mod:`..dashboard.following`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from .common import (
     reaching,
     redis_url_option,
     safe_url,
+    setup_logging,
 )
 from .servers import namespace_for, servers_for
 
@@ -55,6 +61,7 @@ def dashboard(
 ) -> None:
     """Serve the web dashboard of CONFIG: pipelines, dead letters, queues, sets, processes."""
     loaded = load(config, app)
+    setup_logging("warning")  # outages and changes of primary, one line each
     servers = servers_for(loaded, redis_url)
     watchers = []
     for rules, server in zip(loaded.ruleset.watchers, servers, strict=True):

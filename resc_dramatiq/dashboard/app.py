@@ -15,7 +15,8 @@ from starlette.types import ASGIApp
 
 from . import actions
 from .context import Context
-from .pages import dedup, pipeline, processes, targets, watchers
+from .following import Following, FollowingMiddleware
+from .pages import dedup, pipeline, processes, schedules, targets, watchers
 from .render import HERE, Renderer
 from .security import Guard
 from .site import Settings, Site
@@ -32,6 +33,7 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         page_size=settings.page_size,
     )
     context = Context(site, settings, renderer, csrf)
+    following = Following(w.client for w in site.watchers)
 
     def home(request: Request) -> Response:
         return RedirectResponse("/pipeline", 303)
@@ -42,6 +44,7 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
 
     def unreachable(request: Request, exc: Exception) -> Response:
         # the error's type only: its text could name the server with its credentials
+        following.failed(exc)
         return PlainTextResponse(f"503: Redis unreachable ({type(exc).__name__})\n", 503)
 
     routes = [
@@ -51,9 +54,11 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         *targets.routes(context),
         *dedup.routes(context),
         *processes.routes(context),
+        *schedules.routes(context),
         *actions.routes(context),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     handlers = {HTTPException: error, redis.RedisError: unreachable}
     app = Starlette(routes=routes, exception_handlers=handlers)
-    return Guard(app, token=settings.token, password=settings.password)
+    followed = FollowingMiddleware(app, following)
+    return Guard(followed, token=settings.token, password=settings.password)

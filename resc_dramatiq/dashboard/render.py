@@ -22,13 +22,14 @@ from ..rules.patterns import decode_event
 
 HERE = Path(__file__).parent
 
-#: The navigation: (path, title). A page added later (Schedules) is one more line here.
+#: The navigation: (path, title).
 NAV = (
     ("/pipeline", "Pipeline"),
     ("/watchers", "Watchers"),
     ("/targets", "Targets"),
     ("/dedup", "Dedup sets"),
     ("/processes", "Processes"),
+    ("/schedules", "Schedules"),
 )
 
 #: Most bytes of a form body read (a page of selected entries fits many times).
@@ -44,6 +45,13 @@ def _age(seconds: float | None) -> str:
         if s >= size:
             return f"{s // size}{unit} {(s % size) // sub_size}{sub}"
     return f"{s // 60}m {s % 60}s" if s >= 60 else f"{s}s"
+
+
+def _lag(seconds: float | None) -> str:
+    """A lag: ``532 ms`` under 10 s, else as an age (``55m 28s``); ``-`` for none."""
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else _age(seconds)
 
 
 def _utc(seconds: float) -> str:
@@ -69,7 +77,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(age=_age, utc=_utc, text=_text, json=_json)
+    env.filters.update(age=_age, lag=_lag, utc=_utc, text=_text, json=_json)
     return env
 
 
