@@ -83,23 +83,29 @@ def _rate(
 
 
 def rules_rows(
-    client: redis.Redis, url: str, workdir: Path, *, events: int, batch: int
+    client: redis.Redis, url: str, workdir: Path, *, events: int, batch: int, repeat: int = 2
 ) -> list[dict[str, Any]]:
-    """Events/s against the number of rules (every event matches one rule)."""
+    """Events/s against the number of rules (every event matches one rule).
+
+    The rows are measured ``repeat`` times, interleaved, and the best of each kept: the
+    machine's speed drifts within a run, and a row measured once may meet a slow minute.
+    """
     scenarios = [(f"{n} prefixed", n, *prefixed(n)) for n in (1, 10, 100, 300)]
     scenarios.append(("300 unanchored, no literal", 300, *unanchored(300)))
-    rows = []
-    for label, count, patterns, event in scenarios:
-        config = _write(
-            workdir / f"rules-{count}-{len(rows)}.json", [_watcher(routerbench.INPUT, patterns)]
-        )
+    rows = [{"rules": label, "count": count, "events_per_s": 0.0} for label, count, *_ in scenarios]
+    for _ in range(repeat):
+        for row, (_, count, patterns, event) in zip(rows, scenarios, strict=True):
+            config = _write(
+                workdir / f"rules-{row['rules'].replace(' ', '-')}.json",
+                [_watcher(routerbench.INPUT, patterns)],
+            )
 
-        def fill(event: Callable[[int], str] = event) -> dict[str, str]:
-            prefill(client, STAGE, events, event=event)
-            return {STAGE: routerbench.INPUT}
+            def fill(event: Callable[[int], str] = event) -> dict[str, str]:
+                prefill(client, STAGE, events, event=event)
+                return {STAGE: routerbench.INPUT}
 
-        t = _rate(client, url, config, events, fill, batch=batch)
-        rows.append({"rules": label, "count": count, "events_per_s": t.events_per_s})
+            t = _rate(client, url, config, events, fill, batch=batch)
+            row["events_per_s"] = max(row["events_per_s"], t.events_per_s)
     for row in rows:
         row["ratio"] = row["events_per_s"] / rows[0]["events_per_s"]
     return rows

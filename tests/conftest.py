@@ -17,6 +17,9 @@ from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq.ops.embedded import server_binary
 
+#: The browser fixtures of the dashboard's tests (``browser``, ``page``).
+pytest_plugins = ["tests.browser"]
+
 redis_proc = factories.redis_proc(executable=server_binary())
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"

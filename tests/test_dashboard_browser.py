@@ -10,7 +10,6 @@ the tests save the screenshots of docs/dashboard.md there.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +18,10 @@ import dramatiq
 import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from resc_dramatiq import Config, Router, RuleSet
+from tests.browser import shot
 from tests.dashboard_server import (
     RULES,
     DashboardProcess,
@@ -34,17 +34,6 @@ from tests.dashboard_server import (
 from tests.helpers import running, wait_for
 from tests.procs import RouterProcess
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RULESET = RuleSet.compile(Config.from_data(RULES))
 HOSTILE = [
     b"x/<script>window.pwned = 1</script>",
@@ -53,32 +42,10 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield context.new_page()
-    context.close()
-
-
 @pytest.fixture
 def site(tmp_path: Path, redis_url: str) -> Iterator[DashboardProcess]:
     with dashboard(write_rules(tmp_path), redis_url, tmp_path) as running_dashboard:
         yield running_dashboard
-
-
-def shot(page: Page, name: str) -> None:
-    """Save a screenshot for the docs when asked to (RESC_DASHBOARD_SCREENSHOTS)."""
-    directory = os.environ.get("RESC_DASHBOARD_SCREENSHOTS")
-    if directory:
-        page.screenshot(path=str(Path(directory) / f"{name}.png"), full_page=True)
 
 
 def route(r: redis.Redis, *events: bytes | str) -> None:

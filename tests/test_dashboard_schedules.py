@@ -23,10 +23,8 @@ from resc_dramatiq import Config, Router, RuleSet
 from resc_dramatiq.cli import main
 from resc_dramatiq.rules.schedules import compile_schedules
 from resc_dramatiq.store.schedules import read_state
+from tests.browser import shot
 from tests.dashboard_server import DashboardProcess, dashboard, write_rules
-from tests.test_dashboard_browser import browser, page, shot
-
-__all__ = ["browser", "page"]  # the fixtures, shared with the other browser tests
 
 HOSTILE_NAME = "<script>window.pwned = 1</script>"
 HOSTILE_EVENT = '<img src=nothing onerror="window.pwned = 1">/${epoch}'

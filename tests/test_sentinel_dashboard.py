@@ -24,9 +24,6 @@ from resc_dramatiq import connect
 from tests.dashboard_server import DashboardProcess, dashboard, write_rules
 from tests.helpers import wait_for
 from tests.sentinel import SERVICE, SentinelCluster, Server, sentinel_cluster
-from tests.test_dashboard_browser import browser, page
-
-__all__ = ["browser", "page"]  # the fixtures, shared with the other browser tests
 
 pytestmark = [pytest.mark.failover, pytest.mark.timeout(300)]
 

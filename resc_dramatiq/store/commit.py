@@ -10,6 +10,7 @@ raises the typed error it stands for. The argument layout is ``commit.lua``'s he
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,7 @@ class EncodedCommit:
     args: list[Any]
     batch: Batch
     settings: CommitSettings
+    per_rule_later: bool = False
 
     def result(self, reply: list[Any]) -> CommitResult:
         """The script's reply as a result; raise what a refusal stands for."""
@@ -99,10 +101,22 @@ class EncodedCommit:
                 f"{self.settings.keys.taken} no longer holds exactly this batch (another "
                 "instance reclaimed it, or a take whose answer was lost added events)"
             )
-        per_rule = {text(pairs[i]): int(pairs[i + 1]) for i in range(0, len(pairs), 2)}
+        per_rule = self._per_rule(pairs) if pairs else {}
         return CommitResult(
             queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED, per_rule
         )
+
+    def _per_rule(self, reply: list[Any]) -> dict[str, int]:
+        """The per-rule counters of a commit that left them to us: the script returned
+        the positions of the deduplicated tasks; each task's rule is the batch's."""
+        tasks, n = self.batch.tasks, int(reply[0])
+        queued = Counter(t.rule for t in tasks)
+        deduplicated = Counter(tasks[int(p) - 1].rule for p in reply[1 : 1 + n])
+        counts = {f"{rule}|queued": c - deduplicated[rule] for rule, c in queued.items()}
+        counts.update((f"{rule}|deduplicated", c) for rule, c in deduplicated.items())
+        rest = reply[1 + n :]
+        counts.update((text(rest[i]), int(rest[i + 1])) for i in range(0, len(rest), 2))
+        return {name: c for name, c in counts.items() if c}
 
     def wrong_type(self, index: int, refused: tuple[str, str, str]) -> WrongType:
         """The error for a commit refused because KEYS[``index`` + 1] holds another type
@@ -176,7 +190,7 @@ class CommitCodec:
             s.marker_ttl_ms,
             "taken" if by_message is None else "message",
             "1" if released else "0",
-            self._tasks(batch, script_keys),
+            self._tasks(batch, script_keys, with_rules=not per_rule_later),
             "1" if per_rule_later else "0",
             s.history_ttl_s,
         ]
@@ -189,10 +203,11 @@ class CommitCodec:
         if not per_rule_later:
             for name, count in batch.counters.items():
                 args += (name, count)
-        return EncodedCommit(script_keys, args, batch, s)
+        return EncodedCommit(script_keys, args, batch, s, per_rule_later)
 
-    def _tasks(self, batch: Batch, script_keys: list[str]) -> bytes:
-        """The tasks as one MessagePack argument; their keys appended to ``script_keys``."""
+    def _tasks(self, batch: Batch, script_keys: list[str], *, with_rules: bool) -> bytes:
+        """The tasks as one MessagePack argument; their keys appended to ``script_keys``
+        (``with_rules``: each with its rule's name, for the script's per-rule counts)."""
         index: dict[str, int] = {}
 
         def key(name: str) -> int:
@@ -214,7 +229,19 @@ class CommitCodec:
             m = t.message
             if m is None:
                 queue = index.get(t.queue) or key(t.queue)
-                add(("r", dedup, queue, 0, t.task, b"", "", t.event_index, t.rule))
+                add(
+                    (
+                        "r",
+                        dedup,
+                        queue,
+                        0,
+                        t.task,
+                        b"",
+                        "",
+                        t.event_index,
+                        t.rule if with_rules else "",
+                    )
+                )
                 continue
             found = queues.get(m.queue_name)
             if found is None:
@@ -232,7 +259,7 @@ class CommitCodec:
                     m.payload,
                     m.redis_message_id,
                     t.event_index,
-                    t.rule,
+                    t.rule if with_rules else "",
                 )
             )
         return msgpack.packb(planned, use_bin_type=False) if planned else b""

@@ -44,15 +44,18 @@
 --          set (0: none), of its target list, of its messages hash (0: raw), task,
 --          payload ('' for raw), Redis message id ('' for raw), index of its event in
 --          the batch (0: oldest), rule name (counted as '<rule>|queued' / '|deduplicated')}
--- ARGV[18] '1' to return the per-rule counters of this batch ('<rule>|queued',
---          '|deduplicated', '|retried') instead of writing them: the router writes them
---          late, in one step per second, when a batch touches many rules
+-- ARGV[18] '1' to leave the per-rule counters of this batch to the caller, which writes
+--          them late, in one step per second, when a batch touches many rules: the
+--          script then counts nothing per rule for its tasks (their rule names may be
+--          ''), returns the positions of the deduplicated tasks (the caller knows each
+--          task's rule) and the '<rule>|retried' counts
 -- ARGV[19] time to live of the history hash KEYS[9], in seconds
 -- ARGV[20..] F groups of 3: event, dead-letter entry (JSON), rule name;
 --          then U events; then R pairs: stats field, increment
 --
--- Returns {status, queued, deduplicated, retried, dead}, followed with ARGV[18] '1' by
--- the per-rule counters as field, increment pairs; status 1 committed now,
+-- Returns {status, queued, deduplicated, retried, dead}, followed when committed now
+-- with ARGV[18] '1' by D, the positions (from 1) of the D deduplicated tasks, and the
+-- '<rule>|retried' counters as field, increment pairs; status 1 committed now,
 -- 2 this very commit was made before (a retry after a lost reply; the counts are the
 -- first commit's), -1 the taken list no longer holds this batch (another instance
 -- reclaimed it). Returns {-2, key index, type found, type needed} when a key it would
@@ -170,8 +173,10 @@ local function gather(into, index, value)
     values[#values + 1] = value
     return values
 end
+local later = ARGV[RETURN_PER_RULE] == '1'
 local queued_by_rule, deduplicated_by_rule = {}, {}
-for _, t in ipairs(planned) do
+local deduplicated_at = {}  -- with 'later': the positions of the deduplicated tasks
+for position, t in ipairs(planned) do
     local task, rule = t[TASK], t[RULE]
     if t[SET] == 0 or redis.call('ZADD', KEYS[t[SET]], 'NX', score, task) == 1 then
         if t[KIND] == 'r' then
@@ -182,14 +187,18 @@ for _, t in ipairs(planned) do
             gather(rpushes, t[QUEUE], t[MESSAGE_ID])
         end
         queued = queued + 1
-        queued_by_rule[rule] = (queued_by_rule[rule] or 0) + 1
+        if not later then queued_by_rule[rule] = (queued_by_rule[rule] or 0) + 1 end
         if channel ~= '' then
             local event = events[n - t[EVENT]]
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. event .. ' -> ' .. task)
         end
     else
         deduplicated = deduplicated + 1
-        deduplicated_by_rule[rule] = (deduplicated_by_rule[rule] or 0) + 1
+        if later then
+            deduplicated_at[#deduplicated_at + 1] = position
+        else
+            deduplicated_by_rule[rule] = (deduplicated_by_rule[rule] or 0) + 1
+        end
     end
 end
 -- PUSH_CHUNK is even: a chunk of an HSET's values holds whole field-value pairs
@@ -242,7 +251,9 @@ for _ = 1, tonumber(ARGV[COUNTERS]) do
     a = a + 2
 end
 local reply_per_rule = {}
-if ARGV[RETURN_PER_RULE] == '1' then
+if later then
+    reply_per_rule[1] = #deduplicated_at
+    for _, position in ipairs(deduplicated_at) do reply_per_rule[#reply_per_rule + 1] = position end
     for field, increment in pairs(per_rule) do
         reply_per_rule[#reply_per_rule + 1] = field
         reply_per_rule[#reply_per_rule + 1] = increment
