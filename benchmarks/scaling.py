@@ -94,7 +94,7 @@ def rules_rows(
     scenarios.append(("300 unanchored, no literal", 300, *unanchored(300)))
     rows = [{"rules": label, "count": count, "events_per_s": 0.0} for label, count, *_ in scenarios]
     for _ in range(repeat):
-        for row, (_, count, patterns, event) in zip(rows, scenarios, strict=True):
+        for row, (_, _, patterns, event) in zip(rows, scenarios, strict=True):
             config = _write(
                 workdir / f"rules-{row['rules'].replace(' ', '-')}.json",
                 [_watcher(routerbench.INPUT, patterns)],
