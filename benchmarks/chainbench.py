@@ -84,6 +84,26 @@ def _wait(client: redis.Redis, key: str, value: int, timeout_s: float, what: str
         time.sleep(0.01)
 
 
+def _chain_router(client: redis.Redis, url: str, rules: Path, mode: str) -> RouterProcess | None:
+    """The router of chain (c), started; None for the other modes."""
+    if mode != "c":
+        return None
+    ready = f"{chain_worker.DONE}/taken/instances"
+    router = RouterProcess(config=rules, url=url, batch=500, ready_key=ready)
+    router.start(client)
+    return router
+
+
+def _stop(proc: psutil.Process | subprocess.Popen[bytes], worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM ``proc`` (the worker, or what runs it) and wait for ``worker`` to end."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(5)
+
+
 def run_chain(
     client: redis.Redis,
     url: str,
@@ -103,11 +123,7 @@ def run_chain(
     broker = chain_worker.build(mode, url, str(rules))  # the sender's side of the actors
     for i in range(chains):
         _send(broker, mode, i)
-    router = None
-    if mode == "c":
-        ready = f"{chain_worker.DONE}/taken/instances"
-        router = RouterProcess(config=rules, url=url, batch=500, ready_key=ready)
-        router.start(client)
+    router = _chain_router(client, url, rules, mode)
     argv = [sys.executable, str(WORKER), mode, url, str(threads), str(rules), str(out)]
     log = (workdir / f"chain-{mode}.log").open("wb")
     if profile is not None:
@@ -129,12 +145,7 @@ def run_chain(
             _send(broker, mode, LATENCY_BASE + k)
         _wait(client, chain_worker.FINISHED, chains + latency_chains, 60, f"chain {mode} latency")
     finally:
-        proc.send_signal(signal.SIGTERM)  # the worker itself, not py-spy around it
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
+        _stop(proc, worker)  # the worker itself, not py-spy around it
         if router is not None:
             router.stop()
         broker.close()
@@ -174,11 +185,7 @@ def parallel_chains(
     broker = chain_worker.build(mode, url, str(rules))
     for i in range(chains):
         _send(broker, mode, i)
-    router = None
-    if mode == "c":
-        ready = f"{chain_worker.DONE}/taken/instances"
-        router = RouterProcess(config=rules, url=url, batch=500, ready_key=ready)
-        router.start(client)
+    router = _chain_router(client, url, rules, mode)
     outs = [workdir / f"chain-{mode}-{k}.json" for k in range(processes)]
     logs = [(workdir / f"chain-{mode}-{k}.log").open("wb") for k in range(processes)]
     workers = [
@@ -194,13 +201,7 @@ def parallel_chains(
         _wait(client, chain_worker.FINISHED, chains, 300, f"chain {mode} x{processes}")
     finally:
         for worker in workers:
-            worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(5)
+            _stop(worker, worker)
         if router is not None:
             router.stop()
         broker.close()

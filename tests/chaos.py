@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -37,7 +36,14 @@ from typing import Any
 import redis
 
 from tests.helpers import wait_for
-from tests.procs import LoggedProcess, RouterProcess, own_redis, routers, url_of
+from tests.procs import (
+    LoggedProcess,
+    RouterProcess,
+    own_redis,
+    routers,
+    url_of,
+    work_until_sigterm,
+)
 
 INPUT = "global/done"
 RUNS = "chaos/runs"
@@ -347,16 +353,7 @@ def worker_main(argv: list[str]) -> int:
         client.hincrby(RUNS, f"hold/{n}", 1)
 
     del check, hold_  # declared on the broker; the worker finds them there
-    worker = dramatiq.Worker(broker, worker_threads=1 if hold else 4)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    worker.start()
-    print("worker up", flush=True)
-    while not stop.wait(1):
-        pass
-    worker.stop()
-    broker.close()
-    return 0
+    return work_until_sigterm(broker, threads=1 if hold else 4)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,23 @@ from pytest_redis.executor import RedisExecutor
 from resc_dramatiq.ops.embedded import server_binary
 
 CLI = str(Path(sys.executable).parent / "resc-dramatiq")
+
+
+def work_until_sigterm(broker: Any, *, threads: int) -> int:
+    """The body of a worker process: a real ``dramatiq.Worker`` on ``broker`` until
+    SIGTERM ("worker up" on stdout once it runs); the exit code (0)."""
+    import dramatiq  # only the worker processes need it
+
+    worker = dramatiq.Worker(broker, worker_threads=threads)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    worker.start()
+    print("worker up", flush=True)
+    while not stop.wait(0.5):  # a timed wait: the signal handler runs between them
+        pass
+    worker.stop()
+    broker.close()
+    return 0
 
 
 def free_port() -> int:

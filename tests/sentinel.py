@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ import redis
 
 from resc_dramatiq.ops.embedded import server_binary
 from tests.helpers import wait_for
-from tests.procs import LoggedProcess, free_port
+from tests.procs import LoggedProcess, free_port, work_until_sigterm
 
 SERVICE = "primary"
 DOWN_AFTER_MS = 1000
@@ -261,16 +260,7 @@ def worker_main(argv: list[str]) -> int:
         client.hincrby(RUNS, f"s2/{n}", 1)
 
     del one, two  # declared on the broker; the worker finds them there
-    worker = dramatiq.Worker(broker, worker_threads=4)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    worker.start()
-    print("worker up", flush=True)
-    while not stop.wait(0.5):
-        pass
-    worker.stop()
-    broker.close()
-    return 0
+    return work_until_sigterm(broker, threads=4)
 
 
 if __name__ == "__main__":
