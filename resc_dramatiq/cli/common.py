@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 import redis
@@ -136,3 +136,17 @@ log_format_option = click.option(
     type=click.Choice(FORMATS),
     help="text, or json: one JSON object per line (ts, level, logger, message, fields).",
 )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def stacked(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click decorators as one, applied as if written one above the other."""
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply

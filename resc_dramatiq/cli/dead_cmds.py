@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import click
 
@@ -26,11 +25,10 @@ from .common import (
     optional_config_argument,
     reaching,
     redis_url_option,
+    stacked,
     utc,
 )
 from .servers import Server, servers_for
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +44,15 @@ def dead() -> None:
     """The dead letters of the watchers: events that failed max_attempts times."""
 
 
-def _where(command: F) -> F:
-    """The options that say which watchers, on which Redis."""
-    for option in (
-        click.option(
-            "--watcher", metavar="INPUT", help="Only the watcher of this input list (default: all)."
-        ),
-        redis_url_option,
-        app_option,
-        optional_config_argument,
-    ):
-        command = option(command)
-    return command
+_where = stacked(
+    optional_config_argument,
+    app_option,
+    redis_url_option,
+    click.option(
+        "--watcher", metavar="INPUT", help="Only the watcher of this input list (default: all)."
+    ),
+)
+"""The options that say which watchers, on which Redis."""
 
 
 def targets(
@@ -156,16 +151,13 @@ def list_command(
             click.echo(f"  {at}  {shown(x)}  rule {x.rule!r}, {tries}: {x.error}")
 
 
-def _selection(command: F) -> F:
-    """The options that say which dead letters: all, matching, or these events."""
-    for option in (
-        click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing."),
-        click.argument("events", metavar="[EVENT]...", nargs=-1),
-        click.option("--match", "pattern", metavar="REGEX", help="The events this regex finds."),
-        click.option("--all", "every", is_flag=True, help="Every dead letter."),
-    ):
-        command = option(command)
-    return command
+_selection = stacked(
+    click.option("--all", "every", is_flag=True, help="Every dead letter."),
+    click.option("--match", "pattern", metavar="REGEX", help="The events this regex finds."),
+    click.argument("events", metavar="[EVENT]...", nargs=-1),
+    click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing."),
+)
+"""The options that say which dead letters: all, matching, or these events."""
 
 
 @dead.command()

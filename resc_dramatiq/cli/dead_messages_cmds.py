@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import click
 
@@ -28,12 +27,11 @@ from .common import (
     optional_config_argument,
     reaching,
     redis_url_option,
+    stacked,
     utc,
 )
 from .dead_cmds import dead
 from .servers import Server, namespace_for, servers_for
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,22 +76,19 @@ def queue_targets(
     return chosen
 
 
-def _queues(command: F) -> F:
-    """The options that say which Dramatiq queues, on which Redis."""
-    for option in (
-        click.option(
-            "--queue",
-            "queues",
-            metavar="QUEUE",
-            multiple=True,
-            help="Only this Dramatiq queue; repeatable (default: each constant one rules feed).",
-        ),
-        redis_url_option,
-        app_option,
-        optional_config_argument,
-    ):
-        command = option(command)
-    return command
+_queues = stacked(
+    optional_config_argument,
+    app_option,
+    redis_url_option,
+    click.option(
+        "--queue",
+        "queues",
+        metavar="QUEUE",
+        multiple=True,
+        help="Only this Dramatiq queue; repeatable (default: each constant one rules feed).",
+    ),
+)
+"""The options that say which Dramatiq queues, on which Redis."""
 
 
 def call_text(message: DeadMessage) -> str:
@@ -161,15 +156,12 @@ def _message_dict(message: DeadMessage) -> dict[str, Any]:
     }
 
 
-def _chosen_messages(command: F) -> F:
-    """The options that say which dead messages: all, or these redis message ids."""
-    for option in (
-        click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing."),
-        click.argument("ids", metavar="[REDIS_ID]...", nargs=-1),
-        click.option("--all", "every", is_flag=True, help="Every dead message."),
-    ):
-        command = option(command)
-    return command
+_chosen_messages = stacked(
+    click.option("--all", "every", is_flag=True, help="Every dead message."),
+    click.argument("ids", metavar="[REDIS_ID]...", nargs=-1),
+    click.option("--dry-run", is_flag=True, help="Count what would be done; change nothing."),
+)
+"""The options that say which dead messages: all, or these redis message ids."""
 
 
 @dead.command("messages-requeue")
