@@ -76,16 +76,13 @@ def _child_argv(ctx: click.Context, *, instance: str, index: int) -> list[str]:
     argv = [sys.executable, "-m", "resc_dramatiq", "router"]
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
-        if param.name == "processes" or value is None:
+        if param.name in ("processes", "instance") or value is None:
             continue
-        if param.name == "instance":
-            value = instance
-        elif param.name == "metrics_port" and value:
+        if param.name == "metrics_port" and value:
             value = int(value) + index
         if isinstance(param, click.Argument):
             argv.append(str(value))
         else:
             argv += [param.opts[0], str(value)]
-    if "--instance" not in argv:
-        argv += ["--instance", instance]
+    argv += ["--instance", instance]
     return argv
