@@ -54,8 +54,8 @@ class CommitResult:
     dead: int
     #: True when this commit had been made already (a retry after a lost reply).
     repeated: bool = False
-    #: The per-rule counters the script returned instead of writing them (a commit
-    #: encoded with ``per_rule_later``): ``'<rule>|queued'`` -> count, ...
+    #: The per-rule counters the script left to the caller (a commit encoded with
+    #: ``per_rule_later``, made now): ``'<rule>|queued'`` -> count, ...
     per_rule: dict[str, int] = field(default_factory=dict)
 
 
@@ -101,7 +101,7 @@ class EncodedCommit:
                 f"{self.settings.keys.taken} no longer holds exactly this batch (another "
                 "instance reclaimed it, or a take whose answer was lost added events)"
             )
-        per_rule = self._per_rule(pairs) if pairs else {}
+        per_rule = self._per_rule(pairs) if self.per_rule_later and pairs else {}
         return CommitResult(
             queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED, per_rule
         )
