@@ -14,16 +14,29 @@ from ..errors import ConfigError
 from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
 from ..rules.schedules import compile_schedules
+from ..store.cluster import is_cluster_url
+from ..store.slots import key_slot
 from . import main
-from .common import app_option, fail, load_rules, optional_config_argument
+from .common import app_option, fail, load, load_rules, optional_config_argument, redis_url_option
+from .servers import cluster_layout_problems, namespace_for, servers_for
 
 
 @main.command()
 @optional_config_argument
 @app_option
-def check(config: str | None, app: str | None) -> None:
-    """Validate CONFIG (and --app's code rules) and summarize watchers, rules and targets."""
-    ruleset = load_rules(config, app)
+@redis_url_option
+def check(config: str | None, app: str | None, redis_url: str | None) -> None:
+    """Validate CONFIG (and --app's code rules) and summarize watchers, rules and targets.
+
+    Watchers on a Redis Cluster (a ``redis+cluster://`` URL in CONFIG or --redis-url)
+    are checked for a key layout the cluster can serve. Nothing connects to Redis.
+    """
+    loaded = load(config, app)
+    ruleset = loaded.ruleset
+    servers = servers_for(loaded, redis_url)
+    problems = cluster_layout_problems(loaded, servers, namespace_for(loaded))
+    if problems:
+        fail("a Redis Cluster cannot serve these rules:\n  " + "\n  ".join(problems))
     try:
         check_headers(ruleset, None)
     except ConfigError as e:
@@ -36,10 +49,12 @@ def check(config: str | None, app: str | None) -> None:
                 f"warning: {problem} here; the router will refuse to start without it", err=True
             )
     click.echo(f"{config or app}: valid")
-    for watcher in ruleset.watchers:
+    for watcher, server in zip(ruleset.watchers, servers, strict=True):
         spec = watcher.spec
+        slot = f", cluster slot {key_slot(spec.input_queue)}" if is_cluster_url(server.url) else ""
         click.echo(
-            f"watcher {spec.input_queue!r} (taken {spec.taken_queue!r}, dead {spec.dead_queue!r})"
+            f"watcher {spec.input_queue!r} (taken {spec.taken_queue!r}, "
+            f"dead {spec.dead_queue!r}{slot})"
         )
         for rule in watcher.rules:
             click.echo(f"  rule {rule.name!r} on /{rule.pattern.pattern}/")

@@ -14,6 +14,7 @@ config's when the file names one, else the broker's.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,10 @@ from redis.connection import SSLConnection, parse_url
 
 from ..config.model import DEFAULT_REDIS_URL, Config
 from ..errors import RedisURLError
+from ..store.cluster import is_cluster_url
 from ..store.connect import is_sentinel, parse_sentinel
 from ..store.connect import url_of as sentinel_url_of
+from ..store.slots import cluster_problems
 from ..worker.app import App
 from .common import Loaded, connect, safe_url
 
@@ -164,3 +167,17 @@ def namespace_for(loaded: Loaded) -> str | None:
             err=True,
         )
     return spec.namespace
+
+
+def cluster_layout_problems(
+    loaded: Loaded, servers: list[Server], namespace: str | None
+) -> list[str]:
+    """What the Redis Clusters among ``servers`` cannot serve of their watchers' rules."""
+    ruleset = loaded.ruleset
+    on_cluster = tuple(
+        w for w, s in zip(ruleset.watchers, servers, strict=True) if is_cluster_url(s.url)
+    )
+    if not on_cluster:
+        return []
+    part = dataclasses.replace(ruleset, watchers=on_cluster)
+    return cluster_problems(part, namespace or ruleset.config.spec.namespace)

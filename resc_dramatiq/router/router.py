@@ -9,6 +9,9 @@ the planner returned with one Lua script through the watcher's
 in the instance's taken list: nothing is lost, nothing is queued twice. A heartbeat
 thread keeps this instance alive and hands the taken lists of dead instances back; a
 scheduler thread (:mod:`.scheduler`) fires the schedules its watchers own.
+
+On a Redis Cluster (``client`` a ``RedisCluster``) each watcher's store talks to the
+primary that serves the watcher's slot (:func:`~resc_dramatiq.store.cluster.slot_client`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import redis
 
 from ..rules.plan import Batch, Expander, Planner
 from ..rules.ruleset import RuleSet
+from ..store.cluster import is_cluster, slot_client
 from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import WatcherKeys
 from ..store.keyspace import counters
@@ -76,14 +80,19 @@ class Router:
         self.replication = (
             None if wait is None else Replication(logger, f"router {self.instance}", wait)
         )
+        cluster = client if is_cluster(client) else None
+        scripts = Scripts(client) if cluster is None else None
         self.primary = PrimaryWatch(logger, f"router {self.instance}", client)
-        scripts = Scripts(client)
         namespace = self.options.namespace or ruleset.config.spec.namespace
         self.loops = [
             WatcherLoop(
                 planner=Planner(rules, expander=expander),
                 store=WatcherStore.of(
-                    scripts, ruleset, rules, instance=self.instance, namespace=namespace
+                    scripts or Scripts(slot_client(cluster, rules.spec.input_queue)),  # type: ignore[arg-type]
+                    ruleset,
+                    rules,
+                    instance=self.instance,
+                    namespace=namespace,
                 ),
                 options=self.options,
                 availability=self.availability,
@@ -95,12 +104,16 @@ class Router:
         self.failed: BaseException | None = None
         self.pruner = Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None
         #: Fires the schedules of these watchers (None: they own none); ``clock`` for tests.
-        self.scheduler = Scheduler.of(
-            ruleset,
-            store=ScheduleStore(scripts=scripts, namespace=namespace, instance=self.instance),
-            observer=self.observer,
-            availability=self.availability,
-            clock=clock,
+        self.scheduler = (
+            None
+            if scripts is None
+            else Scheduler.of(  # none on a cluster yet
+                ruleset,
+                store=ScheduleStore(scripts=scripts, namespace=namespace, instance=self.instance),
+                observer=self.observer,
+                availability=self.availability,
+                clock=clock,
+            )
         )
 
     def stop(self) -> None:

@@ -1,7 +1,9 @@
 """Surviving Redis outages and failovers: capped exponential backoff, state-change
 logging, and waiting for replicas (``WAIT``) with its shortfalls logged once.
 
-A Sentinel failover looks like an outage to the callers here: the old primary's
+A cluster's failover or slot migration is transient too (``MOVED``, ``ASK``,
+``TRYAGAIN``, ``CLUSTERDOWN``: see :mod:`.cluster`). A Sentinel failover looks like an
+outage to the callers here: the old primary's
 connections fail (``ConnectionError``), a demoted primary answers ``READONLY`` (redis-py's
 Sentinel pool turns that into ``ConnectionError`` and asks the Sentinels again), and
 ``MASTERDOWN`` or "no master found" follow until the Sentinels agree on a new one. Each
@@ -18,12 +20,17 @@ from dataclasses import dataclass
 import redis
 from redis.sentinel import SentinelConnectionPool
 
-#: Errors that mean "Redis is unreachable or restarting": wait and try again.
+#: Errors that mean "Redis is unreachable or restarting", or (on a cluster) "this slot
+#: is served elsewhere now, or is moving": wait and try again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
     redis.BusyLoadingError,
     redis.exceptions.TryAgainError,
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.SlotNotCoveredError,
 )
 
 
@@ -165,7 +172,7 @@ class PrimaryWatch:
     def __init__(self, logger: logging.Logger, what: str, client: redis.Redis) -> None:
         self.logger = logger
         self.what = what
-        pool = client.connection_pool
+        pool = getattr(client, "connection_pool", None)  # a cluster client has none
         self.pool = pool if isinstance(pool, SentinelConnectionPool) else None
         self.address: tuple[str, int] | None = None
         self.changes = 0

@@ -1,0 +1,129 @@
+"""A watcher's client on a Redis Cluster: every connection goes to the primary of one slot.
+
+On a cluster each watcher's keys share one hash slot (see :mod:`.slots`), so the whole
+of its store (the pipelined take and commit on connections of their own, heartbeats,
+reclaims) runs unchanged on a plain ``redis.Redis`` whose connections are opened to
+the node that serves that slot now. :func:`slot_client` builds it from the
+``RedisCluster`` client :func:`~.connect.connect` gives for a ``redis+cluster://`` URL.
+
+A reply that says the slot is elsewhere (``MOVED``: a failover or a finished migration;
+``ASK``/``TRYAGAIN``: a migration under way) or a node that cannot be reached makes the
+connection learn the cluster's layout again before it reconnects. The error still
+reaches the caller, which treats it as transient (see
+:func:`~.resilience.is_transient`): the router's loop waits with backoff and retries,
+which is safe because its takes move nothing when refused and its commits are
+recognised when repeated.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, TypeGuard
+
+import redis
+from redis.cluster import RedisCluster
+from redis.connection import SSLConnection
+
+from .slots import key_slot
+
+#: Errors that mean "this slot is served elsewhere, or not yet": learn the layout again.
+SLOT_ERRORS = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+
+#: Least time between two refreshes of a cluster's layout, in seconds (many connections
+#: meeting the same failover ask once).
+REFRESH_INTERVAL_S = 0.2
+
+
+class Layout:
+    """The slot -> node map of one ``RedisCluster`` client, refreshed when it went stale."""
+
+    def __init__(self, cluster: RedisCluster) -> None:
+        self.cluster = cluster
+        self._lock = threading.Lock()
+        self._refreshed_at = 0.0
+
+    def address(self, slot: int) -> tuple[str, int]:
+        """Host and port of the primary that serves ``slot``, as last learned."""
+        try:
+            node = self.cluster.nodes_manager.get_node_from_slot(slot)
+        except redis.exceptions.SlotNotCoveredError:
+            self.refresh()
+            node = self.cluster.nodes_manager.get_node_from_slot(slot)
+        return node.host, int(node.port)
+
+    def refresh(self) -> None:
+        """Ask the cluster for its layout again (at most once per interval)."""
+        with self._lock:
+            if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL_S:
+                return
+            self._refreshed_at = time.monotonic()
+            self.cluster.nodes_manager.initialize()
+
+
+class SlotConnection(redis.Connection):
+    """A connection to whichever primary serves one slot, learned on every connect."""
+
+    def __init__(self, *, layout: Layout, slot: int, **kwargs: Any) -> None:
+        self.layout, self.slot = layout, slot
+        host, port = layout.address(slot)
+        super().__init__(host=host, port=port, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _connect(self) -> Any:
+        self.host, self.port = self.layout.address(self.slot)
+        try:
+            return super()._connect()  # type: ignore[no-untyped-call]
+        except OSError:  # the node is gone: learn who serves the slot now
+            self.layout.refresh()
+            raise
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Read a reply; one that says the slot moved makes the next connect look again."""
+        try:
+            return super().read_response(*args, **kwargs)
+        except SLOT_ERRORS:
+            self.disconnect()  # type: ignore[no-untyped-call]
+            self.layout.refresh()
+            raise
+
+
+class SlotSSLConnection(SlotConnection, SSLConnection):
+    """:class:`SlotConnection` over TLS."""
+
+
+def slot_client(cluster: RedisCluster, key: str) -> redis.Redis:
+    """A client of the primary that serves ``key``'s slot, following it when it moves."""
+    layout = getattr(cluster, "_resc_layout", None)
+    if layout is None:
+        layout = Layout(cluster)
+        cluster._resc_layout = layout  # type: ignore[attr-defined]  # one per cluster client
+    host, port = layout.address(key_slot(key))
+    # a node client as the cluster client builds them gives the connection settings
+    template = redis.Redis(host=host, port=port, **cluster.nodes_manager.connection_kwargs)
+    settings = dict(template.connection_pool.connection_kwargs)
+    for name in ("host", "port"):
+        settings.pop(name, None)
+    ssl = issubclass(template.connection_pool.connection_class, SSLConnection)
+    pool = redis.ConnectionPool(
+        connection_class=SlotSSLConnection if ssl else SlotConnection,
+        layout=layout,
+        slot=key_slot(key),
+        **settings,
+    )
+    template.close()
+    return redis.Redis(connection_pool=pool)
+
+
+def is_cluster_url(url: str) -> bool:
+    """True for a ``redis+cluster://`` or ``rediss+cluster://`` URL."""
+    return url.partition("://")[0].lower() in ("redis+cluster", "rediss+cluster")
+
+
+def is_cluster(client: object) -> TypeGuard[RedisCluster]:
+    """True for a ``RedisCluster`` client."""
+    return isinstance(client, RedisCluster)
