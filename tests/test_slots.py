@@ -78,6 +78,7 @@ def test_a_dedup_set_that_may_fall_elsewhere_than_its_list_is_refused() -> None:
         rules("{g}/in", {"queue": "{g}/todo", "set": "s/${p}"}), "dramatiq"
     )
     assert "dedup set 's/${p}'" in problem and "same hash tag" in problem
+    assert "{t${input_task}}" in problem
 
 
 def test_a_dramatiq_target_needs_a_namespace_with_a_hash_tag() -> None:
@@ -88,9 +89,17 @@ def test_a_dramatiq_target_needs_a_namespace_with_a_hash_tag() -> None:
 
 
 @pytest.mark.parametrize("queue", ["{other}/todo", "t/${p}"])
-def test_tasks_outside_the_watcher_slot_are_refused_for_now(queue: str) -> None:
-    [problem] = cluster_problems(rules("{g}/in", {"queue": queue}), "dramatiq")
-    assert "make[0]" in problem
+def test_tasks_in_other_slots_than_the_watchers_are_served_through_the_outbox(
+    queue: str,
+) -> None:
+    assert cluster_problems(rules("{g}/in", {"queue": queue}), "dramatiq") == []
+
+
+@pytest.mark.parametrize("tag", ["{${p}}", "${p}{t}", "{}${p}"])
+def test_a_tag_an_event_could_move_or_empty_does_not_count(tag: str) -> None:
+    assert not slot_of(Template.compile(tag + "/todo")).always_with(
+        slot_of(Template.compile(tag + "/queue"))
+    )
 
 
 def test_check_refuses_a_cluster_layout_it_cannot_serve_and_exits_2(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, Planner
 from ..store.commit import CommitResult
 from ..store.resilience import Availability, Backoff, Replication, is_transient
-from ..store.store import Pending, WatcherStore
+from ..store.store import Pending, PendingCommit, WatcherStore
 from .options import Observer, RouterOptions
 from .rule_counts import RuleCounts
 
@@ -163,8 +163,28 @@ class WatcherLoop:
         batch = held.popleft()
         if self.replication is not None and pending.acks is not None:
             self.replication.acked(pending.acks)
+        if pending.outbox:
+            result = self.finish_outbox(pending, result)
         self.committed(batch, result, started)
         return len(batch.events)
+
+    def finish_outbox(self, pending: PendingCommit, result: CommitResult) -> CommitResult:
+        """Apply a committed batch's tasks in other cluster slots (see ``store.outbox``).
+
+        The batch is committed: an unreachable slot leaves its entry in the outbox, which
+        any router of this watcher finishes later (``Router.sweep_outbox``).
+        """
+        try:
+            return self.store.finish(pending.encoded, result)
+        except Exception as e:
+            if not is_transient(e) and not isinstance(e, WrongType):
+                raise
+            logger.warning(
+                "watcher %r: a batch's tasks in other slots wait in the outbox: %s",
+                self.spec.input_queue,
+                e,
+            )
+            return result
 
     def taken(self) -> Batch | None:
         """The events of the take sent in the previous round, planned (None if none)."""

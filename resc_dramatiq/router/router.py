@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 
 import redis
 
+from ..rules.model import WatcherRules
 from ..rules.plan import Batch, Expander, Planner
 from ..rules.ruleset import RuleSet
 from ..store.cluster import is_cluster, slot_client
@@ -82,18 +83,13 @@ class Router:
         )
         cluster = client if is_cluster(client) else None
         scripts = Scripts(client) if cluster is None else None
+        cluster_scripts = Scripts(cluster) if cluster is not None else None  # type: ignore[arg-type]
         self.primary = PrimaryWatch(logger, f"router {self.instance}", client)
         namespace = self.options.namespace or ruleset.config.spec.namespace
         self.loops = [
             WatcherLoop(
                 planner=Planner(rules, expander=expander),
-                store=WatcherStore.of(
-                    scripts or Scripts(slot_client(cluster, rules.spec.input_queue)),  # type: ignore[arg-type]
-                    ruleset,
-                    rules,
-                    instance=self.instance,
-                    namespace=namespace,
-                ),
+                store=self._store(ruleset, rules, scripts, cluster_scripts, namespace),
                 options=self.options,
                 availability=self.availability,
                 replication=self.replication,
@@ -116,6 +112,31 @@ class Router:
             )
         )
 
+    def _store(
+        self,
+        ruleset: RuleSet,
+        rules: WatcherRules,
+        scripts: Scripts | None,
+        cluster: Scripts | None,
+        namespace: str,
+    ) -> WatcherStore:
+        """A watcher's store: on the client, or on a cluster on its slot's primary."""
+        if cluster is not None:
+            scripts = Scripts(slot_client(cluster.client, rules.spec.input_queue))  # type: ignore[arg-type]
+        assert scripts is not None
+        return WatcherStore.of(
+            scripts, ruleset, rules, instance=self.instance, namespace=namespace, cluster=cluster
+        )
+
+    def sweep_outbox(self, grace_ms: int) -> int:
+        """On a cluster: finish the outbox entries older than ``grace_ms`` (left by a
+        router that died after its commit, or by an unreachable slot); entries settled."""
+        settled = 0
+        for loop in self.loops:
+            if loop.store.outbox is not None:
+                settled += loop.store.outbox.sweep(grace_ms)
+        return settled
+
     def stop(self) -> None:
         """Finish the batches in hand and return from ``run()``."""
         self._stop.set()
@@ -129,6 +150,7 @@ class Router:
         self.heartbeat()
         if self.scheduler is not None:
             self.scheduler.fire_due()
+        self.sweep_outbox(0)
         for loop in self.loops:
             loop.recover()
         held: dict[int, deque[Batch]] = {id(loop): deque() for loop in self.loops}
@@ -214,6 +236,7 @@ class Router:
         while not self._stop.is_set():
             try:
                 self.heartbeat()
+                self.sweep_outbox(int(self.options.heartbeat_ttl_s * 1000))
                 self.availability.succeeded()
                 self.primary.check()
                 if self.pruner is not None and time.monotonic() >= next_prune:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from ..errors import OwnershipLost, WrongType
-from ..rules.plan import Batch, FailedEvent
+from ..rules.plan import Batch, FailedEvent, PlannedTask
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .keyspace import text
+from .outbox import Entry, pack_tasks, parts_of, split
 from .scripts import refusal
 
 STATUS_COMMITTED = 1
@@ -41,6 +41,8 @@ FIXED_KEYS = (
     "commit marker",
     "dedup set released",
     "history hash",
+    "outbox",
+    "outbox times",
 )
 
 
@@ -78,6 +80,9 @@ class CommitSettings:
     max_attempts: int
     marker_ttl_ms: int = MARKER_TTL_MS
     history_ttl_s: int = HISTORY_TTL_S
+    #: On a Redis Cluster, the hash slot of the watcher's keys: tasks in other slots go
+    #: to the outbox (see :mod:`.outbox`). None on a single server.
+    home_slot: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +94,10 @@ class EncodedCommit:
     batch: Batch
     settings: CommitSettings
     per_rule_later: bool = False
+    #: The tasks this script writes (on a cluster, those of the watcher's slot).
+    tasks: Sequence[PlannedTask] = ()
+    #: The tasks in other slots (on a cluster), written after the commit.
+    outbox: Entry | None = None
 
     def result(self, reply: list[Any]) -> CommitResult:
         """The script's reply as a result; raise what a refusal stands for."""
@@ -109,7 +118,7 @@ class EncodedCommit:
     def _per_rule(self, reply: list[Any]) -> dict[str, int]:
         """The per-rule counters of a commit that left them to us: the script returned
         the positions of the deduplicated tasks; each task's rule is the batch's."""
-        tasks, n = self.batch.tasks, int(reply[0])
+        tasks, n = self.tasks, int(reply[0])
         queued = Counter(t.rule for t in tasks)
         deduplicated = Counter(tasks[int(p) - 1].rule for p in reply[1 : 1 + n])
         counts = {f"{rule}|queued": c - deduplicated[rule] for rule, c in queued.items()}
@@ -130,7 +139,7 @@ class EncodedCommit:
 
     def _task_role(self, name: str) -> str:
         dramatiq = self.settings.dramatiq
-        for t in self.batch.tasks:
+        for t in self.tasks:
             queue = t.message.queue_name if t.message is not None else t.queue
             if name == t.set:
                 return f"dedup set of rule {t.rule!r}"
@@ -172,7 +181,13 @@ class CommitCodec:
             marker,
             released or k.stats,  # a placeholder when nothing is released
             k.history_at(int(batch.taken_at) // 60),
+            k.outbox,
+            k.outbox_at,
         ]
+        tasks, outbox = self._split(
+            batch, batch.batch_id if by_message is None else by_message.message_id
+        )
+        event_index = _event_index
         args: list[Any] = [
             len(events),
             events[-1],
@@ -180,7 +195,7 @@ class CommitCodec:
             int(batch.taken_at),
             s.channel or "",
             k.taken_base,
-            len(batch.tasks),
+            len(tasks),
             len(batch.failed),
             len(batch.unmatched),
             s.max_attempts,
@@ -190,9 +205,10 @@ class CommitCodec:
             s.marker_ttl_ms,
             "taken" if by_message is None else "message",
             "1" if released else "0",
-            self._tasks(batch, script_keys, with_rules=not per_rule_later),
+            pack_tasks(tasks, script_keys, s.dramatiq, event_index, with_rules=not per_rule_later),
             "1" if per_rule_later else "0",
             s.history_ttl_s,
+            outbox.pack() if outbox is not None else b"",
         ]
         for f in batch.failed:
             entry = dead_letter_entry(
@@ -203,66 +219,20 @@ class CommitCodec:
         if not per_rule_later:
             for name, count in batch.counters.items():
                 args += (name, count)
-        return EncodedCommit(script_keys, args, batch, s, per_rule_later)
+        return EncodedCommit(script_keys, args, batch, s, per_rule_later, tasks, outbox)
 
-    def _tasks(self, batch: Batch, script_keys: list[str], *, with_rules: bool) -> bytes:
-        """The tasks as one MessagePack argument; their keys appended to ``script_keys``
-        (``with_rules``: each with its rule's name, for the script's per-rule counts)."""
-        index: dict[str, int] = {}
-
-        def key(name: str) -> int:
-            """The KEYS index (from 1) of ``name``, each key passed once."""
-            found = index.get(name)
-            if found is None:
-                script_keys.append(name)
-                found = index[name] = len(script_keys)
-            return found
-
-        # per task, the indexes are looked up without a call: they start at 1, so
-        # ``index.get(name) or key(name)`` calls key() only for a key not seen yet
-        dramatiq = self.settings.dramatiq
-        queues: dict[str, tuple[int, int]] = {}  # Dramatiq queue -> indexes of list, hash
-        planned: list[tuple[Any, ...]] = []
-        add = planned.append
-        for t in batch.tasks:
-            dedup = (index.get(t.set) or key(t.set)) if t.set is not None else 0
-            m = t.message
-            if m is None:
-                queue = index.get(t.queue) or key(t.queue)
-                add(
-                    (
-                        "r",
-                        dedup,
-                        queue,
-                        0,
-                        t.task,
-                        b"",
-                        "",
-                        t.event_index,
-                        t.rule if with_rules else "",
-                    )
-                )
-                continue
-            found = queues.get(m.queue_name)
-            if found is None:
-                found = queues[m.queue_name] = (
-                    key(dramatiq.queue(m.queue_name)),
-                    key(dramatiq.messages(m.queue_name)),
-                )
-            add(
-                (
-                    "d",
-                    dedup,
-                    found[0],
-                    found[1],
-                    t.task,
-                    m.payload,
-                    m.redis_message_id,
-                    t.event_index,
-                    t.rule if with_rules else "",
-                )
-            )
-        return msgpack.packb(planned, use_bin_type=False) if planned else b""
+    def _split(self, batch: Batch, entry_id: str) -> tuple[Sequence[PlannedTask], Entry | None]:
+        """The tasks of this commit, and the outbox entry ``entry_id`` of the others (on
+        a cluster): the batch id, or the message id of an inline commit."""
+        s = self.settings
+        if s.home_slot is None or not batch.tasks:
+            return batch.tasks, None
+        home, away = split(batch.tasks, s.home_slot, s.dramatiq)
+        if not away:
+            return batch.tasks, None
+        parts = parts_of(away, batch.events, s.dramatiq, with_events=bool(s.channel))
+        entry = Entry(entry_id, int(batch.taken_at), s.channel or "", s.keys.taken_base, parts)
+        return home, entry
 
 
 def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s: int) -> bytes:
@@ -280,3 +250,8 @@ def dead_letter_entry(failed: FailedEvent, *, watcher: str, attempts: int, at_s:
     except UnicodeDecodeError:
         entry["event_hex"] = failed.event.hex()
     return json.dumps(entry).encode()
+
+
+def _event_index(task: PlannedTask) -> int:
+    """What commit.lua gets as a task's event: its index in the batch (0: oldest)."""
+    return task.event_index

@@ -12,7 +12,14 @@ A watcher's keys (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 * ``I/history/<minute>`` the same counters for one minute (``<minute>`` is unix
   seconds // 60), written by each commit beside ``I/stats`` and expiring after
   :data:`HISTORY_TTL_S`: the dashboard's charts, surviving its restarts;
-* ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list.
+* ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list;
+* ``I/outbox`` hash (batch id -> entry) and ``I/outbox/at`` sorted set (batch id -> ms):
+  on a Redis Cluster, the parts of committed batches that fall in other hash slots,
+  until each is applied in its slot (see :mod:`.outbox`).
+
+In each other slot a batch's part is applied in, ``resc/applied/{t}`` (batch id ->
+result) and ``resc/applied/at/{t}`` (batch id -> ms) record the parts applied there,
+where ``t`` is a tag that hashes to that slot (see :func:`applied_keys`).
 
 ``<done list>/messages`` is a sorted set of the Dramatiq messages whose done or failure
 event (or inline commit) was written to that list, by message id, scored by the time:
@@ -30,10 +37,15 @@ fired tick, when and by whom, and its lag.
 
 from __future__ import annotations
 
+import functools
+from binascii import crc_hqx
 from dataclasses import dataclass
 
 from ..config.model import WatcherSpec
 from ..rules.messages import delay_queue_name
+
+#: Hash slots of a Redis Cluster.
+SLOTS = 16384
 
 #: How long a minute of history is kept (``I/history/<minute>``), in seconds.
 HISTORY_TTL_S = 3 * 3600
@@ -57,6 +69,8 @@ class WatcherKeys:
     attempts: str
     dead: str
     unmatched: str | None
+    outbox: str
+    outbox_at: str
 
     @classmethod
     def of(cls, spec: WatcherSpec, instance: str) -> WatcherKeys:
@@ -73,6 +87,8 @@ class WatcherKeys:
             attempts=f"{spec.input_queue}/attempts",
             dead=spec.dead_queue,
             unmatched=spec.unmatched_queue,
+            outbox=f"{spec.input_queue}/outbox",
+            outbox_at=f"{spec.input_queue}/outbox/at",
         )
 
     def history_at(self, minute: int) -> str:
@@ -87,6 +103,27 @@ class WatcherKeys:
 def _taken(taken_queue: str, instance: str) -> str:
     """``T/<instance>``, or ``T`` itself (resc's own taken list) for no instance."""
     return f"{taken_queue}/{instance}" if instance else taken_queue
+
+
+def applied_keys(slot: int) -> tuple[str, str]:
+    """The keys recording the outbox parts applied in hash ``slot``: (results hash, times
+    sorted set), ``resc/applied/{t}`` and ``resc/applied/at/{t}`` where ``t`` is the
+    shortest number whose slot is ``slot``."""
+    tag = _slot_tags()[slot]
+    return f"resc/applied/{{{tag}}}", f"resc/applied/at/{{{tag}}}"
+
+
+@functools.cache
+def _slot_tags() -> list[str]:
+    """For each hash slot, the shortest number (as text) that hashes to it."""
+    tags: list[str | None] = [None] * SLOTS
+    missing, n = SLOTS, 0
+    while missing:
+        slot = crc_hqx(str(n).encode(), 0) % SLOTS
+        if tags[slot] is None:
+            tags[slot], missing = str(n), missing - 1
+        n += 1
+    return [t for t in tags if t is not None]
 
 
 def message_markers(done_list: str) -> str:

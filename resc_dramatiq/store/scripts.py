@@ -23,7 +23,20 @@ from .keyspace import text
 WRONG_TYPE = -2
 
 #: The scripts shipped in ``lua/``, by name (the file is ``<name>.lua``).
-NAMES = ("take", "commit", "emit", "heartbeat", "reclaim", "leave", "prune", "dead", "xq", "fire")
+NAMES = (
+    "take",
+    "commit",
+    "apply",
+    "settle",
+    "emit",
+    "heartbeat",
+    "reclaim",
+    "leave",
+    "prune",
+    "dead",
+    "xq",
+    "fire",
+)
 
 
 @functools.cache

@@ -59,27 +59,36 @@ class SlotOf:
 
 
 def slot_of(template: Template) -> SlotOf:
-    """Where the keys ``template`` names fall (see :class:`SlotOf`)."""
+    """Where the keys ``template`` names fall (see :class:`SlotOf`).
+
+    Only a tag that the event cannot move counts: its ``{`` literal with no variable
+    before it (a value holding ``{`` would open another tag), followed by a literal
+    character (a value starting with ``}`` would leave the tag empty, and Redis then
+    hashes the whole key).
+    """
     if template.is_constant:
         return SlotOf(fixed=key_slot(template.source))
-    parts: list[str] = []  # literals, and variables written as ${name}
-    opened = False
-    for i, literal in enumerate(template.literals):
-        if not opened and "{" in literal:
-            opened, literal_rest = True, literal[literal.index("{") + 1 :]
-            head = literal[: literal.index("{") + 1]
-        else:
-            head, literal_rest = "", literal
-        if opened and "}" in literal_rest:
-            parts.append(head + literal_rest[: literal_rest.index("}") + 1])
-            prefix = tuple(parts)
-            if all(not p.startswith("${") for p in prefix):  # the tag is literal
-                return SlotOf(fixed=key_slot("".join(prefix)))
-            return SlotOf(prefix=prefix)
+    first = template.literals[0]
+    start = first.find("{")
+    if start < 0 or start + 1 >= len(first) or first[start + 1] == "}":
+        return SlotOf()
+    end = first.find("}", start + 1)
+    if end >= 0:  # the tag is literal
+        return SlotOf(fixed=key_slot(first[: end + 1]))
+    parts = [first]
+    for name, literal in zip(template.names, template.literals[1:], strict=True):
+        parts.append(f"${{{name}}}")
+        if "}" in literal:
+            parts.append(literal[: literal.index("}") + 1])
+            return SlotOf(prefix=tuple(parts))
         parts.append(literal)
-        if i < len(template.names):
-            parts.append(f"${{{template.names[i]}}}")
     return SlotOf()
+
+
+def _tag_example(make: Make) -> str:
+    """A tag for a make's keys: its task's first variable, after a letter."""
+    names = make.task.names or (make.set.names if make.set is not None else ())
+    return f"t${{{names[0]}}}" if names else "t"
 
 
 def suggested(name: str) -> str:
@@ -91,6 +100,8 @@ def watcher_slots(keys: WatcherKeys, other: WatcherKeys) -> dict[str, int]:
     """Every key of a watcher, for two router instances, by name -> slot."""
     names = [
         keys.input,
+        keys.outbox,
+        keys.outbox_at,
         keys.taken,
         other.taken,
         keys.committed,
@@ -124,17 +135,13 @@ def make_problems(make: Make, dramatiq: DramatiqKeys, where: str) -> list[str]:
                 f"{suggested(dramatiq.namespace)!r} (RedisBroker(namespace=...) and the "
                 f"config's 'namespace')"
             ]
-    if queue_slot.fixed is None and queue_slot.prefix is None:
-        return [
-            f"{where}: the keys of {queue_name} fall in a slot that depends on the event; "
-            f"give it a hash tag, e.g. {suggested(target.queue.source)!r}"
-        ]
     if make.set is None or slot_of(make.set).always_with(queue_slot):
         return []
     return [
         f"{where}: dedup set {make.set.source!r} ({slot_of(make.set).describe()}) and "
         f"{queue_name} ({queue_slot.describe()}) may fall in different slots; give both "
-        f"the same hash tag"
+        f"the same hash tag that starts with a literal character, e.g. "
+        f"{{{_tag_example(make)}}}"
     ]
 
 
@@ -142,8 +149,8 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
     """What a Redis Cluster cannot serve in ``ruleset`` (empty: it can serve all of it).
 
     Each watcher's own keys must share one slot, and so must each task's dedup set and
-    target. Until batches spanning several slots are committed in steps, a watcher's
-    tasks must also fall in the watcher's slot. Schedules are not fired on a cluster yet.
+    target (a batch's tasks may fall in any slots: see :mod:`.outbox`). Schedules are
+    not fired on a cluster yet.
     """
     problems: list[str] = []
     dramatiq = DramatiqKeys(namespace)
@@ -164,21 +171,7 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
         for rule in watcher.rules:
             for i, make in enumerate(rule.makes):
                 where = f"rule {rule.name!r} make[{i}]"
-                found = make_problems(make, dramatiq, where)
-                problems += found
-                if found:
-                    continue
-                task_slot = slot_of(make.set) if make.set is not None else None
-                if make.target.actor is None:
-                    task_slot = slot_of(make.target.queue)
-                elif task_slot is None:
-                    task_slot = SlotOf(fixed=key_slot(dramatiq.queue("q")))
-                if task_slot.fixed != home:
-                    problems.append(
-                        f"{where}: its keys fall in {task_slot.describe()}, not in watcher "
-                        f"{spec.input_queue!r}'s slot {home}; batches spanning several "
-                        f"slots are not committed yet: give its keys the watcher's tag"
-                    )
+                problems += make_problems(make, dramatiq, where)
     if ruleset.config.spec.schedules:
         problems.append("schedules: not fired on a Redis Cluster yet")
     return problems

@@ -9,6 +9,7 @@ commits through the same codec and the same script. Every key reaches Lua throug
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,19 +29,41 @@ from .commit import (
 )
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .keyspace import text
+from .outbox import Outbox
 from .resilience import Replication, ReplicaWait
 from .scripts import Scripts, refusal, wrong_type
+from .slots import key_slot
 
 
 class WatcherStore:
     """One watcher's keys and scripts on one client, for one router instance."""
 
-    def __init__(self, *, scripts: Scripts, settings: CommitSettings, instance: str) -> None:
+    def __init__(
+        self,
+        *,
+        scripts: Scripts,
+        settings: CommitSettings,
+        instance: str,
+        cluster: Scripts | None = None,
+    ) -> None:
         self.scripts = scripts
         self.client = scripts.client
         self.keys: WatcherKeys = settings.keys
         self.instance = instance
         self.codec = CommitCodec(settings)
+        #: On a Redis Cluster (``cluster``: the scripts on the cluster client), the
+        #: outbox of the tasks that fall in other slots than the watcher's.
+        self.outbox = (
+            None
+            if cluster is None
+            else Outbox(
+                home=scripts,
+                cluster=cluster,
+                keys=settings.keys,
+                marker_ttl_ms=settings.marker_ttl_ms,
+                history_ttl_s=settings.history_ttl_s,
+            )
+        )
 
     @classmethod
     def of(
@@ -52,17 +75,23 @@ class WatcherStore:
         instance: str,
         namespace: str,
         marker_ttl_ms: int = MARKER_TTL_MS,
+        cluster: Scripts | None = None,
     ) -> WatcherStore:
         """The store of watcher ``rules`` of ``ruleset`` for ``instance``, its commits
-        in Dramatiq ``namespace`` (the router's and the worker's alike)."""
+        in Dramatiq ``namespace`` (the router's and the worker's alike).
+
+        On a Redis Cluster, ``scripts`` are on the client of the watcher's slot and
+        ``cluster`` on the cluster client (for the outbox's other slots).
+        """
         settings = CommitSettings(
             keys=WatcherKeys.of(rules.spec, instance),
             dramatiq=DramatiqKeys(namespace),
             channel=ruleset.config.spec.listener_channel,
             max_attempts=rules.spec.max_attempts,
             marker_ttl_ms=marker_ttl_ms,
+            home_slot=None if cluster is None else key_slot(rules.spec.input_queue),
         )
-        return cls(scripts=scripts, settings=settings, instance=instance)
+        return cls(scripts=scripts, settings=settings, instance=instance, cluster=cluster)
 
     def take(self, limit: int) -> list[bytes]:
         """Move up to ``limit`` events to the taken list without blocking; oldest first."""
@@ -101,7 +130,23 @@ class WatcherStore:
     def commit_message(self, batch: Batch, by_message: ByMessage) -> CommitResult:
         """Commit a worker's done event inline, once per Dramatiq message."""
         encoded = self.codec.encode(batch, by_message)
-        return encoded.result(self._run(encoded))
+        return self.finish(encoded, encoded.result(self._run(encoded)))
+
+    def finish(self, encoded: EncodedCommit, result: CommitResult) -> CommitResult:
+        """After a commit on a cluster: apply and settle its outbox entry (the tasks in
+        other slots); the result then counts them too. A repeated commit finishes the
+        entry its first run stored, if it is still there."""
+        if self.outbox is None or encoded.outbox is None:
+            return result
+        entry = encoded.outbox if not result.repeated else self.outbox.read(encoded.outbox.batch_id)
+        counted = self.outbox.finish(entry) if entry is not None else None
+        if not counted:
+            return result
+        return dataclasses.replace(
+            result,
+            queued=result.queued + counted.get("queued", 0),
+            deduplicated=result.deduplicated + counted.get("deduplicated", 0),
+        )
 
     def _run(self, encoded: EncodedCommit) -> Any:
         return self.scripts["commit"](keys=encoded.keys, args=encoded.args)
@@ -276,6 +321,11 @@ class PendingCommit:
         batch is no longer ours, :class:`~resc_dramatiq.errors.WrongType` when a key holds
         another type. A retry after a lost reply is recognised by the batch id."""
         return self.encoded.result(self.pending.reply())  # a repeat after NOSCRIPT is recognised
+
+    @property
+    def outbox(self) -> bool:
+        """True when the batch has tasks in other slots of a cluster, to finish after."""
+        return self.encoded.outbox is not None
 
     @property
     def acks(self) -> int | None:

@@ -20,7 +20,10 @@
 -- KEYS[8]  dedup set to release the event from (only written when ARGV[16] is '1')
 -- KEYS[9]  history hash of the minute the batch was taken (every counter of KEYS[2] is
 --          also added here; it expires ARGV[19] seconds after the minute's last commit)
--- KEYS[10..] the tasks' keys, each once: dedup sets, target lists, Dramatiq messages hashes
+-- KEYS[10] outbox hash of the watcher: batch id -> the parts of the batch in other hash
+--          slots of a Redis Cluster (only written when ARGV[20] is not '')
+-- KEYS[11] outbox times: batch id -> when it was committed (ms, Redis clock)
+-- KEYS[12..] the tasks' keys, each once: dedup sets, target lists, Dramatiq messages hashes
 --
 -- ARGV[1]  number of events in the batch N (mode 'message': 1)
 -- ARGV[2]  newest event of the batch (expected N-th from the right end of the taken list)
@@ -50,7 +53,9 @@
 --          ''), returns the positions of the deduplicated tasks (the caller knows each
 --          task's rule) and the '<rule>|retried' counts
 -- ARGV[19] time to live of the history hash KEYS[9], in seconds
--- ARGV[20..] F groups of 3: event, dead-letter entry (JSON), rule name;
+-- ARGV[20] the outbox entry ('' for none): the batch's tasks in other slots, applied
+--          after this commit by apply.lua, one call per slot (see store/outbox.py)
+-- ARGV[21..] F groups of 3: event, dead-letter entry (JSON), rule name;
 --          then U events; then R pairs: stats field, increment
 --
 -- Returns {status, queued, deduplicated, retried, dead}, followed when committed now
@@ -62,11 +67,12 @@
 -- write holds another type: checked before any write, so nothing is half-done.
 
 local TAKEN, STATS, INPUT, ATTEMPTS, DEAD, UNMATCHED, MARKER, RELEASE, HISTORY = 1, 2, 3, 4, 5, 6, 7, 8, 9
+local OUTBOX, OUTBOX_AT = 10, 11
 local N, NEWEST, OLDEST, SCORE, CHANNEL, PREFIX = 1, 2, 3, 4, 5, 6
 local TASKS, FAILED, UNMATCHED_COUNT, MAX_ATTEMPTS, KEEP_UNMATCHED, COUNTERS = 7, 8, 9, 10, 11, 12
 local ID, MARKER_TTL_MS, MODE, RELEASE_EVENT, PLANNED, RETURN_PER_RULE = 13, 14, 15, 16, 17, 18
-local HISTORY_TTL_S = 19
-local FIRST_GROUP = 20
+local HISTORY_TTL_S, OUTBOX_ENTRY = 19, 20
+local FIRST_GROUP = 21
 -- fields of a planned task
 local KIND, SET, QUEUE, MESSAGES, TASK, PAYLOAD, MESSAGE_ID, EVENT, RULE = 1, 2, 3, 4, 5, 6, 7, 8, 9
 -- values per LPUSH of unmatched events (unpack() is bounded by Lua's stack)
@@ -127,6 +133,11 @@ if failed > 0 then
 end
 if unmatched > 0 and ARGV[KEEP_UNMATCHED] == '1' then needs[#needs + 1] = {UNMATCHED, 'list'} end
 if release then needs[#needs + 1] = {RELEASE, 'zset'} end
+local outbox = ARGV[OUTBOX_ENTRY] ~= ''
+if outbox then
+    needs[#needs + 1] = {OUTBOX, 'hash'}
+    needs[#needs + 1] = {OUTBOX_AT, 'zset'}
+end
 for _, need in ipairs(needs) do
     local problem = wrong(need[1], need[2])
     if problem then return problem end
@@ -287,9 +298,13 @@ bump('deduplicated', deduplicated)
 if retried > 0 then bump('retried', retried) end
 if dead > 0 then bump('dead', dead) end
 redis.call('EXPIRE', KEYS[HISTORY], ARGV[HISTORY_TTL_S])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if outbox then
+    redis.call('HSET', KEYS[OUTBOX], ARGV[ID], ARGV[OUTBOX_ENTRY])
+    redis.call('ZADD', KEYS[OUTBOX_AT], now_ms, ARGV[ID])
+end
 if by_message then
-    local t = redis.call('TIME')
-    local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     redis.call('ZADD', KEYS[MARKER], now_ms, ARGV[ID])
     local cutoff = '(' .. (now_ms - tonumber(ARGV[MARKER_TTL_MS]))
     local old = redis.call('ZRANGEBYSCORE', KEYS[MARKER], '-inf', cutoff, 'LIMIT', 0, FORGET_CHUNK)
