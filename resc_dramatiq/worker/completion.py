@@ -41,15 +41,18 @@ import redis
 from dramatiq import Actor, Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.logging import get_logger
+from redis.cluster import RedisCluster
 
 from ..config.model import Config
 from ..errors import ConfigError, RescError
 from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
+from ..store.cluster import is_cluster
 from ..store.commit import MARKER_TTL_MS
 from ..store.keys import message_markers
 from ..store.resilience import Backoff, Replication, ReplicaWait, is_transient
 from ..store.scripts import Scripts
+from ..store.slots import key_slot
 from ..store.store import emit
 from .app import App, build_ruleset
 from .done_event import DoneEvent
@@ -240,10 +243,21 @@ class Completion(Middleware):
         self._emit(broker, o, o.done, "done event")
 
     def _emit(self, broker: Broker, o: Outcome, queue: str, what: str) -> None:
-        """Push ``o``'s event onto ``queue`` once per message (released with it if due)."""
+        """Push ``o``'s event onto ``queue`` once per message (released with it if due).
+
+        On a Redis Cluster, a dedup set in another slot than the list is released just
+        before, on its own (one script may touch one slot only).
+        """
         scripts = self._scripts_of(broker)
         markers = message_markers(queue)
         released = o.set if o.release == "done" else None
+        apart = released is not None and key_slot(released) != key_slot(markers)
+        if released is not None and apart and is_cluster(scripts.client):
+            task, dedup = o.task, released
+            self._write(
+                broker, f"release of {task!r} from {dedup!r}", lambda c: c.zrem(dedup, task)
+            )
+            released = None
 
         def write(client: redis.Redis) -> bool:
             return emit(
@@ -273,6 +287,7 @@ class Completion(Middleware):
                 self._inline = InlineRouter(
                     ruleset=ruleset,
                     scripts=scripts,
+                    cluster=is_cluster(scripts.client),
                     namespace=getattr(broker, "namespace", "dramatiq"),
                     marker_ttl_ms=self.marker_ttl_ms,
                 )
@@ -292,9 +307,9 @@ class Completion(Middleware):
 
     def _client(self, broker: Broker) -> redis.Redis:
         client = self.client or getattr(broker, "client", None)
-        if not isinstance(client, redis.Redis):
+        if not isinstance(client, redis.Redis | RedisCluster):
             raise ConfigError("Completion needs client= when the broker is not a RedisBroker")
-        return client
+        return client  # type: ignore[return-value]  # a RedisCluster serves the same calls
 
     def _write(self, broker: Broker, what: str, write: Callable[[redis.Redis], T]) -> T | None:
         """Run ``write``; retry transient errors; log a loss loudly and return None.

@@ -11,6 +11,11 @@ exactly once, also for targets without a dedup set.
 Events of a list no watcher reads, and events a rule with fetchers matches (fetchers
 need the router's HTTP client), are not routed here: the caller pushes them as plain
 done events for the router.
+
+On a Redis Cluster (``cluster``: ``scripts`` are on a ``RedisCluster`` client), the
+commit runs in the watcher's slot and the event's tasks in other slots go through the
+watcher's outbox (see :mod:`resc_dramatiq.store.outbox`), finished by the worker at
+once, or by a router's sweep if the worker dies first.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class InlineRouter:
         scripts: Scripts,
         namespace: str,
         marker_ttl_ms: int = MARKER_TTL_MS,
+        cluster: bool = False,
     ) -> None:
         self.ruleset = ruleset
         self._watchers: dict[str, tuple[Planner, WatcherStore]] = {}
@@ -59,6 +65,7 @@ class InlineRouter:
                 instance=INLINE_INSTANCE,
                 namespace=namespace,
                 marker_ttl_ms=marker_ttl_ms,
+                cluster=scripts if cluster else None,
             )
             self._watchers[rules.spec.input_queue] = (Planner(rules), store)
 
