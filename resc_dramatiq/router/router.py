@@ -125,7 +125,13 @@ class Router:
             scripts = Scripts(slot_client(cluster.client, rules.spec.input_queue))  # type: ignore[arg-type]
         assert scripts is not None
         return WatcherStore.of(
-            scripts, ruleset, rules, instance=self.instance, namespace=namespace, cluster=cluster
+            scripts,
+            ruleset,
+            rules,
+            instance=self.instance,
+            namespace=namespace,
+            cluster=cluster,
+            wait=self.options.replica_wait,
         )
 
     def sweep_outbox(self, grace_ms: int) -> int:

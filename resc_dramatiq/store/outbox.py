@@ -29,9 +29,11 @@ from typing import Any, cast
 import msgpack
 
 from ..rules.plan import PlannedTask
+from .cluster import is_cluster
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
-from .scripts import Scripts, refusal, wrong_type
+from .resilience import ReplicaWait
+from .scripts import Scripts, refusal, script_and_wait, wrong_type
 from .slots import key_slot
 
 APPLIED_NOW, APPLIED_BEFORE = 1, 2
@@ -175,9 +177,14 @@ class Outbox:
         keys: WatcherKeys,
         marker_ttl_ms: int,
         history_ttl_s: int = HISTORY_TTL_S,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self.home, self.cluster, self.keys = home, cluster, keys
         self.marker_ttl_ms, self.history_ttl_s = marker_ttl_ms, history_ttl_s
+        #: With ``wait``, each step waits for that many replicas of its shard before the
+        #: next (``WAIT`` on the connection that wrote it), so a failover of a shard
+        #: cannot lose a part applied and settled meanwhile.
+        self.wait = wait
 
     def finish(self, entry: Entry) -> dict[str, int] | None:
         """Apply every part of ``entry`` and settle it; return its counters (None when
@@ -193,7 +200,7 @@ class Outbox:
         """Apply one part in its slot (once); its counters, as the first apply made them."""
         keys = part.script_keys()
         args = [entry.batch_id, entry.score, part.tasks, self.marker_ttl_ms]
-        reply = self.cluster["apply"](keys=keys, args=[*args, entry.channel, entry.prefix])
+        reply = self._run(self.cluster, "apply", keys, [*args, entry.channel, entry.prefix])
         refused = refusal(reply, keys)
         if refused is not None:
             raise wrong_type(refused, "this part of the batch waits in the outbox")
@@ -213,7 +220,19 @@ class Outbox:
         for name, count in counters.items():
             if count:
                 args += (name, count)
-        return bool(self.home["settle"](keys=keys, args=args))
+        return bool(self._run(self.home, "settle", keys, args))
+
+    def _run(self, scripts: Scripts, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run script ``name`` (with ``wait``: and ``WAIT`` on the node of its keys)."""
+        if self.wait is None:
+            return scripts[name](keys=keys, args=args)
+        client = scripts.client
+        if is_cluster(client):  # WAIT counts the writes of its own connection
+            node = client.nodes_manager.get_node_from_slot(key_slot(keys[0]))
+            client = client.get_redis_connection(node)
+        script = scripts[name]
+        reply, _ = script_and_wait(client, script, keys, args, self.wait)
+        return reply
 
     def sweep(self, grace_ms: int, limit: int = SWEEP_LIMIT) -> int:
         """Finish the entries committed more than ``grace_ms`` ago (their router died, or

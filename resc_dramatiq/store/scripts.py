@@ -17,6 +17,7 @@ import redis
 
 from ..errors import WrongType
 from .keyspace import text
+from .resilience import ReplicaWait
 
 #: What a script returns, as ``{-2, key index, type found, type needed}``, when a key it
 #: would write holds another Redis type (every script checks the types before any write).
@@ -70,3 +71,36 @@ def wrong_type(refused: tuple[str, str, str], consequence: str) -> WrongType:
     """The error for a refusal: which key holds which type, and ``consequence``."""
     key, found, needed = refused
     return WrongType(f"key {key!r} holds a {found}, not a {needed}; {consequence}")
+
+
+def run_and_wait(
+    script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    """Run ``script`` and ``WAIT`` on one connection of its own client; (its reply, the
+    replicas that acknowledged)."""
+    return script_and_wait(script.registered_client, script, keys, args, wait)
+
+
+def script_and_wait(
+    client: redis.Redis, script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    """Run ``script`` and ``WAIT`` on one connection of ``client``.
+
+    A server that does not know the script (a new primary, a restart) is given it and
+    asked again.
+    """
+    try:
+        return _script_and_wait(client, script.sha, keys, args, wait)
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.script)
+        return _script_and_wait(client, script.sha, keys, args, wait)
+
+
+def _script_and_wait(
+    client: redis.Redis, sha: str, keys: list[str], args: list[Any], wait: ReplicaWait
+) -> tuple[Any, int]:
+    with client.pipeline(transaction=False) as pipe:
+        pipe.evalsha(sha, len(keys), *keys, *args)
+        pipe.wait(wait.replicas, wait.timeout_ms)
+        reply, acks = pipe.execute()
+    return reply, int(acks)

@@ -31,7 +31,7 @@ from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .keyspace import text
 from .outbox import Outbox
 from .resilience import Replication, ReplicaWait
-from .scripts import Scripts, refusal, wrong_type
+from .scripts import Scripts, refusal, run_and_wait, wrong_type
 from .slots import key_slot
 
 
@@ -45,6 +45,7 @@ class WatcherStore:
         settings: CommitSettings,
         instance: str,
         cluster: Scripts | None = None,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self.scripts = scripts
         self.client = scripts.client
@@ -62,6 +63,7 @@ class WatcherStore:
                 keys=settings.keys,
                 marker_ttl_ms=settings.marker_ttl_ms,
                 history_ttl_s=settings.history_ttl_s,
+                wait=wait,
             )
         )
 
@@ -76,12 +78,14 @@ class WatcherStore:
         namespace: str,
         marker_ttl_ms: int = MARKER_TTL_MS,
         cluster: Scripts | None = None,
+        wait: ReplicaWait | None = None,
     ) -> WatcherStore:
         """The store of watcher ``rules`` of ``ruleset`` for ``instance``, its commits
         in Dramatiq ``namespace`` (the router's and the worker's alike).
 
         On a Redis Cluster, ``scripts`` are on the client of the watcher's slot and
-        ``cluster`` on the cluster client (for the outbox's other slots).
+        ``cluster`` on the cluster client (for the outbox's other slots); ``wait``:
+        the outbox's steps wait for replicas (the router's commits wait on their own).
         """
         settings = CommitSettings(
             keys=WatcherKeys.of(rules.spec, instance),
@@ -91,7 +95,9 @@ class WatcherStore:
             marker_ttl_ms=marker_ttl_ms,
             home_slot=None if cluster is None else key_slot(rules.spec.input_queue),
         )
-        return cls(scripts=scripts, settings=settings, instance=instance, cluster=cluster)
+        return cls(
+            scripts=scripts, settings=settings, instance=instance, cluster=cluster, wait=wait
+        )
 
     def take(self, limit: int) -> list[bytes]:
         """Move up to ``limit`` events to the taken list without blocking; oldest first."""
@@ -225,32 +231,6 @@ def emit(
     if refused is not None:
         raise wrong_type(refused, "nothing was written")
     return bool(reply[0] == 1)
-
-
-def run_and_wait(
-    script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
-) -> tuple[Any, int]:
-    """Run ``script`` and ``WAIT`` on one connection; (its reply, the replicas that acked).
-
-    A server that does not know the script (a new primary, a restart) is given it and
-    asked again.
-    """
-    client = script.registered_client
-    try:
-        return _script_and_wait(client, script.sha, keys, args, wait)
-    except redis.exceptions.NoScriptError:
-        client.script_load(script.script)
-        return _script_and_wait(client, script.sha, keys, args, wait)
-
-
-def _script_and_wait(
-    client: redis.Redis, sha: str, keys: list[str], args: list[Any], wait: ReplicaWait
-) -> tuple[Any, int]:
-    with client.pipeline(transaction=False) as pipe:
-        pipe.evalsha(sha, len(keys), *keys, *args)
-        pipe.wait(wait.replicas, wait.timeout_ms)
-        reply, acks = pipe.execute()
-    return reply, int(acks)
 
 
 class Pending:

@@ -288,6 +288,7 @@ class Completion(Middleware):
                     ruleset=ruleset,
                     scripts=scripts,
                     cluster=is_cluster(scripts.client),
+                    wait=self.wait,
                     namespace=getattr(broker, "namespace", "dramatiq"),
                     marker_ttl_ms=self.marker_ttl_ms,
                 )

@@ -26,6 +26,7 @@ from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS, ByMessage, CommitResult
 from ..store.keys import message_markers
+from ..store.resilience import ReplicaWait
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 
@@ -54,6 +55,7 @@ class InlineRouter:
         namespace: str,
         marker_ttl_ms: int = MARKER_TTL_MS,
         cluster: bool = False,
+        wait: ReplicaWait | None = None,
     ) -> None:
         self.ruleset = ruleset
         self._watchers: dict[str, tuple[Planner, WatcherStore]] = {}
@@ -66,6 +68,7 @@ class InlineRouter:
                 namespace=namespace,
                 marker_ttl_ms=marker_ttl_ms,
                 cluster=scripts if cluster else None,
+                wait=wait,
             )
             self._watchers[rules.spec.input_queue] = (Planner(rules), store)
 
