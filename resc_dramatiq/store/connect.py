@@ -121,8 +121,7 @@ class FailoverRidingCluster(RedisCluster):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        inner = Retry(NoBackoff(), CLUSTER_INNER_RETRIES)
-        super().__init__(retry=inner, **kwargs)
+        # set first: the constructor itself sends commands (COMMAND, to learn the keys)
         self.failover_retry = Retry(
             ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05),
             FAILOVER_RETRIES,
@@ -133,6 +132,7 @@ class FailoverRidingCluster(RedisCluster):
                 SlotNotCoveredError,
             ),
         )
+        super().__init__(retry=Retry(NoBackoff(), CLUSTER_INNER_RETRIES), **kwargs)
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         """Run the command as RedisCluster does, again after a pause when it met a
