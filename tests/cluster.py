@@ -162,7 +162,7 @@ class SlotMigration:
     the target with ASK (a new key is created there). :meth:`move_chunk` moves up to
     :data:`MIGRATE_CHUNK` keys with one atomic ``MIGRATE ... KEYS``; :meth:`finish`
     gives the slot to the target, telling the target first (so it never refuses its own
-    keys), then the source (which starts to answer MOVED), then the others.
+    keys), then the source (which starts to answer MOVED), then the other primaries.
     """
 
     cluster: LocalCluster
@@ -191,7 +191,8 @@ class SlotMigration:
 
     def finish(self) -> None:
         """Give the slot to the target, everywhere."""
-        others = [n for n in self.cluster.live() if n not in (self.target, self.source)]
+        # replicas refuse SETSLOT ("only with masters"): they learn it from their primary
+        others = [n for n in self.cluster.primaries() if n not in (self.target, self.source)]
         for node in [self.target, self.source, *others]:
             node.client().cluster("SETSLOT", self.slot, "NODE", self.target.id)
 
