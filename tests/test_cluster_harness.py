@@ -135,6 +135,32 @@ def test_a_slot_moved_with_1000_keys_under_writes_loses_no_write(
     assert all(target.exists(key) for key in writer.created)
 
 
+def test_a_script_on_keys_split_by_a_migration_waits_for_its_end(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    first, second = f"{TAG}:a", f"{TAG}:b"
+    cluster_client.mset({first: 1, second: 2})
+    slot = key_slot(TAG.encode())
+    migration = SlotMigration(cluster=cluster, slot=slot, target=_another_primary(cluster, slot))
+    migration.begin()
+    migration.source.client().execute_command(  # one key moved, the other not yet
+        "MIGRATE", "127.0.0.1", migration.target.port, "", 0, 5000, "KEYS", first
+    )
+    replies: list[object] = []
+    script = "return redis.call('incr', KEYS[1]) + redis.call('incr', KEYS[2])"
+    call = threading.Thread(
+        target=lambda: replies.append(cluster_client.eval(script, 2, first, second))
+    )
+    call.start()
+    call.join(timeout=1.0)  # the servers answer TRYAGAIN: redis-py alone gives up in 0.4 s
+    assert call.is_alive() and not replies
+    while migration.move_chunk():
+        pass
+    migration.finish()
+    call.join(timeout=10)
+    assert replies == [5]
+
+
 def _another_primary(cluster: LocalCluster, slot: int) -> Node:
     owner = cluster.owner_of_slot(slot)
     return next(n for n in cluster.primaries() if n is not owner)

@@ -40,7 +40,7 @@ import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import SSLConnection
-from redis.exceptions import ClusterDownError, RedisClusterException, SlotNotCoveredError
+from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
@@ -115,9 +115,14 @@ class FailoverRidingCluster(RedisCluster):
     node still names the dead primary: the ten default tries are spent in milliseconds
     and the caller gets ``ConnectionError``. Here each call is retried with a capped
     exponential backoff (:data:`FAILOVER_RETRIES`, about 16 s), the slot map reloaded
-    before each try. MOVED, ASK and TRYAGAIN are RedisCluster's own business: it follows
-    them inside one try. Pipelines (``ClusterPipeline``) are not covered: they retry
-    as redis-py does.
+    before each try.
+
+    MOVED and ASK RedisCluster follows by itself inside one try. TRYAGAIN (a command or
+    script on several keys of a slot being migrated, some moved already, some not) it
+    repeats for about 0.4 s only, then raises ``ClusterError("TTL exhausted.")``, the one
+    place it raises a plain ``ClusterError``: retried here too, so such a command waits
+    for the migration to end. Pipelines (``ClusterPipeline``) are not covered: they
+    retry as redis-py does, and empty themselves even when they fail.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -128,7 +133,7 @@ class FailoverRidingCluster(RedisCluster):
             supported_errors=(
                 redis.ConnectionError,
                 redis.TimeoutError,
-                ClusterDownError,
+                ClusterError,  # CLUSTERDOWN, and "TTL exhausted" (TRYAGAIN, see above)
                 SlotNotCoveredError,
             ),
         )
