@@ -8,7 +8,8 @@ cluster bus on a free port of its own, not port + 10000, which may be taken or p
 does, with plain commands: ``CLUSTER ADDSLOTSRANGE`` splits the 16384 slots across the
 primaries, ``CLUSTER MEET`` introduces everyone, ``CLUSTER REPLICATE`` gives each primary
 its replica. It ends every process group (SIGKILL) and removes the directory on exit,
-however the block ended.
+however the block ended; should the test process itself be killed, a
+:class:`tests.procs.Reaper` kills them.
 
 ``cluster-node-timeout`` is 1 s, so a killed primary is replaced by its replica within a
 few seconds (:meth:`LocalCluster.kill_primary_of`, :meth:`LocalCluster.wait_promoted`).
@@ -37,6 +38,7 @@ from redis.cluster import RedisCluster, key_slot
 from resc_dramatiq.store.connect import connect_cluster
 from tests.cluster_nodes import Node, start_node
 from tests.helpers import wait_for
+from tests.procs import Reaper
 
 SLOTS = 16384
 SHARDS = 3
@@ -49,7 +51,14 @@ class LocalCluster:
     """The running cluster: its nodes (primaries first, as started), its URL, its map."""
 
     workdir: Path
+    reaper: Reaper
     nodes: list[Node] = field(default_factory=list)
+
+    def start(self, name: str, port: int = 0, bus_port: int = 0) -> Node:
+        """Start a node (see :func:`start_node`), its process group watched by the reaper."""
+        node = start_node(name, self.workdir, port=port, bus_port=bus_port)
+        self.reaper.watch(node.proc.pid)
+        return node
 
     @property
     def url(self) -> str:
@@ -114,7 +123,7 @@ class LocalCluster:
         """Start a killed node again on its port with its ``nodes.conf``: it rejoins, finds
         its slots served by its former replica, and becomes that one's replica. Waits
         until the cluster is whole again (six nodes, no failure flags, replicas in sync)."""
-        again = start_node(node.name, self.workdir, port=node.port, bus_port=node.bus_port)
+        again = self.start(node.name, port=node.port, bus_port=node.bus_port)
         again.id = node.id
         self.nodes[self.nodes.index(node)] = again
         wait_for(self.whole, timeout_s=timeout_s, what=f"{node.name} back in the cluster")
@@ -229,16 +238,18 @@ def _ranges() -> list[tuple[int, int]]:
 def redis_cluster(timeout_s: float = 30.0) -> Iterator[LocalCluster]:
     """Start three primaries and three replicas as one cluster; end them all on exit."""
     workdir = Path(tempfile.mkdtemp(prefix="rc"))
-    cluster = LocalCluster(workdir)
+    cluster = LocalCluster(workdir, Reaper())
+    cluster.reaper.remove(workdir)
     try:
         for i in range(SHARDS * 2):
             role = "primary" if i < SHARDS else "replica"
-            cluster.nodes.append(start_node(f"{role}-{i % SHARDS}", workdir))
+            cluster.nodes.append(cluster.start(f"{role}-{i % SHARDS}"))
         _build(cluster, timeout_s)
         yield cluster
     finally:
         for node in cluster.nodes:
             node.kill()
+        cluster.reaper.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
