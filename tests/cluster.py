@@ -27,7 +27,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,12 +74,19 @@ class LocalCluster:
         return [n for n in self.nodes if n.running()]
 
     def owner_of_slot(self, slot: int) -> Node:
-        """The live primary that says it serves ``slot`` (each node's own word)."""
+        """The live primary that says it serves ``slot``."""
+        owner = self.owner_of_slot_or_none(slot)
+        assert owner is not None, f"no live primary serves slot {slot}"
+        return owner
+
+    def owner_of_slot_or_none(self, slot: int) -> Node | None:
+        """The live primary that says it serves ``slot`` (each node's own word: during a
+        failover nobody may), None when there is none."""
         for node in self.live():
             view = node.view()
             if view is not None and view.is_primary and slot in view.slots:
                 return node
-        raise AssertionError(f"no live primary serves slot {slot}")
+        return None
 
     def primary_of(self, key: str | bytes) -> Node:
         """The live primary serving ``key``'s slot."""
@@ -88,10 +95,6 @@ class LocalCluster:
     def primaries(self) -> list[Node]:
         """The live nodes that are primaries with slots now."""
         return [n for n in self.live() if (v := n.view()) is not None and v.slots]
-
-    def replica_of(self, primary: Node) -> Node:
-        """The live node replicating ``primary``."""
-        return next(n for n in self.live() if (v := n.view()) and v.primary_id == primary.id)
 
     def kill_primary_of(self, key: str | bytes) -> Node:
         """SIGKILL the primary serving ``key``'s slot; returns it (``killed_at`` set)."""
@@ -107,17 +110,14 @@ class LocalCluster:
 
         def promoted() -> bool:
             owner = self.owner_of_slot_or_none(slot)
-            return owner is not None and owner is not victim and self.healthy(expected=5)
+            return (
+                owner is not None
+                and owner is not victim
+                and self.healthy(live_nodes=SHARDS * 2 - 1)
+            )
 
         wait_for(promoted, timeout_s=timeout_s, what=f"a replica promoted for {victim.name}")
         return time.monotonic() - victim.killed_at
-
-    def owner_of_slot_or_none(self, slot: int) -> Node | None:
-        """:meth:`owner_of_slot`, None while nobody serves it."""
-        try:
-            return self.owner_of_slot(slot)
-        except AssertionError:
-            return None
 
     def restart(self, node: Node, timeout_s: float = 20.0) -> Node:
         """Start a killed node again on its port with its ``nodes.conf``: it rejoins, finds
@@ -129,11 +129,11 @@ class LocalCluster:
         wait_for(self.whole, timeout_s=timeout_s, what=f"{node.name} back in the cluster")
         return again
 
-    def healthy(self, expected: int = SHARDS * 2) -> bool:
-        """Every live node says ``cluster_state:ok`` and knows of ``expected`` nodes
-        (a dead one is still known, flagged failed)."""
+    def healthy(self, live_nodes: int = SHARDS * 2) -> bool:
+        """``live_nodes`` nodes run, and each says ``cluster_state:ok`` and knows all six
+        (a dead node stays known, flagged failed)."""
         live = self.live()
-        return len(live) == expected and all(n.cluster_ok(known=SHARDS * 2) for n in live)
+        return len(live) == live_nodes and all(n.cluster_ok(known=SHARDS * 2) for n in live)
 
     def whole(self) -> bool:
         """Six live nodes agreeing: state ok, three primaries with a replica in sync each,
@@ -151,15 +151,21 @@ class LocalCluster:
         for node in self.primaries():
             node.client().flushall()
 
-    def migrate_slot(self, slot: int, to_node: Node) -> int:
-        """Move ``slot`` and its keys to the primary ``to_node`` while clients may write;
-        the number of keys moved."""
+    def migrate_slot(
+        self, slot: int, to_node: Node, between_chunks: Callable[[], object] | None = None
+    ) -> SlotMigration:
+        """Move ``slot`` and its keys to the primary ``to_node`` while clients may write,
+        calling ``between_chunks`` (if given) after opening the slot and after every
+        chunk of keys moved; the finished migration (how many keys it moved)."""
         migration = SlotMigration(cluster=self, slot=slot, target=to_node)
         migration.begin()
-        while migration.move_chunk():
-            pass
+        while True:
+            if between_chunks is not None:
+                between_chunks()
+            if not migration.move_chunk():
+                break
         migration.finish()
-        return migration.moved
+        return migration
 
 
 @dataclass

@@ -110,17 +110,15 @@ def test_a_slot_moved_with_1000_keys_under_writes_loses_no_write(
 ) -> None:
     slot = key_slot(TAG.encode())
     cluster_client.mset({f"{TAG}:old:{i}": i for i in range(1000)})
-    migration = SlotMigration(cluster=cluster, slot=slot, target=_another_primary(cluster, slot))
-    migration.begin()
-    while True:
-        before = writer.writes()
-        # some writes land between every two chunks: on keys still on the source, on
-        # keys already moved (ASK), on new keys (created on the target)
-        wait_for(lambda b=before: writer.writes() >= b + 20, timeout_s=10, what="writes")
-        if not migration.move_chunk():
-            break
-    migration.finish()
-    wait_for(lambda: writer.writes() >= before + 40, timeout_s=10, what="writes after")
+
+    def some_writes() -> None:
+        # between two chunks, writes to keys still on the source, to keys already moved
+        # (ASK) and to new keys (created on the target)
+        now = writer.writes()
+        wait_for(lambda: writer.writes() >= now + 20, timeout_s=10, what="writes")
+
+    migration = cluster.migrate_slot(slot, _another_primary(cluster, slot), some_writes)
+    some_writes()  # and after it (the first meets MOVED, the others go to the new owner)
     writer.stop()
     assert not writer.failed, writer.failed
 
