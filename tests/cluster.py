@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
-from redis.cluster import RedisCluster, key_slot
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from resc_dramatiq.store.connect import connect_cluster
 from tests.cluster_nodes import Node, start_node
@@ -223,13 +225,13 @@ def _build(cluster: LocalCluster, timeout_s: float) -> None:
         client.cluster("ADDSLOTSRANGE", first, last)
         # distinct epochs at once, instead of a collision resolved over the bus
         client.cluster("SET-CONFIG-EPOCH", epoch)
-    first = cluster.nodes[0].client()
+    introducer = cluster.nodes[0].client()
     for node in cluster.nodes[1:]:
-        first.cluster("MEET", "127.0.0.1", node.port, node.bus_port)
+        introducer.cluster("MEET", "127.0.0.1", node.port, node.bus_port)
     wait_for(cluster.healthy, timeout_s=timeout_s, what="every node knows all six, state ok")
     for replica, primary in zip(replicas, primaries, strict=True):
         # a replica must know its primary as such before it can follow it
-        wait_for(lambda r=replica, p=primary: r.knows_primary(p.id), timeout_s=timeout_s)
+        wait_for(partial(replica.knows_primary, primary.id), timeout_s=timeout_s)
         replica.client().cluster("REPLICATE", primary.id)
     wait_for(cluster.whole, timeout_s=timeout_s, what="three replicas in sync, seen by all")
 

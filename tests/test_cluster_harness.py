@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis.cluster import RedisCluster, key_slot
+from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from resc_dramatiq import RedisURLError, connect
 from resc_dramatiq.store.connect import is_cluster

@@ -33,7 +33,7 @@ tells such a client from the others.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 from urllib.parse import parse_qsl, quote, unquote
 
 import redis
@@ -225,9 +225,10 @@ def connect_cluster(url: str, **options: Any) -> FailoverRidingCluster:
         raise redis.ConnectionError(f"Redis Cluster at {safe_url(url)}: {e}") from None
 
 
-def is_cluster(client: object) -> bool:
+def is_cluster(client: object) -> TypeGuard[RedisCluster]:
     """True when ``client`` talks to a Redis Cluster: its keys live on several servers,
-    so a script or transaction may touch only keys of one hash slot."""
+    so a script or transaction may touch only keys of one hash slot. (A guard: the
+    client :func:`connect` returns is typed ``redis.Redis`` whatever the URL.)"""
     return isinstance(client, RedisCluster)
 
 
