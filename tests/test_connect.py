@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from click.testing import CliRunner
+from redis.cluster import ClusterNode
 from redis.sentinel import SentinelConnectionPool
 
 from resc_dramatiq import RedisURLError, connect
@@ -12,6 +15,7 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.store.connect import (
     FAILOVER_RETRIES,
     FailoverRidingCluster,
+    connect_cluster,
     is_cluster,
     parse_cluster,
     parse_sentinel,
@@ -94,6 +98,16 @@ def test_a_cluster_url_gives_a_cluster_client_that_rides_failovers(
     assert node is not None
     assert node.connection_pool.connection_kwargs["socket_keepalive"] is True
     assert client.ping()
+    client.close()
+
+
+def test_a_command_to_a_named_node_that_is_gone_is_not_retried(cluster: LocalCluster) -> None:
+    client = connect_cluster(cluster.url)
+    gone = ClusterNode("127.0.0.1", free_port())
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        client.ping(target_nodes=gone)
+    assert time.monotonic() - started < 1.0
     client.close()
 
 

@@ -141,16 +141,23 @@ class FailoverRidingCluster(RedisCluster):
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         """Run the command as RedisCluster does, again after a pause when it met a
-        failover (a write may then run twice, as with any retried client)."""
+        failover (a write may then run twice, as with any retried client).
+
+        A command sent to nodes named by the caller (``target_nodes=`` node objects, not
+        a flag such as ``RedisCluster.PRIMARIES``) is not retried, as RedisCluster does
+        not: those nodes may be gone for good.
+        """
         run = super().execute_command
+        if not isinstance(kwargs.get("target_nodes", RedisCluster.PRIMARIES), str):
+            return run(*args, **kwargs)  # type: ignore[no-untyped-call]
         return self.failover_retry.call_with_retry(
             lambda: run(*args, **kwargs),  # type: ignore[no-untyped-call]
-            _pause,
+            _nothing_to_undo,
         )
 
 
-def _pause(error: Exception) -> None:
-    """Nothing to do between two tries: RedisCluster reloaded its slot map already."""
+def _nothing_to_undo(error: Exception) -> None:
+    """Between two tries: RedisCluster has reloaded its slot map already."""
 
 
 @dataclass(frozen=True, slots=True)
