@@ -17,8 +17,9 @@ from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq.ops.embedded import server_binary
 
-#: The browser fixtures of the dashboard's tests (``browser``, ``page``).
-pytest_plugins = ["tests.browser"]
+#: The browser fixtures of the dashboard's tests (``browser``, ``page``), the Redis
+#: Cluster of the cluster tests (``cluster``, ``cluster_client``).
+pytest_plugins = ["tests.browser", "tests.cluster"]
 
 redis_proc = factories.redis_proc(executable=server_binary())
 

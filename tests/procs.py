@@ -52,6 +52,64 @@ def free_port() -> int:
         return port
 
 
+#: The reaper's program: remember process groups ("kill <pgid>") and directories
+#: ("remove <path>"), one per line; at end of input kill the groups, then remove the
+#: directories, unless told to forget them first (the parent cleaned up itself).
+_REAPER = """
+import os, shutil, signal, sys
+groups, paths = [], []
+for line in sys.stdin:
+    verb, _, arg = line.strip().partition(" ")
+    if verb == "forget":
+        sys.exit(0)
+    (groups if verb == "kill" else paths).append(arg)
+for group in groups:
+    try:
+        os.killpg(int(group), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+for path in paths:
+    shutil.rmtree(path, ignore_errors=True)
+"""
+
+
+class Reaper:
+    """A watchdog process that SIGKILLs the process groups it was told of (and removes
+    their directories) once this process is gone, however it went (SIGKILL included: its
+    end of the pipe closes).
+
+    ``finally`` blocks and fixture finalizers do not run when the test process is killed
+    or ``os._exit``s; servers in sessions of their own would then outlive it.
+    """
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _REAPER],
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # not ended by the Ctrl-C that ends the tests
+        )
+
+    def watch(self, group: int) -> None:
+        """Kill process group ``group`` when this process ends."""
+        self._tell(f"kill {group}")
+
+    def remove(self, directory: Path) -> None:
+        """Remove ``directory`` when this process ends (after the kills)."""
+        self._tell(f"remove {directory}")
+
+    def _tell(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{line}\n".encode())
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        """The groups were ended here: the reaper exits without killing anything."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"forget\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
 class LoggedProcess:
     """A subprocess whose stdout and stderr go to ``log``."""
 

@@ -1,4 +1,5 @@
-"""One way to say "this Redis": a URL into a client, a single server or through Sentinel.
+"""One way to say "this Redis": a URL into a client: a single server, through Sentinel,
+or a Redis Cluster.
 
 The URL forms :func:`connect` accepts::
 
@@ -7,6 +8,8 @@ The URL forms :func:`connect` accepts::
     unix://[[user]:password@]/path/to/socket[?db=n]
     redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db][?...]
     rediss+sentinel://...     TLS to the Sentinels and to the servers they name
+    redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0][?db=0]
+    rediss+cluster://...      TLS to every node of the cluster
 
 In a Sentinel URL the hosts are the Sentinels (port 26379 when omitted), ``service`` the
 name they monitor the primary under, the user and password those of the Redis servers;
@@ -18,17 +21,26 @@ connection that meets a demoted primary (``READONLY``) is dropped and raises
 (:data:`FAILOVER_RETRIES`), asking the Sentinels again each time, so most callers (a
 Dramatiq broker, the commands) ride through a failover without seeing it; the callers
 that retry by themselves (the router, the middleware) follow longer ones.
+
+In a Cluster URL the hosts are startup nodes (port 6379 when omitted): any one that
+answers tells the client the whole slot map. A cluster has only database 0. The client
+is a :class:`FailoverRidingCluster`: redis-py's ``RedisCluster`` with pauses between its
+retries, so a command meeting a shard failover waits for the replica's promotion (about
+16 s at most, :data:`FAILOVER_RETRIES`) instead of failing at once. :func:`is_cluster`
+tells such a client from the others.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard, cast
 from urllib.parse import parse_qsl, quote, unquote
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
 from redis.connection import SSLConnection
+from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
@@ -36,21 +48,39 @@ from ..errors import RedisURLError
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # -> TLS
 DEFAULT_SENTINEL_PORT = 26379
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}  # -> TLS
+DEFAULT_CLUSTER_PORT = 6379
 
 #: What every client gets unless told otherwise: dead connections found promptly.
 DEFAULTS: dict[str, Any] = {"health_check_interval": 10, "socket_keepalive": True}
 
-#: How a Sentinel-backed client retries a command that met a failover (a closed
-#: connection, a demoted primary, no primary yet): ~16 s of capped backoff, each try
-#: asking the Sentinels for the primary. (redis-py gives such clients no retries.)
+#: How a Sentinel-backed or cluster client retries a command that met a failover (a
+#: closed connection, a demoted primary, no primary yet): ~16 s of capped backoff, each
+#: try asking the Sentinels for the primary, or a cluster node for the slot map.
+#: (redis-py gives Sentinel clients no retries, cluster clients retries without pauses.)
 FAILOVER_RETRIES = 20
 FAILOVER_BACKOFF_CAP_S = 1.0
+
+#: What a cluster client gets unless told otherwise. RedisCluster hands its nodes only the
+#: connection options it knows (``redis.cluster.REDIS_ALLOWED_KEYS``) and drops the rest
+#: without a word: ``health_check_interval`` is not among them. A dead connection is
+#: found by the command that meets it instead, and that command is retried.
+CLUSTER_DEFAULTS: dict[str, Any] = {"socket_keepalive": True}
+
+#: How many times RedisCluster itself retries a command that met a connection error or
+#: CLUSTERDOWN (each time reloading the slot map), inside each of our retries. Its loop
+#: does not pause (but 0.25 s after CLUSTERDOWN), so these are spent in milliseconds
+#: against a dead primary that refuses connections: the pauses are ours.
+CLUSTER_INNER_RETRIES = 3
 
 #: How long a Sentinel may take to answer "who is the primary?" before the next is asked.
 SENTINEL_TIMEOUT_S = 1.0
 
 #: Query parameters of a Sentinel URL (the others belong to plain URLs only).
 SENTINEL_QUERY = {"sentinel_username", "sentinel_password", "db"}
+
+#: Query parameters of a Cluster URL: only ``db``, and only 0.
+CLUSTER_QUERY = {"db"}
 
 #: Names whose values :func:`safe_url` masks wherever they appear in a query.
 SECRET_QUERY = {"password", "sentinel_password"}
@@ -74,6 +104,72 @@ class FollowingSSLConnection(FollowingConnection, SSLConnection):
     """:class:`FollowingConnection` over TLS."""
 
 
+class FailoverRidingCluster(RedisCluster):
+    """A ``RedisCluster`` whose commands ride through a shard failover.
+
+    redis-py's sync RedisCluster retries a command that met ``ConnectionError``,
+    ``TimeoutError``, ``ClusterDownError`` or ``SlotNotCoveredError``, reloading its slot
+    map each time, but it uses only the count of its ``retry`` (redis-py 8: "not yet
+    fully utilized"), never its backoff. While a killed primary's replica waits for the
+    cluster to declare it failed (``cluster-node-timeout``) and wins its election, every
+    node still names the dead primary: the ten default tries are spent in milliseconds
+    and the caller gets ``ConnectionError``. Here each call is retried with a capped
+    exponential backoff (:data:`FAILOVER_RETRIES`, about 16 s), the slot map reloaded
+    before each try.
+
+    MOVED and ASK RedisCluster follows by itself inside one try. TRYAGAIN (a command or
+    script on several keys of a slot being migrated, some moved already, some not) it
+    repeats for about 0.4 s only, then raises ``ClusterError("TTL exhausted.")``, the one
+    place it raises a plain ``ClusterError``: retried here too, so such a command waits
+    for the migration to end. Pipelines (``ClusterPipeline``) are not covered: they
+    retry as redis-py does, and empty themselves even when they fail.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        # set first: the constructor itself sends commands (COMMAND, to learn the keys)
+        self.failover_retry = Retry(
+            ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05),
+            FAILOVER_RETRIES,
+            supported_errors=(
+                redis.ConnectionError,
+                redis.TimeoutError,
+                ClusterError,  # CLUSTERDOWN, and "TTL exhausted" (TRYAGAIN, see above)
+                SlotNotCoveredError,
+            ),
+        )
+        super().__init__(retry=Retry(NoBackoff(), CLUSTER_INNER_RETRIES), **kwargs)
+
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the command as RedisCluster does, again after a pause when it met a
+        failover (a write may then run twice, as with any retried client).
+
+        A command sent to nodes named by the caller (``target_nodes=`` node objects, not
+        a flag such as ``RedisCluster.PRIMARIES``) is not retried, as RedisCluster does
+        not: those nodes may be gone for good.
+        """
+        run = super().execute_command
+        if not isinstance(kwargs.get("target_nodes", RedisCluster.PRIMARIES), str):
+            return run(*args, **kwargs)  # type: ignore[no-untyped-call]
+        return self.failover_retry.call_with_retry(
+            lambda: run(*args, **kwargs),  # type: ignore[no-untyped-call]
+            _nothing_to_undo,
+        )
+
+
+def _nothing_to_undo(error: Exception) -> None:
+    """Between two tries: RedisCluster has reloaded its slot map already."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterTarget:
+    """What a Cluster URL names."""
+
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = None
+    ssl: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class SentinelTarget:
     """What a Sentinel URL names."""
@@ -95,8 +191,12 @@ def connect(url: str, **options: Any) -> redis.Redis:
     ``ssl_ca_certs``...), over the defaults in :data:`DEFAULTS`. For a Sentinel URL, the
     ``socket_*`` options also apply to the Sentinels. Raises :class:`RedisURLError`
     (naming the URL, password masked) when the URL cannot be read; connecting happens
-    on first use.
+    on first use, but for a cluster (see :func:`connect_cluster`).
     """
+    if is_cluster_url(url):
+        # Typed as the others: RedisCluster speaks the same commands, but the stores
+        # of this library are written for one server (see is_cluster).
+        return cast(redis.Redis, connect_cluster(url, **options))
     settings = {**DEFAULTS, **options}
     if is_sentinel(url):
         return _through_sentinel(parse_sentinel(url), settings)
@@ -104,6 +204,44 @@ def connect(url: str, **options: Any) -> redis.Redis:
         return redis.Redis.from_url(url, **settings)
     except ValueError as e:
         raise RedisURLError(f"invalid Redis URL {safe_url(url)}: {e}") from None
+
+
+def connect_cluster(url: str, **options: Any) -> FailoverRidingCluster:
+    """The cluster client of a ``redis+cluster://`` URL (see :func:`connect`), typed as
+    what it is.
+
+    Unlike the other clients it connects at once: RedisCluster reads the slot map from
+    the first startup node that answers in its constructor. Raises
+    :class:`RedisURLError` when the URL cannot be read, ``redis.ConnectionError`` (URL
+    masked) when no startup node answers.
+    """
+    target = parse_cluster(url)
+    nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+    try:
+        return FailoverRidingCluster(
+            startup_nodes=nodes,
+            # a shard without a primary for a moment (a failover) is no reason to refuse
+            # the whole client: the commands for its slots wait, the others run
+            require_full_coverage=False,
+            **{**CLUSTER_DEFAULTS, **options},
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+        )
+    except RedisClusterException as e:  # not a RedisError: callers catch those
+        raise redis.ConnectionError(f"Redis Cluster at {safe_url(url)}: {e}") from None
+
+
+def is_cluster(client: object) -> TypeGuard[RedisCluster]:
+    """True when ``client`` talks to a Redis Cluster: its keys live on several servers,
+    so a script or transaction may touch only keys of one hash slot. (A guard: the
+    client :func:`connect` returns is typed ``redis.Redis`` whatever the URL.)"""
+    return isinstance(client, RedisCluster)
+
+
+def is_cluster_url(url: str) -> bool:
+    """True when ``url`` is a ``redis+cluster://`` or ``rediss+cluster://`` URL."""
+    return url.partition("://")[0].lower() in CLUSTER_SCHEMES
 
 
 def is_sentinel(url: str) -> bool:
@@ -141,20 +279,44 @@ def parse_sentinel(url: str) -> SentinelTarget:
     )
 
 
-def _address(url: str, text: str) -> tuple[str, int]:
+def parse_cluster(url: str) -> ClusterTarget:
+    """Read a Cluster URL; :class:`RedisURLError` says what is wrong with it."""
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":") if at else ("", "", "")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    unknown = sorted(set(params) - CLUSTER_QUERY)
+    if unknown:
+        _invalid(url, f"unknown option(s) {', '.join(unknown)} (known: db)")
+    db = _db(url, path.strip("/") or params.get("db", "0"))
+    if db != 0:
+        _invalid(url, f"a Redis Cluster has only database 0, not {db}")
+    return ClusterTarget(
+        nodes=tuple(_address(url, one, DEFAULT_CLUSTER_PORT, "node") for one in hosts.split(",")),
+        username=unquote(user) or None,
+        password=unquote(password) or None,
+        ssl=CLUSTER_SCHEMES[scheme.lower()],
+    )
+
+
+def _address(
+    url: str, text: str, default_port: int = DEFAULT_SENTINEL_PORT, what: str = "Sentinel"
+) -> tuple[str, int]:
     if not text:
-        _invalid(url, "an empty Sentinel address (host[:port],host[:port]...)")
+        _invalid(url, f"an empty {what} address (host[:port],host[:port]...)")
     if text.startswith("["):  # [IPv6]:port
         host, _, port = text[1:].partition("]")
         port = port.removeprefix(":")
     else:
         host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
     if not host:
-        _invalid(url, f"no host in Sentinel address {text!r}")
+        _invalid(url, f"no host in {what} address {text!r}")
     if not port:
-        return host, DEFAULT_SENTINEL_PORT
+        return host, default_port
     if not port.isdigit() or not 0 < int(port) < 65536:
-        _invalid(url, f"bad port in Sentinel address {text!r}")
+        _invalid(url, f"bad port in {what} address {text!r}")
     return host, int(port)
 
 
