@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
 from ..rules.schedules import compile_schedules
-from ..store.cluster import is_cluster_url
+from ..store.connect import is_cluster_url
 from ..store.slots import key_slot
 from . import main
 from .common import app_option, fail, load, load_rules, optional_config_argument, redis_url_option

@@ -27,8 +27,7 @@ from redis.connection import SSLConnection, parse_url
 
 from ..config.model import DEFAULT_REDIS_URL, Config
 from ..errors import RedisURLError
-from ..store.cluster import is_cluster_url
-from ..store.connect import is_sentinel, parse_sentinel
+from ..store.connect import is_cluster_url, is_sentinel, parse_sentinel
 from ..store.connect import url_of as sentinel_url_of
 from ..store.slots import cluster_problems
 from ..worker.app import App

@@ -28,7 +28,8 @@ import redis
 from ..rules.model import WatcherRules
 from ..rules.plan import Batch, Expander, Planner
 from ..rules.ruleset import RuleSet
-from ..store.cluster import is_cluster, slot_client
+from ..store.cluster import slot_client
+from ..store.connect import is_cluster
 from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import WatcherKeys
 from ..store.keyspace import counters

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, TypeGuard
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -117,13 +117,3 @@ def slot_client(cluster: RedisCluster, key: str) -> redis.Redis:
     )
     template.close()
     return redis.Redis(connection_pool=pool)
-
-
-def is_cluster_url(url: str) -> bool:
-    """True for a ``redis+cluster://`` or ``rediss+cluster://`` URL."""
-    return url.partition("://")[0].lower() in ("redis+cluster", "rediss+cluster")
-
-
-def is_cluster(client: object) -> TypeGuard[RedisCluster]:
-    """True for a ``RedisCluster`` client."""
-    return isinstance(client, RedisCluster)

@@ -29,7 +29,7 @@ from typing import Any, cast
 import msgpack
 
 from ..rules.plan import PlannedTask
-from .cluster import is_cluster
+from .connect import is_cluster
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
 from .resilience import ReplicaWait
@@ -154,11 +154,11 @@ def parts_of(
     TRIGGER lines of a listener channel)."""
     parts = []
     for slot, tasks in sorted(away.items()):
-        keys: list[str] = []
+        keys = list(applied_keys(slot))  # apply.lua's KEYS[1..2]: the tasks' keys follow
         packed = pack_tasks(
             tasks, keys, dramatiq, (lambda t: events[t.event_index]) if with_events else _no_event
         )
-        parts.append(Part(slot, keys, packed, [t.rule for t in tasks]))
+        parts.append(Part(slot, keys[2:], packed, [t.rule for t in tasks]))
     return parts
 
 

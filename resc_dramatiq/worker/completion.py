@@ -47,8 +47,8 @@ from ..config.model import Config
 from ..errors import ConfigError, RescError
 from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
-from ..store.cluster import is_cluster
 from ..store.commit import MARKER_TTL_MS
+from ..store.connect import is_cluster
 from ..store.keys import message_markers
 from ..store.resilience import Backoff, Replication, ReplicaWait, is_transient
 from ..store.scripts import Scripts

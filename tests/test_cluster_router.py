@@ -1,0 +1,178 @@
+"""The router on a real Redis Cluster (three primaries, three replicas, from the tests'
+server binary): batches whose tasks spread over many hash slots, through the outbox.
+
+Each watcher's keys share its input list's slot (``{w}/done``); the tasks fall in
+slots of their own (``{t<n>}/todo`` with its dedup set, ``plain/<n>`` without one). A
+router that dies between its commit and the end of the outbox entry is simulated by
+the production path cut short (the commit sent and read, never finished); the rest of
+the proof, with real ``kill -9``, is in ``test_cluster_chaos.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from redis.cluster import RedisCluster
+
+from resc_dramatiq import Config, Router, RuleSet
+from resc_dramatiq.store.keys import WatcherKeys
+from resc_dramatiq.store.slots import key_slot
+from tests.cluster import LocalCluster
+from tests.helpers import wait_for
+
+INPUT = "{w}/done"
+ACQ = r"^acq/(?P<p>\d+)$"
+MAKES = [
+    {"task": "treat/${p}", "queue": "{t${p}}/todo", "set": "{t${p}}/set"},
+    {"task": "plain/${p}", "queue": "plain/${p}"},
+    {"task": "home/${p}", "queue": "{w}/home"},
+]
+RULES: dict[str, Any] = {
+    "namespace": "{dq}",
+    "watchers": [{"input_queue": INPUT, "rules": [{"name": "acq", "on": ACQ, "make": MAKES}]}],
+}
+RULESET = RuleSet.compile(Config.from_data(RULES))
+KEYS = WatcherKeys.of(RULESET.watchers[0].spec, "")
+
+
+def push(client: RedisCluster, events: list[str]) -> None:
+    for i in range(0, len(events), 500):
+        client.lpush(INPUT, *events[i : i + 500])
+
+
+def assert_each_task_once(client: RedisCluster, numbers: range) -> None:
+    for n in numbers:
+        assert client.lrange(f"{{t{n}}}/todo", 0, -1) == [f"treat/{n}".encode()]
+        assert client.lrange(f"plain/{n}", 0, -1) == [f"plain/{n}".encode()]
+    home = client.lrange("{w}/home", 0, -1)
+    assert sorted(home) == sorted(f"home/{n}".encode() for n in numbers)
+
+
+def test_the_tasks_of_a_batch_spread_over_many_slots_are_each_queued_once(
+    cluster_client: RedisCluster,
+) -> None:
+    numbers = range(600)
+    push(cluster_client, [f"acq/{n}" for n in numbers])
+    slots = {key_slot(f"plain/{n}") for n in numbers}
+    assert len(slots) > 500  # the batch really spans the cluster
+    router = Router(ruleset=RULESET, client=cluster_client)
+    assert router.run_until_idle() == 600
+    assert_each_task_once(cluster_client, numbers)
+    assert cluster_client.hlen(KEYS.outbox) == 0 and cluster_client.zcard(KEYS.outbox_at) == 0
+    stats = {k.decode(): int(v) for k, v in cluster_client.hgetall(KEYS.stats).items()}
+    assert stats["events"] == 600 and stats["queued"] == 1800
+    assert stats["acq|queued"] == 1800
+
+
+def test_a_repeated_event_is_deduplicated_in_its_own_slot(cluster_client: RedisCluster) -> None:
+    push(cluster_client, ["acq/7", "acq/7"])
+    Router(ruleset=RULESET, client=cluster_client).run_until_idle()
+    assert cluster_client.lrange("{t7}/todo", 0, -1) == [b"treat/7"]
+    assert cluster_client.llen("plain/7") == 2  # no dedup set: each event makes one
+    stats = {k.decode(): int(v) for k, v in cluster_client.hgetall(KEYS.stats).items()}
+    assert stats["deduplicated"] == 1 and stats["acq|deduplicated"] == 1
+
+
+def commit_and_die(client: RedisCluster, events: list[str], instance: str = "dead") -> Any:
+    """What a router killed right after its commit leaves: the commit made, the
+    outbox entry never finished. Returns the commit (encoded and its result)."""
+    push(client, events)
+    router = Router(ruleset=RULESET, client=client, instance=instance)
+    router.heartbeat()
+    loop = router.loops[0]
+    batch = loop.take(block=False)
+    assert batch is not None
+    pending = loop.store.send_commit(batch)
+    return router, pending, pending.result()
+
+
+def test_an_outbox_entry_left_by_a_dead_router_is_finished_once_by_another(
+    cluster_client: RedisCluster,
+) -> None:
+    numbers = range(50)
+    dead, pending, result = commit_and_die(cluster_client, [f"acq/{n}" for n in numbers])
+    assert result.queued == 50  # the home slot's tasks, with the commit
+    assert cluster_client.hlen(KEYS.outbox) == 1
+    assert cluster_client.llen("plain/3") == 0  # the other slots wait for the outbox
+    other = Router(ruleset=RULESET, client=cluster_client, instance="alive")
+    assert other.sweep_outbox(0) == 1
+    assert_each_task_once(cluster_client, numbers)
+    assert other.sweep_outbox(0) == 0
+    # the dead router wakes up and finishes what it had in hand: nothing is doubled
+    dead.loops[0].store.finish(pending.encoded, result)
+    assert_each_task_once(cluster_client, numbers)
+    stats = {k.decode(): int(v) for k, v in cluster_client.hgetall(KEYS.stats).items()}
+    assert stats["queued"] == 150
+    assert cluster_client.hlen(KEYS.outbox) == 0
+
+
+def test_a_fresh_entry_is_left_to_its_router_until_the_grace_period_ends(
+    cluster_client: RedisCluster,
+) -> None:
+    commit_and_die(cluster_client, ["acq/1"])
+    other = Router(ruleset=RULESET, client=cluster_client, instance="alive")
+    assert other.sweep_outbox(60_000) == 0
+    assert cluster_client.hlen(KEYS.outbox) == 1
+    assert other.sweep_outbox(0) == 1
+
+
+def test_two_routers_finishing_the_same_entry_at_once_queue_each_task_once(
+    cluster_client: RedisCluster,
+) -> None:
+    numbers = range(200)
+    commit_and_die(cluster_client, [f"acq/{n}" for n in numbers])
+    routers = [Router(ruleset=RULESET, client=cluster_client, instance=f"r{i}") for i in range(4)]
+    start = threading.Barrier(len(routers))
+    settled: list[int] = []
+
+    def sweep(router: Router) -> None:
+        start.wait(timeout=10)
+        settled.append(router.sweep_outbox(0))
+
+    threads = [threading.Thread(target=sweep, args=(r,)) for r in routers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sum(settled) == 1
+    assert_each_task_once(cluster_client, numbers)
+    stats = {k.decode(): int(v) for k, v in cluster_client.hgetall(KEYS.stats).items()}
+    assert stats["queued"] == 600
+
+
+@pytest.fixture
+def broker(cluster: LocalCluster, cluster_client: RedisCluster) -> Any:
+    from resc_dramatiq import connect
+
+    broker = RedisBroker(client=connect(cluster.url), namespace="{dq}")
+    dramatiq.set_broker(broker)
+    yield broker
+    broker.close()
+
+
+def test_dramatiq_messages_routed_on_a_cluster_run_on_a_real_worker(
+    broker: RedisBroker, cluster_client: RedisCluster
+) -> None:
+    ran: list[str] = []
+
+    @dramatiq.actor(queue_name="work", broker=broker)
+    def work(p: str) -> None:
+        ran.append(p)
+
+    make = {"actor": "work", "queue": "work", "args": ["${p}"], "set": "{dq}/work/todo"}
+    rule = {"on": ACQ, "make": make}
+    rules = {"namespace": "{dq}", "watchers": [{"input_queue": INPUT, "rules": [rule]}]}
+    push(cluster_client, [f"acq/{n}" for n in range(30)] + ["acq/3"])
+    Router(ruleset=RuleSet.compile(Config.from_data(rules)), client=cluster_client).run_until_idle()
+    worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
+    worker.start()
+    try:
+        wait_for(lambda: len(ran) >= 30, timeout_s=20, what="30 messages run")
+        broker.join("work", timeout=10_000)
+    finally:
+        worker.stop()
+    assert sorted(ran, key=int) == [str(n) for n in range(30)]
