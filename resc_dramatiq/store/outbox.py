@@ -29,7 +29,6 @@ from typing import Any, cast
 import msgpack
 
 from ..rules.plan import PlannedTask
-from .connect import is_cluster
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
 from .resilience import ReplicaWait
@@ -226,12 +225,7 @@ class Outbox:
         """Run script ``name`` (with ``wait``: and ``WAIT`` on the node of its keys)."""
         if self.wait is None:
             return scripts[name](keys=keys, args=args)
-        client = scripts.client
-        if is_cluster(client):  # WAIT counts the writes of its own connection
-            node = client.nodes_manager.get_node_from_slot(key_slot(keys[0]))
-            client = client.get_redis_connection(node)
-        script = scripts[name]
-        reply, _ = script_and_wait(client, script, keys, args, self.wait)
+        reply, _ = script_and_wait(scripts.client, scripts[name], keys, args, self.wait)
         return reply
 
     def sweep(self, grace_ms: int, limit: int = SWEEP_LIMIT) -> int:

@@ -31,6 +31,7 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.AskError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ClusterError,  # redis-py's "TTL exhausted": a slot kept moving
 )
 
 

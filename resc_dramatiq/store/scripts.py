@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from ..errors import WrongType
 from .keyspace import text
@@ -86,9 +87,18 @@ def script_and_wait(
 ) -> tuple[Any, int]:
     """Run ``script`` and ``WAIT`` on one connection of ``client``.
 
-    A server that does not know the script (a new primary, a restart) is given it and
-    asked again.
+    ``WAIT`` counts the writes of its own connection: on a cluster both go to the
+    primary of the keys' slot. A server that does not know the script (a new primary, a
+    restart) is given it and asked again.
     """
+    if isinstance(client, RedisCluster):
+        cluster = client
+        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]))
+        try:
+            return script_and_wait(cluster.get_redis_connection(node), script, keys, args, wait)
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
+            cluster.nodes_manager.initialize()  # the slot's primary changed: ask again
+            raise
     try:
         return _script_and_wait(client, script.sha, keys, args, wait)
     except redis.exceptions.NoScriptError:
