@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import msgpack
+import redis
+from redis.cluster import RedisCluster
 
 from ..rules.plan import PlannedTask
+from .cluster import SLOT_ERRORS
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
 from .resilience import ReplicaWait
@@ -189,17 +192,58 @@ class Outbox:
         """Apply every part of ``entry`` and settle it; return its counters (None when
         another router settled it first)."""
         counters: Counter[str] = Counter()
-        for part in entry.parts:
-            counters.update(self.apply(entry, part))
+        for part, reply in self.apply(entry):
+            counters.update(self.counted(part, reply))
         if not self.settle(entry.batch_id, counters):
             return None
         return {name: c for name, c in counters.items() if c}
 
-    def apply(self, entry: Entry, part: Part) -> Counter[str]:
-        """Apply one part in its slot (once); its counters, as the first apply made them."""
+    def apply(self, entry: Entry) -> list[tuple[Part, Any]]:
+        """Apply every part in its slot (once); each part with apply.lua's reply.
+
+        The parts of one node go in one pipeline on a connection to it (with ``wait``,
+        a ``WAIT`` closes it): one round trip per node, however many slots.
+        """
+        cluster = cast(RedisCluster, self.cluster.client)
+        by_node: dict[str, tuple[Any, list[Part]]] = {}
+        for part in entry.parts:
+            node = cluster.nodes_manager.get_node_from_slot(part.slot)
+            by_node.setdefault(node.name, (node, []))[1].append(part)
+        replies: list[tuple[Part, Any]] = []
+        try:
+            for node, parts in by_node.values():
+                client = cluster.get_redis_connection(node)
+                replies += zip(parts, self._pipeline(client, entry, parts), strict=True)
+        except (redis.ConnectionError, redis.TimeoutError, *SLOT_ERRORS):
+            cluster.nodes_manager.initialize()  # a failover or a migration: ask again
+            raise
+        return replies
+
+    def _pipeline(self, client: redis.Redis, entry: Entry, parts: list[Part]) -> list[Any]:
+        """apply.lua for each of ``parts`` on one node (loaded there first if it lacks it)."""
+        script = self.cluster["apply"]
+        for attempt in (1, 2):
+            with client.pipeline(transaction=False) as pipe:
+                for part in parts:
+                    keys = part.script_keys()
+                    args: list[Any] = [entry.batch_id, entry.score, part.tasks, self.marker_ttl_ms]
+                    pipe.evalsha(script.sha, len(keys), *keys, *args, entry.channel, entry.prefix)
+                if self.wait is not None:
+                    pipe.wait(self.wait.replicas, self.wait.timeout_ms)
+                results = pipe.execute(raise_on_error=False)[: len(parts)]
+            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+                client.script_load(script.script)  # a new primary, a restart: then again
+                continue
+            failed = next((r for r in results if isinstance(r, Exception)), None)
+            if failed is not None:
+                raise failed
+            return results
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def counted(part: Part, reply: Any) -> Counter[str]:
+        """A part's counters, from its apply's reply (the first apply's, if repeated)."""
         keys = part.script_keys()
-        args = [entry.batch_id, entry.score, part.tasks, self.marker_ttl_ms]
-        reply = self._run(self.cluster, "apply", keys, [*args, entry.channel, entry.prefix])
         refused = refusal(reply, keys)
         if refused is not None:
             raise wrong_type(refused, "this part of the batch waits in the outbox")
