@@ -16,9 +16,10 @@ from typing import Any
 import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Retries
 from redis.cluster import RedisCluster
 
-from resc_dramatiq import Config, Router, RuleSet
+from resc_dramatiq import Completion, Config, Router, RuleSet
 from resc_dramatiq.store.keys import WatcherKeys
 from resc_dramatiq.store.slots import key_slot
 from tests.cluster import LocalCluster
@@ -176,3 +177,51 @@ def test_dramatiq_messages_routed_on_a_cluster_run_on_a_real_worker(
     finally:
         worker.stop()
     assert sorted(ran, key=int) == [str(n) for n in range(30)]
+
+
+def test_workers_routing_inline_on_a_cluster_queue_each_follow_up_once(
+    broker: RedisBroker, cluster_client: RedisCluster
+) -> None:
+    """Completion(rules=...) commits each done event in the watcher's slot and finishes
+    the outbox of the follow-ups in other slots itself."""
+    ran: list[str] = []
+    two = {"actor": "two", "queue": "two", "args": ["${n}"], "task": "two/${n}", "set": "{dq}/two"}
+    out = {"task": "out/${n}", "queue": "{r${n}}/out"}
+    fin = {"task": "fin/${n}", "queue": "fin/${n}"}
+    rules = [
+        {"name": "one", "on": r"^one/(?P<n>\d+)$", "make": [two, out]},
+        {"name": "two", "on": r"^two/(?P<n>\d+)$", "make": fin},
+    ]
+    config = Config.from_data(
+        {"namespace": "{dq}", "watchers": [{"input_queue": INPUT, "rules": rules}]}
+    )
+    broker.add_middleware(Completion(rules=config, done_queue=INPUT), before=Retries)
+
+    @dramatiq.actor(queue_name="one", broker=broker, done_event="one/${n}")
+    def one(n: str) -> None:
+        ran.append(f"one/{n}")
+
+    @dramatiq.actor(actor_name="two", queue_name="two", broker=broker)
+    def two_(n: str) -> None:
+        ran.append(f"two/{n}")
+
+    numbers = range(40)
+    for n in numbers:
+        one.send(str(n))
+    worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
+    worker.start()
+    try:
+        wait_for(
+            lambda: all(cluster_client.llen(f"fin/{n}") for n in numbers),
+            timeout_s=30,
+            what="every chain to its end",
+        )
+        broker.join("two", timeout=10_000)
+    finally:
+        worker.stop()
+    for n in numbers:
+        assert cluster_client.lrange(f"{{r{n}}}/out", 0, -1) == [f"out/{n}".encode()]
+        assert cluster_client.lrange(f"fin/{n}", 0, -1) == [f"fin/{n}".encode()]
+    assert sorted(ran) == sorted([f"one/{n}" for n in numbers] + [f"two/{n}" for n in numbers])
+    assert cluster_client.hlen(KEYS.outbox) == 0
+    assert cluster_client.llen(INPUT) == 0  # every done event routed in the worker
