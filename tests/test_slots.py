@@ -117,3 +117,11 @@ def test_check_names_each_watchers_slot_on_a_cluster(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(config), "--redis-url", CLUSTER_URL])
     assert result.exit_code == 0, result.output
     assert f"cluster slot {key_slot('g')}" in result.stdout
+    assert f"keys in slot {key_slot('g')}, the watcher's: with the commit" in result.stdout
+
+
+def test_check_says_which_tasks_go_through_the_outbox(tmp_path: Path) -> None:
+    config = write_rules(tmp_path, "{g}/in", "t/${input_task}")
+    result = CliRunner().invoke(main, ["check", str(config), "--redis-url", CLUSTER_URL])
+    assert result.exit_code == 0, result.output
+    assert "keys in a slot per task: through the outbox" in result.stdout

@@ -15,7 +15,8 @@ from ..rules.explain import explain_event, explain_schedules, format_report, for
 from ..rules.fetch import check_headers
 from ..rules.schedules import compile_schedules
 from ..store.connect import is_cluster_url
-from ..store.slots import key_slot
+from ..store.keys import DramatiqKeys
+from ..store.slots import key_slot, make_slot
 from . import main
 from .common import app_option, fail, load, load_rules, optional_config_argument, redis_url_option
 from .servers import cluster_layout_problems, namespace_for, servers_for
@@ -49,9 +50,11 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
                 f"warning: {problem} here; the router will refuse to start without it", err=True
             )
     click.echo(f"{config or app}: valid")
+    dramatiq = DramatiqKeys(namespace_for(loaded) or ruleset.config.spec.namespace)
     for watcher, server in zip(ruleset.watchers, servers, strict=True):
         spec = watcher.spec
-        slot = f", cluster slot {key_slot(spec.input_queue)}" if is_cluster_url(server.url) else ""
+        home = key_slot(spec.input_queue) if is_cluster_url(server.url) else None
+        slot = "" if home is None else f", cluster slot {home}"
         click.echo(
             f"watcher {spec.input_queue!r} (taken {spec.taken_queue!r}, "
             f"dead {spec.dead_queue!r}{slot})"
@@ -63,6 +66,8 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
                 kind = f"actor {target.actor}" if target.actor else "list"
                 dedup = f", set {make.set.source}" if make.set else ""
                 click.echo(f"    {make.task.source} -> {kind} {target.queue.source}{dedup}")
+                if home is not None:
+                    click.echo(f"      keys in {make_slot(make, dramatiq, home)}")
     for schedule in compile_schedules(ruleset.config):
         when = schedule.spec.cron or f"every {schedule.spec.every_s} s"
         kind = f"actor {schedule.actor}" if schedule.actor else "list"

@@ -145,6 +145,21 @@ def make_problems(make: Make, dramatiq: DramatiqKeys, where: str) -> list[str]:
     ]
 
 
+def make_slot(make: Make, dramatiq: DramatiqKeys, home: int) -> str:
+    """Where a make entry's keys fall on a cluster, and how they are written, as text."""
+    target = make.target
+    where = (
+        SlotOf(fixed=key_slot(dramatiq.queue("q")))
+        if target.actor is not None
+        else slot_of(target.queue)
+    )
+    if where.fixed == home:
+        return f"slot {home}, the watcher's: with the commit"
+    if where.fixed is None and where.prefix is None:
+        return "a slot per task: through the outbox"
+    return f"{where.describe()}: through the outbox"
+
+
 def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
     """What a Redis Cluster cannot serve in ``ruleset`` (empty: it can serve all of it).
 
