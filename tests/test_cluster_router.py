@@ -20,7 +20,7 @@ from dramatiq.middleware import Retries
 from redis.cluster import RedisCluster
 
 from resc_dramatiq import Completion, Config, Router, RuleSet
-from resc_dramatiq.store.keys import WatcherKeys
+from resc_dramatiq.store.keys import WatcherKeys, schedule_state
 from resc_dramatiq.store.slots import key_slot
 from tests.cluster import LocalCluster
 from tests.helpers import wait_for
@@ -225,3 +225,23 @@ def test_workers_routing_inline_on_a_cluster_queue_each_follow_up_once(
     assert sorted(ran) == sorted([f"one/{n}" for n in numbers] + [f"two/{n}" for n in numbers])
     assert cluster_client.hlen(KEYS.outbox) == 0
     assert cluster_client.llen(INPUT) == 0  # every done event routed in the worker
+
+
+def test_a_schedule_on_a_cluster_fires_each_tick_once_with_its_state_in_its_targets_slot(
+    cluster_client: RedisCluster,
+) -> None:
+    schedule = {"name": "clock", "every_s": 60, "event": "tick/${epoch}", "queue": INPUT}
+    rules = {**RULES, "schedules": [schedule]}
+    ruleset = RuleSet.compile(Config.from_data(rules))
+    tick = 1_800_000_000 // 60 * 60
+    for instance in ("a", "b", "a"):  # three firings of the same tick
+        router = Router(
+            ruleset=ruleset, client=cluster_client, instance=instance, clock=lambda: tick + 1.5
+        )
+        router.run_until_idle()
+    state = schedule_state("clock", INPUT)
+    assert key_slot(state) == key_slot(INPUT)
+    assert cluster_client.hget(state, "tick") == str(tick).encode()
+    assert cluster_client.hget(state, "fired") == b"1"
+    stats = {k.decode(): int(v) for k, v in cluster_client.hgetall(KEYS.stats).items()}
+    assert stats["unmatched"] == 1  # the one event, routed (no rule matches a tick)

@@ -22,6 +22,7 @@ from playwright.sync_api import Page, expect
 from resc_dramatiq import Config, Router, RuleSet
 from resc_dramatiq.cli import main
 from resc_dramatiq.rules.schedules import compile_schedules
+from resc_dramatiq.store.keys import schedule_state
 from resc_dramatiq.store.schedules import read_state
 from tests.browser import shot
 from tests.dashboard_server import DashboardProcess, dashboard, write_rules
@@ -109,7 +110,7 @@ def test_the_schedules_page_shows_the_last_firing_redis_holds_and_the_next_ones_
 ) -> None:
     tick = int(redis_now(r)) // 3600 * 3600
     fire_at(r, tick + 0.5)
-    state = read_state(r, "hourly")
+    state = read_state(r, schedule_state("hourly"))
     assert state.tick == tick and state.fired == 1 and state.by and state.lag_ms is not None
     before = explained(config, int(redis_now(r)))
     page.goto(f"{site.url}/schedules")
@@ -162,7 +163,7 @@ def test_a_hostile_schedule_name_and_event_are_shown_as_text_and_run_no_script(
 ) -> None:
     minute = int(redis_now(r)) // 60 * 60
     fire_at(r, minute + 0.5, RuleSet.compile(Config.from_data(HOSTILE_RULES)))
-    assert read_state(r, HOSTILE_NAME).tick == minute
+    assert read_state(r, schedule_state(HOSTILE_NAME)).tick == minute
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     with dashboard(write_rules(tmp_path, HOSTILE_RULES), redis_url, tmp_path) as site:

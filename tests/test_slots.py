@@ -125,3 +125,13 @@ def test_check_says_which_tasks_go_through_the_outbox(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", str(config), "--redis-url", CLUSTER_URL])
     assert result.exit_code == 0, result.output
     assert "keys in a slot per task: through the outbox" in result.stdout
+
+
+def test_a_schedule_on_a_cluster_needs_a_target_with_a_hash_tag() -> None:
+    schedule = {"name": "clock", "every_s": 1, "event": "t/${epoch}", "queue": "plain"}
+    watcher = {"input_queue": "{g}/in", "rules": [{"on": "x", "make": {"queue": "{g}/o"}}]}
+    ruleset = RuleSet.compile(Config.from_data({"watchers": [watcher], "schedules": [schedule]}))
+    [problem] = cluster_problems(ruleset, "dramatiq")
+    assert "schedule 'clock'" in problem and "'{plain}'" in problem
+    tagged = {"watchers": [watcher], "schedules": [{**schedule, "queue": "{g}/in"}]}
+    assert cluster_problems(RuleSet.compile(Config.from_data(tagged)), "dramatiq") == []

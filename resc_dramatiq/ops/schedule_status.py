@@ -12,7 +12,8 @@ import redis
 
 from ..rules.schedule_ticks import next_ticks
 from ..rules.schedules import Schedule
-from ..store.schedules import read_state
+from ..store.keys import DramatiqKeys
+from ..store.schedules import read_state, state_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +35,12 @@ class ScheduleStatus:
     next_in_s: float | None
 
 
-def schedule_status(schedule: Schedule, client: redis.Redis, now_s: float) -> ScheduleStatus:
-    """The status of ``schedule``; ``now_s`` is the Redis clock."""
-    state = read_state(client, schedule.name)
+def schedule_status(
+    schedule: Schedule, client: redis.Redis, now_s: float, namespace: str
+) -> ScheduleStatus:
+    """The status of ``schedule`` (its Dramatiq messages in ``namespace``); ``now_s`` is
+    the Redis clock."""
+    state = read_state(client, state_key(schedule, DramatiqKeys(namespace)))
     spec = schedule.spec
     target = f"list {schedule.queue}"
     if schedule.actor is not None:

@@ -145,7 +145,7 @@ def _watcher(
         sets=sets,
         more_keys=more,
         schedules=[
-            schedule_status(s, client, now_s) for s in schedules if s.owner == spec.input_queue
+            schedule_status(s, client, now_s, ns) for s in schedules if s.owner == spec.input_queue
         ],
     )
 

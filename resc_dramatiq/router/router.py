@@ -101,16 +101,16 @@ class Router:
         self.failed: BaseException | None = None
         self.pruner = Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None
         #: Fires the schedules of these watchers (None: they own none); ``clock`` for tests.
-        self.scheduler = (
-            None
-            if scripts is None
-            else Scheduler.of(  # none on a cluster yet
-                ruleset,
-                store=ScheduleStore(scripts=scripts, namespace=namespace, instance=self.instance),
-                observer=self.observer,
-                availability=self.availability,
-                clock=clock,
-            )
+        self.scheduler = Scheduler.of(
+            ruleset,
+            store=ScheduleStore(
+                scripts=scripts or cluster_scripts,  # type: ignore[arg-type]  # one is set
+                namespace=namespace,
+                instance=self.instance,
+            ),
+            observer=self.observer,
+            availability=self.availability,
+            clock=clock,
         )
 
     def _store(

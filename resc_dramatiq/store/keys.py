@@ -31,8 +31,9 @@ of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue
 ``ns:q.XQ`` its dead-lettered messages, ``ns:__heartbeats__`` the workers' heartbeats,
 ``ns:__acks__.<worker>.q`` the messages of ``q`` a worker holds.
 
-A schedule's state is the hash ``resc/schedules/<name>`` (see ``lua/fire.lua``): its last
-fired tick, when and by whom, and its lag.
+A schedule's state is the hash ``resc/schedules/<name>`` (``resc/schedules/{tag}/<name>``
+when its target key has a hash tag; see ``lua/fire.lua`` and :func:`schedule_state`): its
+last fired tick, when and by whom, and its lag.
 """
 
 from __future__ import annotations
@@ -169,6 +170,15 @@ class DramatiqKeys:
         return f"{self.namespace}:__heartbeats__"
 
 
-def schedule_state(name: str) -> str:
-    """The state hash of schedule ``name``: last tick fired, when, its lag, by whom."""
-    return f"resc/schedules/{name}"
+def schedule_state(name: str, target: str = "") -> str:
+    """The state hash of schedule ``name``: last tick fired, when, its lag, by whom.
+
+    ``resc/schedules/<name>``; when the ``target`` key it pushes to has a hash tag,
+    ``resc/schedules/{tag}/<name>``: in the target's slot on a Redis Cluster, so
+    ``fire.lua`` writes both in one step.
+    """
+    start = target.find("{")
+    end = target.find("}", start + 1) if start >= 0 else -1
+    if start < 0 or end <= start + 1:
+        return f"resc/schedules/{name}"
+    return f"resc/schedules/{target[start : end + 1]}/{name}"

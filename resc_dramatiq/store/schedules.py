@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import redis
 
 from ..rules.schedules import Firing, Schedule
+from .connect import is_cluster
 from .keys import DramatiqKeys, schedule_state
 from .keyspace import text
 from .scripts import Scripts, refusal, wrong_type
@@ -52,19 +53,22 @@ class ScheduleStore:
         """The Redis clock and the last fired tick of each schedule (None: never fired),
         in one round trip."""
         pipe = self.client.pipeline(transaction=False)
-        pipe.time()
+        on_cluster = is_cluster(self.client)
+        if not on_cluster:  # a cluster pipeline takes keyed commands only
+            pipe.time()
         for schedule in schedules:
-            pipe.hget(schedule_state(schedule.name), "tick")
-        (seconds, micros), *ticks = pipe.execute()
+            pipe.hget(state_key(schedule, self.dramatiq), "tick")
+        replies = pipe.execute()
+        (seconds, micros), *ticks = [self.client.time(), *replies] if on_cluster else replies
         return float(seconds) + micros / 1e6, [None if v is None else int(v) for v in ticks]
 
     def fire(self, schedule: Schedule, firings: Sequence[Firing]) -> Fired:
         """Push the firings whose tick is later than the recorded one, oldest first."""
         if schedule.actor is None:
-            keys = [schedule_state(schedule.name), schedule.queue, schedule.queue]
+            keys = [state_key(schedule, self.dramatiq), schedule.queue, schedule.queue]
         else:
             queue = schedule.queue
-            keys = [schedule_state(schedule.name), *self._dramatiq(queue)]
+            keys = [state_key(schedule, self.dramatiq), *self._dramatiq(queue)]
         args: list[str | bytes | int] = ["r" if schedule.actor is None else "d", self.instance]
         for f in firings:
             args += [f.tick, f.payload, f.message_id]
@@ -79,9 +83,15 @@ class ScheduleStore:
         return [self.dramatiq.queue(queue), self.dramatiq.messages(queue)]
 
 
-def read_state(client: redis.Redis, name: str) -> ScheduleState:
-    """The record of schedule ``name``."""
-    found: dict[bytes, bytes] = client.hgetall(schedule_state(name))  # type: ignore[assignment]
+def state_key(schedule: Schedule, dramatiq: DramatiqKeys) -> str:
+    """The state hash of ``schedule``, in the slot of the key it pushes to."""
+    target = schedule.queue if schedule.actor is None else dramatiq.queue(schedule.queue)
+    return schedule_state(schedule.name, target)
+
+
+def read_state(client: redis.Redis, key: str) -> ScheduleState:
+    """The record of a schedule, in its state hash ``key`` (see :func:`state_key`)."""
+    found: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
     fields = {text(k): text(v) for k, v in found.items()}
 
     def number(field: str) -> int | None:

@@ -19,8 +19,9 @@ from redis.crc import key_slot as _crc_slot
 
 from ..rules.model import Make
 from ..rules.ruleset import RuleSet
+from ..rules.schedules import compile_schedules
 from ..rules.templates import Template
-from .keys import DramatiqKeys, WatcherKeys
+from .keys import DramatiqKeys, WatcherKeys, schedule_state
 
 #: Two instance names: a watcher's per-instance keys must fall in its slot for both.
 _INSTANCES = ("a", "b")
@@ -164,8 +165,8 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
     """What a Redis Cluster cannot serve in ``ruleset`` (empty: it can serve all of it).
 
     Each watcher's own keys must share one slot, and so must each task's dedup set and
-    target (a batch's tasks may fall in any slots: see :mod:`.outbox`). Schedules are
-    not fired on a cluster yet.
+    target (a batch's tasks may fall in any slots: see :mod:`.outbox`), and each
+    schedule's state its target's (its target needs a hash tag).
     """
     problems: list[str] = []
     dramatiq = DramatiqKeys(namespace)
@@ -187,6 +188,13 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
             for i, make in enumerate(rule.makes):
                 where = f"rule {rule.name!r} make[{i}]"
                 problems += make_problems(make, dramatiq, where)
-    if ruleset.config.spec.schedules:
-        problems.append("schedules: not fired on a Redis Cluster yet")
+    for schedule in compile_schedules(ruleset.config):
+        target = schedule.queue if schedule.actor is None else dramatiq.queue(schedule.queue)
+        if key_slot(schedule_state(schedule.name, target)) != key_slot(target):
+            problems.append(
+                f"schedule {schedule.name!r}: its target {target!r} has no hash tag; on a "
+                f"cluster a schedule's state is kept in its target's slot: name it "
+                f"{suggested(schedule.queue)!r}"
+                + (" (or use a namespace with a hash tag)" if schedule.actor else "")
+            )
     return problems

@@ -50,7 +50,7 @@ def routes(context: Context) -> list[Route]:
             [report] = explain_schedules([schedule], at=int(now), count=NEXT_FIRINGS)
             views.append(
                 ScheduleView(
-                    status=schedule_status(schedule, w.client, now),
+                    status=schedule_status(schedule, w.client, now, context.site.namespace),
                     event=schedule.event.source,
                     catch_up=schedule.spec.catch_up,
                     owner=schedule.owner,
