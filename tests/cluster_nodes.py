@@ -18,8 +18,7 @@ from pathlib import Path
 
 import redis
 
-from resc_dramatiq.ops.embedded import server_binary
-from tests.procs import free_port
+from tests.procs import free_port, start_server
 
 NODE_TIMEOUT_MS = 1000
 
@@ -156,13 +155,5 @@ def start_node(name: str, workdir: Path, port: int = 0, bus_port: int = 0) -> No
     args += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS)]
     args += ["--appendonly", "no", "--save", "", "--loglevel", "notice"]
     args += ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
-    log = workdir / f"{name}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [server_binary(), *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=data,
-            start_new_session=True,  # its own process group, killed as one
-        )
+    proc, log = start_server(name, args, workdir, cwd=data)
     return Node(name, port, bus_port, proc, log)

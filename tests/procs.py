@@ -44,6 +44,23 @@ def work_until_sigterm(broker: Any, *, threads: int) -> int:
     return 0
 
 
+def start_server(
+    name: str, args: list[str], workdir: Path, *, cwd: Path | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """A process of the tests' server binary with ``args``, in a process group of its
+    own (killed as one), its output in ``workdir/<name>.log``; (the process, its log)."""
+    log = workdir / f"{name}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [server_binary(), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or workdir,
+            start_new_session=True,
+        )
+    return proc, log
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
     with socket.socket() as s:

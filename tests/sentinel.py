@@ -26,9 +26,8 @@ from pathlib import Path
 
 import redis
 
-from resc_dramatiq.ops.embedded import server_binary
 from tests.helpers import wait_for
-from tests.procs import LoggedProcess, free_port, work_until_sigterm
+from tests.procs import LoggedProcess, free_port, start_server, work_until_sigterm
 
 SERVICE = "primary"
 DOWN_AFTER_MS = 1000
@@ -121,19 +120,6 @@ class SentinelCluster:
         return again
 
 
-def _start(name: str, args: list[str], workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    log = workdir / f"{name}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [server_binary(), *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            start_new_session=True,  # its own process group, killed as one
-        )
-    return proc, log
-
-
 def _redis(
     name: str, workdir: Path, replica_of: int | None = None, port: int | None = None
 ) -> Server:
@@ -145,7 +131,7 @@ def _redis(
     args += ["--repl-diskless-sync-delay", "0", "--enable-debug-command", "local"]
     if replica_of is not None:
         args += ["--replicaof", "127.0.0.1", str(replica_of)]
-    proc, log = _start(name, args, workdir)
+    proc, log = start_server(name, args, workdir)
     return Server(name, port, proc, log)
 
 
@@ -159,7 +145,7 @@ def _sentinel(name: str, workdir: Path, primary: int) -> Server:
         f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
         f"sentinel parallel-syncs {SERVICE} 1\n"
     )
-    proc, log = _start(name, [str(conf), "--sentinel"], workdir)
+    proc, log = start_server(name, [str(conf), "--sentinel"], workdir)
     return Server(name, port, proc, log)
 
 

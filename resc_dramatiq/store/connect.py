@@ -251,53 +251,64 @@ def is_sentinel(url: str) -> bool:
 
 def parse_sentinel(url: str) -> SentinelTarget:
     """Read a Sentinel URL; :class:`RedisURLError` says what is wrong with it."""
-    scheme, _, rest = url.partition("://")
-    rest, _, query = rest.partition("?")
-    netloc, _, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    user, _, password = userinfo.partition(":") if at else ("", "", "")
-    params = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(params) - SENTINEL_QUERY)
-    if unknown:
-        _invalid(
-            url,
-            f"unknown option(s) {', '.join(unknown)} (known: sentinel_password, "
-            "sentinel_username, db)",
-        )
-    service, _, db_part = path.partition("/")
+    parts = _split(url, SENTINEL_QUERY)
+    service, _, db_part = parts.path.partition("/")
     if not service:
         _invalid(url, "no service name (redis+sentinel://host:port/service_name[/db])")
+    params = parts.params
     return SentinelTarget(
-        sentinels=tuple(_address(url, one) for one in hosts.split(",")),
+        sentinels=tuple(_address(url, one) for one in parts.hosts.split(",")),
         service=unquote(service),
         db=_db(url, db_part.strip("/") or params.get("db", "0")),
-        username=unquote(user) or None,
-        password=unquote(password) or None,
+        username=parts.username,
+        password=parts.password,
         sentinel_username=params.get("sentinel_username") or None,
         sentinel_password=params.get("sentinel_password") or None,
-        ssl=SENTINEL_SCHEMES[scheme.lower()],
+        ssl=SENTINEL_SCHEMES[parts.scheme],
     )
 
 
 def parse_cluster(url: str) -> ClusterTarget:
     """Read a Cluster URL; :class:`RedisURLError` says what is wrong with it."""
+    parts = _split(url, CLUSTER_QUERY)
+    db = _db(url, parts.path.strip("/") or parts.params.get("db", "0"))
+    if db != 0:
+        _invalid(url, f"a Redis Cluster has only database 0, not {db}")
+    return ClusterTarget(
+        nodes=tuple(
+            _address(url, one, DEFAULT_CLUSTER_PORT, "node") for one in parts.hosts.split(",")
+        ),
+        username=parts.username,
+        password=parts.password,
+        ssl=CLUSTER_SCHEMES[parts.scheme],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """A multi-host URL taken apart (``scheme://[user[:password]@]hosts[/path][?query]``)."""
+
+    scheme: str  # lower case
+    username: str | None
+    password: str | None
+    hosts: str
+    path: str
+    params: dict[str, str]
+
+
+def _split(url: str, known: set[str]) -> _Parts:
+    """Take a Sentinel or Cluster URL apart; refuse query options not in ``known``."""
     scheme, _, rest = url.partition("://")
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
     user, _, password = userinfo.partition(":") if at else ("", "", "")
     params = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(params) - CLUSTER_QUERY)
+    unknown = sorted(set(params) - known)
     if unknown:
-        _invalid(url, f"unknown option(s) {', '.join(unknown)} (known: db)")
-    db = _db(url, path.strip("/") or params.get("db", "0"))
-    if db != 0:
-        _invalid(url, f"a Redis Cluster has only database 0, not {db}")
-    return ClusterTarget(
-        nodes=tuple(_address(url, one, DEFAULT_CLUSTER_PORT, "node") for one in hosts.split(",")),
-        username=unquote(user) or None,
-        password=unquote(password) or None,
-        ssl=CLUSTER_SCHEMES[scheme.lower()],
+        _invalid(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return _Parts(
+        scheme.lower(), unquote(user) or None, unquote(password) or None, hosts, path, params
     )
 
 
