@@ -193,7 +193,7 @@ class Outbox:
         another router settled it first)."""
         counters: Counter[str] = Counter()
         for part, reply in self.apply(entry):
-            counters.update(self.counted(part, reply))
+            count(counters, part, reply)
         if not self.settle(entry.batch_id, counters):
             return None
         return {name: c for name, c in counters.items() if c}
@@ -201,59 +201,51 @@ class Outbox:
     def apply(self, entry: Entry) -> list[tuple[Part, Any]]:
         """Apply every part in its slot (once); each part with apply.lua's reply.
 
-        The parts of one node go in one pipeline on a connection to it (with ``wait``,
-        a ``WAIT`` closes it): one round trip per node, however many slots.
+        The parts of one node go in one pipeline on a connection to it (with ``wait``, a
+        ``WAIT`` closes it), every node's sent before any reply is read: one round trip
+        for the whole entry, however many slots. A node that lost the script is given it
+        and asked again.
         """
         cluster = cast(RedisCluster, self.cluster.client)
+        script = self.cluster["apply"]
         by_node: dict[str, tuple[Any, list[Part]]] = {}
         for part in entry.parts:
             node = cluster.nodes_manager.get_node_from_slot(part.slot)
             by_node.setdefault(node.name, (node, []))[1].append(part)
-        replies: list[tuple[Part, Any]] = []
         try:
-            for node, parts in by_node.values():
-                client = cluster.get_redis_connection(node)
-                replies += zip(parts, self._pipeline(client, entry, parts), strict=True)
+            sent = [
+                (node, parts, self._send(cluster.get_redis_connection(node), entry, parts))
+                for node, parts in by_node.values()
+            ]
+            replies: list[tuple[Part, Any]] = []
+            for node, parts, pending in sent:
+                results = pending.read()
+                if any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
+                    client = cluster.get_redis_connection(node)
+                    client.script_load(script.script)  # a new primary, a restart
+                    results = self._send(client, entry, parts).read()
+                failed = next((r for r in results if isinstance(r, Exception)), None)
+                if failed is not None:
+                    raise failed
+                replies += zip(parts, results, strict=True)
         except (redis.ConnectionError, redis.TimeoutError, *SLOT_ERRORS):
             cluster.nodes_manager.initialize()  # a failover or a migration: ask again
             raise
         return replies
 
-    def _pipeline(self, client: redis.Redis, entry: Entry, parts: list[Part]) -> list[Any]:
-        """apply.lua for each of ``parts`` on one node (loaded there first if it lacks it)."""
-        script = self.cluster["apply"]
-        for attempt in (1, 2):
-            with client.pipeline(transaction=False) as pipe:
-                for part in parts:
-                    keys = part.script_keys()
-                    args: list[Any] = [entry.batch_id, entry.score, part.tasks, self.marker_ttl_ms]
-                    pipe.evalsha(script.sha, len(keys), *keys, *args, entry.channel, entry.prefix)
-                if self.wait is not None:
-                    pipe.wait(self.wait.replicas, self.wait.timeout_ms)
-                results = pipe.execute(raise_on_error=False)[: len(parts)]
-            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError) for r in results):
-                client.script_load(script.script)  # a new primary, a restart: then again
-                continue
-            failed = next((r for r in results if isinstance(r, Exception)), None)
-            if failed is not None:
-                raise failed
-            return results
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def counted(part: Part, reply: Any) -> Counter[str]:
-        """A part's counters, from its apply's reply (the first apply's, if repeated)."""
-        keys = part.script_keys()
-        refused = refusal(reply, keys)
-        if refused is not None:
-            raise wrong_type(refused, "this part of the batch waits in the outbox")
-        queued, deduplicated, *positions = (int(v) for v in reply[1:])
-        counts: Counter[str] = Counter(queued=queued, deduplicated=deduplicated)
-        skipped = Counter(part.rules[p - 1] for p in positions)
-        for rule, made in Counter(part.rules).items():
-            counts[f"{rule}|queued"] += made - skipped[rule]
-            counts[f"{rule}|deduplicated"] += skipped[rule]
-        return counts
+    def _send(self, client: redis.Redis, entry: Entry, parts: list[Part]) -> Sent:
+        """Send apply.lua for each of ``parts`` on a connection of ``client`` (a node)."""
+        sha = self.cluster["apply"].sha
+        commands: list[tuple[Any, ...]] = []
+        for part in parts:
+            keys = part.script_keys()
+            commands.append(
+                ("EVALSHA", sha, len(keys), *keys, entry.batch_id, entry.score, part.tasks,
+                 self.marker_ttl_ms, entry.channel, entry.prefix)
+            )  # fmt: skip
+        if self.wait is not None:
+            commands.append(("WAIT", self.wait.replicas, self.wait.timeout_ms))
+        return Sent(client.connection_pool, commands, len(parts))
 
     def settle(self, batch_id: str, counters: Counter[str]) -> bool:
         """Remove the entry and add its counters; False when it was settled before."""
@@ -301,3 +293,48 @@ class Outbox:
     def pending(self) -> int:
         """Entries in the outbox."""
         return int(self.home.client.hlen(self.keys.outbox))
+
+
+class Sent:
+    """Commands sent on a connection of their own, their replies not read yet."""
+
+    def __init__(
+        self, pool: redis.ConnectionPool, commands: list[tuple[Any, ...]], keep: int
+    ) -> None:
+        self.pool, self.count, self.keep = pool, len(commands), keep
+        self.connection: Any = cast(Any, pool.get_connection())  # untyped methods below
+        try:
+            self.connection.send_packed_command(self.connection.pack_commands(commands))
+        except BaseException:
+            self.connection.disconnect()
+            pool.release(self.connection)
+            raise
+
+    def read(self) -> list[Any]:
+        """Every reply (an error reply as its exception), the first ``keep`` of them."""
+        results: list[Any] = []
+        try:
+            for _ in range(self.count):
+                try:
+                    results.append(self.connection.read_response())
+                except redis.ResponseError as e:
+                    results.append(e)
+        except BaseException:
+            self.connection.disconnect()  # replies still due: not reusable
+            raise
+        finally:
+            self.pool.release(self.connection)
+        return results[: self.keep]
+
+
+def count(counters: Counter[str], part: Part, reply: Any) -> None:
+    """Add a part's counters, read from its apply's reply (the first apply's, if it was
+    repeated), to ``counters``."""
+    refused = refusal(reply, part.script_keys())
+    if refused is not None:
+        raise wrong_type(refused, "this part of the batch waits in the outbox")
+    counters["queued"] += int(reply[1])
+    counters["deduplicated"] += int(reply[2])
+    skipped = {int(p) - 1 for p in reply[3:]}
+    for i, rule in enumerate(part.rules):
+        counters[f"{rule}|deduplicated" if i in skipped else f"{rule}|queued"] += 1
