@@ -9,11 +9,14 @@ database is FLUSHED between phases. Phases: (1) resc's algorithm, one event at a
 (2) the router subprocess on a prefilled list, raw and Dramatiq targets, peak RSS, and
 event-to-commit latency at a paced offered load; (3) the server's own ceiling for the
 same commands; (4) three-stage chains of no-op actors through real Dramatiq workers.
+``--scaling`` adds the scaling section (``scaling.py``), ``--cluster`` the cluster rows
+(``clusterbench.py``: a local Redis Cluster against a single primary of the same run).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -30,6 +33,7 @@ from typing import Any
 import baseline
 import ceiling
 import chainbench
+import clusterbench
 import psutil
 import redis
 import report
@@ -82,6 +86,10 @@ def run(args: argparse.Namespace, url: str, workdir: Path, console: Console) -> 
     sizes = QUICK if args.quick else FULL
     client = redis.Redis.from_url(url)
     out: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(client)}
+    if args.only_cluster:
+        out["cluster"] = _cluster(args, workdir, console)
+        out["machine"]["load_avg_at_end"] = os.getloadavg()
+        return out
     if args.only_scaling:
         out["scaling"] = _scaling(args, client, url, workdir, console)
         out["machine"]["load_avg_at_end"] = os.getloadavg()
@@ -169,6 +177,8 @@ def run(args: argparse.Namespace, url: str, workdir: Path, console: Console) -> 
             out["chains"][mode]["profile"] = _profile_summary(args.profile / f"worker-{mode}.txt")
     if args.scaling:
         out["scaling"] = _scaling(args, client, url, workdir, console)
+    if args.cluster:
+        out["cluster"] = _cluster(args, workdir, console)
     out["machine"]["load_avg_at_end"] = os.getloadavg()
     out["ratios"] = _ratios(out)
     out["targets"] = _targets(out)
@@ -184,6 +194,17 @@ def _scaling(
         client, url, workdir, quick=args.quick, batch=args.batch, threads=args.threads,
         log=console.log,
     )  # fmt: skip
+
+
+def _cluster(args: argparse.Namespace, workdir: Path, console: Console) -> list[dict[str, Any]]:
+    events = 50_000 if args.quick else 200_000
+    console.log(f"cluster rows: {events:,} events each, against a single primary")
+    rows = clusterbench.run(events, workdir)
+    base = rows[0].events_per_s
+    return [
+        dataclasses.asdict(r) | {"events_per_s": r.events_per_s, "ratio": r.events_per_s / base}
+        for r in rows
+    ]
 
 
 def _scaling_targets(section: dict[str, Any]) -> list[dict[str, Any]]:
@@ -262,6 +283,12 @@ def main() -> None:
     )
     parser.add_argument("--only-scaling", action="store_true", help="run the scaling section only")
     parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also run the cluster rows (a local Redis Cluster against a single primary)",
+    )
+    parser.add_argument("--only-cluster", action="store_true", help="run the cluster rows only")
+    parser.add_argument(
         "--charts", type=Path, help="draw the scaling charts (PNG) into this folder"
     )
     parser.add_argument(
@@ -280,7 +307,7 @@ def main() -> None:
         out = run(args, url, workdir, console)
     out["wall_s"] = time.perf_counter() - started
     report.show(out, console)
-    if args.charts and "scaling" in out:
+    if args.charts and ("scaling" in out or "cluster" in out):
         import charts  # matplotlib: the ``bench`` extra
 
         for path in charts.draw(out, args.charts):

@@ -21,14 +21,40 @@ import matplotlib.pyplot as plt
 def draw(out: dict[str, Any], folder: Path) -> list[Path]:
     """Write the charts into ``folder``; their paths."""
     folder.mkdir(parents=True, exist_ok=True)
-    scaling = out["scaling"]
     machine = out["machine"]
     note = f"{machine['cores']} cores, {machine['cpu']}, {machine['server']}"
-    return [
-        _rules(scaling["rules"], folder / "rules.png", note),
-        _processes(scaling["processes"], folder / "processes.png", note),
-        _sizes(scaling["event_size"], folder / "event_size.png", note),
-    ]
+    drawn = []
+    if "scaling" in out:
+        scaling = out["scaling"]
+        drawn += [
+            _rules(scaling["rules"], folder / "rules.png", note),
+            _processes(scaling["processes"], folder / "processes.png", note),
+            _sizes(scaling["event_size"], folder / "event_size.png", note),
+        ]
+    if "cluster" in out:
+        drawn.append(_cluster(out["cluster"], folder / "cluster.png", note))
+    return drawn
+
+
+def _cluster(rows: list[dict[str, Any]], path: Path, note: str) -> Path:
+    """Events/s of each cluster row, as a ratio to the single primary of the same run."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"{r['name']}\n{r['routers']} router{'s' if r['routers'] > 1 else ''}" for r in rows]
+    ratios = [r["ratio"] for r in rows]
+    bars = ax.barh(range(len(rows)), ratios, color="tab:blue")
+    for bar, r in zip(bars, rows, strict=True):
+        ax.text(bar.get_width() + 0.01, bar.get_y() + bar.get_height() / 2,
+                f"{r['events_per_s']:,.0f}/s", va="center", fontsize=8)  # fmt: skip
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("events/s, ratio to one primary (same run)")
+    ax.set_xlim(0, max(1.2, max(ratios) * 1.3))
+    ax.set_title("the router on a Redis Cluster (3 primaries + 3 replicas, same machine)")
+    fig.text(0.01, 0.01, note, fontsize=7, color="gray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _rules(rows: list[dict[str, Any]], path: Path, note: str) -> Path:

@@ -53,6 +53,7 @@ class Row:
     events: int
     seconds: float
     servers_cpu: float  # cores, all server processes together
+    routers_cpu: float  # cores, all router processes together
 
     @property
     def events_per_s(self) -> float:
@@ -100,7 +101,8 @@ def measure(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: routers did not start")
             time.sleep(0.05)
-        cpu_before = sum(sum(p.cpu_times()[:2]) for p in servers)
+        ps = [psutil.Process(p.pid) for p in procs]
+        cpu_before = _cpu(servers), _cpu(ps)
         started = time.perf_counter()
         for tag in tags:
             client.rename(f"{{{tag}}}/stage", f"{{{tag}}}/in")
@@ -111,13 +113,19 @@ def measure(
                 raise RuntimeError(f"{name}: stalled")
             time.sleep(0.01)
         seconds = time.perf_counter() - started
-        cpu = (sum(sum(p.cpu_times()[:2]) for p in servers) - cpu_before) / seconds
+        servers_cpu = (_cpu(servers) - cpu_before[0]) / seconds
+        routers_cpu = (_cpu(ps) - cpu_before[1]) / seconds
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait(30)
-    return Row(name, routers, share * len(tags), seconds, cpu)
+    return Row(name, routers, share * len(tags), seconds, servers_cpu, routers_cpu)
+
+
+def _cpu(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``processes``."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def run(events: int, workdir: Path) -> list[Row]:
@@ -158,11 +166,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rows = run(args.events, Path(tmp))
     base = rows[0].events_per_s
-    print(f"{'row':44} {'routers':>7} {'events/s':>10} {'ratio':>6} {'servers CPU':>11}")
+    print(f"{'row':44} {'routers':>7} {'events/s':>10} {'ratio':>6} {'servers':>7} {'routers':>7}")
     for row in rows:
         print(
             f"{row.name:44} {row.routers:>7} {row.events_per_s:>10,.0f} "
-            f"{row.events_per_s / base:>6.2f} {row.servers_cpu:>11.2f}"
+            f"{row.events_per_s / base:>6.2f} {row.servers_cpu:>7.2f} {row.routers_cpu:>7.2f}"
         )
     if args.json_out:
         data = [

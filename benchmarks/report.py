@@ -19,11 +19,13 @@ def show(out: dict[str, Any], console: Console) -> None:
         _figures(out, console)
     if "scaling" in out:
         _scaling(out["scaling"], console)
+    if "cluster" in out:
+        _cluster(out["cluster"], console)
     verdicts = Table(title="targets")
     verdicts.add_column("target")
     verdicts.add_column("measured", justify="right")
     verdicts.add_column("")
-    for t in out["targets"]:
+    for t in out.get("targets", []):
         mark = "[green]PASS[/]" if t["pass"] else "[red]MISS[/]"
         verdicts.add_row(t["target"], f"{t['value']:,.2f}", mark)
     console.print(verdicts)
@@ -82,6 +84,26 @@ def _table(title: str, columns: list[str], rows: list[list[str]], console: Conso
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def _cluster(rows: list[dict[str, Any]], console: Console) -> None:
+    """The cluster rows, each with its ratio to the single primary of the same run."""
+    _table(
+        "cluster (baseline: a single primary, one router)",
+        ["row", "routers", "events/s", "ratio", "servers CPU", "routers CPU"],
+        [
+            [
+                r["name"],
+                str(r["routers"]),
+                f"{r['events_per_s']:,.0f}",
+                f"{r['ratio']:.2f}x",
+                f"{r['servers_cpu']:.2f}",
+                f"{r['routers_cpu']:.2f}",
+            ]
+            for r in rows
+        ],
+        console,
+    )
 
 
 def _scaling(sc: dict[str, Any], console: Console) -> None:
