@@ -10,11 +10,12 @@ on every primary, or the figures below would be short.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import PIPE, Popen
 from typing import Any
 
 import httpx
@@ -263,24 +264,29 @@ def test_pruning_a_step_at_a_time_goes_round_every_primary(
 # --- listen ------------------------------------------------------------------------------
 
 
+def subscribers(cluster: LocalCluster) -> int:
+    """The subscriptions to :data:`CHANNEL` on every live node (each counts its own)."""
+    return sum(n for node in cluster.live() for _, n in node.client().pubsub_numsub(CHANNEL))
+
+
+@contextmanager
+def listening(config: Path, cluster: LocalCluster, count: int) -> Iterator[Popen[bytes]]:
+    """``resc-dramatiq listen CONFIG --count COUNT`` on the cluster, once subscribed."""
+    args = [CLI, "listen", str(config), "--redis-url", cluster.url, "--count", str(count)]
+    with Popen(args, stdout=PIPE, stderr=PIPE) as process:
+        try:
+            wait_for(lambda: subscribers(cluster), timeout_s=10, what="listen subscribed")
+            yield process
+        finally:
+            process.kill()
+
+
 def test_listen_on_a_cluster_prints_what_routers_publish_on_any_node(
     cluster: LocalCluster, cluster_client: RedisCluster, config: Path
 ) -> None:
-    process = subprocess.Popen(
-        [CLI, "listen", str(config), "--redis-url", cluster.url, "--count", "6"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_for(
-            lambda: any(n for _, n in cluster_client.pubsub_numsub(CHANNEL)),
-            timeout_s=10,
-            what="listen subscribed",
-        )
+    with listening(config, cluster, 6) as process:
         route(cluster_client, "acq/1", "acq/2")
         out, err = process.communicate(timeout=20)
-    finally:
-        process.kill()
     assert process.returncode == 0, err
     # the DONE lines come with the commit, in the watcher's slot; a TRIGGER line comes
     # with its task, from the node of the task's slot
@@ -292,6 +298,22 @@ def test_listen_on_a_cluster_prints_what_routers_publish_on_any_node(
         b"{w}/done/taken TRIGGER acq/2 -> acq/2",
         b"{w}/done/taken TRIGGER acq/2 -> t/2",
     ]
+
+
+def test_listen_subscribes_again_after_the_node_it_listened_on_failed_over(
+    cluster: LocalCluster, cluster_client: RedisCluster, config: Path
+) -> None:
+    with listening(config, cluster, 3) as process:
+        victim = cluster.kill_primary_of(CHANNEL)  # redis-py subscribed on the slot's primary
+        try:
+            cluster.wait_promoted(victim)
+            wait_for(lambda: subscribers(cluster), timeout_s=15, what="listen subscribed again")
+            route(cluster_client, "acq/1")
+            out, err = process.communicate(timeout=20)
+        finally:
+            cluster.restart(victim)
+    assert process.returncode == 0, err
+    assert b"{w}/done/taken DONE acq/1" in out.splitlines()
 
 
 # --- dashboard ---------------------------------------------------------------------------
