@@ -10,8 +10,7 @@ on every primary, or the figures below would be short.
 from __future__ import annotations
 
 import json
-import time
-import uuid
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from resc_dramatiq.store.housekeeping import Pruner
 from resc_dramatiq.store.keys import DramatiqKeys, WatcherKeys
 from resc_dramatiq.store.slots import cluster_problems, key_slot
 from tests.cluster import LocalCluster
-from tests.dashboard_server import DashboardProcess, dashboard
+from tests.dashboard_server import DashboardProcess, csrf_of, dashboard, dead_message, post
 from tests.helpers import dead_cli, wait_for
 from tests.procs import CLI
 
@@ -198,25 +197,14 @@ def test_dead_letters_are_listed_requeued_and_dropped_on_a_cluster(
     assert cluster_client.llen(KEYS.dead) == 0
 
 
-def dead_message(client: RedisCluster, n: int, queue: str = "jobs") -> str:
-    """A message of ``work`` dead-lettered as Dramatiq's broker does it; its Redis id."""
-    redis_id = str(uuid.uuid4())
-    payload = {"queue_name": queue, "actor_name": "work", "args": [n], "kwargs": {},
-               "options": {"redis_message_id": redis_id}, "message_id": str(uuid.uuid4()),
-               "message_timestamp": int(time.time() * 1000)}  # fmt: skip
-    client.hset(DQ.dead_messages(queue), redis_id, json.dumps(payload))
-    client.zadd(DQ.dead(queue), {redis_id: time.time() * 1000 + n})
-    return redis_id
-
-
 def test_dead_messages_are_listed_requeued_and_dropped_on_a_cluster(
     cluster: LocalCluster, cluster_client: RedisCluster, config: Path
 ) -> None:
-    ids = [dead_message(cluster_client, n) for n in range(3)]
+    ids = [dead_message(cluster_client, [n], namespace=NS) for n in range(3)]
     listed = dead_cli(cluster.url, config, "messages", "--json")
     assert listed.exit_code == 0, listed.output
     [queue] = json.loads(listed.stdout)
-    assert [m["redis_id"] for m in queue["messages"]] == ids[::-1]
+    assert sorted(m["redis_id"] for m in queue["messages"]) == sorted(ids)
     requeued = dead_cli(cluster.url, config, "messages-requeue", ids[0])
     assert requeued.exit_code == 0, requeued.output
     assert cluster_client.lrange(DQ.queue("jobs"), 0, -1) == [ids[0].encode()]
@@ -326,25 +314,56 @@ def site(cluster: LocalCluster, config: Path, tmp_path: Path) -> Iterator[Dashbo
         yield running
 
 
+def get(site: DashboardProcess, page: str) -> str:
+    answer = httpx.get(f"{site.url}{page}", timeout=10)
+    assert answer.status_code == 200, (page, answer.text)
+    return answer.text
+
+
 def test_every_dashboard_page_answers_on_a_cluster(
     site: DashboardProcess, cluster_client: RedisCluster
 ) -> None:
     route(cluster_client, *acquisitions(), "bad/1")
-    dead_message(cluster_client, 1)
-    pages = [
-        "/pipeline",
-        "/watchers",
-        "/watchers/0",
-        "/targets",
-        "/dedup",
-        "/processes",
-        "/schedules",
-        "/watchers/0/queue?name=jobs",
-        "/watchers/0/set?key={o3}/seen",
-    ]
-    for page in pages:
-        answer = httpx.get(f"{site.url}{page}", timeout=10)
-        assert answer.status_code == 200, (page, answer.text)
-    assert "{o29}/out" in httpx.get(f"{site.url}/targets").text
-    assert "{o29}/seen" in httpx.get(f"{site.url}/dedup").text
-    assert "bad/1" in httpx.get(f"{site.url}/watchers/0").text
+    dead_message(cluster_client, [1], namespace=NS)
+    for page in ["/pipeline", "/watchers", "/watchers/0", "/targets", "/dedup", "/processes",
+                 "/schedules", "/watchers/0/queue?name=jobs", "/watchers/0/set?key={o3}/seen",
+                 "/watchers/0/set?key={o3}/seen&q=t/"]:  # fmt: skip
+        get(site, page)
+
+
+def test_the_dashboard_shows_keys_of_every_primary_and_the_outbox(
+    site: DashboardProcess, cluster_client: RedisCluster
+) -> None:
+    route(cluster_client, *acquisitions(), "bad/1")
+    targets, sets = get(site, "/targets"), get(site, "/dedup")
+    for n in range(EVENTS):
+        assert f"{{o{n}}}/out" in targets and f"{{o{n}}}/seen" in sets
+    watcher = get(site, "/watchers/0")
+    assert "bad/1" in watcher
+    assert re.search(r'id="outbox">0<', watcher)
+
+
+def test_the_processes_page_shows_what_a_worker_holds_on_a_cluster(
+    site: DashboardProcess, cluster_client: RedisCluster
+) -> None:
+    route(cluster_client, *acquisitions(3))
+    now_ms = int(cluster_client.time()[0]) * 1000
+    cluster_client.zadd(DQ.heartbeats, {"worker-1": now_ms})
+    cluster_client.sadd(DQ.acks("worker-1", "jobs"), "m1", "m2")
+    page = get(site, "/processes")
+    assert "worker-1" in page and "jobs: 2" in page
+
+
+def test_dashboard_actions_move_dead_letters_and_messages_on_a_cluster(
+    site: DashboardProcess, cluster_client: RedisCluster
+) -> None:
+    route(cluster_client, "bad/1", "bad/2")
+    dead_message(cluster_client, [1], namespace=NS)
+    csrf = csrf_of(site)
+    letters = post(site, "/watchers/0/dead", {"csrf": csrf, "do": "requeue:all", "confirmed": "1"})
+    assert letters.headers["location"] == "/watchers/0?notice=2+requeued"
+    assert sorted(cluster_client.lrange(INPUT, 0, -1)) == [b"bad/1", b"bad/2"]
+    form = {"csrf": csrf, "do": "requeue:all", "confirmed": "1"}
+    messages = post(site, "/watchers/0/queue/dead?name=jobs", form)
+    assert messages.status_code == 303, messages.text
+    assert cluster_client.llen(DQ.queue("jobs")) == 1 and cluster_client.zcard(DQ.dead("jobs")) == 0
