@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from click.testing import CliRunner, Result
 from redis.cluster import RedisCluster
 
@@ -222,8 +223,10 @@ def aged_sets(client: RedisCluster, count: int = EVENTS) -> list[str]:
     """A dedup set per ``n`` with one old entry and one fresh; the sets' names."""
     now = int(client.time()[0])
     sets = [f"{{o{n}}}/seen" for n in range(count)]
-    for key in sets:
-        client.zadd(key, {"old": now - 1000, "fresh": now})
+    with client.pipeline(transaction=False) as pipe:
+        for key in sets:
+            pipe.zadd(key, {"old": now - 1000, "fresh": now})
+        pipe.execute()
     return sets
 
 
@@ -247,6 +250,27 @@ def test_pruning_a_step_at_a_time_goes_round_every_primary(
     for _ in range(20):  # as a router's periodic pruning does
         removed += sum(p.removed for p in pruner.step())
     assert removed == len(sets)
+
+
+def test_a_pruning_round_cut_by_a_failover_starts_again_and_finishes(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    sets = aged_sets(cluster_client, 4000)  # more than a SCAN page on each primary
+    pruner = Pruner(ruleset=RULESET, client=cluster_client)
+    removed = sum(p.removed for p in pruner.step())  # the round is under way on each
+    victim = cluster.kill_primary_of(sets[0])
+    try:
+        cluster.wait_promoted(victim)
+        with pytest.raises(redis.ConnectionError):  # the failed node's cursor
+            pruner.step()
+        removed += sum(p.removed for p in pruner.sweep())
+    finally:
+        cluster.restart(victim)
+    assert removed == len(sets)
+    with cluster_client.pipeline(transaction=False) as pipe:
+        for key in sets:
+            pipe.zcard(key)
+        assert set(pipe.execute()) == {1}
 
 
 # --- listen ------------------------------------------------------------------------------

@@ -105,7 +105,13 @@ class Pruner:
         if template.is_constant:
             return [template.source]
         pattern = glob_of(template)
-        cursors, found = scan_page(self.client, self._cursors.get(pattern, {}), pattern)
+        try:
+            cursors, found = scan_page(self.client, self._cursors.get(pattern, {}), pattern)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # on a cluster the node a cursor is for may be gone for good (failed over):
+            # the round starts again, on the primaries of then
+            self._cursors.pop(pattern, None)
+            raise
         self._cursors[pattern] = cursors
         return [text(k) for k in found if self._is_zset(k)]
 
