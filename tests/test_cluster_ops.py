@@ -4,7 +4,8 @@ replicas): ``status``, ``dead``, ``dead messages``, ``prune``, ``listen`` and ev
 The watcher's keys share its input's slot (``{w}/done``); its list targets and their
 dedup sets fall in a slot per event (``{o<n>}/out``, ``{o<n>}/seen``), spread over every
 primary; Dramatiq's keys are in the ``{dq}`` namespace. Keys found by ``SCAN`` are found
-on every primary, or the figures below would be short.
+on every primary, or the figures below would be short. Two tests kill a primary (and
+start it again): ``listen`` and a pruning round must carry on on the promoted replica.
 """
 
 from __future__ import annotations
