@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -103,6 +104,18 @@ def dashboard(
         process.stop()
 
 
+def csrf_of(site: DashboardProcess, **get: object) -> str:
+    html = httpx.get(f"{site.url}/watchers/0", **get).text  # type: ignore[arg-type]
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def post(site: DashboardProcess, path: str, form: dict[str, str], **more: object) -> httpx.Response:
+    headers = {"origin": site.url, **more.pop("headers", {})}  # type: ignore[dict-item]
+    return httpx.post(f"{site.url}{path}", data=form, headers=headers, **more)  # type: ignore[arg-type]
+
+
 def dead_letter(
     r: redis.Redis, event: bytes, *, error: str = "RuleError: boom", age_s: int = 0
 ) -> None:
@@ -113,10 +126,15 @@ def dead_letter(
 
 
 def dead_message(
-    r: redis.Redis, args: list[object], *, error: str = "ValueError: boom", queue: str = "jobs"
+    r: redis.Redis,
+    args: list[object],
+    *,
+    error: str = "ValueError: boom",
+    queue: str = "jobs",
+    namespace: str = "dramatiq",
 ) -> str:
     """A message of actor ``work`` dead-lettered on ``queue`` as Dramatiq's broker does it
-    (id in ``dramatiq:<queue>.XQ``, payload in its ``.msgs``); its Redis id."""
+    (id in ``<namespace>:<queue>.XQ``, payload in its ``.msgs``); its Redis id."""
     redis_id = str(uuid.uuid4())
     payload = {
         "queue_name": queue,
@@ -127,7 +145,7 @@ def dead_message(
         "message_id": str(uuid.uuid4()),
         "message_timestamp": int(time.time() * 1000),
     }
-    keys = DramatiqKeys()
+    keys = DramatiqKeys(namespace)
     r.hset(keys.dead_messages(queue), redis_id, json.dumps(payload))
     r.zadd(keys.dead(queue), {redis_id: time.time() * 1000})
     return redis_id

@@ -22,7 +22,15 @@ from pytest_redis.executor import RedisExecutor
 from resc_dramatiq import Config, Router, RuleSet
 from resc_dramatiq.cli import main
 from resc_dramatiq.ops.embedded import server_binary
-from tests.dashboard_server import RULES, DashboardProcess, dashboard, dead_letter, write_rules
+from tests.dashboard_server import (
+    RULES,
+    DashboardProcess,
+    csrf_of,
+    dashboard,
+    dead_letter,
+    post,
+    write_rules,
+)
 from tests.procs import free_port, own_redis, url_of
 
 RULESET = RuleSet.compile(Config.from_data(RULES))
@@ -32,18 +40,6 @@ RULESET = RuleSet.compile(Config.from_data(RULES))
 def site(tmp_path: Path, redis_url: str) -> Iterator[DashboardProcess]:
     with dashboard(write_rules(tmp_path), redis_url, tmp_path) as running:
         yield running
-
-
-def csrf_of(site: DashboardProcess, **get: object) -> str:
-    html = httpx.get(f"{site.url}/watchers/0", **get).text  # type: ignore[arg-type]
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found is not None
-    return found.group(1)
-
-
-def post(site: DashboardProcess, path: str, form: dict[str, str], **more: object) -> httpx.Response:
-    headers = {"origin": site.url, **more.pop("headers", {})}  # type: ignore[dict-item]
-    return httpx.post(f"{site.url}{path}", data=form, headers=headers, **more)  # type: ignore[arg-type]
 
 
 def test_a_post_without_the_csrf_token_is_refused_and_moves_nothing(

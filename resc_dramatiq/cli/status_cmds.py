@@ -236,6 +236,9 @@ def _watcher_table(s: WatcherStatus) -> Table:
     ]
     if s.unmatched_kept is not None:
         rows.append(["unmatched (kept)", str(s.unmatched_kept)])
+    if s.cluster or s.outbox:
+        oldest = f", oldest {_age(s.outbox_oldest_age_s)}" if s.outbox else ""
+        rows.append(["outbox (cluster)", f"{s.outbox}{oldest}"])
     rows += [
         [name, str(c[name])] for name in ("events", "queued", "deduplicated", "retried", "dead")
     ]

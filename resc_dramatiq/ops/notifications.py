@@ -3,6 +3,12 @@
 The commit script publishes, exactly as resc does, ``<taken queue> TRIGGER <event> ->
 <task>`` for every task queued and ``<taken queue> DONE <event>`` for every event
 finished. :func:`follow` subscribes and yields them, reconnecting after an outage.
+
+On a Redis Cluster a ``PUBLISH`` reaches the subscribers of every node, so one
+subscription anywhere hears every router; redis-py subscribes on the node its slot map
+names for the channel's slot. Only commands refresh that map, never pub/sub: after a
+failure the map is read again before subscribing anew, or a subscription would knock at
+a failed-over primary forever.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import RedisClusterException
 
+from ..store.connect import is_cluster
 from ..store.keyspace import text
 from ..store.resilience import Availability, Backoff, PrimaryWatch, is_transient
 
@@ -55,6 +63,8 @@ def follow(
     while not stop.is_set():
         pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         try:
+            if backoff.failures:
+                _learn_nodes_again(client)
             pubsub.subscribe(channel)
             availability.succeeded()
             primary.check()
@@ -72,3 +82,13 @@ def follow(
             backoff.wait(stop)
         finally:
             pubsub.close()
+
+
+def _learn_nodes_again(client: redis.Redis) -> None:
+    """On a cluster, ask the nodes again which of them serves which slot."""
+    if not is_cluster(client):
+        return
+    try:
+        client.nodes_manager.initialize()
+    except RedisClusterException as e:  # no node answered: an outage as any other
+        raise redis.ConnectionError(f"no cluster node answered: {e}") from None

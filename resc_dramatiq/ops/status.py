@@ -1,8 +1,10 @@
 """What a rule set's Redis holds right now: the figures behind ``resc-dramatiq status``.
 
 Reads only (no write, no script): per watcher its input depth, the events in flight per
-router instance with the age of its heartbeat, dead-letter and unmatched counts and the
-router's counters; per rule its counters; per target the depth of its list, or of its
+router instance with the age of its heartbeat, dead-letter and unmatched counts, the
+router's counters and, on a Redis Cluster, its outbox (the committed batches whose tasks
+in other hash slots are not all queued yet: they wait for a router, or for a shard that
+cannot be reached); per rule its counters; per target the depth of its list, or of its
 Dramatiq queue with the delayed and dead-lettered messages; per dedup set its size and
 the age of its oldest entry; per schedule it feeds, its last firing, lag and next firing
 (:mod:`.schedule_status`). Targets and sets named by templates are found with
@@ -23,6 +25,7 @@ from ..rules.model import WatcherRules
 from ..rules.ruleset import RuleSet
 from ..rules.schedules import Schedule, compile_schedules
 from ..rules.templates import Template
+from ..store.connect import is_cluster
 from ..store.keys import DramatiqKeys, WatcherKeys
 from ..store.keyspace import counters, names_of, text
 from .schedule_status import ScheduleStatus, schedule_status
@@ -98,6 +101,11 @@ class WatcherStatus:
     redis: str = ""
     #: The schedules this watcher's router fires.
     schedules: list[ScheduleStatus] = field(default_factory=list)
+    #: Whether the watcher's Redis is a Redis Cluster (the only one with an outbox).
+    cluster: bool = False
+    #: Entries of the watcher's outbox, and the age of the oldest (None: empty).
+    outbox: int = 0
+    outbox_oldest_age_s: float | None = None
 
 
 def gather(
@@ -132,6 +140,7 @@ def _watcher(
     stats = counters(client, keys.stats)
     instances = _instances(client, keys, spec.taken_queue, now_s)
     targets, sets, more = _targets_and_sets(rules, client, now_s, ns)
+    oldest_entry = _scored(client, keys.outbox_at, 0)
     return WatcherStatus(
         input=spec.input_queue,
         depth=client.llen(spec.input_queue),
@@ -147,6 +156,9 @@ def _watcher(
         schedules=[
             schedule_status(s, client, now_s, ns) for s in schedules if s.owner == spec.input_queue
         ],
+        cluster=is_cluster(client),
+        outbox=client.hlen(keys.outbox),
+        outbox_oldest_age_s=(round(now_s - oldest_entry[0][1] / 1000, 3) if oldest_entry else None),
     )
 
 

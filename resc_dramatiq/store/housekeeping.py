@@ -21,7 +21,7 @@ import redis
 
 from ..rules.ruleset import RuleSet
 from ..rules.templates import Template
-from .keyspace import glob_of, text
+from .keyspace import glob_of, scan_page, text
 from .scripts import Scripts
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class Pruner:
         self.client = client
         self.batch = batch
         self.ttls = set_ttls(ruleset)
-        self._cursors: dict[str, int] = {}  # SCAN position per templated set name
+        self._cursors: dict[str, dict[str, int]] = {}  # SCAN position per templated set name
         self._script = Scripts(client)["prune"]
 
     def step(self, *, dry_run: bool = False) -> list[Pruned]:
@@ -97,7 +97,7 @@ class Pruner:
                 removed = p.removed if dry_run or before is None else before.removed + p.removed
                 totals[p.set] = Pruned(p.set, p.ttl_s, removed, p.old_left, p.size, p.oldest_age_s)
             pending = any(p.old_left for p in totals.values()) and not dry_run
-            if not pending and not any(self._cursors.values()):
+            if not pending and not any(any(c.values()) for c in self._cursors.values()):
                 break
         return sorted(totals.values(), key=lambda p: p.set)
 
@@ -105,8 +105,14 @@ class Pruner:
         if template.is_constant:
             return [template.source]
         pattern = glob_of(template)
-        cursor, found = self.client.scan(self._cursors.get(pattern, 0), match=pattern, count=1000)
-        self._cursors[pattern] = int(cursor)
+        try:
+            cursors, found = scan_page(self.client, self._cursors.get(pattern, {}), pattern)
+        except (redis.ConnectionError, redis.TimeoutError):
+            # on a cluster the node a cursor is for may be gone for good (failed over):
+            # the round starts again, on the primaries of then
+            self._cursors.pop(pattern, None)
+            raise
+        self._cursors[pattern] = cursors
         return [text(k) for k in found if self._is_zset(k)]
 
     def _is_zset(self, key: Any) -> bool:
