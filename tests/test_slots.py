@@ -135,3 +135,13 @@ def test_a_schedule_on_a_cluster_needs_a_target_with_a_hash_tag() -> None:
     assert "schedule 'clock'" in problem and "'{plain}'" in problem
     tagged = {"watchers": [watcher], "schedules": [{**schedule, "queue": "{g}/in"}]}
     assert cluster_problems(RuleSet.compile(Config.from_data(tagged)), "dramatiq") == []
+
+
+@pytest.mark.parametrize("command", [["dead", "list"], ["status"], ["prune"], ["router"]])
+def test_every_command_refuses_a_cluster_layout_it_cannot_serve_before_connecting(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = write_rules(tmp_path, "in", "out")
+    result = CliRunner().invoke(main, [*command, str(config), "--redis-url", CLUSTER_URL])
+    assert result.exit_code == 2
+    assert "a Redis Cluster cannot serve these rules" in result.stderr

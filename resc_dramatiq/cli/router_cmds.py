@@ -35,7 +35,7 @@ from .common import (
     setup_logging,
 )
 from .router_processes import processes_option, supervise
-from .servers import Server, cluster_layout_problems, namespace_for, servers_for
+from .servers import Server, namespace_for, servers_for
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +157,6 @@ def router(
         wait_replicas=wait_replicas,
         wait_timeout_ms=wait_timeout_ms,
     )
-    problems = cluster_layout_problems(loaded, servers, options.namespace)
-    if problems:
-        fail("a Redis Cluster cannot serve these rules:\n  " + "\n  ".join(problems))
     try:
         expander = Fetcher.for_ruleset(ruleset)
     except ConfigError as e:

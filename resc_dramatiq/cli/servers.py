@@ -31,7 +31,7 @@ from ..store.connect import is_cluster_url, is_sentinel, parse_sentinel
 from ..store.connect import url_of as sentinel_url_of
 from ..store.slots import cluster_problems
 from ..worker.app import App
-from .common import Loaded, connect, safe_url
+from .common import Loaded, connect, fail, safe_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +48,11 @@ class Server:
 
 
 def servers_for(loaded: Loaded, redis_url: str | None) -> list[Server]:
-    """The Redis of each watcher of ``loaded.ruleset``, in order; warnings printed once."""
+    """The Redis of each watcher of ``loaded.ruleset``, in order; warnings printed once.
+
+    Exits 2 when a Redis Cluster among them cannot serve its watchers' key layout
+    (every command refuses it alike, naming the keys and a hash tag).
+    """
     broker = broker_server(loaded.app) if loaded.app is not None else None
     config = loaded.ruleset.config
     servers: list[Server] = []
@@ -60,6 +64,10 @@ def servers_for(loaded: Loaded, redis_url: str | None) -> list[Server]:
             warnings[warning] = None
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
+    if any(is_cluster_url(s.url) for s in servers):
+        problems = cluster_layout_problems(loaded, servers, namespace_for(loaded))
+        if problems:
+            fail("a Redis Cluster cannot serve these rules:\n  " + "\n  ".join(problems))
     return servers
 
 
