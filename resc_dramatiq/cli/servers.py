@@ -28,7 +28,7 @@ from redis.connection import SSLConnection, parse_url
 from ..config.model import DEFAULT_REDIS_URL, Config
 from ..errors import RedisURLError
 from ..store.connect import is_cluster_url, is_sentinel, parse_sentinel
-from ..store.connect import url_of as sentinel_url_of
+from ..store.connect import url_of as multi_host_url_of
 from ..store.slots import cluster_problems
 from ..worker.app import App
 from .common import Loaded, connect, fail, safe_url
@@ -117,8 +117,10 @@ def broker_server(app: App) -> Server | None:
     if not isinstance(app.broker, RedisBroker):
         return None
     client: redis.Redis = app.broker.client
-    pool = client.connection_pool
-    url = sentinel_url_of(client) or _url_of(pool.connection_kwargs, pool.connection_class)
+    url = multi_host_url_of(client)  # a Sentinel or Cluster URL, when it is one
+    if url is None:
+        pool = client.connection_pool
+        url = _url_of(pool.connection_kwargs, pool.connection_class)
     return Server(url, client)
 
 

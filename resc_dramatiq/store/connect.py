@@ -366,8 +366,10 @@ def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis
 
 
 def url_of(client: redis.Redis) -> str | None:
-    """A Sentinel URL naming what a Sentinel-backed client talks to (password masked
-    by the caller); None for any other client."""
+    """A Sentinel or Cluster URL naming what a Sentinel-backed or cluster client talks to
+    (password masked by the caller); None for any other client."""
+    if isinstance(client, RedisCluster):
+        return _cluster_url_of(client)
     pool = client.connection_pool
     if not isinstance(pool, SentinelConnectionPool):
         return None
@@ -384,6 +386,18 @@ def url_of(client: redis.Redis) -> str | None:
     scheme = "rediss+sentinel" if tls else "redis+sentinel"
     auth = f"{userinfo}@" if userinfo else ""
     return f"{scheme}://{auth}{','.join(hosts)}/{pool.service_name}/{kwargs.get('db') or 0}"
+
+
+def _cluster_url_of(client: RedisCluster) -> str:
+    """The ``redis+cluster://`` URL of a cluster client's startup nodes."""
+    kwargs = client.nodes_manager.connection_kwargs
+    user, password = kwargs.get("username") or "", kwargs.get("password")
+    userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+    auth = f"{userinfo}@" if userinfo else ""
+    scheme = "rediss+cluster" if kwargs.get("ssl") else "redis+cluster"
+    nodes = list(client.nodes_manager.startup_nodes.values())
+    hosts = ",".join(f"{f'[{n.host}]' if ':' in n.host else n.host}:{n.port}" for n in nodes)
+    return f"{scheme}://{auth}{hosts}"
 
 
 def safe_url(url: str) -> str:
