@@ -49,7 +49,7 @@ def _cluster(rows: list[dict[str, Any]], path: Path, note: str) -> Path:
     ax.invert_yaxis()
     ax.set_xlabel("events/s, ratio to one primary (same run)")
     ax.set_xlim(0, max(1.2, max(ratios) * 1.3))
-    ax.set_title("the router on a Redis Cluster (3 primaries + 3 replicas, same machine)")
+    ax.set_title("router on a Redis Cluster (3 primaries + 3 replicas), one machine")
     fig.text(0.01, 0.01, note, fontsize=7, color="gray")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
