@@ -17,11 +17,9 @@ from resc_dramatiq.store.connect import (
     FailoverRidingCluster,
     connect_cluster,
     is_cluster,
-    parse_cluster,
-    parse_sentinel,
-    safe_url,
     url_of,
 )
+from resc_dramatiq.store.urls import parse_cluster, parse_sentinel, safe_url
 from tests.cluster import LocalCluster
 from tests.procs import free_port
 

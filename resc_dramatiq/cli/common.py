@@ -18,7 +18,7 @@ from ..errors import ConfigError, RedisURLError
 from ..ops.logformat import FORMATS, formatter
 from ..rules.ruleset import RuleSet
 from ..store.connect import connect as connect_url
-from ..store.connect import safe_url as safe_url  # re-exported for the commands
+from ..store.urls import safe_url as safe_url  # re-exported for the commands
 from ..worker.app import App, build_ruleset, load_app
 from ..worker.completion import has_completion
 

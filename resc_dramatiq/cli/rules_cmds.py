@@ -14,9 +14,9 @@ from ..errors import ConfigError
 from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
 from ..rules.schedules import compile_schedules
-from ..store.connect import is_cluster_url
 from ..store.keys import DramatiqKeys
 from ..store.slots import key_slot, make_slot
+from ..store.urls import is_cluster_url
 from . import main
 from .common import app_option, fail, load, load_rules, optional_config_argument, redis_url_option
 from .servers import namespace_for, servers_for

@@ -27,9 +27,9 @@ from redis.connection import SSLConnection, parse_url
 
 from ..config.model import DEFAULT_REDIS_URL, Config
 from ..errors import RedisURLError
-from ..store.connect import is_cluster_url, is_sentinel, parse_sentinel
 from ..store.connect import url_of as multi_host_url_of
 from ..store.slots import cluster_problems
+from ..store.urls import is_cluster_url, is_sentinel, parse_sentinel
 from ..worker.app import App
 from .common import Loaded, connect, fail, safe_url
 
