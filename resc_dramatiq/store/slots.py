@@ -181,7 +181,8 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
                 f"watcher {spec.input_queue!r}: its keys fall in {len(set(slots.values()))} "
                 f"slots ({', '.join(repr(s) for s in strays[:3])} not in the input list's "
                 f"slot {home}); on a cluster a watcher's keys share one slot: name its input "
-                f"{suggested(spec.input_queue)!r} (its taken and dead lists follow)"
+                f"{suggested(spec.input_queue)!r} (its taken and dead lists follow; for rules in "
+                f"code: @on_done(..., watcher=...) and Completion(done_queue=...))"
             )
             continue
         for rule in watcher.rules:
