@@ -251,13 +251,20 @@ class Completion(Middleware):
         scripts = self._scripts_of(broker)
         markers = message_markers(queue)
         released = o.set if o.release == "done" else None
-        apart = released is not None and key_slot(released) != key_slot(markers)
-        if released is not None and apart and is_cluster(scripts.client):
-            task, dedup = o.task, released
-            self._write(
-                broker, f"release of {task!r} from {dedup!r}", lambda c: c.zrem(dedup, task)
-            )
-            released = None
+        if is_cluster(scripts.client):
+            if key_slot(markers) != key_slot(queue):
+                self.logger.critical(
+                    "LOST: %s %r for %r: on a Redis Cluster the list needs a hash tag "
+                    "(e.g. %r), so that its markers share its slot",
+                    what, o.task, queue, "{" + queue + "}",
+                )  # fmt: skip
+                return
+            if released is not None and key_slot(released) != key_slot(markers):
+                task, dedup = o.task, released
+                self._write(
+                    broker, f"release of {task!r} from {dedup!r}", lambda c: c.zrem(dedup, task)
+                )
+                released = None
 
         def write(client: redis.Redis) -> bool:
             return emit(
