@@ -22,10 +22,10 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import redis
 
-from ..rules.model import WatcherRules
 from ..rules.plan import Batch, Expander, Planner
 from ..rules.ruleset import RuleSet
 from ..store.cluster import slot_client
@@ -82,15 +82,21 @@ class Router:
         self.replication = (
             None if wait is None else Replication(logger, f"router {self.instance}", wait)
         )
-        cluster = client if is_cluster(client) else None
-        scripts = Scripts(client) if cluster is None else None
-        cluster_scripts = Scripts(cluster) if cluster is not None else None  # type: ignore[arg-type]
+        home, cluster = scripts_of(client)
         self.primary = PrimaryWatch(logger, f"router {self.instance}", client)
         namespace = self.options.namespace or ruleset.config.spec.namespace
         self.loops = [
             WatcherLoop(
                 planner=Planner(rules, expander=expander),
-                store=self._store(ruleset, rules, scripts, cluster_scripts, namespace),
+                store=WatcherStore.of(
+                    home(rules.spec.input_queue),
+                    ruleset,
+                    rules,
+                    instance=self.instance,
+                    namespace=namespace,
+                    cluster=cluster,
+                    wait=self.options.replica_wait,
+                ),
                 options=self.options,
                 availability=self.availability,
                 replication=self.replication,
@@ -104,35 +110,11 @@ class Router:
         self.scheduler = Scheduler.of(
             ruleset,
             store=ScheduleStore(
-                scripts=scripts or cluster_scripts,  # type: ignore[arg-type]  # one is set
-                namespace=namespace,
-                instance=self.instance,
+                scripts=cluster or home(""), namespace=namespace, instance=self.instance
             ),
             observer=self.observer,
             availability=self.availability,
             clock=clock,
-        )
-
-    def _store(
-        self,
-        ruleset: RuleSet,
-        rules: WatcherRules,
-        scripts: Scripts | None,
-        cluster: Scripts | None,
-        namespace: str,
-    ) -> WatcherStore:
-        """A watcher's store: on the client, or on a cluster on its slot's primary."""
-        if cluster is not None:
-            scripts = Scripts(slot_client(cluster.client, rules.spec.input_queue))  # type: ignore[arg-type]
-        assert scripts is not None
-        return WatcherStore.of(
-            scripts,
-            ruleset,
-            rules,
-            instance=self.instance,
-            namespace=namespace,
-            cluster=cluster,
-            wait=self.options.replica_wait,
         )
 
     def sweep_outbox(self, grace_ms: int) -> int:
@@ -302,3 +284,17 @@ class Router:
 def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:
     """The counters of a watcher."""
     return counters(client, keys.stats)
+
+
+def scripts_of(client: redis.Redis) -> tuple[Callable[[str], Scripts], Scripts | None]:
+    """The scripts of a watcher, by its input list, and (on a cluster) the scripts on the
+    cluster client, for the outbox's other slots and the schedules.
+
+    On one server every watcher shares the client; on a cluster each watcher's scripts
+    run on a client of the primary that serves its input list's slot.
+    """
+    if is_cluster(client):
+        cluster = client
+        return (lambda key: Scripts(slot_client(cluster, key))), Scripts(cast(redis.Redis, cluster))
+    shared = Scripts(client)
+    return (lambda key: shared), None
