@@ -47,8 +47,13 @@ def children(supervisor: RouterProcess, count: int) -> dict[str, psutil.Process]
                 named[argv[argv.index("--instance") + 1]] = child
         return named
 
-    wait_for(lambda: len(found()) == count, what=f"{count} router processes")
-    return found()
+    def counted() -> dict[str, psutil.Process] | None:
+        named = found()
+        return named if len(named) == count else None
+
+    # the dict that had them all: a second look may catch a restart between fork and exec
+    result: dict[str, psutil.Process] = wait_for(counted, what=f"{count} router processes")
+    return result
 
 
 def registered(r: redis.Redis, *names: str) -> bool:
