@@ -64,10 +64,7 @@ def servers_for(loaded: Loaded, redis_url: str | None) -> list[Server]:
             warnings[warning] = None
     for warning in warnings:
         click.echo(f"warning: {warning}", err=True)
-    if any(is_cluster_url(s.url) for s in servers):
-        problems = cluster_layout_problems(loaded, servers, namespace_for(loaded))
-        if problems:
-            fail("a Redis Cluster cannot serve these rules:\n  " + "\n  ".join(problems))
+    _refuse_unservable(loaded, servers)
     return servers
 
 
@@ -178,15 +175,16 @@ def namespace_for(loaded: Loaded) -> str | None:
     return spec.namespace
 
 
-def cluster_layout_problems(
-    loaded: Loaded, servers: list[Server], namespace: str | None
-) -> list[str]:
-    """What the Redis Clusters among ``servers`` cannot serve of their watchers' rules."""
+def _refuse_unservable(loaded: Loaded, servers: list[Server]) -> None:
+    """Exit 2 naming what the Redis Clusters among ``servers`` cannot serve of their
+    watchers' rules (nothing to check without a cluster)."""
     ruleset = loaded.ruleset
     on_cluster = tuple(
         w for w, s in zip(ruleset.watchers, servers, strict=True) if is_cluster_url(s.url)
     )
     if not on_cluster:
-        return []
+        return
     part = dataclasses.replace(ruleset, watchers=on_cluster)
-    return cluster_problems(part, namespace or ruleset.config.spec.namespace)
+    problems = cluster_problems(part, namespace_for(loaded) or ruleset.config.spec.namespace)
+    if problems:
+        fail("a Redis Cluster cannot serve these rules:\n  " + "\n  ".join(problems))

@@ -22,6 +22,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException
 
+from ..store.cluster import layout_of
 from ..store.connect import is_cluster
 from ..store.keyspace import text
 from ..store.resilience import Availability, Backoff, PrimaryWatch, is_transient
@@ -89,6 +90,6 @@ def _learn_nodes_again(client: redis.Redis) -> None:
     if not is_cluster(client):
         return
     try:
-        client.nodes_manager.initialize()
+        layout_of(client).refresh()
     except RedisClusterException as e:  # no node answered: an outage as any other
         raise redis.ConnectionError(f"no cluster node answered: {e}") from None

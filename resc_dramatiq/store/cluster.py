@@ -96,12 +96,24 @@ class SlotSSLConnection(SlotConnection, SSLConnection):
     """:class:`SlotConnection` over TLS."""
 
 
+_layouts_lock = threading.Lock()
+
+
+def layout_of(cluster: RedisCluster) -> Layout:
+    """The one :class:`Layout` of a cluster client: every part of the package that meets
+    a moved slot or a dead node asks it to learn the layout again, at most once per
+    :data:`REFRESH_INTERVAL_S` however many met it at once."""
+    with _layouts_lock:
+        layout: Layout | None = getattr(cluster, "_resc_layout", None)
+        if layout is None:
+            layout = Layout(cluster)
+            cluster._resc_layout = layout  # type: ignore[attr-defined]
+        return layout
+
+
 def slot_client(cluster: RedisCluster, key: str) -> redis.Redis:
     """A client of the primary that serves ``key``'s slot, following it when it moves."""
-    layout = getattr(cluster, "_resc_layout", None)
-    if layout is None:
-        layout = Layout(cluster)
-        cluster._resc_layout = layout  # type: ignore[attr-defined]  # one per cluster client
+    layout = layout_of(cluster)
     host, port = layout.address(key_slot(key))
     # a node client as the cluster client builds them gives the connection settings
     template = redis.Redis(host=host, port=port, **cluster.nodes_manager.connection_kwargs)

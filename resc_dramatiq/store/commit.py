@@ -187,7 +187,6 @@ class CommitCodec:
         tasks, outbox = self._split(
             batch, batch.batch_id if by_message is None else by_message.message_id
         )
-        event_index = _event_index
         args: list[Any] = [
             len(events),
             events[-1],
@@ -205,7 +204,7 @@ class CommitCodec:
             s.marker_ttl_ms,
             "taken" if by_message is None else "message",
             "1" if released else "0",
-            pack_tasks(tasks, script_keys, s.dramatiq, event_index, with_rules=not per_rule_later),
+            pack_tasks(tasks, script_keys, s.dramatiq, _event_index, with_rules=not per_rule_later),
             "1" if per_rule_later else "0",
             s.history_ttl_s,
             outbox.pack() if outbox is not None else b"",

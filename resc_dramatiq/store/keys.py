@@ -39,14 +39,12 @@ last fired tick, when and by whom, and its lag.
 from __future__ import annotations
 
 import functools
-from binascii import crc_hqx
 from dataclasses import dataclass
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from ..config.model import WatcherSpec
 from ..rules.messages import delay_queue_name
-
-#: Hash slots of a Redis Cluster.
-SLOTS = 16384
 
 #: How long a minute of history is kept (``I/history/<minute>``), in seconds.
 HISTORY_TTL_S = 3 * 3600
@@ -117,10 +115,10 @@ def applied_keys(slot: int) -> tuple[str, str]:
 @functools.cache
 def _slot_tags() -> list[str]:
     """For each hash slot, the shortest number (as text) that hashes to it."""
-    tags: list[str | None] = [None] * SLOTS
-    missing, n = SLOTS, 0
+    tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
+    missing, n = REDIS_CLUSTER_HASH_SLOTS, 0
     while missing:
-        slot = crc_hqx(str(n).encode(), 0) % SLOTS
+        slot = key_slot(str(n).encode())
         if tags[slot] is None:
             tags[slot], missing = str(n), missing - 1
         n += 1

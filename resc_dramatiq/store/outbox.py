@@ -31,7 +31,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..rules.plan import PlannedTask
-from .cluster import SLOT_ERRORS
+from .cluster import SLOT_ERRORS, layout_of
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
 from .resilience import ReplicaWait
@@ -229,7 +229,7 @@ class Outbox:
                     raise failed
                 replies += zip(parts, results, strict=True)
         except (redis.ConnectionError, redis.TimeoutError, *SLOT_ERRORS):
-            cluster.nodes_manager.initialize()  # a failover or a migration: ask again
+            layout_of(cluster).refresh()  # a failover or a migration: ask again
             raise
         return replies
 

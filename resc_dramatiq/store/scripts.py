@@ -17,6 +17,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..errors import WrongType
+from .cluster import layout_of
 from .keyspace import text
 from .resilience import ReplicaWait
 
@@ -97,7 +98,7 @@ def script_and_wait(
         try:
             return script_and_wait(cluster.get_redis_connection(node), script, keys, args, wait)
         except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
-            cluster.nodes_manager.initialize()  # the slot's primary changed: ask again
+            layout_of(cluster).refresh()  # the slot's primary changed: ask again
             raise
     try:
         return _script_and_wait(client, script.sha, keys, args, wait)
