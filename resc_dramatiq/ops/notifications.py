@@ -62,7 +62,7 @@ def follow(
     primary = PrimaryWatch(logger, f"listen on {what}", client)
     backoff = Backoff(first_s=0.1, cap_s=5.0)
     while not stop.is_set():
-        pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             if backoff.failures:
                 _learn_nodes_again(client)

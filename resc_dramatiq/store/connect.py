@@ -227,8 +227,8 @@ def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis
         "password": target.password,
         "connection_class": FollowingSSLConnection if target.ssl else FollowingConnection,
     }
-    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(target.service, **server_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
+    client: redis.Redis = sentinel.master_for(target.service, **server_kwargs)
     return client
 
 
