@@ -210,3 +210,50 @@ def test_a_rule_variable_in_a_header_is_refused_at_start() -> None:
     rules = ruleset({"url": "http://h/", "returns": "r", "headers": {"X-Product": "${product}"}})
     with pytest.raises(ConfigError, match=r"headers take \$\{env:NAME\} only"):
         Fetcher.for_ruleset(rules, environ={})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://${h}/products/${p}",
+        "http://cat.example:${p}/products",
+        "http://${h}.cat.example/products",
+        "http://user:${p}@cat.example/products",
+        "${h}://cat.example/products",
+        "${h}/products",
+    ],
+)
+def test_a_variable_in_a_fetch_urls_scheme_host_or_port_is_refused_at_load(url: str) -> None:
+    rule = {
+        "name": "acq",
+        "on": r"^acq/(?P<h>[^/]+)/(?P<p>\d+)$",
+        "fetch": [{"url": url, "returns": "r"}],
+        "make": {"task": "t", "queue": "q"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        Config.from_data({"watchers": [{"input_queue": "in", "rules": [rule]}]})
+    [problem] = caught.value.problems
+    assert problem.startswith(
+        f"<config>: watchers[0].rules[0].fetch: rule 'acq', fetch[0].url {url!r}: "
+    )
+
+
+def test_a_fetch_url_is_http_or_https() -> None:
+    with pytest.raises(ConfigError, match=r"starts with a fixed http:// or https://"):
+        ruleset({"url": "file:///etc/passwd", "returns": "r"})
+
+
+def test_variables_stay_allowed_in_a_fetch_urls_path_and_query(
+    httpserver: HTTPServer, fetcher: Fetcher
+) -> None:
+    seen: list[str] = []
+
+    def record(request: Request) -> Response:
+        seen.append(request.environ["RAW_URI"])
+        return Response(json.dumps({"v": "1"}), content_type="application/json")
+
+    httpserver.expect_request("/p/a/b").respond_with_handler(record)
+    rules = ruleset({"url": httpserver.url_for("/p/${product}") + "?q=${product}", "returns": "r"})
+    [result] = fetcher(match(rules, "trt/x/a/b"))
+    assert result["r.v"] == "1"
+    assert seen == ["/p/a%2Fb?q=a%2Fb"]  # one path segment, one query value

@@ -82,3 +82,15 @@ def test_check_refuses_a_rule_variable_in_a_header_with_its_location(tmp_path: P
     result = CliRunner().invoke(main, ["check", str(config)])
     assert result.exit_code == 2
     assert "fetch[0].headers.X-Product: headers take ${env:NAME} only" in result.stderr
+
+
+def test_check_refuses_a_variable_in_a_fetch_urls_host_naming_the_rule_and_the_url(
+    tmp_path: Path,
+) -> None:
+    url = "http://${process}/products/${product}"
+    config = write(tmp_path, url, {"Authorization": "Bearer ${env:CAT_TOKEN}"})
+    result = CliRunner().invoke(main, ["check", str(config)])
+    assert result.exit_code == 2
+    assert f"rule '<anonymous rule>', fetch[0].url '{url}': a variable before its path" in (
+        result.stderr
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from resc_dramatiq.config.model import Config
 from resc_dramatiq.rules.fetch import Fetcher, FetchOptions
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import one_round
+from tests.http_drip import DripServer
 
 FAST = FetchOptions(backoff_first_s=0.01, backoff_cap_s=0.02)
 TRT = r"^trt/(?P<process>\w+)/(?P<product>\w+)$"
@@ -247,3 +249,45 @@ def test_a_slow_service_does_not_stall_another_watcher(
         thread.join(10)
         fetcher.close()
     assert not thread.is_alive()
+
+
+def test_a_stuck_service_holds_back_no_healthy_fetch_of_the_next_batch(
+    r: redis.Redis, threaded_server: HTTPServer
+) -> None:
+    threaded_server.expect_request(re.compile(r"/h/\d+")).respond_with_handler(
+        lambda request: Response(json.dumps({"v": request.path}), content_type="application/json")
+    )
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9999\r\n\r\n["
+    with DripServer(head=head, drip=b" ", interval_s=0.2, max_s=15) as stuck:
+        slow = {
+            "name": "slow",
+            "on": r"^slow/(?P<id>\d+)$",
+            "fetch": [
+                {"url": stuck.url + "/s/${id}", "returns": "r", "timeout_s": 1, "retries": 0}
+            ],
+            "make": {"task": "s/${r.v}", "queue": "slows"},
+        }
+        fast = {
+            "name": "fast",
+            "on": r"^fast/(?P<id>\d+)$",
+            "fetch": [{"url": threaded_server.url_for("/h/${id}"), "returns": "r"}],
+            "make": {"task": "f${r.v}", "queue": "fasts"},
+        }
+        rules = ruleset({"input_queue": "in", "max_attempts": 1, "rules": [slow, fast]})
+        r.lpush("in", *[f"slow/{i}" for i in range(20)])  # the first batch: all stuck
+        r.lpush("in", *[f"fast/{i}" for i in range(20)])  # the next one: all healthy
+        fetcher = Fetcher(options=FAST)  # 16 calls in flight per watcher and service
+        router = Router(
+            ruleset=rules, client=r, expander=fetcher, options=RouterOptions(batch_size=20)
+        )
+        started = time.perf_counter()
+        router.run_until_idle()
+        elapsed_s = time.perf_counter() - started
+        fetcher.close()
+    assert sorted(r.lrange("fasts", 0, -1)) == sorted(f"f/h/{i}".encode() for i in range(20))
+    dead = dead_entries(r)
+    assert sorted(e["event"] for e in dead) == sorted(f"slow/{i}" for i in range(20))
+    assert {e["error"].split(": ", 2)[2] for e in dead} == {
+        "no complete answer within 1 s (after 1 attempt)"
+    }
+    assert elapsed_s < 5.0  # one deadline for the stuck batch, then the healthy one

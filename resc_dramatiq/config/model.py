@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -34,6 +35,7 @@ from .paths import ancestors, format_path, layout_aliases, rewrite, root_causes,
 from .schedules import ScheduleSpec, unique_names
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MIB = 1 << 20
 ANONYMOUS_RULE = "<anonymous rule>"
 INPUT_TASK = "${input_task}"
 
@@ -63,9 +65,26 @@ class FetchSpec(_Model):
 
     url: str
     returns: str = Field(pattern=r"^\w+$")
-    timeout_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=5.0, gt=0)  # one attempt, whole answer included
     retries: int = Field(default=2, ge=0)
+    max_body_bytes: int = Field(default=MIB, gt=0)
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+def fixed_origin_problem(url: str) -> str | None:
+    """Why ``url`` may send a call elsewhere than the config says: a ``${...}`` in its
+    scheme, host or port (the rule's headers, secrets included, would go there too)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):
+        return "a fetch URL starts with a fixed http:// or https://"
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if "${" in authority:
+        return (
+            "a variable before its path (host, port, user) would let an event choose the "
+            "server that receives the call and its headers; the scheme, host and port must "
+            "be fixed text (variables may go in the path and the query)"
+        )
+    return None
 
 
 class MakeSpec(_Model):
@@ -123,6 +142,19 @@ class RuleSpec(_Model):
     on: str
     fetch: tuple[FetchSpec, ...] = ()
     make: tuple[MakeSpec, ...] = Field(min_length=1)
+
+    @field_validator("fetch")
+    @classmethod
+    def _fixed_origins(cls, fetch: tuple[FetchSpec, ...], info: ValidationInfo) -> Any:
+        rule = info.data.get("name", ANONYMOUS_RULE)
+        problems = [
+            f"rule {rule!r}, fetch[{i}].url {spec.url!r}: {problem}"
+            for i, spec in enumerate(fetch)
+            if (problem := fixed_origin_problem(spec.url)) is not None
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return fetch
 
     @model_validator(mode="before")
     @classmethod

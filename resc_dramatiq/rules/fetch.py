@@ -9,35 +9,42 @@ What resc gets wrong and :class:`Fetcher` does not:
 
 * every value put into a URL is percent-encoded: an event cannot change the host,
   the path or the query of the call;
-* calls have a timeout and a bounded number of retries with backoff; a call that
-  still fails raises :class:`~resc_dramatiq.errors.FetchError` (HTTP status or error),
-  so the router retries the event and finally dead-letters it with that reason;
+* the scheme, host and port of a URL are fixed by the config (checked at load): an
+  event cannot send the call, or the rule's secret headers, to a server of its choice;
+* each attempt has a deadline for the whole answer (connect, headers and body,
+  ``timeout_s``) and a size cap (``max_body_bytes``, 1 MiB by default), read streamed
+  (:mod:`.fetch_call`); a bounded number of retries with backoff follow timeouts,
+  network errors and 5xx. A call that still fails raises
+  :class:`~resc_dramatiq.errors.FetchError` with the reason, so the router retries the
+  event and finally dead-letters it with that reason;
 * a body that is not the documented shape is refused with a clear reason;
 * header values may read secrets from the environment (``${env:NAME}``), resolved and
   checked when the fetcher is built, never logged nor put in an error;
-* the calls of a batch run concurrently (:meth:`Fetcher.prefetch`), each watcher with its
-  own pool, under a per-batch deadline: a slow service delays a batch by at most one
-  call's worst case, never N calls', and other watchers not at all.
+* the calls of a batch run concurrently on one event loop (:meth:`Fetcher.prefetch`),
+  at most ``max_concurrency`` per watcher and service: a call past its deadline is
+  cancelled, never left running, so a stuck service delays no other service and no
+  later batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
-import json
+import math
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from ..config.model import FetchSpec
 from ..errors import ConfigError, FetchError, RuleError
+from .fetch_call import EventLoopThread, RetriableFetchError, get_body
+from .fetch_results import parse_results
 from .model import Match
 from .ruleset import RuleSet
 from .templates import Template
@@ -45,17 +52,12 @@ from .templates import Template
 #: ``${env:NAME}`` in a header value: the environment variable NAME, read at start.
 ENV_REFERENCE = re.compile(r"\$\{env:(\w+)\}")
 
-#: Statuses worth another try: the service is overloaded or restarting.
-RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-_JSON_TYPES = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
-
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
     """Tuning of the fetch layer (per-call ``timeout_s`` and ``retries`` are in the rules)."""
 
-    max_concurrency: int = 16  # calls in flight per watcher
+    max_concurrency: int = 16  # calls in flight per watcher and service
     backoff_first_s: float = 0.2
     backoff_cap_s: float = 2.0
 
@@ -72,16 +74,15 @@ class Fetcher:
         self,
         *,
         secrets: Mapping[str, str] | None = None,
-        client: httpx.Client | None = None,
+        client: httpx.AsyncClient | None = None,
         options: FetchOptions | None = None,
     ) -> None:
         self._secrets = dict(secrets or {})
         self._owns_client = client is None
-        self._client = client or httpx.Client(follow_redirects=False)
+        self._client = client or httpx.AsyncClient(follow_redirects=False)
         self.options = options or FetchOptions()
-        self._local = threading.local()  # per watcher thread: its pool and batch results
-        self._pools: list[ThreadPoolExecutor] = []
-        self._lock = threading.Lock()
+        self._loop = EventLoopThread(name="fetch")
+        self._local = threading.local()  # per watcher thread: its limits and batch results
 
     @classmethod
     def for_ruleset(
@@ -89,7 +90,7 @@ class Fetcher:
         ruleset: RuleSet,
         *,
         environ: Mapping[str, str] | None = None,
-        client: httpx.Client | None = None,
+        client: httpx.AsyncClient | None = None,
         options: FetchOptions | None = None,
     ) -> Fetcher:
         """A fetcher for the rules of ``ruleset``; raise :class:`ConfigError` on bad headers."""
@@ -110,47 +111,59 @@ class Fetcher:
         return found
 
     def prefetch(self, matches: Sequence[Match]) -> None:
-        """Start every call of a batch at once; wait at most one call's worst case.
+        """Start every call of a batch at once and wait for them all.
 
-        A call still running at the deadline fails its event (retried in a later batch).
+        Each call ends by itself within its worst case (:meth:`worst_case_s`) once it
+        has a place among the ``max_concurrency`` calls to its service, so the wait is
+        bounded; the bound below is a safety net, not the mechanism.
         """
-        pool = self._pool()
         calls: dict[tuple[int, str], Future[list[dict[str, str]]]] = {}
-        deadline_s = 0.0
+        waves: dict[str, int] = {}
+        worst_s: dict[str, float] = {}
         for spec, url in _calls(matches):
             if (id(spec), url) not in calls:
-                calls[id(spec), url] = pool.submit(self.get, spec, url)
-                deadline_s = max(deadline_s, self.worst_case_s(spec))
+                calls[id(spec), url] = self._loop.submit(self._get(spec, url, self._limit(spec)))
+                origin = _origin(spec.url)
+                waves[origin] = waves.get(origin, 0) + 1
+                worst_s[origin] = max(worst_s.get(origin, 0.0), self.worst_case_s(spec))
         self._local.cache = calls
-        _, late = wait(calls.values(), timeout=deadline_s)
+        per_wave = self.options.max_concurrency
+        bound_s = max((math.ceil(n / per_wave) * worst_s[o] for o, n in waves.items()), default=0.0)
+        _, late = wait(calls.values(), timeout=bound_s + 1.0)
         for key, future in calls.items():
             if future in late:
-                future.cancel()
-                calls[key] = _failed(f"GET {key[1]}: no answer within {deadline_s:.1f} s")
+                future.cancel()  # cancels the task on the loop: the call stops
+                calls[key] = _failed(f"GET {key[1]}: no complete answer within {bound_s:.1f} s")
 
     def get(self, spec: FetchSpec, url: str) -> list[dict[str, str]]:
-        """``GET url`` with timeout and retries; the results, or :class:`FetchError`."""
+        """``GET url`` with its deadline, cap and retries; the results, or :class:`FetchError`."""
+        return self._loop.submit(self._get(spec, url, self._limit(spec))).result()
+
+    async def _get(
+        self, spec: FetchSpec, url: str, limit: asyncio.Semaphore
+    ) -> list[dict[str, str]]:
         headers = {
             name: ENV_REFERENCE.sub(lambda m: self._secrets[m[1]], value)
             for name, value in spec.headers.items()
         }
         problem = ""
         for delay_s in self._delays(spec.retries):
-            time.sleep(delay_s)
+            await asyncio.sleep(delay_s)
             try:
-                response = self._client.get(url, headers=headers, timeout=spec.timeout_s)
-            except httpx.TimeoutException:
-                problem = f"no answer within {spec.timeout_s:g} s"
+                async with limit:
+                    body = await get_body(
+                        self._client,
+                        url,
+                        headers=headers,
+                        timeout_s=spec.timeout_s,
+                        max_body_bytes=spec.max_body_bytes,
+                    )
+            except RetriableFetchError as e:
+                problem = str(e)
                 continue
-            except httpx.HTTPError as e:
-                problem = f"{type(e).__name__}: {e}"
-                continue
-            if response.status_code in RETRIED_STATUSES:
-                problem = f"HTTP {response.status_code}"
-                continue
-            if not response.is_success:
-                raise FetchError(f"GET {url}: HTTP {response.status_code}")
-            return parse_results(spec.returns, response.content, url)
+            except FetchError as e:
+                raise FetchError(f"GET {url}: {e}") from None
+            return parse_results(spec.returns, body, url)
         tries = spec.retries + 1
         raise FetchError(f"GET {url}: {problem} (after {tries} attempt{'s' * (tries > 1)})")
 
@@ -159,27 +172,30 @@ class Fetcher:
         return (spec.retries + 1) * spec.timeout_s + sum(self._delays(spec.retries)) + 0.5
 
     def close(self) -> None:
-        """Stop the pools, and the HTTP client unless it was given."""
-        with self._lock:
-            for pool in self._pools:
-                pool.shutdown(wait=False, cancel_futures=True)
-            self._pools.clear()
-        if self._owns_client:
-            self._client.close()
+        """Cancel the calls still running; close the HTTP client unless it was given."""
+        self._loop.close(self._client.aclose() if self._owns_client else None)
 
-    def _pool(self) -> ThreadPoolExecutor:
-        pool: ThreadPoolExecutor | None = getattr(self._local, "pool", None)
-        if pool is None:
-            pool = ThreadPoolExecutor(self.options.max_concurrency, thread_name_prefix="fetch")
-            with self._lock:
-                self._pools.append(pool)
-            self._local.pool = pool
-        return pool
+    def _limit(self, spec: FetchSpec) -> asyncio.Semaphore:
+        """The calling watcher's limit of calls in flight to the service of ``spec``."""
+        limits: dict[str, asyncio.Semaphore] | None = getattr(self._local, "limits", None)
+        if limits is None:
+            limits = self._local.limits = {}
+        origin = _origin(spec.url)
+        if origin not in limits:
+            limits[origin] = asyncio.Semaphore(self.options.max_concurrency)
+        return limits[origin]
 
     def _delays(self, retries: int) -> list[float]:
         """0 before the first try, then doubling delays up to the cap."""
         first, cap = self.options.backoff_first_s, self.options.backoff_cap_s
         return [0.0] + [min(cap, first * 2.0**i) for i in range(retries)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a fetch URL (fixed text: checked when the config loads)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme.lower()}://{re.split(r'[/?#]', rest, maxsplit=1)[0].lower()}"
 
 
 def _calls(matches: Sequence[Match]) -> Iterator[tuple[FetchSpec, str]]:
@@ -214,43 +230,6 @@ def encode(value: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def _template(source: str) -> Template:
     return Template.compile(source)
-
-
-def parse_results(returns: str, body: bytes, url: str) -> list[dict[str, str]]:
-    """The variable sets of a JSON body: an object, or an array of objects."""
-    try:
-        data = json.loads(body, parse_constant=_no_constant)
-    except ValueError:
-        raise FetchError(f"GET {url}: the response is not JSON") from None
-    items = data if isinstance(data, list) else [data]
-    if not isinstance(data, list | dict):
-        raise FetchError(
-            f"GET {url}: the response is a JSON {_json_type(data)}, "
-            "not an object or an array of objects"
-        )
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise FetchError(f"GET {url}: item {i} of the array is a JSON {_json_type(item)}")
-    return [_variables(returns, item) for item in items]
-
-
-def _variables(returns: str, item: Mapping[str, Any]) -> dict[str, str]:
-    """``<returns>.<field>`` for the top-level string and number fields (as resc)."""
-    found = {}
-    for key, value in item.items():
-        if isinstance(value, str):
-            found[f"{returns}.{key}"] = value
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            found[f"{returns}.{key}"] = str(value)
-    return found
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPES.get(type(value), "number")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def check_headers(ruleset: RuleSet, environ: Mapping[str, str] | None) -> dict[str, str]:
