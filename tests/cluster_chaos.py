@@ -135,6 +135,9 @@ class Producer(threading.Thread):
         self.cluster, self.events = cluster, events
         self.pushed = 0
         self.failure: BaseException | None = None
+        #: set when the chaos begins: the stream waits for it after its first chunk, so
+        #: that slow router starts (a loaded machine) never let it finish before the chaos
+        self.go = threading.Event()
 
     def run(self) -> None:
         try:
@@ -143,6 +146,8 @@ class Producer(threading.Thread):
                 chunk = [f"acq/{n:02d}" for n in range(first, min(first + 20, self.events))]
                 wait_for(lambda c=chunk: self.push(client, c), timeout_s=60, what="a push")
                 self.pushed += len(chunk)
+                if not self.go.wait(timeout=120):
+                    raise AssertionError("the chaos never began")
                 time.sleep(0.1)  # a steady stream, for the chaos to cut into
             client.close()
         except BaseException as e:
@@ -218,6 +223,7 @@ def run_chaos(workdir: Path, *, events: int = 2000) -> Figures:
         producer = Producer(cluster, events)
         producer.start()
         wait_for(lambda: _routed(client) > 0, timeout_s=60, what="the first commit")
+        producer.go.set()
         chaos(cluster, fleet, start, workdir, producer, figures)
         producer.join(timeout=120)
         assert producer.failure is None, producer.failure

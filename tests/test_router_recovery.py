@@ -12,6 +12,8 @@ from contextlib import contextmanager
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from resc_dramatiq import Observer, Router, RouterOptions
 from resc_dramatiq.config.model import Config
@@ -118,7 +120,10 @@ def test_an_event_stranded_by_an_unanswered_take_is_handed_back_and_routed_once(
     client_retries: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client = r if client_retries else redis.Redis.from_url(redis_url)  # from_url: no retries
+    # a client that retries a dropped connection by itself (redis-py 6+ does by default,
+    # 5.x only when told), or one that lets the router see the error
+    retry = Retry(NoBackoff(), 3 if client_retries else 0)
+    client = redis.Redis.from_url(redis_url, retry=retry, retry_on_error=[redis.ConnectionError])
     with running(router(client, "a")) as a:
         taken = a.loops[0].keys.taken
         wait_for(lambda: blocked_clients(r), what="the router waits in BLMOVE")
