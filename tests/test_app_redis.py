@@ -18,10 +18,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from click.testing import CliRunner
 
+from resc_dramatiq.cli import main
 from resc_dramatiq.cli.common import load
 from resc_dramatiq.cli.servers import namespace_for, servers_for
 from resc_dramatiq.config.model import DEFAULT_REDIS_URL
+from resc_dramatiq.rules.plan import FailedEvent
+from resc_dramatiq.store.commit import dead_letter_entry
 from resc_dramatiq.worker.registry import registry
 from tests.helpers import wait_for
 from tests.procs import CLI, DONE, LoggedProcess, free_port
@@ -222,3 +226,31 @@ def test_a_namespace_the_config_names_wins_over_the_broker_and_says_so(
     loaded = load(str(config), write_app(unused_url, namespace="shop"))
     assert namespace_for(loaded) == "jobs"
     assert "namespace 'jobs' differs from that of --app" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("here")
+@pytest.mark.parametrize("verb", ["requeue", "drop"])
+def test_dead_requeue_and_drop_with_app_take_a_first_argument_that_is_no_file_as_an_event(
+    write_app: WriteApp, redis_url: str, r: redis.Redis, verb: str
+) -> None:
+    spec = write_app(redis_url)
+    for event in (b"published/v1", b"published/v2"):
+        failed = FailedEvent(event=event, rule="r", error="RuleError: boom")
+        r.lpush(f"{DONE}/dead", dead_letter_entry(failed, watcher=DONE, attempts=1, at_s=1))
+    result = CliRunner().invoke(main, ["dead", verb, "--app", spec, "published/v1"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{DONE}/dead: 1 {'requeued' if verb == 'requeue' else 'dropped'}\n"
+    assert r.llen(f"{DONE}/dead") == 1
+    assert r.lrange(DONE, 0, -1) == ([b"published/v1"] if verb == "requeue" else [])
+
+
+@pytest.mark.usefixtures("here")
+def test_dead_messages_requeue_with_app_takes_a_first_argument_that_is_no_file_as_an_id(
+    write_app: WriteApp, redis_url: str, r: redis.Redis
+) -> None:
+    spec = write_app(redis_url)
+    result = CliRunner().invoke(
+        main, ["dead", "messages-requeue", "--app", spec, "4c0f", "--dry-run"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "dramatiq:treat.XQ: 0 would be requeued" in result.output

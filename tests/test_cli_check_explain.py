@@ -52,6 +52,10 @@ BROKEN_MESSAGES = {
     "todo_and_make.json": ":6: watchers[0].rules[0]: give 'make' or the seed-era 'todo', not both",
     "typo_key.json": ":9: watchers[0].rules[0].make[0].qeue: unknown key; did you mean 'queue'?",
     "typo_top_level.json": ":2: listner_channel: unknown key; did you mean 'listener_channel'?",
+    "unquoted_string_in_one_line_object.hjson": ":8: invalid Hjson: the unquoted string"
+    " 'trt/${process_id}/${product_id}, queue: trt/todo, set: trt/set, ttl_s: 86400 }' runs to"
+    " the end of the line (its ',', '}' and ']' included): quote it, or give it a line of its"
+    " own (the parser stopped at line 10: Found ']' where a key name was expected",
     "unknown_extension.ini": ": unknown config format '.ini'; use .json, .hjson, .yaml, .yml"
     " or .toml",
     "unknown_variable_kwargs.toml": ": watchers[0].rules[0].make[0].kwargs.product: unknown"

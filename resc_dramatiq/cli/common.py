@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -68,6 +69,16 @@ def load(config_path: str | None, app: str | None = None) -> Loaded:
         for problem in e.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(EXIT_INVALID)
+
+
+def config_or_argument(
+    config: str | None, app: str | None, arguments: tuple[str, ...]
+) -> tuple[str | None, tuple[str, ...]]:
+    """(CONFIG, ARGUMENTS) as meant: with ``--app`` (CONFIG then optional), a first
+    argument that is no file is the first of the ARGUMENTS (an event, an id)."""
+    if app is not None and config is not None and not Path(config).is_file():
+        return None, (config, *arguments)
+    return config, arguments
 
 
 def load_rules(config_path: str | None, app: str | None = None) -> RuleSet:

@@ -23,6 +23,7 @@ from ..dashboard.site import PASSWORD_ENV, TOKEN_ENV
 from . import main
 from .common import (
     EXIT_FAILED,
+    Loaded,
     app_option,
     fail,
     load,
@@ -62,15 +63,7 @@ def dashboard(
     """Serve the web dashboard of CONFIG: pipelines, dead letters, queues, sets, processes."""
     loaded = load(config, app)
     setup_logging("warning")  # outages and changes of primary, one line each
-    servers = servers_for(loaded, redis_url)
-    watchers = []
-    for rules, server in zip(loaded.ruleset.watchers, servers, strict=True):
-        client = server.connect()
-        with reaching(server.url):
-            client.ping()
-        watchers.append(WatcherSite(rules, client, safe_url(server.url)))
-    namespace = namespace_for(loaded) or loaded.ruleset.config.spec.namespace
-    site = Site(loaded.ruleset, tuple(watchers), namespace)
+    site = site_of(loaded, redis_url)
     settings = Settings(
         read_only=read_only,
         token=os.environ.get(TOKEN_ENV) or None,
@@ -91,3 +84,18 @@ def dashboard(
         serve(create_app(site, settings), host=host, port=port)
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e}", EXIT_FAILED)
+
+
+def site_of(loaded: Loaded, redis_url: str | None) -> Site:
+    """What the dashboard shows: each watcher with a client of its Redis (pinged: exit 1
+    naming the server when it does not answer) and its URL as the pages print it,
+    secrets masked."""
+    servers = servers_for(loaded, redis_url)
+    watchers = []
+    for rules, server in zip(loaded.ruleset.watchers, servers, strict=True):
+        client = server.connect()
+        with reaching(server.url):
+            client.ping()
+        watchers.append(WatcherSite(rules, client, safe_url(server.url)))
+    namespace = namespace_for(loaded) or loaded.ruleset.config.spec.namespace
+    return Site(loaded.ruleset, tuple(watchers), namespace)

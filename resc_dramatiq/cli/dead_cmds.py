@@ -20,6 +20,7 @@ from . import main
 from .common import (
     EXIT_FAILED,
     app_option,
+    config_or_argument,
     fail,
     load,
     optional_config_argument,
@@ -174,7 +175,9 @@ def requeue(
     dry_run: bool,
 ) -> None:
     """Put dead events back on their input list: the router takes them again, with their
-    attempts counted afresh. EVENT... come after CONFIG."""
+    attempts counted afresh. EVENT... come after CONFIG (with --app, CONFIG may be
+    left out: a first argument that is no file is an EVENT)."""
+    config, events = config_or_argument(config, app, events)
     where = (config, app, redis_url, watcher)
     _move("requeue", where, Selection(every, compiled(pattern), frozenset(events)), dry_run)
 
@@ -192,7 +195,9 @@ def drop(
     events: tuple[str, ...],
     dry_run: bool,
 ) -> None:
-    """Remove dead letters for good. EVENT... come after CONFIG."""
+    """Remove dead letters for good. EVENT... come after CONFIG (with --app, CONFIG may
+    be left out: a first argument that is no file is an EVENT)."""
+    config, events = config_or_argument(config, app, events)
     where = (config, app, redis_url, watcher)
     _move("drop", where, Selection(every, compiled(pattern), frozenset(events)), dry_run)
 

@@ -22,6 +22,7 @@ from ..store.keys import DramatiqKeys
 from .common import (
     EXIT_FAILED,
     app_option,
+    config_or_argument,
     fail,
     load,
     optional_config_argument,
@@ -178,6 +179,7 @@ def messages_requeue(
 ) -> None:
     """Enqueue dead messages on their queue again (a message whose payload names another
     queue, e.g. one from the delay queue, is skipped). REDIS_ID... come after CONFIG."""
+    config, ids = config_or_argument(config, app, ids)
     _move_messages("requeue", (config, app, redis_url, queues), every, ids, dry_run)
 
 
@@ -194,6 +196,7 @@ def messages_drop(
     dry_run: bool,
 ) -> None:
     """Remove dead messages and their payloads for good. REDIS_ID... come after CONFIG."""
+    config, ids = config_or_argument(config, app, ids)
     _move_messages("drop", (config, app, redis_url, queues), every, ids, dry_run)
 
 

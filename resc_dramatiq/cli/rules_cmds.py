@@ -6,7 +6,6 @@ import json
 import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 
@@ -18,7 +17,15 @@ from ..store.keys import DramatiqKeys
 from ..store.slots import key_slot, make_slot
 from ..store.urls import is_cluster_url
 from . import main
-from .common import app_option, fail, load, load_rules, optional_config_argument, redis_url_option
+from .common import (
+    app_option,
+    config_or_argument,
+    fail,
+    load,
+    load_rules,
+    optional_config_argument,
+    redis_url_option,
+)
 from .servers import namespace_for, servers_for
 
 
@@ -110,9 +117,7 @@ def explain(
     With --app, CONFIG may be left out: a first argument that is no file is an EVENT.
     With --schedules, show the next firings of CONFIG's schedules instead.
     """
-    if app is not None and config is not None and not Path(config).is_file():
-        events = (config, *events)
-        config = None
+    config, events = config_or_argument(config, app, events)
     if schedules:
         _explain_schedules(config, app, at, count, as_json)
         return

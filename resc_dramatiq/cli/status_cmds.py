@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from urllib.parse import urlsplit
 
 import click
 import redis
@@ -23,6 +22,7 @@ from rich.text import Text
 
 from ..ops.status import WatcherStatus, as_json, gather
 from ..rules.ruleset import RuleSet
+from ..store.masking import scrub
 from . import main
 from .common import (
     EXIT_FAILED,
@@ -111,9 +111,7 @@ def _gather(
 
 def _masked(error: Exception, url: str) -> str:
     """``error`` as text, the URL's password masked should the message ever hold it."""
-    message = f"{type(error).__name__}: {error}"
-    password = urlsplit(url).password
-    return message.replace(password, "***") if password else message
+    return scrub(f"{type(error).__name__}: {error}", url)
 
 
 def _watch_json(read: Reader, interval_s: float, statuses: list[WatcherStatus]) -> None:

@@ -86,6 +86,14 @@ def parse(text: str, fmt: str, source: str) -> Any:
 
 def _syntax_error(error: Exception, fmt: str, text: str) -> str:
     """``:line: invalid <format>: what`` for a parser's exception."""
+    if isinstance(error, hjson.HjsonDecodeError) and (runaway := _runaway_string(text)):
+        line_no, value = runaway
+        if line_no <= error.lineno:
+            return (
+                f":{line_no}: invalid Hjson: the unquoted string {value!r} runs to the end of "
+                "the line (its ',', '}' and ']' included): quote it, or give it a line of its "
+                f"own (the parser stopped at line {error.lineno}: {error.msg})"
+            )
     if isinstance(error, json.JSONDecodeError | hjson.HjsonDecodeError):
         return f":{error.lineno}: invalid {FORMAT_NAMES[fmt]}: {error.msg} (column {error.colno})"
     if isinstance(error, yaml.MarkedYAMLError):
@@ -99,6 +107,44 @@ def _syntax_error(error: Exception, fmt: str, text: str) -> str:
     if at is None:
         return f": invalid {FORMAT_NAMES[fmt]}: {error}"
     return f":{at[1]}: invalid {FORMAT_NAMES[fmt]}: {str(error)[: at.start()]} (column {at[2]})"
+
+
+_KEY = re.compile(r"""\s*(?:"[^"\n]*"|'[^'\n]*'|[^\s:,{}\[\]"']+)\s*:\s*""")
+_QUOTED = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
+_LITERAL = re.compile(r"(?:-?\d[\d.eE+-]*|true|false|null)\s*(?=[,}\]]|$)")
+
+
+def _runaway_string(text: str) -> tuple[int, str] | None:
+    """(line, value) of the first unquoted string written inside a ``{ ... }`` or
+    ``[ ... ]`` opened on its own line: Hjson reads such a string to the end of the line,
+    so the bracket never closes and the parser complains lines later."""
+    for line_no, line in enumerate(text.splitlines(), 1):
+        value = _runaway_in(line)
+        if value is not None:
+            return line_no, value
+    return None
+
+
+def _runaway_in(line: str) -> str | None:
+    key = _KEY.match(line)
+    pos = key.end() if key else len(line) - len(line.lstrip())
+    if not line.startswith(("{", "["), pos):
+        return None  # a value of its own (a quoteless one ends with the line: fine)
+    while pos < len(line):
+        if line[pos] in " \t,{}[]":
+            pos += 1
+            continue
+        if line.startswith(("#", "//", "/*"), pos):
+            return None
+        key = _KEY.match(line, pos)
+        pos = key.end() if key else pos
+        known = _QUOTED.match(line, pos) or _LITERAL.match(line, pos)
+        if known:
+            pos = known.end()
+        elif pos < len(line) and line[pos] not in "{[":
+            rest = line[pos:].strip()
+            return rest if any(c in rest for c in ",}]") else None
+    return None
 
 
 def line_map(text: str, fmt: str) -> dict[str, int]:

@@ -44,8 +44,10 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from ..errors import RedisURLError
+from .masking import scrub
 from .urls import (
     SentinelTarget,
+    check_plain,
     is_cluster_url,
     is_sentinel,
     parse_cluster,
@@ -162,6 +164,8 @@ def connect(url: str, **options: Any) -> redis.Redis:
     (naming the URL, password masked) when the URL cannot be read; connecting happens
     on first use, but for a cluster (see :func:`connect_cluster`).
     """
+    if not (is_cluster_url(url) or is_sentinel(url)):
+        check_plain(url)  # the scheme too, naming all of them
     if is_cluster_url(url):
         # Typed as the others: RedisCluster speaks the same commands, but the stores
         # of this library are written for one server (see is_cluster).
@@ -172,7 +176,7 @@ def connect(url: str, **options: Any) -> redis.Redis:
     try:
         return redis.Redis.from_url(url, **settings)
     except ValueError as e:
-        raise RedisURLError(f"invalid Redis URL {safe_url(url)}: {e}") from None
+        raise RedisURLError(f"invalid Redis URL {safe_url(url)}: {scrub(str(e), url)}") from None
 
 
 def connect_cluster(url: str, **options: Any) -> FailoverRidingCluster:

@@ -1,18 +1,39 @@
 """Reading the Redis URLs this package accepts, and printing them with passwords masked.
 
 Pure (no connection): :func:`parse_sentinel` and :func:`parse_cluster` read the
-multi-host forms into :class:`SentinelTarget` and :class:`ClusterTarget`; an unreadable
-URL raises :class:`~resc_dramatiq.errors.RedisURLError` naming it, its password masked
-by :func:`safe_url`. :mod:`.connect` turns them into clients (the forms are listed
-there).
+multi-host forms into :class:`SentinelTarget` and :class:`ClusterTarget`;
+:func:`check_plain` refuses the plain forms redis-py would accept and fail on later (an
+unknown option). An unreadable URL raises :class:`~resc_dramatiq.errors.RedisURLError`
+naming it, its secrets masked by :func:`~.masking.safe_url`. :mod:`.connect` turns them
+into clients (the forms are listed there).
 """
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlparse
+
+from redis.connection import Connection, ConnectionPool, SSLConnection, UnixDomainSocketConnection
 
 from ..errors import RedisURLError
+from .masking import safe_url
+
+__all__ = [
+    "ClusterTarget",
+    "SentinelTarget",
+    "check_plain",
+    "check_userinfo",
+    "is_cluster_url",
+    "is_sentinel",
+    "parse_cluster",
+    "parse_sentinel",
+    "safe_url",
+    "scheme_of",
+]
+
+#: The schemes redis-py reads itself (``Redis.from_url``).
+PLAIN_SCHEMES = ("redis", "rediss", "unix")
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # -> TLS
 DEFAULT_SENTINEL_PORT = 26379
@@ -25,8 +46,8 @@ SENTINEL_QUERY = {"sentinel_username", "sentinel_password", "db"}
 #: Query parameters of a Cluster URL: only ``db``, and only 0.
 CLUSTER_QUERY = {"db"}
 
-#: Names whose values :func:`safe_url` masks wherever they appear in a query.
-SECRET_QUERY = {"password", "sentinel_password"}
+#: Every scheme :func:`~resc_dramatiq.store.connect.connect` reads, as errors list them.
+SCHEMES = (*PLAIN_SCHEMES, *SENTINEL_SCHEMES, *CLUSTER_SCHEMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +72,29 @@ class SentinelTarget:
     sentinel_username: str | None = None
     sentinel_password: str | None = None
     ssl: bool = False
+
+
+def scheme_of(url: str) -> str:
+    """The URL's scheme in lower case; :class:`RedisURLError` listing every scheme this
+    package reads when it is none of them."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        _invalid(url, f"the scheme must be one of {', '.join(s + '://' for s in SCHEMES)}")
+    return scheme.lower()
+
+
+def check_userinfo(url: str) -> None:
+    """Refuse an ``@`` after a ``/``, ``?`` or ``#``: either a password holds one of those
+    (every parser would end the host part there, and quote a piece of the password) or
+    an option holds an ``@`` (which masking would take for the end of a password)."""
+    rest = url.partition("://")[2]
+    at = rest.rfind("@")
+    if at >= 0 and any(c in rest[:at] for c in "/?#"):
+        _invalid(
+            url,
+            "an '@' after a '/', '?' or '#': percent-encode '/', '?' and '#' in a user name "
+            "or password (%2F, %3F, %23), '@' in an option (%40)",
+        )
 
 
 def is_cluster_url(url: str) -> bool:
@@ -112,15 +156,16 @@ class _Parts:
 
 def _split(url: str, known: set[str]) -> _Parts:
     """Take a Sentinel or Cluster URL apart; refuse query options not in ``known``."""
+    check_userinfo(url)
     scheme, _, rest = url.partition("://")
     rest, _, query = rest.partition("?")
     netloc, _, path = rest.partition("/")
     userinfo, at, hosts = netloc.rpartition("@")
     user, _, password = userinfo.partition(":") if at else ("", "", "")
     params = dict(parse_qsl(query, keep_blank_values=True))
-    unknown = sorted(set(params) - known)
-    if unknown:
-        _invalid(url, f"unknown option(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    check_options(
+        url, [k for k, eq, _ in (p.partition("=") for p in query.split("&")) if eq], known
+    )
     return _Parts(
         scheme.lower(), unquote(user) or None, unquote(password) or None, hosts, path, params
     )
@@ -155,19 +200,45 @@ def _invalid(url: str, why: str) -> None:
     raise RedisURLError(f"invalid Redis URL {safe_url(url)}: {why}")
 
 
-def safe_url(url: str) -> str:
-    """``url`` with its passwords (userinfo, ``password=`` and ``sentinel_password=``
-    query parameters) replaced by ``***``, for printing."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    rest, qmark, query = rest.partition("?")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        userinfo = userinfo.partition(":")[0] + ":***"
-    if query:
-        pairs = [p.partition("=") for p in query.split("&")]
-        query = "&".join(f"{k}{eq}{'***' if k in SECRET_QUERY and v else v}" for k, eq, v in pairs)
-    masked = f"{userinfo}{at}{hosts}{slash}{path}{qmark}{query}"
-    return f"{scheme}{sep}{masked}"
+def check_options(url: str, names: list[str], known: set[str], hint: str = "") -> None:
+    """Refuse the query option ``names`` not in ``known``, naming them (the options
+    written without ``=`` are ignored, as redis-py ignores them, and never named: such a
+    part may be the end of a password holding ``&``)."""
+    unknown = sorted({unquote(name) for name in names} - known)
+    if unknown:
+        listed = f"known: {', '.join(sorted(known))}" if len(known) < 10 else hint
+        _invalid(
+            url, f"unknown option(s) {', '.join(unknown)}" + (f" ({listed})" if listed else "")
+        )
+
+
+def check_plain(url: str) -> None:
+    """Refuse a ``redis://``, ``rediss://`` or ``unix://`` URL that redis-py's
+    ``from_url`` would take and fail on later: an unknown query option (a ``TypeError``
+    at the first command), a user info it would cut short."""
+    scheme = scheme_of(url)
+    check_userinfo(url)
+    names = [name for name, _ in parse_qsl(urlparse(url).query)]  # as from_url reads it
+    ssl = any(name.startswith("ssl_") for name in names) and scheme != "rediss"
+    hint = "ssl_* options need rediss://" if ssl else "not an option of redis-py's connections"
+    check_options(url, names, _plain_options(scheme), hint)
+
+
+def _plain_options(scheme: str) -> set[str]:
+    """The query options redis-py's pool and connection for ``scheme`` accept."""
+    connection = {"unix": UnixDomainSocketConnection, "rediss": SSLConnection}
+    pool = _named_parameters(ConnectionPool) - {"connection_class"}
+    return pool | _named_parameters(connection.get(scheme, Connection))
+
+
+def _named_parameters(cls: type) -> set[str]:
+    """The keyword parameters of the constructors along ``cls``'s MRO."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    names = set()
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is not None:
+            names |= {
+                p.name for p in inspect.signature(init).parameters.values() if p.kind in kinds
+            }
+    return names - {"self"}
