@@ -134,7 +134,7 @@ def routes(context: Context) -> list[Route]:
                 raise HTTPException(413, "form too large") from None
             refused = action_refusal(
                 request.headers, field(form, "csrf"), context.csrf,
-                read_only=context.settings.read_only,
+                read_only=context.settings.read_only, hosts=context.hosts,
             )  # fmt: skip
             if refused is not None:
                 return context.renderer.page(request, "refused.html", {"why": refused}, 403)

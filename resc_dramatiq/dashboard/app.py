@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from . import actions
 from .context import Context
 from .following import Following, FollowingMiddleware
+from .hosts import AllowedHosts
 from .pages import dedup, pipeline, processes, schedules, targets, watchers
 from .render import HERE, Renderer
 from .security import Guard
@@ -23,7 +24,10 @@ from .site import Settings, Site
 
 
 def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
-    """The dashboard of ``site`` (every watcher with its Redis client)."""
+    """The dashboard of ``site`` (every watcher with its Redis client).
+
+    Raises ``ValueError`` when an allowed host of ``settings`` is no host name.
+    """
     settings = settings or Settings()
     csrf = secrets.token_urlsafe(32)  # per process: a restart asks for a reload
     renderer = Renderer(
@@ -32,7 +36,8 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         refresh_s=settings.refresh_s,
         page_size=settings.page_size,
     )
-    context = Context(site, settings, renderer, csrf)
+    hosts = AllowedHosts(settings.allowed_hosts)
+    context = Context(site, settings, renderer, csrf, hosts)
     following = Following(w.client for w in site.watchers)
 
     def home(request: Request) -> Response:
@@ -61,4 +66,4 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
     handlers = {HTTPException: error, redis.RedisError: unreachable}
     app = Starlette(routes=routes, exception_handlers=handlers)
     followed = FollowingMiddleware(app, following)
-    return Guard(followed, token=settings.token, password=settings.password)
+    return Guard(followed, hosts=hosts, token=settings.token, password=settings.password)
