@@ -8,7 +8,6 @@ import queue
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,9 +143,30 @@ def test_status_json_gives_each_target_with_dramatiq_delayed_and_dead_lettered(
     build_state(r)
     targets = status_json(config, redis_url)["targets"]
     assert targets == [
-        {"key": "out/1", "kind": "list", "depth": 1, "delayed": None, "dead_lettered": None},
-        {"key": "out/2", "kind": "list", "depth": 2, "delayed": None, "dead_lettered": None},
-        {"key": "jobs", "kind": "dramatiq", "depth": 3, "delayed": 1, "dead_lettered": 3},
+        {
+            "key": "out/1",
+            "kind": "list",
+            "depth": 1,
+            "delayed": None,
+            "dead_lettered": None,
+            "problem": None,
+        },
+        {
+            "key": "out/2",
+            "kind": "list",
+            "depth": 2,
+            "delayed": None,
+            "dead_lettered": None,
+            "problem": None,
+        },
+        {
+            "key": "jobs",
+            "kind": "dramatiq",
+            "depth": 3,
+            "delayed": 1,
+            "dead_lettered": 3,
+            "problem": None,
+        },
     ]
 
 
@@ -202,7 +222,14 @@ def test_an_unreachable_redis_exits_1_without_the_password(config: Path) -> None
     assert "Traceback" not in result.output
 
 
-def test_watch_refreshes_until_interrupted_and_exits_0(redis_url: str, config: Path) -> None:
+def _connections(r: redis.Redis) -> int:
+    return int(r.info("stats")["total_connections_received"])
+
+
+def test_watch_refreshes_until_interrupted_and_exits_0(
+    r: redis.Redis, redis_url: str, config: Path
+) -> None:
+    before = _connections(r)
     process = subprocess.Popen(
         [CLI, "status", str(config), "--redis-url", redis_url, "--watch", "--interval", "0.2"],
         stdout=subprocess.PIPE,
@@ -210,11 +237,13 @@ def test_watch_refreshes_until_interrupted_and_exits_0(redis_url: str, config: P
         env={**os.environ, "COLUMNS": "120"},
     )
     try:
-        time.sleep(1.5)  # a few refreshes
+        # each read is a new connection: the first view and a refresh of it were read
+        wait_for(lambda: _connections(r) >= before + 2, timeout_s=60)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
         process.kill()
+        process.communicate()
     assert process.returncode == 0, err
     assert b"watcher in" in out
     assert b"Traceback" not in err
@@ -237,7 +266,7 @@ def test_status_waits_for_nothing_when_redis_is_empty(redis_url: str, config: Pa
 def test_a_template_naming_many_keys_shows_the_first_sorted_and_counts_the_rest(
     r: redis.Redis, redis_url: str, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("resc_dramatiq.ops.status.MAX_KEYS", 3)
+    monkeypatch.setattr("resc_dramatiq.ops.target_status.MAX_KEYS", 3)
     for p in (5, 1, 4, 2, 3):
         r.lpush(f"out/{p}", "t")
     s = status_json(config, redis_url)
@@ -261,8 +290,22 @@ def test_a_templated_dramatiq_queue_lists_queues_not_their_companion_keys(
     r.rpush("ns:jobs-2", "m2")
     targets = status_json(path, redis_url)["targets"]
     assert targets == [
-        {"key": "jobs-1", "kind": "dramatiq", "depth": 1, "delayed": 2, "dead_lettered": 0},
-        {"key": "jobs-2", "kind": "dramatiq", "depth": 1, "delayed": 0, "dead_lettered": 1},
+        {
+            "key": "jobs-1",
+            "kind": "dramatiq",
+            "depth": 1,
+            "delayed": 2,
+            "dead_lettered": 0,
+            "problem": None,
+        },
+        {
+            "key": "jobs-2",
+            "kind": "dramatiq",
+            "depth": 1,
+            "delayed": 0,
+            "dead_lettered": 1,
+            "problem": None,
+        },
     ]
 
 
