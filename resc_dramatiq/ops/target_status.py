@@ -112,7 +112,7 @@ def _shown_keys(
 
 def _problem(reads: Reads, before: int) -> str | None:
     """The odd keys met since ``before`` (the length of ``reads.odd`` then), as text."""
-    return "; ".join(str(odd) for odd in reads.odd[before:]) or None
+    return "; ".join(dict.fromkeys(str(odd) for odd in reads.odd[before:])) or None
 
 
 def _target(reads: Reads, queue: str, ns: str, *, dramatiq: bool) -> TargetStatus:
@@ -135,9 +135,10 @@ def _target(reads: Reads, queue: str, ns: str, *, dramatiq: bool) -> TargetStatu
 def _set(reads: Reads, key: str, now_s: float) -> SetStatus:
     before = len(reads.odd)
     oldest = reads.scored(key, 0)
+    odd = len(reads.odd) > before
     return SetStatus(
         key=key,
-        size=reads.zcard(key),
+        size=0 if odd else reads.zcard(key),
         oldest_age_s=round(now_s - oldest[0][1], 3) if oldest else None,
         problem=_problem(reads, before),
     )
