@@ -145,9 +145,30 @@ def test_status_json_gives_each_target_with_dramatiq_delayed_and_dead_lettered(
     build_state(r)
     targets = status_json(config, redis_url)["targets"]
     assert targets == [
-        {"key": "out/1", "kind": "list", "depth": 1, "delayed": None, "dead_lettered": None},
-        {"key": "out/2", "kind": "list", "depth": 2, "delayed": None, "dead_lettered": None},
-        {"key": "jobs", "kind": "dramatiq", "depth": 3, "delayed": 1, "dead_lettered": 3},
+        {
+            "key": "out/1",
+            "kind": "list",
+            "depth": 1,
+            "delayed": None,
+            "dead_lettered": None,
+            "problem": None,
+        },
+        {
+            "key": "out/2",
+            "kind": "list",
+            "depth": 2,
+            "delayed": None,
+            "dead_lettered": None,
+            "problem": None,
+        },
+        {
+            "key": "jobs",
+            "kind": "dramatiq",
+            "depth": 3,
+            "delayed": 1,
+            "dead_lettered": 3,
+            "problem": None,
+        },
     ]
 
 
@@ -248,7 +269,7 @@ def test_status_waits_for_nothing_when_redis_is_empty(redis_url: str, config: Pa
 def test_a_template_naming_many_keys_shows_the_first_sorted_and_counts_the_rest(
     r: redis.Redis, redis_url: str, config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("resc_dramatiq.ops.status.MAX_KEYS", 3)
+    monkeypatch.setattr("resc_dramatiq.ops.target_status.MAX_KEYS", 3)
     for p in (5, 1, 4, 2, 3):
         r.lpush(f"out/{p}", "t")
     s = status_json(config, redis_url)
@@ -272,8 +293,22 @@ def test_a_templated_dramatiq_queue_lists_queues_not_their_companion_keys(
     r.rpush("ns:jobs-2", "m2")
     targets = status_json(path, redis_url)["targets"]
     assert targets == [
-        {"key": "jobs-1", "kind": "dramatiq", "depth": 1, "delayed": 2, "dead_lettered": 0},
-        {"key": "jobs-2", "kind": "dramatiq", "depth": 1, "delayed": 0, "dead_lettered": 1},
+        {
+            "key": "jobs-1",
+            "kind": "dramatiq",
+            "depth": 1,
+            "delayed": 2,
+            "dead_lettered": 0,
+            "problem": None,
+        },
+        {
+            "key": "jobs-2",
+            "kind": "dramatiq",
+            "depth": 1,
+            "delayed": 0,
+            "dead_lettered": 1,
+            "problem": None,
+        },
     ]
 
 

@@ -18,7 +18,8 @@ import os
 import click
 
 from ..dashboard import Settings, Site, WatcherSite, create_app
-from ..dashboard.server import serve
+from ..dashboard.hosts import WILDCARDS, AllowedHosts, hosts_for
+from ..dashboard.server import listen, serve
 from ..dashboard.site import PASSWORD_ENV, TOKEN_ENV
 from . import main
 from .common import (
@@ -42,6 +43,14 @@ from .servers import namespace_for, servers_for
 @redis_url_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8060, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME[:PORT]",
+    help="Also answer requests naming this host (repeatable); by default only the "
+    "loopback names and the --host address, with the port, are answered.",
+)
 @click.option("--read-only", is_flag=True, help="Show everything, allow no action at all.")
 @click.option(
     "--refresh",
@@ -57,10 +66,16 @@ def dashboard(
     redis_url: str | None,
     host: str,
     port: int,
+    allowed_hosts: tuple[str, ...],
     read_only: bool,
     refresh_s: float,
 ) -> None:
     """Serve the web dashboard of CONFIG: pipelines, dead letters, queues, sets, processes."""
+    hosts = hosts_for(host, port, allowed_hosts)
+    try:
+        AllowedHosts(hosts)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--allowed-host") from None
     loaded = load(config, app)
     setup_logging("warning")  # outages and changes of primary, one line each
     site = site_of(loaded, redis_url)
@@ -69,7 +84,12 @@ def dashboard(
         token=os.environ.get(TOKEN_ENV) or None,
         password=os.environ.get(PASSWORD_ENV) or None,
         refresh_s=refresh_s,
+        allowed_hosts=hosts,
     )
+    try:
+        sock = listen(host, port)
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}", EXIT_FAILED)
     guarded = " (access token required)" if settings.token else ""
     guarded += " (password required)" if settings.password else ""
     mode = ", read-only" if read_only else ""
@@ -80,10 +100,13 @@ def dashboard(
             f"password (set {TOKEN_ENV} or {PASSWORD_ENV})",
             err=True,
         )
-    try:
-        serve(create_app(site, settings), host=host, port=port)
-    except OSError as e:
-        fail(f"cannot listen on {host}:{port}: {e}", EXIT_FAILED)
+    if host.lower() in WILDCARDS and not allowed_hosts:
+        click.echo(
+            f"warning: --host {host}: only the loopback names are answered; give the "
+            "names others use to reach it with --allowed-host",
+            err=True,
+        )
+    serve(create_app(site, settings), sock=sock)
 
 
 def site_of(loaded: Loaded, redis_url: str | None) -> Site:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import click
+import redis
 
 from ..errors import WrongType
 from ..ops import dead as letters
@@ -102,6 +103,7 @@ def as_dict(letter: DeadLetter) -> dict[str, Any]:
         "attempts": letter.attempts,
         "at": letter.at_s,
         "entry": letter.entry.decode("utf-8", "replace"),
+        "problem": letter.problem,
     }
 
 
@@ -150,6 +152,8 @@ def list_command(
             at = utc(x.at_s)
             tries = f"{x.attempts} attempt{'' if x.attempts == 1 else 's'}"
             click.echo(f"  {at}  {shown(x)}  rule {x.rule!r}, {tries}: {x.error}")
+            if x.problem:
+                click.echo(f"    malformed entry: {x.problem}")
 
 
 _selection = stacked(
@@ -233,7 +237,19 @@ def _move(
         try:
             with reaching(t.server.url):
                 chosen = ALL if selection.every else letters.select(client, t.keys, selection.keeps)
+                malformed = _malformed(client, t.keys, chosen)
                 moved = move(client, t.keys, chosen, dry_run=dry_run)
         except WrongType as e:
             fail(f"{t.keys.dead}: {e}", EXIT_FAILED)
+        for x in malformed:  # moved all the same: its event is the one the entry names
+            click.echo(f"{t.keys.dead}: malformed entry ({x.problem}), event {shown(x)}", err=True)
         click.echo(f"{t.keys.dead}: {moved} {'would be ' if dry_run else ''}{verb}")
+
+
+def _malformed(
+    client: redis.Redis, keys: WatcherKeys, chosen: list[DeadLetter] | Literal["all"]
+) -> list[DeadLetter]:
+    """The malformed letters among ``chosen`` (among the whole list for all)."""
+    if chosen == ALL:
+        return letters.select(client, keys, lambda x: bool(x.problem))
+    return [x for x in chosen if x.problem]

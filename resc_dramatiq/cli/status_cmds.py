@@ -187,6 +187,8 @@ def render(statuses: list[WatcherStatus]) -> Group:
                 ["target", "kind", "depth", "delayed", "dead-lettered"],
                 [
                     [t.key, t.kind, str(t.depth), _opt(t.delayed), _opt(t.dead_lettered)]
+                    if t.problem is None
+                    else [t.key, t.kind, t.problem, "-", "-"]
                     for t in s.targets
                 ],
             )
@@ -196,7 +198,12 @@ def render(statuses: list[WatcherStatus]) -> Group:
                 _table(
                     "dedup sets",
                     ["set", "entries", "oldest entry"],
-                    [[d.key, str(d.size), _age(d.oldest_age_s)] for d in s.sets],
+                    [
+                        [d.key, str(d.size), _age(d.oldest_age_s)]
+                        if d.problem is None
+                        else [d.key, d.problem, "-"]
+                        for d in s.sets
+                    ],
                 )
             )
         if s.schedules:
@@ -241,6 +248,8 @@ def _watcher_table(s: WatcherStatus) -> Table:
         [name, str(c[name])] for name in ("events", "queued", "deduplicated", "retried", "dead")
     ]
     rows += [[f"keys of {t}", f"{n} more not shown"] for t, n in s.more_keys.items()]
+    rows += [[f"keys of {t}", "any name (only variables): not listed"] for t in s.dynamic]
+    rows += [["odd key", odd] for odd in s.odd_keys]
     if s.redis:
         rows.insert(0, ["redis", s.redis])
     return _table(f"watcher {s.input}", ["", "value"], rows)

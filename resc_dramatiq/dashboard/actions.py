@@ -28,7 +28,9 @@ from starlette.routing import Route
 
 from ..ops import dead, dramatiq_dead
 from ..ops.dead import ALL
+from ..ops.odd_keys import odd_types
 from .context import Context
+from .long_values import cut, resolve
 from .pages.dedup import set_template_of
 from .pages.targets import dramatiq_queue
 from .render import field, fields, read_form
@@ -55,6 +57,11 @@ def _hex(value: str) -> bytes:
         raise HTTPException(400, "malformed entry") from None
 
 
+def _past(action: str) -> str:
+    """``requeued``, ``dropped``: what a notice says was done."""
+    return {"drop": "dropped"}.get(action, f"{action}d")
+
+
 def _do(form: list[tuple[str, str]], actions: tuple[str, ...]) -> tuple[str, str]:
     action, _, scope = field(form, "do").partition(":")
     if action not in actions or not scope:
@@ -70,14 +77,15 @@ def _dead_plan(context: Context, request: Request, form: list[tuple[str, str]]) 
     if scope == "all":
         size = int(w.client.llen(w.keys.dead))
         title = f"{action.title()} all {size} dead letters of {w.input}"
-        return Plan(title, (), back, lambda: f"{move(w.client, w.keys, ALL)} {action}d")
+        return Plan(title, (), back, lambda: f"{move(w.client, w.keys, ALL)} {_past(action)}")
     chosen = fields(form, "entry") if scope == "selected" else [scope]
-    letters = [dead.parse(_hex(h)) for h in chosen]
-    if not letters:
+    if not chosen:
         raise HTTPException(400, "nothing selected")
+    found = [resolve(w.client, w.keys.dead, ref) for ref in chosen]
+    letters = [dead.parse(entry) for entry in found if entry is not None]  # None: gone
     title = f"{action.title()} {len(letters)} dead letters of {w.input}"
-    items = tuple(letter.text for letter in letters[:SHOWN])
-    return Plan(title, items, back, lambda: f"{move(w.client, w.keys, letters)} {action}d")
+    items = tuple(cut(letter.text) for letter in letters[:SHOWN])
+    return Plan(title, items, back, lambda: f"{move(w.client, w.keys, letters)} {_past(action)}")
 
 
 def _messages_plan(context: Context, request: Request, form: list[tuple[str, str]]) -> Plan:
@@ -92,7 +100,7 @@ def _messages_plan(context: Context, request: Request, form: list[tuple[str, str
         def run() -> str:
             moved = move(w.client, ns, queue, ids)
             skipped = f", {moved.skipped} skipped" if moved.skipped else ""
-            return f"{moved.moved} {action}d{skipped}"
+            return f"{moved.moved} {_past(action)}{skipped}"
 
         return run
 
@@ -109,13 +117,16 @@ def _messages_plan(context: Context, request: Request, form: list[tuple[str, str
 def _dedup_plan(context: Context, request: Request, form: list[tuple[str, str]]) -> Plan:
     index, w = context.watcher(request)
     key = request.query_params.get("key", "")
-    set_template_of(w, key)  # 404 unless a set template names it
+    set_template_of(context, w, key)  # 404 unless a set template names it
+    odd = odd_types(w.client, {key: "zset"})
+    if odd:
+        raise HTTPException(409, f"nothing removed: {odd[0]}")
     _, scope = _do(form, ("remove",))
     members = [_hex(h) for h in (fields(form, "member") if scope == "selected" else [scope])]
     if not members:
         raise HTTPException(400, "nothing selected")
     back = f"/watchers/{index}/set?key={quote(key)}"
-    items = tuple(m.decode("utf-8", "replace") for m in members[:SHOWN])
+    items = tuple(cut(m.decode("utf-8", "replace")) for m in members[:SHOWN])
 
     def run() -> str:
         return f"{w.client.zrem(key, *members)} removed"
@@ -134,7 +145,7 @@ def routes(context: Context) -> list[Route]:
                 raise HTTPException(413, "form too large") from None
             refused = action_refusal(
                 request.headers, field(form, "csrf"), context.csrf,
-                read_only=context.settings.read_only,
+                read_only=context.settings.read_only, hosts=context.hosts,
             )  # fmt: skip
             if refused is not None:
                 return context.renderer.page(request, "refused.html", {"why": refused}, 403)

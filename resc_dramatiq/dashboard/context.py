@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from ..ops.status import WatcherStatus, gather
 from ..rules.templates import Template
+from .hosts import AllowedHosts
 from .render import Renderer
 from .site import Settings, Site, WatcherSite
 
@@ -25,6 +26,7 @@ class Context:
     settings: Settings
     renderer: Renderer
     csrf: str
+    hosts: AllowedHosts
 
     def watcher(self, request: Request) -> tuple[int, WatcherSite]:
         """The watcher of the path's ``{index}``; 404 when there is none."""

@@ -3,7 +3,8 @@
 Each commit adds its counters to ``<input>/history/<minute>`` beside the totals (see
 ``store/lua/commit.lua``); the hashes expire after ``store.keys.HISTORY_TTL_S``, so the
 history survives a dashboard restart and stays bounded. Reading an hour is one pipelined
-``HGETALL`` per minute.
+``HGETALL`` per minute; a minute's key of another type, or a field that is no integer,
+counts as nothing there (and is logged once, :mod:`~..ops.odd_keys`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import redis
 
+from ..ops.odd_keys import OddKey, as_int, is_wrong_type, noted
 from ..store.keys import WatcherKeys
 from ..store.keyspace import text
 
@@ -51,5 +53,14 @@ def read_history(
     pipe = client.pipeline(transaction=False)
     for minute in range(first, last + 1):
         pipe.hgetall(keys.history_at(minute))
-    found = pipe.execute()
-    return History(first, tuple({text(k): int(v) for k, v in counts.items()} for counts in found))
+    found = pipe.execute(raise_on_error=False)
+    read: list[dict[str, int]] = []
+    for minute, counts in zip(range(first, last + 1), found, strict=True):
+        if isinstance(counts, Exception):
+            if not is_wrong_type(counts):
+                raise counts
+            noted(OddKey(keys.history_at(minute), "is no hash of counters"))
+            counts = {}
+        numbers = {text(k): as_int(v) for k, v in counts.items()}
+        read.append({k: v for k, v in numbers.items() if v is not None})
+    return History(first, tuple(read))

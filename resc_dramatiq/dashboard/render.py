@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..rules.patterns import decode_event
+from .long_values import cut, entry_ref, is_long
 
 HERE = Path(__file__).parent
 
@@ -31,6 +33,10 @@ NAV = (
     ("/processes", "Processes"),
     ("/schedules", "Schedules"),
 )
+
+#: The largest offset or cursor a page takes (far past any list; Redis's own limit is
+#: 2**63 - 1, which an offset plus a page would overflow).
+MAX_INT_PARAM = 10**15
 
 #: Most bytes of a form body read (a page of selected entries fits many times).
 MAX_FORM_BYTES = 4 * 1024 * 1024
@@ -77,7 +83,8 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(age=_age, lag=_lag, utc=_utc, text=_text, json=_json)
+    env.filters.update(age=_age, lag=_lag, utc=_utc, text=_text, json=_json, cut=cut, ref=entry_ref)
+    env.tests.update(long=is_long)
     return env
 
 
@@ -130,6 +137,14 @@ def fields(form: list[tuple[str, str]], name: str) -> list[str]:
 
 
 def int_param(request: Request, name: str, default: int = 0) -> int:
-    """A non-negative integer query parameter; anything else is ``default``."""
+    """A whole-number query parameter (ASCII digits, at most :data:`MAX_INT_PARAM`);
+    ``default`` when absent or empty; anything else answers 400."""
     value = request.query_params.get(name, "")
-    return int(value) if value.isdigit() else default
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit()) or len(value) > len(str(MAX_INT_PARAM)):
+        raise HTTPException(400, f"{name} must be a whole number from 0 to {MAX_INT_PARAM}")
+    number = int(value)
+    if number > MAX_INT_PARAM:
+        raise HTTPException(400, f"{name} must be a whole number from 0 to {MAX_INT_PARAM}")
+    return number

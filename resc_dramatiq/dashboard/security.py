@@ -1,12 +1,16 @@
 """Who may see the dashboard and what a request may do.
 
+* **Host**: every request must name an allowed host (:mod:`.hosts`), token or not:
+  a page that reaches the dashboard through DNS rebinding names its own.
 * **Access**: with an access token set, a request carries it as ``?token=`` (answered
   with a cookie and a redirect that drops it from the address), the cookie, or an
-  ``Authorization: Bearer`` header; with a password set, as HTTP basic auth (any user
+  ``Authorization: Bearer`` header (the cookie header read as browsers write it, by
+  Starlette's parser); with a password set, as HTTP basic auth (any user
   name). Either one is enough when both are set; neither set: no check.
 * **Actions**: every POST carries the per-process CSRF token the pages put in their
-  forms, and a browser's ``Origin``/``Sec-Fetch-Site`` must not name another site. A
-  read-only dashboard refuses every POST.
+  forms, a browser's ``Sec-Fetch-Site`` must not name another site and its ``Origin``
+  must name an allowed host. A read-only dashboard refuses every POST.
+* **Redirects** go to paths of the dashboard's own, never to another site.
 * **Headers**: a Content-Security-Policy without inline scripts or styles, no framing,
   no referrer to other sites, no caching, no MIME sniffing.
 """
@@ -17,11 +21,13 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .hosts import AllowedHosts
 
 COOKIE = "resc_dashboard_token"
 
@@ -43,17 +49,28 @@ def same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-class Guard:
-    """ASGI middleware: access check and security headers on every response."""
+def own_path(path: str) -> str:
+    """``path`` as a redirect's ``Location`` that stays on this site: one leading slash
+    (``//evil.example/`` and ``/\\evil.example/`` name another site), the rest encoded."""
+    return "/" + quote(path.lstrip("/\\"), safe="/")
 
-    def __init__(self, app: ASGIApp, *, token: str | None, password: str | None) -> None:
-        self.app, self.token, self.password = app, token, password
+
+class Guard:
+    """ASGI middleware: host and access checks, security headers on every response."""
+
+    def __init__(
+        self, app: ASGIApp, *, hosts: AllowedHosts, token: str | None, password: str | None
+    ) -> None:
+        self.app, self.hosts, self.token, self.password = app, hosts, token, password
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        if not self.hosts.allows(headers.get("host", "")):
+            await _plain(send, 400, b"400: Host not allowed (see --allowed-host)\n", {})
+            return
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         if self.token is not None and same(query.get("token", ""), self.token):
             await self._enter(scope, query, send)
@@ -77,8 +94,7 @@ class Guard:
             return True
         auth = headers.get("authorization", "")
         if self.token is not None:
-            cookie = SimpleCookie(headers.get("cookie", ""))
-            sent = cookie[COOKIE].value if COOKIE in cookie else ""
+            sent = cookie_parser(headers.get("cookie", "")).get(COOKIE, "")
             if same(sent, self.token) or same(auth, f"Bearer {self.token}"):
                 return True
         if self.password is not None and auth.lower().startswith("basic "):
@@ -97,7 +113,7 @@ class Guard:
     async def _enter(self, scope: Scope, query: dict[str, str], send: Send) -> None:
         """The token in the address: set the cookie, redirect to the address without it."""
         rest = urlencode({k: v for k, v in query.items() if k != "token"})
-        location = scope["path"] + (f"?{rest}" if rest else "")
+        location = own_path(scope["path"]) + (f"?{rest}" if rest else "")
         cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
         await _plain(send, 303, b"", {"location": location, "set-cookie": cookie})
 
@@ -109,14 +125,16 @@ async def _plain(send: Send, status: int, body: bytes, extra: Mapping[str, str])
     await send({"type": "http.response.body", "body": body})
 
 
-def action_refusal(headers: Headers, form_token: str, csrf: str, *, read_only: bool) -> str | None:
+def action_refusal(
+    headers: Headers, form_token: str, csrf: str, *, read_only: bool, hosts: AllowedHosts
+) -> str | None:
     """Why a POST is refused (None: it may act)."""
     if read_only:
         return "this dashboard is read-only"
     if headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
         return "cross-site request refused"
-    origin, host = headers.get("origin"), headers.get("host", "")
-    if origin is not None and origin.split("://", 1)[-1] != host:
+    origin = headers.get("origin")  # chosen by the page: compared with our names, not Host
+    if origin is not None and not hosts.allows_origin(origin):
         return "request from another origin refused"
     if not same(form_token, csrf):
         return "missing or wrong CSRF token (reload the page)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from types import TracebackType
@@ -10,9 +11,17 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
-def serve(app: ASGIApp, *, host: str, port: int) -> None:
-    """Serve ``app`` until interrupted (Ctrl-C, SIGTERM)."""
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host``:``port``; ``OSError`` when it cannot be had (the
+    port in use, say), before anything claims to serve there."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host.strip("[]"), port), family=family)
+
+
+def serve(app: ASGIApp, *, sock: socket.socket) -> None:
+    """Serve ``app`` on the listening ``sock`` until interrupted (Ctrl-C, SIGTERM)."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 class ServerThread:

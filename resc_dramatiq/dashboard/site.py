@@ -10,6 +10,7 @@ import redis
 from ..rules.model import WatcherRules
 from ..rules.ruleset import RuleSet
 from ..store.keys import DramatiqKeys, WatcherKeys
+from .hosts import LOOPBACK
 
 #: Environment variable holding the access token (``?token=``, a cookie or a Bearer header).
 TOKEN_ENV = "RESC_DASHBOARD_TOKEN"
@@ -63,3 +64,7 @@ class Settings:
     password: str | None = None  # basic-auth password; None: none asked
     refresh_s: float = 3.0  # seconds between live refreshes of a page
     page_size: int = 50  # rows per page of every listing
+    #: The names a request's Host (and a POST's Origin) may give, each ``name`` (any
+    #: port) or ``name:port``; the CLI gives the loopback names and its own address with
+    #: its port, and each ``--allowed-host``.
+    allowed_hosts: tuple[str, ...] = LOOPBACK

@@ -18,6 +18,7 @@ per :func:`list_dead` call, at most the list's length at the start per move of a
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class DeadLetter:
     error: str
     attempts: int
     at_s: int  # when it was dead-lettered, unix seconds
+    problem: str = ""  # what is malformed in the entry (its other fields are read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,25 +74,49 @@ def keys_of(watcher: Watcher) -> WatcherKeys:
 
 
 def parse(stored: bytes | str) -> DeadLetter:
-    """Read one entry; one that is not a dead-letter entry stands for its own bytes."""
+    """Read one entry; one that is not a dead-letter entry stands for its own bytes. A
+    malformed field (``"attempts": "three"``, ``"at": 1e400``, ``"event_hex": "zz"``)
+    reads as 0 or, for the event, as its text, and is named in ``problem``: a requeue
+    still puts the event back, a listing still shows the letter."""
     entry = stored.encode() if isinstance(stored, str) else stored  # decode_responses
     try:
         data: Any = json.loads(entry)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         return DeadLetter(entry, entry, decode_event(entry), "", "not a dead-letter entry", 0, 0)
+    problems: list[str] = []
+    event = data["event"].encode("utf-8", "replace")  # a lone surrogate cannot be UTF-8
     hex_event = data.get("event_hex")
-    event = bytes.fromhex(hex_event) if isinstance(hex_event, str) else data["event"].encode()
+    if hex_event is not None:
+        try:
+            event = bytes.fromhex(hex_event) if isinstance(hex_event, str) else b""
+        except ValueError:
+            event = b""
+        if not event:
+            event = data["event"].encode("utf-8", "replace")
+            problems.append(f"event_hex is no hex: {str(hex_event)[:40]!r}")
     return DeadLetter(
         entry=entry,
         event=event,
         text=decode_event(event),
         rule=str(data.get("rule", "")),
         error=str(data.get("error", "")),
-        attempts=int(data.get("attempts", 0)),
-        at_s=int(data.get("at", 0)),
+        attempts=_whole(data, "attempts", problems),
+        at_s=_whole(data, "at", problems),
+        problem="; ".join(problems),
     )
+
+
+def _whole(data: dict[str, Any], name: str, problems: list[str]) -> int:
+    """``data[name]`` as a whole number (0 when absent); else 0, the problem noted."""
+    value = data.get(name, 0)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    problems.append(f"{name} is no number: {json.dumps(value)[:40]}")
+    return 0
 
 
 def list_dead(

@@ -9,29 +9,30 @@ Dramatiq queue with the delayed and dead-lettered messages; per dedup set its si
 the age of its oldest entry; per schedule it feeds, its last firing, lag and next firing
 (:mod:`.schedule_status`). Targets and sets named by templates are found with
 ``SCAN``: the first :data:`MAX_KEYS` names in sorted order are shown, the others only
-counted. Times come from the Redis clock.
+counted (:mod:`.target_status`). Times come from the Redis clock. A key of another type
+than it should hold, or a counter that is no integer, is read as empty and named in
+``odd_keys`` (:mod:`.odd_keys`): one odd key never hides the other figures.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
+from ..config.model import WatcherSpec
 from ..rules.model import WatcherRules
 from ..rules.ruleset import RuleSet
 from ..rules.schedules import Schedule, compile_schedules
-from ..rules.templates import Template
 from ..store.connect import is_cluster
-from ..store.keys import DramatiqKeys, WatcherKeys
-from ..store.keyspace import counters, names_of, text
+from ..store.keys import WatcherKeys
+from .odd_keys import Reads
 from .schedule_status import ScheduleStatus, schedule_status
+from .target_status import MAX_KEYS, SetStatus, TargetStatus, targets_and_sets
 
-#: Most concrete keys listed for one templated target or set.
-MAX_KEYS = 50
+__all__ = ["MAX_KEYS", "SetStatus", "TargetStatus", "WatcherStatus", "as_json", "gather"]
 
 #: The router's counters of a watcher, as named in its stats hash.
 WATCHER_COUNTERS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead")
@@ -62,26 +63,6 @@ class RuleStatus:
 
 
 @dataclass(frozen=True, slots=True)
-class TargetStatus:
-    """One concrete target: a raw list, or a Dramatiq queue."""
-
-    key: str
-    kind: str  # "list" or "dramatiq"
-    depth: int
-    delayed: int | None = None  # Dramatiq: messages in the delay queue
-    dead_lettered: int | None = None  # Dramatiq: messages in the dead-letter queue
-
-
-@dataclass(frozen=True, slots=True)
-class SetStatus:
-    """One concrete dedup set."""
-
-    key: str
-    size: int
-    oldest_age_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class WatcherStatus:
     """Everything about one watcher."""
 
@@ -106,6 +87,11 @@ class WatcherStatus:
     #: Entries of the watcher's outbox, and the age of the oldest (None: empty).
     outbox: int = 0
     outbox_oldest_age_s: float | None = None
+    #: Keys that do not hold what they should ("key: holds a zset, not a list"), read
+    #: as empty: the watcher's own keys, its targets' and its sets'.
+    odd_keys: list[str] = field(default_factory=list)
+    #: Target and set templates that are only variables: any key, never scanned.
+    dynamic: list[str] = field(default_factory=list)
 
 
 def gather(
@@ -115,7 +101,8 @@ def gather(
     now_s = _redis_time_s(client)
     ns = namespace or ruleset.config.spec.namespace
     schedules = compile_schedules(ruleset.config)
-    return [_watcher(w, client, now_s, ns, schedules) for w in ruleset.watchers]
+    specs = ruleset.config.spec.watchers
+    return [_watcher(w, client, now_s, ns, schedules, specs) for w in ruleset.watchers]
 
 
 def as_json(statuses: Iterable[WatcherStatus]) -> list[dict[str, Any]]:
@@ -133,32 +120,37 @@ def _watcher(
     client: redis.Redis,
     now_s: float,
     ns: str,
-    schedules: tuple[Schedule, ...] = (),
+    schedules: tuple[Schedule, ...],
+    specs: Iterable[WatcherSpec],
 ) -> WatcherStatus:
     spec = rules.spec
     keys = WatcherKeys.of(spec, "")
-    stats = counters(client, keys.stats)
-    instances = _instances(client, keys, spec.taken_queue, now_s)
-    targets, sets, more = _targets_and_sets(rules, client, now_s, ns)
-    oldest_entry = _scored(client, keys.outbox_at, 0)
+    reads = Reads(client)
+    stats = reads.counters(keys.stats)
+    instances = _instances(reads, keys, spec.taken_queue, now_s)
+    found = targets_and_sets(rules, specs, reads, now_s, ns)
+    oldest_entry = reads.scored(keys.outbox_at, 0)
+    in_flight = sum(i.in_flight for i in instances) + reads.llen(spec.taken_queue)
     return WatcherStatus(
         input=spec.input_queue,
-        depth=client.llen(spec.input_queue),
-        in_flight=sum(i.in_flight for i in instances) + client.llen(spec.taken_queue),
+        depth=reads.llen(spec.input_queue),
+        in_flight=in_flight,
         instances=instances,
-        dead_letter=client.llen(spec.dead_queue),
-        unmatched_kept=client.llen(spec.unmatched_queue) if spec.unmatched_queue else None,
+        dead_letter=reads.llen(spec.dead_queue),
+        unmatched_kept=reads.llen(spec.unmatched_queue) if spec.unmatched_queue else None,
         counters={name: stats.get(name, 0) for name in WATCHER_COUNTERS},
         rules=[_rule(rule.name, stats) for rule in _unique_rules(rules)],
-        targets=targets,
-        sets=sets,
-        more_keys=more,
+        targets=list(found.targets.values()),
+        sets=list(found.sets.values()),
+        more_keys=found.more,
         schedules=[
             schedule_status(s, client, now_s, ns) for s in schedules if s.owner == spec.input_queue
         ],
         cluster=is_cluster(client),
-        outbox=client.hlen(keys.outbox),
+        outbox=reads.hlen(keys.outbox),
         outbox_oldest_age_s=(round(now_s - oldest_entry[0][1] / 1000, 3) if oldest_entry else None),
+        odd_keys=list(dict.fromkeys(str(odd) for odd in reads.odd)),
+        dynamic=found.dynamic,
     )
 
 
@@ -175,86 +167,18 @@ def _rule(name: str, stats: Mapping[str, int]) -> RuleStatus:
 
 
 def _instances(
-    client: redis.Redis, keys: WatcherKeys, taken_queue: str, now_s: float
+    reads: Reads, keys: WatcherKeys, taken_queue: str, now_s: float
 ) -> list[InstanceStatus]:
-    beats = dict(_scored(client, keys.beats, -1))
+    beats = dict(reads.scored(keys.beats, -1))
     found = []
-    for name, expiry_ms in _scored(client, keys.instances, -1):
+    for name, expiry_ms in reads.scored(keys.instances, -1):
         beat_ms = beats.get(name)
         found.append(
             InstanceStatus(
                 name=name,
                 alive=expiry_ms > now_s * 1000,
                 heartbeat_age_s=None if beat_ms is None else round(now_s - beat_ms / 1000, 3),
-                in_flight=client.llen(f"{taken_queue}/{name}"),
+                in_flight=reads.llen(f"{taken_queue}/{name}"),
             )
         )
     return found
-
-
-def _targets_and_sets(
-    rules: WatcherRules, client: redis.Redis, now_s: float, ns: str
-) -> tuple[list[TargetStatus], list[SetStatus], dict[str, int]]:
-    targets: dict[str, TargetStatus] = {}
-    sets: dict[str, SetStatus] = {}
-    more: dict[str, int] = {}
-    for rule in rules.rules:
-        for make in rule.makes:
-            dramatiq = make.target.actor is not None
-            prefix = DramatiqKeys(ns).queue("") if dramatiq else ""
-            names = _shown_keys(client, make.target.queue, prefix, more)
-            for name in names:
-                if name not in targets:
-                    targets[name] = _target(client, name, ns, dramatiq=dramatiq)
-            if make.set is None:
-                continue
-            for name in _shown_keys(client, make.set, "", more):
-                sets.setdefault(name, _set(client, name, now_s))
-    return list(targets.values()), list(sets.values()), more
-
-
-def _shown_keys(
-    client: redis.Redis, template: Template, prefix: str, more: dict[str, int]
-) -> list[str]:
-    """The first :data:`MAX_KEYS` names ``template`` stands for, sorted; the number of
-    the others goes into ``more`` under the template's source."""
-    shown: list[str] = []  # sorted, never more than MAX_KEYS: memory stays bounded
-    total = 0
-    for name in names_of(client, template, prefix):
-        total += 1
-        if len(shown) < MAX_KEYS:
-            bisect.insort(shown, name)
-        elif name < shown[-1]:
-            shown.pop()
-            bisect.insort(shown, name)
-    if total > len(shown):
-        more[template.source] = total - len(shown)
-    return shown
-
-
-def _target(client: redis.Redis, queue: str, ns: str, *, dramatiq: bool) -> TargetStatus:
-    if not dramatiq:
-        return TargetStatus(key=queue, kind="list", depth=client.llen(queue))
-    keys = DramatiqKeys(ns)
-    return TargetStatus(
-        key=queue,
-        kind="dramatiq",
-        depth=client.llen(keys.queue(queue)),
-        delayed=client.llen(keys.delayed(queue)),
-        dead_lettered=client.zcard(keys.dead(queue)),
-    )
-
-
-def _set(client: redis.Redis, key: str, now_s: float) -> SetStatus:
-    oldest = _scored(client, key, 0)
-    return SetStatus(
-        key=key,
-        size=client.zcard(key),
-        oldest_age_s=round(now_s - oldest[0][1], 3) if oldest else None,
-    )
-
-
-def _scored(client: redis.Redis, key: str, end: int) -> list[tuple[str, float]]:
-    """Members and scores of a sorted set, from the lowest score to rank ``end``."""
-    found: Any = client.zrange(key, 0, end, withscores=True)
-    return [(text(member), float(score)) for member, score in found]

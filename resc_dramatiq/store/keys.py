@@ -39,6 +39,7 @@ last fired tick, when and by whom, and its lag.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -102,6 +103,34 @@ class WatcherKeys:
 def _taken(taken_queue: str, instance: str) -> str:
     """``T/<instance>``, or ``T`` itself (resc's own taken list) for no instance."""
     return f"{taken_queue}/{instance}" if instance else taken_queue
+
+
+#: Prefixes of the keys of schedules and of a cluster's applied outbox parts.
+OWN_PREFIXES = ("resc/schedules/", "resc/applied/")
+#: Dramatiq's own keys in a namespace, beside its queues (``ns:`` left out).
+DRAMATIQ_OWN = ("__heartbeats__", "__acks__.")
+
+
+def own_key(name: str, specs: Iterable[WatcherSpec]) -> bool:
+    """Whether ``name`` is a key the routers keep for themselves, never a target or a
+    dedup set: a watcher's taken lists and instances, its stats, attempts, history,
+    commit markers, outbox and dead letters; schedule states, applied outbox parts.
+    (A watcher's input list is no such key: a rule may feed another watcher.)"""
+    if name.startswith(OWN_PREFIXES):
+        return True
+    for spec in specs:
+        k = WatcherKeys.of(spec, "")
+        fixed = (k.taken_base, k.stats, k.attempts, k.dead, k.outbox, k.outbox_at)
+        prefixes = (f"{k.taken_base}/", f"{k.history}/", f"{k.input}/committed/")
+        if name in fixed or name.startswith(prefixes):
+            return True
+    return False
+
+
+def dramatiq_own(queue: str) -> bool:
+    """Whether ``queue`` (a name in a Dramatiq namespace) is no queue but one of
+    Dramatiq's own keys: heartbeats, acks, a queue's companions (``.msgs``, ``.XQ``...)."""
+    return queue.startswith(DRAMATIQ_OWN) or queue.endswith(DRAMATIQ_SUFFIXES)
 
 
 def applied_keys(slot: int) -> tuple[str, str]:

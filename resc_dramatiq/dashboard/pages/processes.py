@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ...ops.odd_keys import OddKey, is_wrong_type, odd_types, wrong_type
 from ...rules.messages import delay_queue_name
 from ...store.keys import DramatiqKeys
 from ...store.keyspace import text
@@ -39,9 +40,12 @@ class WorkerView:
 
 def workers(
     client: redis.Redis, keys: DramatiqKeys, queues: list[str], now: float
-) -> tuple[list[WorkerView], int]:
-    """The most recently beating workers (at most :data:`MAX_WORKERS`), and how many
-    there are in all."""
+) -> tuple[list[WorkerView], int, list[OddKey]]:
+    """The most recently beating workers (at most :data:`MAX_WORKERS`), how many there
+    are in all, and the odd keys met (a heartbeats key of another type: no worker)."""
+    odd = odd_types(client, {keys.heartbeats: "zset"})
+    if odd:
+        return [], 0, odd
     total = int(client.zcard(keys.heartbeats))
     beats: list[Any] = client.zrevrange(keys.heartbeats, 0, MAX_WORKERS - 1, withscores=True)
     every = [q for queue in queues for q in (queue, delay_queue_name(queue))]
@@ -49,11 +53,11 @@ def workers(
     for broker_id, _ in beats:
         for q in every:
             pipe.scard(keys.acks(text(broker_id), q))
-    sizes = iter(pipe.execute())
+    sizes = iter(pipe.execute(raise_on_error=False))
     found = []
     for broker_id, beat_ms in beats:
         age = now - float(beat_ms) / 1000
-        held = {q: int(next(sizes)) for q in every}
+        held = {q: _held(client, keys.acks(text(broker_id), q), next(sizes), odd) for q in every}
         found.append(
             WorkerView(
                 text(broker_id),
@@ -62,7 +66,17 @@ def workers(
                 {q: n for q, n in held.items() if n},
             )
         )
-    return found, total
+    return found, total, odd
+
+
+def _held(client: redis.Redis, key: str, size: Any, odd: list[OddKey]) -> int:
+    """An acks set's size from a pipeline's reply; 0 for a key of another type (noted)."""
+    if not isinstance(size, Exception):
+        return int(size)
+    if not is_wrong_type(size):
+        raise size
+    odd.append(wrong_type(client, key, "set"))
+    return 0
 
 
 def routes(context: Context) -> list[Route]:
@@ -77,10 +91,10 @@ def routes(context: Context) -> list[Route]:
         shown = {}
         for label, fleet in fleets.items():
             queues = sorted(set(fleet["queues"]))
-            found, total = workers(
+            found, total, odd = workers(
                 fleet["client"], context.site.dramatiq, queues, now_s(fleet["client"])
             )
-            shown[label] = {"workers": found, "total": total}
+            shown[label] = {"workers": found, "total": total, "odd": odd}
         values = {"statuses": statuses, "watchers": context.site.watchers, "fleets": shown}
         return context.renderer.page(request, "processes.html", values)
 

@@ -2,19 +2,24 @@
 
 The dead letters are read a page at a time (``ops.dead.list_dead``: an ``LRANGE`` of one
 page, or at most ``ops.dead.SCAN`` entries when filtered); each row carries its entry's
-exact bytes as hex, which the actions read back (see :mod:`..actions`).
+exact bytes as hex, which the actions read back (see :mod:`..actions`); a long one is
+cut, and answered whole by ``/watchers/{index}/dead/entry?ref=`` (:mod:`..long_values`).
+A dead-letter key of another type shows what it holds instead of the letters.
 """
 
 from __future__ import annotations
 
 import re
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ...ops.dead import list_dead
+from ...ops.dead import DeadPage, list_dead
+from ...ops.odd_keys import odd_types
 from ..context import Context, now_s
+from ..long_values import PREFIX, resolve
 from ..render import int_param
 
 
@@ -34,9 +39,10 @@ def routes(context: Context) -> list[Route]:
         except re.error as e:
             pattern, problem = None, f"bad regex: {e}"
         offset = int_param(request, "offset")
-        page = list_dead(
+        odd = odd_types(w.client, {w.keys.dead: "list"})
+        page = DeadPage((), 0, None) if odd else list_dead(
             w.client, w.keys, match=pattern, offset=offset, limit=context.settings.page_size
-        )
+        )  # fmt: skip
         return context.renderer.page(
             request,
             "watcher.html",
@@ -48,11 +54,23 @@ def routes(context: Context) -> list[Route]:
                 "offset": offset,
                 "match": match,
                 "problem": problem,
+                "odd": odd,
                 "now_s": now_s(w.client),
             },
         )
 
+    def whole(request: Request) -> Response:
+        _, w = context.watcher(request)
+        ref = request.query_params.get("ref", "")
+        entry = resolve(w.client, w.keys.dead, ref) if ref.startswith(PREFIX) else None
+        if entry is None:
+            raise HTTPException(404, "no such dead letter (requeued or dropped meanwhile?)")
+        disposition = 'attachment; filename="dead-letter.json"'
+        headers = {"content-disposition": disposition}
+        return Response(entry, media_type="text/plain; charset=utf-8", headers=headers)
+
     return [
         Route("/watchers", listing, name="watchers"),
         Route("/watchers/{index:int}", one, name="watcher"),
+        Route("/watchers/{index:int}/dead/entry", whole, name="dead_entry"),
     ]
