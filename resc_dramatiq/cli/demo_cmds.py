@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..ops.demo import DemoError, DemoOptions, DemoReport, expected_tasks, find_project, run_demo
+from ..ops.demo import DemoError, DemoOptions, DemoReport, expected_tasks, run_demo
 from ..ops.embedded import EmbeddedUnavailable, ensure_available
+from ..ops.example import ExampleNotFound, example_project
 from . import main
 from .common import EXIT_FAILED, fail, safe_url
 
@@ -52,11 +53,11 @@ def demo(
     port = dashboard_port if with_dashboard else None
     try:
         options = DemoOptions(
-            redis_url, events, processes, threads, timeout_s, find_project(), port
+            redis_url, events, processes, threads, timeout_s, example_project(), port
         )
         if redis_url is None:
             ensure_available()
-    except (DemoError, EmbeddedUnavailable) as e:
+    except (ExampleNotFound, EmbeddedUnavailable) as e:
         fail(str(e))
     console = Console()
     expected = expected_tasks(events)
