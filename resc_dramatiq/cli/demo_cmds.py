@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ EXIT_INTERRUPTED = 130
     "with_dashboard",
     is_flag=True,
     help="Also run the web dashboard, print its address, and keep it all running after "
-    "the verdict until Ctrl-C.",
+    "the verdict until Ctrl-C (or SIGTERM).",
 )
 @click.option("--dashboard-port", default=8060, show_default=True, type=click.IntRange(1, 65535))
 def demo(
@@ -50,6 +51,9 @@ def demo(
     dashboard_port: int,
 ) -> None:
     """Run the example pipeline: Redis, router, Dramatiq workers; verify every task ran once."""
+    # SIGTERM (a service manager, `timeout`, `kill`) ends the demo as Ctrl-C does: every
+    # process it started is stopped on the way out, none is left running under PID 1
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     port = dashboard_port if with_dashboard else None
     try:
         options = DemoOptions(

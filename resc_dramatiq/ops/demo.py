@@ -39,6 +39,7 @@ from ..store.connect import connect
 from ..store.keyspace import counters, text
 from .embedded import EmbeddedRedis
 from .example import example_project
+from .supervisor import die_with_parent
 
 DONE = "example/done"
 RUNS = "example/runs"
@@ -115,7 +116,8 @@ class Fleet:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # stopped as a group: dramatiq's forks included
+                preexec_fn=die_with_parent(),  # and stopped if the demo is killed outright
             )
 
     def check(self) -> None:
