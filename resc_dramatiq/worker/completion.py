@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,7 +47,6 @@ from redis.cluster import RedisCluster
 
 from ..config.model import Config
 from ..errors import ConfigError, RescError
-from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
@@ -59,7 +57,8 @@ from ..store.slots import key_slot
 from ..store.store import emit
 from .app import App, build_ruleset
 from .done_event import DoneEvent
-from .inline import Finished, InlineRouter
+from .inline import InlineRouter
+from .outcome import Outcome, outcome_of
 
 DEFAULT_DONE_QUEUE = "global/done"
 
@@ -67,23 +66,6 @@ DEFAULT_DONE_QUEUE = "global/done"
 Rules = str | Path | Config | RuleSet
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the middleware writes for one message."""
-
-    message_id: str
-    task: str
-    done: str
-    failed: str
-    set: str | None
-    release: str
-
-    def finished(self) -> Finished:
-        """The done event as the inline router takes it."""
-        released = self.set if self.release == "done" else None
-        return Finished(self.message_id, self.task, self.done, released)
 
 
 class BootRefused(ConfigError, MiddlewareError):
@@ -229,34 +211,14 @@ class Completion(Middleware):
             )  # fmt: skip
 
     def _outcome(self, broker: Broker, message: MessageProxy) -> Outcome | None:
-        spec = message.options.get(RESC_OPTION)
-        actor = broker.actors.get(message.actor_name)
-        options = actor.options if actor is not None else {}
-        if isinstance(spec, dict):
-            task, done, dedup = spec["task"], spec.get("done") or self.done_queue, spec.get("set")
-            release = spec.get("release", "taken")
-        elif message.actor_name in self._templates and actor is not None:
-            task = self._render(actor, message)
-            if task is None:
-                return None
-            done, dedup, release = options.get("done_queue", self.done_queue), None, "taken"
-        else:
-            return None
-        failed = options.get("failed_queue") or self.failed_queue or f"{done}/failed"
-        return Outcome(message.message_id, task, done, failed, dedup, release)
-
-    def _render(self, actor: Actor[Any, Any], message: MessageProxy) -> str | None:
-        template = self._templates[actor.actor_name]
-        try:
-            return template.render(actor.fn, message.args, message.kwargs)
-        except (RescError, TypeError) as e:
-            self.logger.critical(
-                "LOST: no done event for message %s: its arguments do not fill %r (%s)",
-                message.message_id,
-                template.template.source,
-                e,
-            )
-            return None
+        return outcome_of(
+            broker,
+            message,
+            self._templates,
+            done_queue=self.done_queue,
+            failed_queue=self.failed_queue,
+            logger=self.logger,
+        )
 
     def _failed(self, broker: Broker, o: Outcome) -> None:
         self._emit(broker, o, o.failed, "failure event")
