@@ -81,6 +81,7 @@ class Figures:
     promoted_s: float = 0.0  # kill -> the Sentinels name a writable new primary
     first_commit_s: float = 0.0  # kill -> the first commit on the new primary
     followed: dict[str, bool] = field(default_factory=dict)  # router -> logged the new primary
+    router_logs: dict[str, str] = field(default_factory=dict)  # router -> what it logged
     fin: Counter[str] = field(default_factory=Counter)
     runs: Counter[str] = field(default_factory=Counter)
     taken: list[bytes] = field(default_factory=list)
@@ -252,6 +253,7 @@ def run_failover(workdir: Path, *, wait: bool, events: int = 1500) -> Figures:
         } | {"listen": listen.proc.poll() is None, "status": status.proc.poll() is None}
         moved_to = f"is now 127.0.0.1:{replica.port} (was 127.0.0.1:{old.port})"
         figures.followed = {name: moved_to in p.output() for name, p in fleet.items()}
+        figures.router_logs = {name: p.output() for name, p in fleet.items()}
         _read_outcome(new, figures)
         direct.close()
     return figures

@@ -20,3 +20,6 @@ def test_a_chain_over_many_slots_is_routed_exactly_once_through_kills_a_failover
     assert figures.router_kills >= 3
     assert figures.promoted_s is not None and figures.promoted_s < 10
     assert figures.migrated_keys > 0
+    for log in sorted(tmp_path.glob("r*.log")):  # the failover said in lines, no traceback
+        text = log.read_text(errors="replace")
+        assert " ERROR " not in text and "Traceback" not in text, f"{log.name}:\n{text}"

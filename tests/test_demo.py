@@ -6,14 +6,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
+import pytest
 import redis
 
 from resc_dramatiq.ops.demo import DemoReport, expected_tasks
+from tests.helpers import wait_for
+from tests.procs import free_port
 
 ROOT = Path(__file__).parent.parent
 
@@ -58,21 +62,51 @@ def test_the_demo_runs_on_its_embedded_redis() -> None:
     assert marked(marker) == []
 
 
-def test_ctrl_c_stops_every_process_the_demo_started(redis_url: str) -> None:
-    demo, marker = start_demo(
-        "--redis-url", redis_url, "--events", "1000", "--threads", "1", "--timeout", "100"
-    )
+@contextmanager
+def nothing_left(marker: str, started: list[psutil.Process]) -> Iterator[None]:
+    """Kill whatever the demo left behind when the block ends (marked, or among the
+    processes it ``started``), so that a failing test leaves no orphan: the assertions
+    inside say what was left."""
     try:
-        deadline = time.monotonic() + 30
-        while len(marked(marker)) < 4 and time.monotonic() < deadline:  # demo, router, workers
-            time.sleep(0.1)
-        assert len(marked(marker)) >= 4
+        yield
     finally:
-        demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=60)
-    assert demo.returncode == 130, output
-    assert "interrupted" in output
-    assert marked(marker) == []
+        for process in marked(marker) + started:
+            with suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def children_up(demo: subprocess.Popen[str]) -> list[psutil.Process]:
+    """The demo's descendants once all run: its embedded server, the router, dramatiq's
+    main process and its worker, the dashboard. (The server rewrites its
+    environment for its process title: it is found as a child, not by the marker.)"""
+    found = psutil.Process(demo.pid).children(recursive=True)
+    return found if len(found) >= 5 else []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_stops_every_process_the_demo_started(signum: int) -> None:
+    demo, marker = start_demo(
+        "--events", "1000", "--processes", "1", "--threads", "1", "--timeout", "100",
+        "--dashboard", "--dashboard-port", str(free_port()),
+    )  # fmt: skip
+    started: list[psutil.Process] = []
+    with nothing_left(marker, started):
+        try:
+            started += wait_for(lambda: children_up(demo), timeout_s=60, what="every child")
+        finally:
+            demo.send_signal(signum)  # to the demo alone, as `kill` does
+            output, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 130, output
+        assert "interrupted" in output
+        assert [p for p in started if alive(p)] == []
+        assert marked(marker) == []
 
 
 def test_a_report_lists_every_deviation_from_exactly_once() -> None:

@@ -34,6 +34,10 @@ def _carried_on(f: Figures) -> None:
     assert f.status_events_after > f.events_at_kill, "status --watch reads the old state"
     assert not f.taken, f.taken
     assert all(n == 1 for n in f.fin.values()), [t for t, n in f.fin.items() if n > 1][:5]
+    for name, log in f.router_logs.items():  # one line per change of state, no traceback
+        assert " ERROR " not in log and "Traceback" not in log, f"{name}:\n{log}"
+        assert log.count("Redis unreachable") == log.count("reachable again; resuming") <= 1, log
+        assert log.count("the primary of 'primary' is now") == 1, log
 
 
 def test_with_the_wait_option_every_chain_completes_exactly_once_across_a_failover(

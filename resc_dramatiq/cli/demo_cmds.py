@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -12,8 +13,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..ops.demo import DemoError, DemoOptions, DemoReport, expected_tasks, find_project, run_demo
+from ..ops.demo import DemoError, DemoOptions, DemoReport, expected_tasks, run_demo
 from ..ops.embedded import EmbeddedUnavailable, ensure_available
+from ..ops.example import ExampleNotFound, example_project
 from . import main
 from .common import EXIT_FAILED, fail, safe_url
 
@@ -36,7 +38,7 @@ EXIT_INTERRUPTED = 130
     "with_dashboard",
     is_flag=True,
     help="Also run the web dashboard, print its address, and keep it all running after "
-    "the verdict until Ctrl-C.",
+    "the verdict until Ctrl-C (or SIGTERM).",
 )
 @click.option("--dashboard-port", default=8060, show_default=True, type=click.IntRange(1, 65535))
 def demo(
@@ -49,14 +51,17 @@ def demo(
     dashboard_port: int,
 ) -> None:
     """Run the example pipeline: Redis, router, Dramatiq workers; verify every task ran once."""
+    # SIGTERM (a service manager, `timeout`, `kill`) ends the demo as Ctrl-C does: every
+    # process it started is stopped on the way out, none is left running under PID 1
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     port = dashboard_port if with_dashboard else None
     try:
         options = DemoOptions(
-            redis_url, events, processes, threads, timeout_s, find_project(), port
+            redis_url, events, processes, threads, timeout_s, example_project(), port
         )
         if redis_url is None:
             ensure_available()
-    except (DemoError, EmbeddedUnavailable) as e:
+    except (ExampleNotFound, EmbeddedUnavailable) as e:
         fail(str(e))
     console = Console()
     expected = expected_tasks(events)

@@ -38,6 +38,8 @@ from ..errors import RescError
 from ..store.connect import connect
 from ..store.keyspace import counters, text
 from .embedded import EmbeddedRedis
+from .example import example_project
+from .supervisor import die_with_parent
 
 DONE = "example/done"
 RUNS = "example/runs"
@@ -46,17 +48,7 @@ EXAMPLE_KEYS = ("example/*", "example-results:*", "dramatiq:example-*")
 
 
 class DemoError(RescError):
-    """Raised when the demo cannot run: no example project, a process died, a timeout."""
-
-
-def find_project() -> Path:
-    """The ``example_project`` directory: under the working directory, the source tree,
-    or the copy an installed wheel carries (``resc_dramatiq/_example/``)."""
-    here = Path(__file__).resolve().parent
-    for base in (Path.cwd(), here.parent, here / "_example"):
-        if (base / "example_project" / "app.py").is_file():
-            return base / "example_project"
-    raise DemoError("example_project/ not found: reinstall the package or use a checkout")
+    """Raised when the demo cannot run: a process died, a timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +60,7 @@ class DemoOptions:
     processes: int = 2
     threads: int = 4
     timeout_s: float = 60.0
-    project: Path = field(default_factory=find_project)
+    project: Path = field(default_factory=example_project)
     dashboard_port: int | None = None  # also run the dashboard, on 127.0.0.1 and this port
 
 
@@ -124,7 +116,8 @@ class Fleet:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # stopped as a group: dramatiq's forks included
+                preexec_fn=die_with_parent(),  # and stopped if the demo is killed outright
             )
 
     def check(self) -> None:

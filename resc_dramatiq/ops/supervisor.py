@@ -142,7 +142,7 @@ class Supervisor:
         return 0
 
     def _spawn(self, child: _Child) -> None:
-        child.proc = subprocess.Popen(list(child.spec.argv), preexec_fn=_die_with_parent())
+        child.proc = subprocess.Popen(list(child.spec.argv), preexec_fn=die_with_parent())
         child.started_at = time.monotonic()
         child.restart_at = None
 
@@ -169,16 +169,17 @@ class Supervisor:
         return 0 if clean else 1
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` asking Linux to SIGTERM the child when the supervisor dies."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when this process dies, however
+    it dies (``kill -9`` included); ``None`` elsewhere."""
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getpid()
-    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls
 
     def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the supervisor died before the call took effect
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the call took effect
             os._exit(1)
 
     return preexec

@@ -205,7 +205,11 @@ class Router:
                 loop.run(self._stop)
                 return
             except Exception as e:
-                logger.exception("watcher %r died", loop.spec.input_queue)
+                if is_transient(e):  # an outage or failover the loop did not absorb
+                    self.availability.failed(e)
+                    logger.debug("watcher %r stopped", loop.spec.input_queue, exc_info=True)
+                else:
+                    logger.exception("watcher %r died", loop.spec.input_queue)
                 if loop.healthy:  # it worked for a while: count this failure afresh
                     backoff.reset()
                 if backoff.failures + 1 >= self.options.restart_limit:

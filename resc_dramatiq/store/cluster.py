@@ -17,6 +17,7 @@ recognised when repeated.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -26,6 +27,8 @@ from redis.cluster import RedisCluster
 from redis.connection import SSLConnection
 
 from .slots import key_slot
+
+logger = logging.getLogger(__name__)
 
 #: Errors that mean "this slot is served elsewhere, or not yet": learn the layout again.
 SLOT_ERRORS = (
@@ -58,12 +61,20 @@ class Layout:
         return node.host, int(node.port)
 
     def refresh(self) -> None:
-        """Ask the cluster for its layout again (at most once per interval)."""
+        """Ask the cluster for its layout again (at most once per interval).
+
+        A cluster in the middle of a failover may not answer: the layout stays as it was
+        (asked again at the next error) and the error that made the caller ask is the
+        one it sees, not a second one chained to it.
+        """
         with self._lock:
             if time.monotonic() - self._refreshed_at < REFRESH_INTERVAL_S:
                 return
             self._refreshed_at = time.monotonic()
-            self.cluster.nodes_manager.initialize()
+            try:
+                self.cluster.nodes_manager.initialize()
+            except Exception:  # any failure here means "not now"
+                logger.debug("the cluster's layout could not be learned now", exc_info=True)
 
 
 class SlotConnection(redis.Connection):

@@ -6,8 +6,11 @@ A cluster's failover or slot migration is transient too (``MOVED``, ``ASK``,
 outage to the callers here: the old primary's
 connections fail (``ConnectionError``), a demoted primary answers ``READONLY`` (redis-py's
 Sentinel pool turns that into ``ConnectionError`` and asks the Sentinels again), and
-``MASTERDOWN`` or "no master found" follow until the Sentinels agree on a new one. Each
-is transient: back off, reconnect, carry on with the new primary.
+``MASTERDOWN`` or "no master found" follow until the Sentinels agree on a new one; a
+primary demoted while a client waits in a blocking command answers it ``UNBLOCKED``. Each
+is transient: back off, reconnect, carry on with the new primary. What the callers log is
+one WARNING line per change of state (:class:`Availability`, :class:`PrimaryWatch`);
+the tracebacks of these expected errors go to DEBUG.
 """
 
 from __future__ import annotations
@@ -32,16 +35,32 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ClusterDownError,
     redis.exceptions.SlotNotCoveredError,
     redis.exceptions.ClusterError,  # redis-py's "TTL exhausted": a slot kept moving
+    redis.exceptions.ReadOnlyError,  # a demoted primary (a failover) refusing a write
 )
 
 
+#: Replies of a server that is no primary any more, or not yet: redis-py strips the code
+#: of those it has a class for (``ReadOnlyError``, ``BusyLoadingError``, ``MasterDownError``)
+#: and keeps it in the text of the others.
+TRANSIENT_REPLIES = ("LOADING", "MASTERDOWN", "READONLY", "NOREPLICAS", "UNBLOCKED")
+
+
 def is_transient(error: BaseException) -> bool:
-    """True for errors that a reconnect can cure (including a server still loading)."""
+    """True for errors that a reconnect can cure: an unreachable or loading server, and a
+    primary demoted by a failover (its writes answer ``READONLY``, a blocking command in
+    flight ``UNBLOCKED``) until the client reaches the new one."""
     if isinstance(error, TRANSIENT_ERRORS):
         return True
-    return isinstance(error, redis.ResponseError) and str(error).startswith(
-        ("LOADING", "MASTERDOWN", "READONLY", "NOREPLICAS")
-    )
+    return isinstance(error, redis.ResponseError) and str(error).startswith(TRANSIENT_REPLIES)
+
+
+def why(error: BaseException) -> str:
+    """The error's class, and for a server's reply its text (``READONLY``, ``UNBLOCKED``:
+    a demoted primary), cut short."""
+    if isinstance(error, redis.ResponseError):
+        text = str(error)
+        return f"{type(error).__name__}: {text[:77] + '...' if len(text) > 80 else text}"
+    return type(error).__name__
 
 
 class Backoff:
@@ -89,8 +108,9 @@ class Availability:
             self.down = True
             self.outages += 1
         self.logger.warning(
-            "%s: Redis unreachable (%s); retrying with backoff", self.what, type(error).__name__
+            "%s: Redis unreachable (%s); retrying with backoff", self.what, why(error)
         )
+        self.logger.debug("%s: the error that began the outage", self.what, exc_info=error)
 
     def succeeded(self) -> bool:
         """Record a successful call; True when this ends an outage."""

@@ -25,15 +25,16 @@ Every write is idempotent per Dramatiq message: a marker keyed by the message id
 written in the same atomic step, makes a retried write after a lost reply, or the
 same message redelivered after a worker was killed between the write and the ack,
 change nothing. The actor body itself runs at least once, as Dramatiq promises.
-Redis errors are retried briefly with backoff, then logged at CRITICAL (Dramatiq would
-swallow an exception raised from a hook).
+Redis errors are retried briefly with backoff; an event that still cannot be written is
+logged at CRITICAL as a ``LOST:`` line naming it (Dramatiq would log an exception raised
+from a hook and ack the message anyway). What cannot work at all (rules that do not
+compile, no Redis client) stops the worker's boot instead (:class:`BootRefused`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,11 +42,11 @@ import redis
 from dramatiq import Actor, Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
 from dramatiq.logging import get_logger
+from dramatiq.middleware import MiddlewareError
 from redis.cluster import RedisCluster
 
 from ..config.model import Config
 from ..errors import ConfigError, RescError
-from ..rules.messages import RESC_OPTION
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
@@ -56,7 +57,8 @@ from ..store.slots import key_slot
 from ..store.store import emit
 from .app import App, build_ruleset
 from .done_event import DoneEvent
-from .inline import Finished, InlineRouter
+from .inline import InlineRouter
+from .outcome import Outcome, outcome_of
 
 DEFAULT_DONE_QUEUE = "global/done"
 
@@ -66,21 +68,9 @@ Rules = str | Path | Config | RuleSet
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What the middleware writes for one message."""
-
-    message_id: str
-    task: str
-    done: str
-    failed: str
-    set: str | None
-    release: str
-
-    def finished(self) -> Finished:
-        """The done event as the inline router takes it."""
-        released = self.set if self.release == "done" else None
-        return Finished(self.message_id, self.task, self.done, released)
+class BootRefused(ConfigError, MiddlewareError):
+    """Raised at a worker's boot when Completion cannot run as configured (rules that do
+    not compile, no Redis client): the worker must not take a message."""
 
 
 class Completion(Middleware):
@@ -90,8 +80,10 @@ class Completion(Middleware):
     ``Config`` or a ``RuleSet``) turns on in-worker routing of the done events whose
     list one of its watchers reads, merged with the app's ``@on_done`` rules when it is
     a file or a ``Config``; ``route_inline=True`` alone routes with the ``@on_done``
-    rules. The rules are compiled once, against the broker's actors, when first needed
-    (the worker's boot); assigning :attr:`rules` later takes effect for the next message.
+    rules. The rules are compiled once, against the broker's actors, when the worker
+    boots (rules that do not compile stop the boot); assigning :attr:`rules` later takes
+    effect for the next message (rules that do not compile then leave the events to the
+    router).
     ``done_queue`` is the done list of actors declaring ``done_event`` without
     ``done_queue``; ``failed_queue`` the failure list (default ``<done list>/failed``);
     ``marker_ttl_s`` how long a message's marker is kept (longer than any redelivery).
@@ -155,10 +147,19 @@ class Completion(Middleware):
             where = f"actor {actor.actor_name!r} done_event"
             self._templates[actor.actor_name] = DoneEvent.compile(source, where=where, fn=actor.fn)
 
-    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
-        """Compile the inline rules now, so that a bad rule fails the boot, not a message."""
-        if self.route_inline:
-            self._inline_router(broker)
+    def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        """Find the Redis client and compile the inline rules before any thread takes a
+        message: what does not load stops the boot (:class:`BootRefused`), never a
+        message. Dramatiq lets a ``MiddlewareError`` of a ``before_`` hook through
+        (``Worker.start`` raises it; the ``dramatiq`` command's worker process dies of it,
+        and the command exits non-zero); in ``after_worker_boot`` it would be swallowed."""
+        try:
+            self._scripts_of(broker)
+            if self.route_inline:
+                self._inline_router(broker)
+        except RescError as e:
+            self.logger.critical("Worker boot refused: %s", e)
+            raise BootRefused(f"Completion: {e}") from None
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Release ``release="taken"`` dedup entries as the worker takes the message."""
@@ -179,55 +180,51 @@ class Completion(Middleware):
     ) -> None:
         """Emit the done event on success, the failure event when failed for good."""
         if message.failed:
-            self._failed(broker, message)
+            self._settle(broker, message, "failure event", self._failed)
         elif exception is None:
-            self._done(broker, message)
+            self._settle(broker, message, "done event", self._done)
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         """A message failed before running (e.g. ``AgeLimit``) is a failure too."""
         if message.failed:
-            self._failed(broker, message)
+            self._settle(broker, message, "failure event", self._failed)
+
+    def _settle(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        what: str,
+        write: Callable[[Broker, Outcome], None],
+    ) -> None:
+        """Write ``message``'s event with ``write``; whatever goes wrong is logged as a
+        loss, with the event (Dramatiq would log an exception of a hook and ack anyway)."""
+        o: Outcome | None = None
+        try:
+            o = self._outcome(broker, message)
+            if o is not None:
+                write(broker, o)
+        except Exception as e:
+            event = f"{o.task!r}" if o is not None else f"of {message.actor_name}"
+            self.logger.critical(
+                "LOST: %s %s of message %s: %s: %s",
+                what, event, message.message_id, type(e).__name__, e, exc_info=True,
+            )  # fmt: skip
 
     def _outcome(self, broker: Broker, message: MessageProxy) -> Outcome | None:
-        spec = message.options.get(RESC_OPTION)
-        actor = broker.actors.get(message.actor_name)
-        options = actor.options if actor is not None else {}
-        if isinstance(spec, dict):
-            task, done, dedup = spec["task"], spec.get("done") or self.done_queue, spec.get("set")
-            release = spec.get("release", "taken")
-        elif message.actor_name in self._templates and actor is not None:
-            task = self._render(actor, message)
-            if task is None:
-                return None
-            done, dedup, release = options.get("done_queue", self.done_queue), None, "taken"
-        else:
-            return None
-        failed = options.get("failed_queue") or self.failed_queue or f"{done}/failed"
-        return Outcome(message.message_id, task, done, failed, dedup, release)
+        return outcome_of(
+            broker,
+            message,
+            self._templates,
+            done_queue=self.done_queue,
+            failed_queue=self.failed_queue,
+            logger=self.logger,
+        )
 
-    def _render(self, actor: Actor[Any, Any], message: MessageProxy) -> str | None:
-        template = self._templates[actor.actor_name]
-        try:
-            return template.render(actor.fn, message.args, message.kwargs)
-        except (RescError, TypeError) as e:
-            self.logger.error(
-                "No done event for message %s: its arguments do not fill %r (%s)",
-                message.message_id,
-                template.template.source,
-                e,
-            )
-            return None
+    def _failed(self, broker: Broker, o: Outcome) -> None:
+        self._emit(broker, o, o.failed, "failure event")
 
-    def _failed(self, broker: Broker, message: MessageProxy) -> None:
-        o = self._outcome(broker, message)
-        if o is not None:
-            self._emit(broker, o, o.failed, "failure event")
-
-    def _done(self, broker: Broker, message: MessageProxy) -> None:
-        o = self._outcome(broker, message)
-        if o is None:
-            return
-        inline = self._inline_router(broker) if self.route_inline else None
+    def _done(self, broker: Broker, o: Outcome) -> None:
+        inline = self._inline_or_none(broker) if self.route_inline else None
         finished = o.finished()
         if inline is not None and inline.routes(finished):
             what = f"inline routing of {o.task!r}"
@@ -283,6 +280,15 @@ class Completion(Middleware):
             self._write(broker, f"{what} {o.task!r} for {queue!r}", write)
         except RescError as e:
             self.logger.critical("LOST: %s %r for %r: %s", what, o.task, queue, e)
+
+    def _inline_or_none(self, broker: Broker) -> InlineRouter | None:
+        """The inline router; None (said at ERROR) when rules assigned since the boot do
+        not compile: the event then goes to its list, for the router."""
+        try:
+            return self._inline_router(broker)
+        except ConfigError as e:
+            self.logger.error("The inline rules do not compile (%s); the router gets the event", e)
+            return None
 
     def _inline_router(self, broker: Broker) -> InlineRouter:
         """The inline router, compiled once per rule set (raises ConfigError); it writes
