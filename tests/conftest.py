@@ -16,6 +16,8 @@ from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq.ops.embedded import server_binary
+from resc_dramatiq.rules.fetch import Fetcher
+from tests.fetching import FAST
 
 #: The browser fixtures of the dashboard's tests (``browser``, ``page``), the Redis
 #: Cluster of the cluster tests (``cluster``, ``cluster_client``).
@@ -61,3 +63,11 @@ def write_config(tmp_path: Path) -> Iterator[object]:
         return path
 
     yield write
+
+
+@pytest.fixture
+def fetcher() -> Iterator[Fetcher]:
+    """A fetcher with quick retries, closed afterwards."""
+    fetcher = Fetcher(options=FAST)
+    yield fetcher
+    fetcher.close()

@@ -4,7 +4,6 @@ what it does better (URL encoding, timeouts, retries, shapes, secret headers).""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -14,28 +13,14 @@ from werkzeug import Request, Response
 
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, FetchError
-from resc_dramatiq.rules.fetch import Fetcher, FetchOptions, encode
-from resc_dramatiq.rules.model import Match
+from resc_dramatiq.rules.fetch import Fetcher, encode
 from resc_dramatiq.rules.ruleset import RuleSet
-
-FAST = FetchOptions(backoff_first_s=0.01, backoff_cap_s=0.02)
+from tests.fetching import FAST, match
 
 
 def ruleset(*fetch: dict[str, Any], on: str = r"^trt/(?P<process>\w+)/(?P<product>.+)$") -> RuleSet:
     rule = {"on": on, "fetch": list(fetch), "make": {"task": "t", "queue": "q"}}
     return RuleSet.compile(Config.from_data({"watchers": [{"input_queue": "in", "rules": [rule]}]}))
-
-
-def match(rules: RuleSet, event: str) -> Match:
-    [found] = rules.watchers[0].matches(event)
-    return found
-
-
-@pytest.fixture
-def fetcher() -> Iterator[Fetcher]:
-    fetcher = Fetcher(options=FAST)
-    yield fetcher
-    fetcher.close()
 
 
 def test_an_array_of_objects_gives_one_variable_set_per_object(

@@ -8,7 +8,6 @@ import gzip
 import json
 import resource
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,12 +17,11 @@ from werkzeug import Request, Response
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import FetchError
 from resc_dramatiq.rules.fetch import Fetcher, FetchOptions
-from resc_dramatiq.rules.model import Match
 from resc_dramatiq.rules.ruleset import RuleSet
+from tests.fetching import match
 from tests.helpers import wait_for
 from tests.http_drip import DripServer
 
-FAST = FetchOptions(backoff_first_s=0.01, backoff_cap_s=0.02)
 MIB = 1 << 20
 JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 
@@ -31,18 +29,6 @@ JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 def ruleset(*fetch: dict[str, Any]) -> RuleSet:
     rule = {"on": r"^trt/(?P<product>\w+)$", "fetch": list(fetch), "make": {"queue": "q"}}
     return RuleSet.compile(Config.from_data({"watchers": [{"input_queue": "in", "rules": [rule]}]}))
-
-
-def match(rules: RuleSet, event: str) -> Match:
-    [found] = rules.watchers[0].matches(event)
-    return found
-
-
-@pytest.fixture
-def fetcher() -> Iterator[Fetcher]:
-    fetcher = Fetcher(options=FAST)
-    yield fetcher
-    fetcher.close()
 
 
 def timed_failure(fetcher: Fetcher, rules: RuleSet) -> tuple[str, float]:
