@@ -21,7 +21,10 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(app: ASGIApp, *, sock: socket.socket) -> None:
     """Serve ``app`` on the listening ``sock`` until interrupted (Ctrl-C, SIGTERM)."""
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it caught again once it stopped
+        pass
 
 
 class ServerThread:
