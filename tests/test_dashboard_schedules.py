@@ -8,12 +8,14 @@ state's; its next firings are those ``explain --schedules`` prints.
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from click.testing import CliRunner
@@ -21,9 +23,9 @@ from playwright.sync_api import Page, expect
 
 from resc_dramatiq import Config, Router, RuleSet
 from resc_dramatiq.cli import main
+from resc_dramatiq.ops.schedule_status import read_state
 from resc_dramatiq.rules.schedules import compile_schedules
 from resc_dramatiq.store.keys import schedule_state
-from resc_dramatiq.store.schedules import read_state
 from tests.browser import shot
 from tests.dashboard_server import DashboardProcess, dashboard, write_rules
 
@@ -110,7 +112,7 @@ def test_the_schedules_page_shows_the_last_firing_redis_holds_and_the_next_ones_
 ) -> None:
     tick = int(redis_now(r)) // 3600 * 3600
     fire_at(r, tick + 0.5)
-    state = read_state(r, schedule_state("hourly"))
+    state, _ = read_state(r, schedule_state("hourly"))
     assert state.tick == tick and state.fired == 1 and state.by and state.lag_ms is not None
     before = explained(config, int(redis_now(r)))
     page.goto(f"{site.url}/schedules")
@@ -163,7 +165,7 @@ def test_a_hostile_schedule_name_and_event_are_shown_as_text_and_run_no_script(
 ) -> None:
     minute = int(redis_now(r)) // 60 * 60
     fire_at(r, minute + 0.5, RuleSet.compile(Config.from_data(HOSTILE_RULES)))
-    assert read_state(r, schedule_state(HOSTILE_NAME)).tick == minute
+    assert read_state(r, schedule_state(HOSTILE_NAME))[0].tick == minute
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     with dashboard(write_rules(tmp_path, HOSTILE_RULES), redis_url, tmp_path) as site:
@@ -185,3 +187,30 @@ def test_a_hostile_schedule_name_and_event_are_shown_as_text_and_run_no_script(
     next_ticks = {int(t) // 60 * 60 + 60 for t in (before_s, after_s)}
     assert next_event in {f'<img src=nothing onerror="window.pwned = 1">/{t}' for t in next_ticks}
     assert dialogs == []
+
+
+@pytest.mark.parametrize(
+    ("odd", "problem"),
+    [
+        (lambda r, key: r.set(key, "x"), "holds a string, not a hash"),
+        (
+            lambda r, key: r.hset(key, mapping={"tick": "soon", "fired": 1}),
+            "field 'tick' is no integer: 'soon'",
+        ),
+    ],
+    ids=["wrong-type", "not-an-integer"],
+)
+def test_an_odd_state_hash_shows_on_its_schedules_row_and_breaks_no_page_or_status(
+    r: redis.Redis, site: DashboardProcess, config: Path, redis_url: str, odd: Any, problem: str
+) -> None:
+    odd(r, schedule_state("hourly"))
+    answer = httpx.get(f"{site.url}/schedules", timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert problem in html.unescape(answer.text)
+    assert answer.text.count("never") == 1  # nightly never fired; hourly says why it shows none
+    result = CliRunner().invoke(main, ["status", str(config), "--redis-url", redis_url, "--json"])
+    assert result.exit_code == 0, result.output
+    [watcher] = json.loads(result.stdout)
+    shown = {s["name"]: s for s in watcher["schedules"]}
+    assert problem in shown["hourly"]["problem"]
+    assert shown["nightly"]["problem"] is None

@@ -220,7 +220,7 @@ def _schedules_table(s: WatcherStatus) -> Table:
                 c.name,
                 f"{c.when} ({c.timezone})",
                 c.target,
-                c.last_tick_local or "never",
+                c.problem or c.last_tick_local or "never",
                 "-" if c.last_fired_age_s is None else f"{_age(c.last_fired_age_s)} ago",
                 "-" if c.lag_s is None else f"{c.lag_s * 1000:.0f} ms",
                 c.next_tick_local or "-",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -21,10 +22,9 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(app: ASGIApp, *, sock: socket.socket) -> None:
     """Serve ``app`` on the listening ``sock`` until interrupted (Ctrl-C, SIGTERM)."""
     config = uvicorn.Config(app, log_level="warning", access_log=False)
-    try:
+    # uvicorn raises the Ctrl-C it caught again once it stopped (uvicorn.run swallows it)
+    with contextlib.suppress(KeyboardInterrupt):
         uvicorn.Server(config).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn raises the Ctrl-C it caught again once it stopped
-        pass
 
 
 class ServerThread:

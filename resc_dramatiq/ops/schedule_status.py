@@ -13,7 +13,9 @@ import redis
 from ..rules.schedule_ticks import next_ticks
 from ..rules.schedules import Schedule
 from ..store.keys import DramatiqKeys
-from ..store.schedules import read_state, state_key
+from ..store.keyspace import text
+from ..store.schedules import ScheduleState, state_key
+from .odd_keys import OddKey, Reads, as_int, noted
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,7 @@ class ScheduleStatus:
     next_tick: int | None
     next_tick_local: str | None
     next_in_s: float | None
+    problem: str | None = None  # the state hash is odd: shown as never fired, and why
 
 
 def schedule_status(
@@ -40,7 +43,7 @@ def schedule_status(
 ) -> ScheduleStatus:
     """The status of ``schedule`` (its Dramatiq messages in ``namespace``); ``now_s`` is
     the Redis clock."""
-    state = read_state(client, state_key(schedule, DramatiqKeys(namespace)))
+    state, odd = read_state(client, state_key(schedule, DramatiqKeys(namespace)))
     spec = schedule.spec
     target = f"list {schedule.queue}"
     if schedule.actor is not None:
@@ -63,4 +66,35 @@ def schedule_status(
         next_tick=next_tick,
         next_tick_local=None if next_tick is None else schedule.variables(next_tick)["iso"],
         next_in_s=None if next_tick is None else round(next_tick - now_s, 3),
+        problem=None if odd is None else str(odd),
     )
+
+
+NEVER_FIRED = ScheduleState(tick=None, fired_ms=None, lag_ms=None, fired=0, by=None)
+
+
+def read_state(client: redis.Redis, key: str) -> tuple[ScheduleState, OddKey | None]:
+    """The record of a schedule in its state hash ``key``; a key of another type or a
+    field that is no integer (anyone may write Redis) reads as never fired, with the
+    :class:`OddKey` that says why (noted once)."""
+    reads = Reads(client)
+    none: dict[bytes, bytes] = {}
+    found: dict[bytes, bytes] = reads.read(key, "hash", lambda: client.hgetall(key), none)  # type: ignore[arg-type, return-value]
+    if reads.odd:
+        return NEVER_FIRED, reads.odd[0]
+    fields = {text(k): v for k, v in found.items()}
+    numbers: dict[str, int | None] = {}
+    for name in ("tick", "fired_ms", "lag_ms", "fired"):
+        raw = fields.get(name)
+        numbers[name] = None if raw is None else as_int(raw)
+        if raw is not None and numbers[name] is None:
+            shown = text(raw)[:40]
+            return NEVER_FIRED, noted(OddKey(key, f"field {name!r} is no integer: {shown!r}"))
+    by = fields.get("by")
+    return ScheduleState(
+        tick=numbers["tick"],
+        fired_ms=numbers["fired_ms"],
+        lag_ms=numbers["lag_ms"],
+        fired=numbers["fired"] or 0,
+        by=None if by is None else text(by),
+    ), None

@@ -11,12 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis
-
 from ..rules.schedules import Firing, Schedule
 from .connect import is_cluster
 from .keys import DramatiqKeys, schedule_state
-from .keyspace import text
 from .scripts import Scripts, refusal, wrong_type
 
 
@@ -87,20 +84,3 @@ def state_key(schedule: Schedule, dramatiq: DramatiqKeys) -> str:
     """The state hash of ``schedule``, in the slot of the key it pushes to."""
     target = schedule.queue if schedule.actor is None else dramatiq.queue(schedule.queue)
     return schedule_state(schedule.name, target)
-
-
-def read_state(client: redis.Redis, key: str) -> ScheduleState:
-    """The record of a schedule, in its state hash ``key`` (see :func:`state_key`)."""
-    found: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
-    fields = {text(k): text(v) for k, v in found.items()}
-
-    def number(field: str) -> int | None:
-        return int(fields[field]) if field in fields else None
-
-    return ScheduleState(
-        tick=number("tick"),
-        fired_ms=number("fired_ms"),
-        lag_ms=number("lag_ms"),
-        fired=number("fired") or 0,
-        by=fields.get("by"),
-    )
