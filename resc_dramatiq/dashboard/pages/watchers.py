@@ -7,13 +7,12 @@ exact bytes as hex, which the actions read back (see :mod:`..actions`).
 
 from __future__ import annotations
 
-import re
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ...ops.dead import list_dead
+from ...rules.patterns import PatternError, compile_pattern
 from ..context import Context, now_s
 from ..render import int_param
 
@@ -29,9 +28,9 @@ def routes(context: Context) -> list[Route]:
         index, w = context.watcher(request)
         match = request.query_params.get("match", "")
         try:
-            pattern = re.compile(match) if match else None
+            pattern = compile_pattern(match) if match else None  # RE2: linear time
             problem = ""
-        except re.error as e:
+        except PatternError as e:
             pattern, problem = None, f"bad regex: {e}"
         offset = int_param(request, "offset")
         page = list_dead(
