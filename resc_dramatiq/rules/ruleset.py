@@ -64,7 +64,8 @@ def _compile_rule(
     try:
         pattern = compile_pattern(spec.on)
     except PatternError as e:
-        problems.append(f"{config.locate(path + '.on')}: invalid regex {spec.on!r}: {e}")
+        where = config.locate(path + ".on")
+        problems.append(f"{where}: invalid regex {spec.on!r} in rule {spec.name!r}: {e}")
         return None
     known = set(pattern.groupindex) | {"input_task"}
     prefixes = {f.returns for f in spec.fetch}
