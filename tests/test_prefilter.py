@@ -107,7 +107,9 @@ def test_the_prefilter_leaves_only_the_rules_an_event_can_match_in_config_order(
 
 
 def test_rules_sharing_a_prefix_all_stay_candidates() -> None:
-    prefilter = Prefilter.build([compile_pattern(p) for p in (r"^acq/\d", r"^acq/(a|b)", r"^acq/\w")])
+    prefilter = Prefilter.build(
+        [compile_pattern(p) for p in (r"^acq/\d", r"^acq/(a|b)", r"^acq/\w")]
+    )
     assert list(prefilter.candidates("acq/a1")) == [0, 1, 2]
 
 
@@ -180,7 +182,9 @@ def events(draw: Any, rules: WatcherRules, pieces: list[str]) -> str:
     piece = st.sampled_from(pieces)
     noise = st.text(ALPHABET + "AB2\n", max_size=3)
     made = st.lists(st.one_of(piece, piece, noise), max_size=5).map("".join)
-    matching = st.sampled_from(rules.rules).flatmap(lambda rule: st.from_regex(rule.pattern.pattern))
+    matching = st.sampled_from(rules.rules).flatmap(
+        lambda rule: st.from_regex(rule.pattern.pattern)
+    )
     text = draw(st.one_of(matching, made))
     return draw(st.sampled_from([text, text, text.upper(), "\n" + text, text + "\n"]))
 

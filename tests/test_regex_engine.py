@@ -176,6 +176,8 @@ def test_a_long_event_costs_time_linear_in_its_length() -> None:
         (r"a*+", "bad repetition operator: *+"),  # possessive
         (r"(?>a)", "invalid perl operator: (?>"),  # atomic group
         (r"a{1001}", "invalid repetition size: {1001}"),
+        (r"a{4294967296}", "invalid repetition size: {4294967296}"),  # RE2 alone: literal text
+        (r"a{2,4294967296}", "invalid repetition size: {2,4294967296}"),
         (r"(?P<x>a)(?P<x>b)", "a group name is used twice: x"),
         ("(unclosed", "missing ): (unclosed"),
         ("\ud800", "it is not valid Unicode (a lone surrogate)"),

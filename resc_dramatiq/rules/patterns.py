@@ -30,6 +30,10 @@ _re2: Any = importlib.import_module("re2._re2")
 RUST_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
 #: A named group's opening, in Python's spelling.
 _NAMED_GROUP = re.compile(r"\(\?P<([^>]*)>")
+#: A counted repeat; RE2 reads one whose count overflows as literal text, Rust refuses it.
+_REPEAT = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+#: RE2's (and Rust's) largest repeat count.
+MAX_REPEAT = 1000
 
 _UNANCHORED = _re2.RE2.Anchor.UNANCHORED
 _BOTH = _re2.RE2.Anchor.ANCHOR_BOTH
@@ -58,7 +62,7 @@ class Pattern:
 
     def __init__(self, pattern: str) -> None:
         self.pattern = python_group_syntax(pattern)
-        names = _group_names(self.pattern)
+        names = _scan(self.pattern)
         try:
             compiled = _re2.RE2(self.pattern.encode("utf-8"), _OPTIONS)
         except UnicodeEncodeError:
@@ -118,14 +122,21 @@ def compile_pattern(pattern: str) -> Pattern:
     return Pattern(pattern)
 
 
-def _group_names(pattern: str) -> list[str]:
-    """The names of the named groups of ``pattern`` (Python spelling), in order."""
+def _scan(pattern: str) -> list[str]:
+    """The names of the named groups of ``pattern`` (Python spelling), in order.
+
+    Raises :class:`PatternError` for a repeat count above :data:`MAX_REPEAT`, which RE2
+    would otherwise read as literal text when it overflows (``a{4294967296}``).
+    """
     names = []
     i = 0
     while i < len(pattern):
         found = _NAMED_GROUP.match(pattern, i)
         if found:
             names.append(found.group(1))
+        repeat = _REPEAT.match(pattern, i)
+        if repeat and any(n and int(n) > MAX_REPEAT for n in repeat.groups()):
+            raise PatternError(f"invalid repetition size: {repeat.group()}")
         i += _step(pattern, i)
     return names
 
