@@ -40,6 +40,8 @@ BROKEN_MESSAGES = {
     " a message: Object of type date is not JSON serializable",
     "regex_repeat_too_large.yaml": ":4: watchers[0].rules[0].on: invalid regex '^a{4294967296}$'"
     " in rule '<anonymous rule>': invalid repetition size: {4294967296}",
+    "regex_lookahead.yaml": ":5: watchers[0].rules[0].on: invalid regex"
+    " '^acq/(?=\\\\d)(?P<id>\\\\w+)$' in rule 'lookahead': invalid perl operator: (?=",
     "reserved_option.yaml": ":7: watchers[0].rules[0].make[0].options: 'eta' is reserved:"
     " use delay_ms",
     "schedule_bad_cron.yaml": ":5: schedules[0].cron: invalid cron expression '61 2 * * *':"
