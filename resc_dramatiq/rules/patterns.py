@@ -81,6 +81,12 @@ class Pattern:
     def __repr__(self) -> str:
         return f"Pattern({self.pattern!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pattern) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
     def variables(self, text: str, data: bytes) -> dict[str, str] | None:
         """The named groups that took part in the first match of ``text``, or None.
 
