@@ -21,8 +21,8 @@ MISSING = "missing.json"  # deliberately absent from the corpus
 BROKEN_MESSAGES = {
     "actor_queue_name.json": ":8: watchers[0].rules[0].make[0].queue: 'trt/todo' is no Dramatiq"
     " queue name",
-    "bad_regex.json": ":8: watchers[0].rules[0].on: invalid regex '^acq/(?P<id>\\\\d+$':"
-    " missing ), unterminated subpattern",
+    "bad_regex.json": ":8: watchers[0].rules[0].on: invalid regex '^acq/(?P<id>\\\\d+$' in"
+    " rule 'unclosed group': missing ): ^acq/(?P<id>\\d+$",
     "bad_release.json": ":6: watchers[0].rules[0].make[0].release: Input should be 'taken' or"
     " 'done'",
     "control_character.yaml": ":4: invalid YAML: unacceptable character #x0007",
@@ -38,8 +38,10 @@ BROKEN_MESSAGES = {
     " (or 'actor' for Dramatiq)",
     "non_json_kwargs.yaml": ":7: watchers[0].rules[0].make[0].kwargs: only JSON values can go in"
     " a message: Object of type date is not JSON serializable",
-    "regex_repeat_too_large.yaml": ":4: watchers[0].rules[0].on: invalid regex '^a{4294967296}$':"
-    " the repetition number is too large",
+    "regex_repeat_too_large.yaml": ":4: watchers[0].rules[0].on: invalid regex '^a{4294967296}$'"
+    " in rule '<anonymous rule>': invalid repetition size: {4294967296}",
+    "regex_lookahead.yaml": ":5: watchers[0].rules[0].on: invalid regex"
+    " '^acq/(?=\\\\d)(?P<id>\\\\w+)$' in rule 'lookahead': invalid perl operator: (?=",
     "reserved_option.yaml": ":7: watchers[0].rules[0].make[0].options: 'eta' is reserved:"
     " use delay_ms",
     "schedule_bad_cron.yaml": ":5: schedules[0].cron: invalid cron expression '61 2 * * *':"

@@ -289,7 +289,7 @@ def test_dead_drop_dry_run_says_what_would_be_dropped_and_changes_nothing(
 def test_a_bad_regex_exits_2_with_a_message(redis_url: str, config_file: Path) -> None:
     result = dead_cli(redis_url, config_file, "list", "--match", "(")
     assert result.exit_code == 2
-    assert "error: --match '(': invalid regex: missing )" in result.stderr
+    assert "error: --match '(': invalid regex: missing ): (" in result.stderr
 
 
 def test_an_unknown_watcher_exits_2_naming_the_known_ones(

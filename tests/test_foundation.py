@@ -14,6 +14,7 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
 from resc_dramatiq.rules.messages import build_message
+from resc_dramatiq.rules.plan import Planner
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import tasks_of
 
@@ -121,7 +122,7 @@ RULES = """{"watchers": [{"input_queue": "in", "rules": [
   {"name": "first", "on": "(?P<id>\\\\d+)", "make": {"task": "one/${id}", "queue": "q1"}},
   {"name": "second", "on": "^id=(?<id>\\\\d+)(?:/(?P<opt>\\\\w+))?",
    "make": {"task": "two/${id}", "queue": "q2"}},
-  {"name": "third", "on": "(?<=x)y", "make": {"queue": "q3"}}
+  {"name": "third", "on": "^x(?<y>y)$", "make": {"queue": "q3"}}
 ]}]}"""
 
 
@@ -129,18 +130,19 @@ def test_every_matching_rule_runs_in_config_order_unanchored() -> None:
     assert compute(load(RULES), "id=42") == [("one/42", "q1", None), ("two/42", "q2", None)]
 
 
-def test_rust_named_groups_and_lookbehind_both_work() -> None:
+def test_rust_and_python_named_groups_both_work() -> None:
     ruleset = load(RULES)
     [match] = [m for m in ruleset.watchers[0].matches("id=5") if m.rule.name == "second"]
     assert match.variables == {"id": "5", "input_task": "id=5"}  # opt took no part
     assert compute(ruleset, "xy") == [("xy", "q3", None)]
 
 
-def test_non_utf8_event_does_not_crash() -> None:
-    assert compute(load(RULES), b"id=9\xff\xfe") == [
-        ("one/9", "q1", None),
-        ("two/9", "q2", None),
+def test_a_non_utf8_event_fails_with_its_first_bad_byte_instead_of_crashing() -> None:
+    batch = Planner(load(RULES).watchers[0]).plan([b"id=9\xff\xfe"], now=0)
+    assert [(f.event, f.error) for f in batch.failed] == [
+        (b"id=9\xff\xfe", "event is not valid UTF-8 at byte 4")
     ]
+    assert batch.tasks == []
 
 
 def test_substituted_values_are_inserted_verbatim_in_one_pass() -> None:

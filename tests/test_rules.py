@@ -10,7 +10,8 @@ import pytest
 
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError, RuleError
-from resc_dramatiq.rules.patterns import compile_pattern, python_group_syntax
+from resc_dramatiq.rules.patterns import Pattern, compile_pattern, python_group_syntax
+from resc_dramatiq.rules.plan import Planner
 from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.rules.templates import Template
 from tests.helpers import tasks_of
@@ -142,10 +143,9 @@ def test_python_named_groups_are_accepted() -> None:
     assert tasks(rules, "acq/1") == [("1", "q", None)]
 
 
-def test_lookbehind_still_works_beside_rust_groups() -> None:
-    rules = ruleset(rule(r"(?<=x)(?<y>y)(?<!zy)", task="${y}"))
-    assert tasks(rules, "xy") == [("y", "q", None)]
-    assert tasks(rules, "zy") == []
+def test_rust_and_python_groups_mix() -> None:
+    rules = ruleset(rule(r"^(?<x>x)(?P<y>y)$", task="${x}${y}"))
+    assert tasks(rules, "xy") == [("xy", "q", None)]
 
 
 @pytest.mark.parametrize(
@@ -171,7 +171,7 @@ def test_an_escaped_parenthesis_before_a_less_than_is_literal_text() -> None:
 
 def test_the_pattern_is_compiled_once_at_load() -> None:
     [compiled] = ruleset(rule("^a$")).watchers[0].rules
-    assert isinstance(compiled.pattern, re.Pattern)
+    assert isinstance(compiled.pattern, Pattern)
     assert isinstance(compiled.makes[0].task, Template)
 
 
@@ -183,9 +183,13 @@ def test_an_invalid_regex_is_refused_at_load() -> None:
 # --- hostile events ---------------------------------------------------------------------
 
 
-def test_non_utf8_bytes_become_replacement_characters() -> None:
+def test_a_non_utf8_event_is_planned_as_failed_with_its_first_bad_byte() -> None:
     rules = ruleset(rule(r"^(?P<body>.*)$", task="t/${body}"))
-    assert tasks(rules, b"caf\xe9/\xff\xfe") == [("t/caf\ufffd/\ufffd\ufffd", "q", None)]
+    batch = Planner(rules.watchers[0]).plan([b"caf\xe9/\xff\xfe", b"ok"], now=0)
+    assert [(f.event, f.error) for f in batch.failed] == [
+        (b"caf\xe9/\xff\xfe", "event is not valid UTF-8 at byte 3")
+    ]
+    assert [t.task for t in batch.tasks] == [b"t/ok"]
 
 
 def test_utf8_bytes_events_are_decoded() -> None:

@@ -6,7 +6,6 @@ Dramatiq's own dead-lettered messages are in :mod:`.dead_messages_cmds`.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,6 +15,7 @@ import redis
 from ..errors import WrongType
 from ..ops import dead as letters
 from ..ops.dead import ALL, DeadLetter
+from ..rules.patterns import Pattern, PatternError, compile_pattern
 from ..store.keys import WatcherKeys
 from . import main
 from .common import (
@@ -74,13 +74,13 @@ def targets(
     return chosen
 
 
-def compiled(pattern: str | None) -> re.Pattern[str] | None:
-    """``--match`` compiled; a bad regex exits 2."""
+def compiled(pattern: str | None) -> Pattern | None:
+    """``--match`` compiled (RE2: linear time); a regex RE2 cannot run exits 2."""
     if pattern is None:
         return None
     try:
-        return re.compile(pattern)
-    except re.error as e:
+        return compile_pattern(pattern)
+    except PatternError as e:
         fail(f"--match {pattern!r}: invalid regex: {e}")
 
 
@@ -211,13 +211,13 @@ class Selection:
     """Which dead letters a requeue or drop is about."""
 
     every: bool
-    match: re.Pattern[str] | None
+    match: Pattern | None
     events: frozenset[str]
 
     def keeps(self, letter: DeadLetter) -> bool:
         """True when ``letter`` is chosen (by --match, else by its event text)."""
         if self.match is not None:
-            return self.match.search(letter.text) is not None
+            return self.match.search(letter.text)
         return letter.text in self.events
 
 

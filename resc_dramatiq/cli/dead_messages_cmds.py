@@ -4,7 +4,6 @@ messages of the queues the rules feed, listed, put back on their queue, removed.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ from ..ops.dramatiq_dead import (
     list_dead_messages,
     requeue_messages,
 )
+from ..rules.templates import Template
 from ..store.keys import DramatiqKeys
 from .common import (
     EXIT_FAILED,
@@ -57,7 +57,7 @@ def queue_targets(
     loaded = load(config, app)
     namespace = namespace_for(loaded) or loaded.ruleset.config.spec.namespace
     fed: dict[str, Server] = {}  # constant queue -> server
-    shapes: list[tuple[re.Pattern[str], Server]] = []  # templated queue -> server
+    shapes: list[tuple[Template, Server]] = []  # templated queue -> server
     for rules, server in zip(loaded.ruleset.watchers, servers_for(loaded, redis_url), strict=True):
         for make in (make for rule in rules.rules for make in rule.makes):
             template = make.target.queue
@@ -66,10 +66,10 @@ def queue_targets(
             if template.is_constant:
                 fed.setdefault(template.source, server)
             else:
-                shapes.append((re.compile(".*".join(map(re.escape, template.literals))), server))
+                shapes.append((template, server))
     chosen: list[QueueTarget] = []
     for queue in queues or tuple(fed):
-        found = fed.get(queue) or next((s for p, s in shapes if p.fullmatch(queue)), None)
+        found = fed.get(queue) or next((s for t, s in shapes if t.can_render(queue)), None)
         if found is None:
             known = ", ".join(repr(q) for q in fed) or "none"
             fail(f"--queue {queue!r}: no rule feeds it; known: {known}")

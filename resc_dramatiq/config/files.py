@@ -60,8 +60,54 @@ def format_of(path: Path) -> str:
     return formats[suffix]
 
 
+#: Most values a YAML document may hold once its aliases are expanded. An alias is
+#: cheap to write and the config is used expanded: nine lines of aliases of aliases
+#: (543 bytes) stand for hundreds of millions of values.
+MAX_YAML_VALUES = 100_000
+
+
 def _load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+    loader = _YamlLoader(text)  # a SafeLoader subclass
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Raise a located YAML error when ``root`` expands to more than MAX_YAML_VALUES.
+
+    Sizes are counted once per node (an alias is the node it names), so the check is
+    linear in the document; the node named is the innermost one over the limit.
+    """
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node that contains itself: counted when it recurs
+        if isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        else:
+            total = 1
+        if total > MAX_YAML_VALUES:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"its aliases expand to more than {MAX_YAML_VALUES:,} values",
+                node.start_mark,
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root)
 
 
 FORMAT_NAMES = {"json": "JSON", "hjson": "Hjson", "yaml": "YAML", "toml": "TOML"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -48,12 +47,9 @@ def now_s(client: redis.Redis) -> float:
     return float(seconds) + micros / 1e6
 
 
-def matcher(templates: Iterable[Template]) -> re.Pattern[str]:
-    """A regex matching every name one of ``templates`` can render (variables: anything)."""
-    alternatives = [".*".join(re.escape(literal) for literal in t.literals) for t in templates]
-    return re.compile("|".join(f"(?:{a})" for a in alternatives) or "(?!)", re.DOTALL)
-
-
 def named_by(name: str, templates: Iterable[Template]) -> bool:
-    """Whether ``name`` is a name one of ``templates`` renders (what a page may address)."""
-    return matcher(templates).fullmatch(name) is not None
+    """Whether ``name`` is a name one of ``templates`` renders (what a page may address).
+
+    Linear in the length of ``name`` (no regex: see :meth:`Template.can_render`).
+    """
+    return any(t.can_render(name) for t in templates)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -28,7 +27,7 @@ from typing import Any, Literal
 import redis
 
 from ..config.model import WatcherSpec
-from ..rules.patterns import decode_event
+from ..rules.patterns import Pattern, compile_pattern, decode_event
 from ..store.keys import WatcherKeys
 from ..store.scripts import Scripts, refusal, wrong_type
 
@@ -123,19 +122,20 @@ def list_dead(
     client: redis.Redis,
     watcher: Watcher,
     *,
-    match: re.Pattern[str] | str | None = None,
+    match: Pattern | str | None = None,
     offset: int = 0,
     limit: int = 50,
     scan: int = SCAN,
 ) -> DeadPage:
     """At most ``limit`` dead letters from position ``offset``, newest first.
 
-    ``match`` (a regex searched in the event text) keeps only the letters it finds; at
-    most ``scan`` entries are looked at, so a rare match may need several calls: go on
-    from ``next_offset`` (a position in the list, not a count of matches).
+    ``match`` (a regex searched in the event text, on RE2: linear time) keeps only the
+    letters it finds; at most ``scan`` entries are looked at, so a rare match may need
+    several calls: go on from ``next_offset`` (a position in the list, not a count of
+    matches).
     """
     dead = keys_of(watcher).dead
-    pattern = re.compile(match) if isinstance(match, str) else match
+    pattern = compile_pattern(match) if isinstance(match, str) else match
     size = int(client.llen(dead))
     found: list[DeadLetter] = []
     position, end = offset, min(size, offset + (scan if pattern else limit))

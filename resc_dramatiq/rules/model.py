@@ -8,13 +8,13 @@ their templates into :class:`Task` objects.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..config.model import FetchSpec, WatcherSpec
 from ..errors import RuleError
+from .patterns import Pattern
 from .prefilter import Prefilter
 from .templates import Template
 
@@ -64,16 +64,18 @@ class Rule:
     """A compiled rule."""
 
     name: str
-    pattern: re.Pattern[str]
+    pattern: Pattern
     fetch: tuple[FetchSpec, ...]
     makes: tuple[Make, ...]
 
-    def match(self, event: str) -> dict[str, str] | None:
-        """The variables of ``event`` (unanchored search), or None when it does not match."""
-        found = self.pattern.search(event)
-        if found is None:
+    def match(self, event: str, data: bytes | None = None) -> dict[str, str] | None:
+        """The variables of ``event`` (unanchored search), or None when it does not match.
+
+        ``data`` is the event's UTF-8 bytes when the caller has them (the router does).
+        """
+        variables = self.pattern.variables(event, _utf8(event) if data is None else data)
+        if variables is None:
             return None
-        variables = {k: v for k, v in found.groupdict().items() if v is not None}
         variables["input_task"] = event
         return variables
 
@@ -119,17 +121,24 @@ class WatcherRules:
         prefilter = Prefilter.build([rule.pattern for rule in self.rules])
         object.__setattr__(self, "prefilter", prefilter)
 
-    def matches(self, event: str) -> list[Match]:
-        """Every rule that matches ``event``, in config order.
+    def matches(self, event: str, data: bytes | None = None) -> list[Match]:
+        """Every rule that matches ``event`` (``data``: its UTF-8 bytes), in config order.
 
         Only the rules the prefilter leaves can match; each of them is tried as resc
         tries every rule, so the result is the same as trying them all.
         """
         found = []
         rules = self.rules
+        if data is None:
+            data = _utf8(event)
         for index in self.prefilter.candidates(event):
             rule = rules[index]
-            variables = rule.match(event)
+            variables = rule.match(event, data)
             if variables is not None:
                 found.append(Match(index, rule, variables))
         return found
+
+
+def _utf8(event: str) -> bytes:
+    """``event`` as the bytes RE2 reads (a lone surrogate kept, and matched by nothing)."""
+    return event.encode("utf-8", "surrogatepass")

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import RuleError
 from .messages import Envelope, build_message
 from .model import Match, Task, WatcherRules
-from .patterns import decode_event
+from .patterns import decode_event, not_utf8
 
 
 class Expander(Protocol):
@@ -83,19 +83,22 @@ class Planner:
         """The batch of ``events``: tasks of every matching rule, in event and rule order.
 
         An event one of whose rules fails (a missing variable, a fetch that failed)
-        makes no task at all and is listed as failed, so it can be retried whole.
+        makes no task at all and is listed as failed, so it can be retried whole; so is
+        an event that is not valid UTF-8 (never matched as replaced text, where
+        ``ok/\\xff`` and ``ok/\\xfe`` would make the same task).
         """
         now = time.time() if now is None else now
         batch = Batch(events=events, taken_at=now)
         now_ms = int(now * 1000)
-        matches_of = self.rules.matches
         # matched as the loop goes, so that an event's matches are freed before the next
         # event's: fewer objects live through the garbage collector's passes (they cost
         # a tenth of the time); all at once only where the fetches start together
-        found: Iterable[list[Match]] = (matches_of(decode_event(event)) for event in events)
+        found: Iterable[list[Match] | UnicodeDecodeError] = self._matched(events)
         if self.expander is not None:
             found = list(found)
-            fetching = [m for matches in found for m in matches if m.rule.fetch]
+            fetching = [
+                m for matches in found if isinstance(matches, list) for m in matches if m.rule.fetch
+            ]
             if fetching:
                 self.expander.prefetch(fetching)
         # the loop runs per event: its methods bound once, its rules counted by index
@@ -104,6 +107,9 @@ class Planner:
         for index, matches in enumerate(found):
             if not matches:
                 batch.unmatched.append(events[index])
+                continue
+            if isinstance(matches, UnicodeDecodeError):
+                batch.failed.append(FailedEvent(events[index], "", not_utf8(matches)))
                 continue
             tasks: list[Task] = []
             for m in matches:
@@ -122,6 +128,20 @@ class Planner:
             name = f"{self.rules.rules[rule_index].name}|matched"
             batch.counters[name] = batch.counters.get(name, 0) + count
         return batch
+
+    def _matched(self, events: Sequence[bytes]) -> Iterator[list[Match] | UnicodeDecodeError]:
+        """Per event, its matches, or why it is not UTF-8 (events are matched as text)."""
+        matches_of = self.rules.matches
+        for event in events:
+            if isinstance(event, str):  # a caller's text (decode_responses)
+                yield matches_of(event)
+                continue
+            try:
+                text = event.decode()
+            except UnicodeDecodeError as e:
+                yield e
+                continue
+            yield matches_of(text, event)
 
     def expand(self, match: Match) -> list[Task]:
         """The tasks of a matched rule, through the expander when it has fetchers."""

@@ -2,7 +2,8 @@
 
 Every rule still runs as resc runs it (unanchored search, config order); this index only
 skips the rules that provably cannot match. Per compiled pattern, Python's own regex
-parser gives one of three requirements:
+parser (the rules run on RE2; Python's parser only reads their literals, see below) gives
+one of three requirements:
 
 - a **prefix**: ``^`` (or ``\\A``) then a run of plain literals (``^acq/(?P<id>\\d+)$``
   needs ``acq/``): the event must start with it;
@@ -13,15 +14,23 @@ parser gives one of three requirements:
 A pattern under a flag that changes what a literal or ``^`` matches (IGNORECASE,
 MULTILINE, VERBOSE, also given inline) gives no requirement: the rule is tried on every
 event. A group with flags of its own (``(?i:acq)``) counts as no literal.
+
+RE2's syntax is mostly Python's; where the two could read a pattern differently, no
+requirement is given: a pattern Python's parser refuses or warns about (RE2's ``\\pL``,
+``\\Q…\\E``, flags in mid-pattern, nested sets), or one with a POSIX class (``[[:alpha:]]``,
+which Python would read as a set followed by literals).
 """
 
 from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .patterns import Pattern
 
 # the parser ``re.compile`` itself uses (``sre_parse`` in 3.10, deprecated since); typeshed
 # has no stubs for it, hence the untyped import
@@ -42,9 +51,16 @@ class Requirement:
     substring: str = ""
 
 
-def requirement(pattern: re.Pattern[str]) -> Requirement:
+def requirement(pattern: Pattern) -> Requirement:
     """The literal requirement of ``pattern``, or an empty one when none is provable."""
-    parsed = _parser.parse(pattern.pattern, pattern.flags)
+    if "[:" in pattern.pattern:
+        return Requirement()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            parsed = _parser.parse(pattern.pattern, 0)
+    except (re.error, Warning, OverflowError, RecursionError):
+        return Requirement()
     if parsed.state.flags & UNSAFE_FLAGS:
         return Requirement()
     items = list(_sequence(parsed.data))
@@ -101,7 +117,7 @@ class Prefilter:
     prefix_only: bool
 
     @classmethod
-    def build(cls, patterns: Sequence[re.Pattern[str]]) -> Prefilter:
+    def build(cls, patterns: Sequence[Pattern]) -> Prefilter:
         """The prefilter of ``patterns``, indexed by their position."""
         by_prefix: dict[str, list[int]] = {}
         by_substring: list[tuple[str, int]] = []

@@ -16,7 +16,7 @@ from typing import Any
 from ..config.model import Config, MakeSpec, RuleSpec
 from ..errors import ConfigError
 from .model import Make, Rule, Target, WatcherRules
-from .patterns import compile_pattern
+from .patterns import PatternError, compile_pattern
 from .templates import VARIABLE, Template
 
 #: Queue names Dramatiq accepts for an actor (see ``dramatiq.actor``): no actor consumes others.
@@ -63,8 +63,9 @@ def _compile_rule(
 ) -> Rule | None:
     try:
         pattern = compile_pattern(spec.on)
-    except re.error as e:
-        problems.append(f"{config.locate(path + '.on')}: invalid regex {spec.on!r}: {e}")
+    except PatternError as e:
+        where = config.locate(path + ".on")
+        problems.append(f"{where}: invalid regex {spec.on!r} in rule {spec.name!r}: {e}")
         return None
     known = set(pattern.groupindex) | {"input_task"}
     prefixes = {f.returns for f in spec.fetch}

@@ -55,6 +55,29 @@ class Template:
         """True when the template has no variable."""
         return not self.names
 
+    def can_render(self, name: str) -> bool:
+        """Whether some values of the variables render ``name`` (a value may be anything).
+
+        No regex: the literals are looked for in order, each at its leftmost place after
+        the previous one, the first at the start and the last at the end. Leftmost is
+        never wrong (a later place leaves less room, never more), so this is exact, and
+        its time is linear in ``name`` for a given template (a regex ``a.*b.*c`` would
+        backtrack: cubic in the length of a hostile name).
+        """
+        first, last = self.literals[0], self.literals[-1]
+        if not self.names:
+            return name == first
+        end = len(name) - len(last)
+        if end < len(first) or not name.startswith(first) or not name.endswith(last):
+            return False
+        position = len(first)
+        for literal in self.literals[1:-1]:
+            found = name.find(literal, position, end)
+            if found < 0:
+                return False
+            position = found + len(literal)
+        return True
+
     def render(self, variables: Mapping[str, str]) -> str:
         """Fill the template; raise :class:`RuleError` when a variable has no value."""
         if not self.names:

@@ -9,8 +9,6 @@ A dead-letter key of another type shows what it holds instead of the letters.
 
 from __future__ import annotations
 
-import re
-
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +16,7 @@ from starlette.routing import Route
 
 from ...ops.dead import DeadPage, list_dead
 from ...ops.odd_keys import odd_types
+from ...rules.patterns import PatternError, compile_pattern
 from ..context import Context, now_s
 from ..long_values import PREFIX, resolve
 from ..render import int_param
@@ -34,9 +33,9 @@ def routes(context: Context) -> list[Route]:
         index, w = context.watcher(request)
         match = request.query_params.get("match", "")
         try:
-            pattern = re.compile(match) if match else None
+            pattern = compile_pattern(match) if match else None  # RE2: linear time
             problem = ""
-        except re.error as e:
+        except PatternError as e:
             pattern, problem = None, f"bad regex: {e}"
         offset = int_param(request, "offset")
         odd = odd_types(w.client, {w.keys.dead: "list"})
