@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import baseline
 import ceiling
 import chainbench
 import clusterbench
@@ -98,15 +97,7 @@ def run(args: argparse.Namespace, url: str, workdir: Path, console: Console) -> 
 
     console.log(f"baseline: resc's loop on {sizes.baseline_events:,} events")
     client.flushdb()
-    routerbench.prefill(client, "bench/base", sizes.baseline_events)
-    rule = baseline.RescRule(
-        re.compile(routerbench.PATTERN), "trt/{process_id}/{product_id}", "base/todo", "base/set"
-    )
-    seconds = baseline.run_resc_loop(
-        client, input_queue="bench/base", taken_queue="bench/base/taken", rule=rule,
-        events=sizes.baseline_events,
-    )  # fmt: skip
-    out["baseline_events_per_s"] = sizes.baseline_events / seconds
+    out["baseline_events_per_s"] = routerbench.baseline_events_per_s(client, sizes.baseline_events)
 
     for target, events in (("raw", sizes.raw_events), ("actor", sizes.actor_events)):
         console.log(f"router, {target} target: {events:,} events, --batch {args.batch}")

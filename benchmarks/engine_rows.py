@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import baseline
 import redis
 import routerbench
 import scaling
@@ -40,15 +38,7 @@ def main() -> None:
         workdir = Path(tmp)
         client = redis.Redis.from_url(server.url)
         client.flushdb()
-        routerbench.prefill(client, "bench/base", args.baseline_events)
-        rule = baseline.RescRule(
-            re.compile(routerbench.PATTERN), "trt/{process_id}/{product_id}", "base/todo", "b/set"
-        )
-        seconds = baseline.run_resc_loop(
-            client, input_queue="bench/base", taken_queue="bench/base/taken", rule=rule,
-            events=args.baseline_events,
-        )  # fmt: skip
-        out["baseline"] = args.baseline_events / seconds
+        out["baseline"] = routerbench.baseline_events_per_s(client, args.baseline_events)
         rows: dict[str, float] = {"raw": 0.0, "1 prefixed": 0.0, "300 prefixed": 0.0}
         for _ in range(args.repeat):
             t = routerbench.throughput(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -330,3 +331,19 @@ def latency(
         listener.join(5)
         router.stop()
     return Latency(offered_per_s=offered, sent=total, received=len(got), latencies_s=list(got))
+
+
+def baseline_events_per_s(client: redis.Redis, events: int) -> float:
+    """resc's own loop (``baseline.py``) on ``events`` events of the benchmark's rule: the
+    baseline every ratio of a run is measured against, in that run."""
+    import baseline  # beside this file, as the scripts that import this module
+
+    prefill(client, "bench/base", events)
+    rule = baseline.RescRule(
+        re.compile(PATTERN), "trt/{process_id}/{product_id}", "base/todo", "base/set"
+    )
+    seconds = baseline.run_resc_loop(
+        client, input_queue="bench/base", taken_queue="bench/base/taken", rule=rule,
+        events=events,
+    )  # fmt: skip
+    return events / seconds
