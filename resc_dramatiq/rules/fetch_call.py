@@ -73,7 +73,7 @@ async def _read(
         if not response.is_success:
             raise FetchError(f"HTTP {response.status_code}")
         length = response.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > cap:  # said so before sending it: not read
+        if length.isascii() and length.isdigit() and int(length) > cap:  # said so: not read
             raise FetchError(_over(cap))
         inflate = _inflater(response.headers.get("Content-Encoding", ""))
         body, raw = bytearray(), 0
