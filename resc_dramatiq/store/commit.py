@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent, PlannedTask
-from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
+from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
 from .keyspace import text
 from .outbox import Entry, pack_tasks, parts_of, split
 from .scripts import refusal
@@ -62,12 +62,19 @@ class CommitResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ByMessage:
-    """An inline commit of one Dramatiq message's done event (mode ``message``)."""
+class DoneMessage:
+    """A finished Dramatiq message's done event, as a worker routes it inline: one
+    record from the worker's outcome to the commit (mode ``message``)."""
 
     message_id: str
-    markers: str  # the done list's markers (see keys.message_markers)
-    release_set: str | None  # the dedup set the event (the task) leaves, if any
+    event: str  # the done event: the message's task string
+    done_queue: str  # the done list a watcher reads
+    release_set: str | None  # the dedup set the event leaves now (release "done"), if any
+
+    @property
+    def markers(self) -> str:
+        """The done list's markers: the ids of the messages committed inline."""
+        return message_markers(self.done_queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,7 @@ class CommitCodec:
         self.settings = settings
 
     def encode(
-        self, batch: Batch, by_message: ByMessage | None = None, *, per_rule_later: bool = False
+        self, batch: Batch, by_message: DoneMessage | None = None, *, per_rule_later: bool = False
     ) -> EncodedCommit:
         """The arguments of ``batch``'s commit (``by_message``: a worker's inline commit).
 

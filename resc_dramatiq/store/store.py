@@ -21,10 +21,10 @@ from ..rules.plan import Batch
 from ..rules.ruleset import RuleSet
 from .commit import (
     MARKER_TTL_MS,
-    ByMessage,
     CommitCodec,
     CommitResult,
     CommitSettings,
+    DoneMessage,
     EncodedCommit,
 )
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
@@ -133,9 +133,10 @@ class WatcherStore:
         pending = Pending(self.scripts["commit"], encoded.keys, encoded.args, wait)
         return PendingCommit(pending, encoded)
 
-    def commit_message(self, batch: Batch, by_message: ByMessage) -> CommitResult:
-        """Commit a worker's done event inline, once per Dramatiq message."""
-        encoded = self.codec.encode(batch, by_message)
+    def commit_message(self, batch: Batch, done: DoneMessage) -> CommitResult:
+        """Commit a worker's done event ``done`` (planned as ``batch``), once per
+        Dramatiq message."""
+        encoded = self.codec.encode(batch, done)
         return self.finish(encoded, encoded.result(self._run(encoded)))
 
     def finish(self, encoded: EncodedCommit, result: CommitResult) -> CommitResult:

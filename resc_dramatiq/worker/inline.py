@@ -20,28 +20,15 @@ once, or by a router's sweep if the worker dies first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
-from ..store.commit import MARKER_TTL_MS, ByMessage, CommitResult
-from ..store.keys import message_markers
+from ..store.commit import MARKER_TTL_MS, CommitResult, DoneMessage
 from ..store.resilience import ReplicaWait
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 
 #: The instance name of inline commits (they use no taken list).
 INLINE_INSTANCE = "inline"
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    """A finished message's done event, as the inline router needs it."""
-
-    message_id: str
-    event: str  # the task string
-    done_queue: str
-    release_set: str | None  # the dedup set it leaves now (release "done"), if any
 
 
 class InlineRouter:
@@ -72,13 +59,13 @@ class InlineRouter:
             )
             self._watchers[rules.spec.input_queue] = (Planner(rules), store)
 
-    def routes(self, finished: Finished) -> bool:
+    def routes(self, finished: DoneMessage) -> bool:
         """True when ``finished``'s event is routed here (a watcher reads its done list,
         and no rule with fetchers matches it)."""
         found = self._watchers.get(finished.done_queue)
         return found is not None and not found[0].needs_fetch(finished.event)
 
-    def commit(self, finished: Finished) -> CommitResult:
+    def commit(self, finished: DoneMessage) -> CommitResult:
         """Plan and commit the event; ``repeated`` when this message's commit was made before.
 
         Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
@@ -86,6 +73,4 @@ class InlineRouter:
         """
         planner, store = self._watchers[finished.done_queue]
         batch = planner.plan([finished.event.encode()])
-        markers = message_markers(finished.done_queue)
-        by_message = ByMessage(finished.message_id, markers, finished.release_set)
-        return store.commit_message(batch, by_message)
+        return store.commit_message(batch, finished)

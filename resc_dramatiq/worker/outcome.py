@@ -17,8 +17,8 @@ from dramatiq.broker import MessageProxy
 
 from ..errors import RescError
 from ..rules.messages import RESC_OPTION
+from ..store.commit import DoneMessage
 from .done_event import DoneEvent
-from .inline import Finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +32,10 @@ class Outcome:
     set: str | None
     release: str
 
-    def finished(self) -> Finished:
+    def finished(self) -> DoneMessage:
         """The done event as the inline router takes it."""
         released = self.set if self.release == "done" else None
-        return Finished(self.message_id, self.task, self.done, released)
+        return DoneMessage(self.message_id, self.task, self.done, released)
 
 
 def outcome_of(
