@@ -64,7 +64,7 @@ def breakdown(
         t4 = time.perf_counter()
         store.codec.encode(planned)
         t5 = time.perf_counter()
-        store.send_commit(planned).result()
+        store.commit(planned).result()
         t6 = time.perf_counter()
         match_s, make_s, planned_s = match_s + t1 - t0, make_s + t2 - t1, planned_s + t3 - t2
         plan_s, encode_s, commit_s = plan_s + t4 - t3, encode_s + t5 - t4, commit_s + t6 - t5

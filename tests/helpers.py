@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,18 +47,17 @@ def one_round(loop: WatcherLoop) -> int:
 
     A batch it took behind the commit is committed too, so nothing is left in hand.
     """
-    held: deque[Batch] = deque()
     never = threading.Event()
-    committed = loop.round(held, never, block=False)
-    while held:
-        committed += loop.round(held, never, block=False)
-    loop.drop_take()
+    committed = loop.round(never, block=False)
+    while loop.flight.batches:
+        committed += loop.round(never, block=False)
+    loop.flight.drop_take()
     return committed
 
 
 def commit(loop: WatcherLoop, batch: Batch) -> CommitResult:
     """Commit ``batch`` as a round does: send the script, then read its reply."""
-    return loop.store.send_commit(batch).result()
+    return loop.store.commit(batch).result()
 
 
 @contextmanager

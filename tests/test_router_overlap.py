@@ -7,7 +7,6 @@ meanwhile (to their left) neither blocks the commit nor is touched by it.
 from __future__ import annotations
 
 import threading
-from collections import deque
 
 import pytest
 import redis
@@ -17,7 +16,6 @@ from resc_dramatiq.errors import OwnershipLost
 from resc_dramatiq.router.loop import WatcherLoop
 from resc_dramatiq.router.options import RouterOptions
 from resc_dramatiq.router.router import Router
-from resc_dramatiq.rules.plan import Batch
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import commit
 
@@ -90,7 +88,7 @@ def test_a_commit_sent_after_redis_lost_its_scripts_is_loaded_and_runs_once(
     batch = loop.take(block=False)
     assert batch is not None
     r.script_flush()  # what a Redis restart does
-    pending = loop.store.send_commit(batch)
+    pending = loop.store.commit(batch)
     result = pending.result()
     assert (result.queued, result.repeated) == (2, False)
     assert r.lrange("out", 0, -1) == [b"trt/2", b"trt/1"]
@@ -102,12 +100,12 @@ def test_a_sent_commit_whose_reply_is_lost_is_recognised_when_retried(r: redis.R
     loop = loop_on(r)
     batch = loop.take(block=False)
     assert batch is not None
-    pending = loop.store.send_commit(batch)
+    pending = loop.store.commit(batch)
     for _ in range(100):  # the script has run once its tasks are there
         if r.llen("out") == 2:
             break
         threading.Event().wait(0.01)
-    pending.pending.connection.disconnect()  # the reply is lost
+    pending.sent.connection.disconnect()  # the reply is lost
     with pytest.raises(redis.ConnectionError):
         pending.result()
     assert commit(loop, batch).repeated
@@ -119,12 +117,11 @@ def test_a_take_in_flight_when_the_loop_stops_is_handed_back_not_lost(r: redis.R
     events = {f"acq/{i}" for i in range(10)}
     r.lpush("in", *sorted(events))
     loop = loop_on(r, batch_size=2)
-    held: deque[Batch] = deque()
     stop = threading.Event()
-    loop.round(held, stop)  # commits one batch, computes one, sends a take
-    loop.round(held, stop)
-    assert loop.taking is not None and len(held) == 1
-    loop.drop_take()  # what an error or a stop does with it
+    loop.round(stop)  # commits one batch, computes one, sends a take
+    loop.round(stop)
+    assert loop.flight.take is not None and len(loop.flight.batches) == 1
+    loop.flight.drop_take()  # what an error or a stop does with it
     loop.store.leave()  # what stopping does next
     routed = {t.decode().replace("trt/", "acq/") for t in r.lrange("out", 0, -1)}
     handed_back = {e.decode() for e in r.lrange("in", 0, -1)}

@@ -13,9 +13,9 @@ import threading
 import redis
 
 from resc_dramatiq import Config, Router, RouterOptions, RuleSet
-from resc_dramatiq.router.rule_counts import INLINE_RULES
 from resc_dramatiq.rules.plan import Planner
 from resc_dramatiq.store.keys import WatcherKeys
+from resc_dramatiq.store.rule_counts import INLINE_RULES
 from tests.helpers import wait_for
 
 RULES = 20  # > INLINE_RULES: a batch of all of them is counted late
@@ -76,7 +76,7 @@ def test_the_commit_script_returns_the_counters_of_a_batch_it_leaves_to_the_rout
     r.lpush("direct", *events())
     taken = loop.store.take(500)
     batch = Planner(rules.watchers[0]).plan(taken)
-    result = loop.store.send_commit(batch, per_rule_later=True).result()
+    result = loop.store.commit(batch).result()
     assert per_rule(r, "direct") == {}, "the script wrote per-rule counters itself"
     assert r.hget(WatcherKeys.of(rules.watchers[0].spec, router.instance).stats, "queued") == b"40"
     assert result.per_rule[f"r{RULES - 1}|queued"] == 2

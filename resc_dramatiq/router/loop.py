@@ -13,16 +13,35 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, Planner
 from ..store.commit import CommitResult
-from ..store.resilience import Availability, Backoff, Replication, is_transient
-from ..store.store import Pending, PendingCommit, WatcherStore
+from ..store.resilience import Availability, Backoff, is_transient
+from ..store.store import PendingTake, WatcherStore
 from .options import Observer, RouterOptions
-from .rule_counts import RuleCounts
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class InFlight:
+    """What a watcher has in hand: batches taken and planned, not known committed
+    (oldest first), and a take sent whose events are not read yet."""
+
+    batches: deque[Batch] = field(default_factory=deque)
+    take: PendingTake | None = None
+
+    def drop_take(self) -> None:
+        """Forget the take in flight: its events, if it ran, stay in the taken list,
+        where the ownership check and the recovery of strays find them."""
+        if self.take is not None:
+            self.take.discard()
+            self.take = None
+
+    def __bool__(self) -> bool:
+        return bool(self.batches) or self.take is not None
 
 
 class WatcherLoop:
@@ -36,21 +55,18 @@ class WatcherLoop:
         options: RouterOptions,
         availability: Availability,
         observer: Observer,
-        replication: Replication | None = None,
     ) -> None:
         self.planner = planner
         self.store = store
         self.options = options
         self.availability = availability
-        self.replication = replication
         self.observer = observer
         self.spec = planner.rules.spec
         self.keys = store.keys
         self.down = False  # this watcher saw Redis fail and has not succeeded since
         self.healthy = False  # a full take-commit round succeeded since the last start
         self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
-        self.taking: Pending | None = None  # a take sent, its events not read yet
-        self.rule_counts = RuleCounts(store)
+        self.flight = InFlight()
 
     def register(self) -> None:
         """Put this instance among the live ones before taking anything.
@@ -72,8 +88,9 @@ class WatcherLoop:
             )
         return moved
 
-    def run(self, stop: threading.Event) -> None:
-        """Take, plan and commit until ``stop`` is set; survive Redis outages.
+    def run(self, stop: threading.Event, *, until_idle: bool = False) -> int:
+        """Take, plan and commit until ``stop`` is set; survive Redis outages. Returns
+        the number of events committed.
 
         While Redis runs a batch's commit script, the next batch is taken and planned
         (see :meth:`round`). Batches in hand are committed before stopping; if Redis
@@ -81,53 +98,63 @@ class WatcherLoop:
         another instance. A commit whose reply was lost is simply retried (the store
         recognises it). Whatever a take left behind without an answer (a stray event)
         is handed back before the next take.
+
+        ``until_idle``: also stop once a round finds nothing to take and nothing is in
+        hand (``Router.run_until_idle``, for tests and embedding): takes do not block,
+        and a refused commit, or an outage that lasts three tries, is raised.
         """
         backoff = Backoff()
         refusals = Backoff(first_s=1.0, cap_s=30.0)
-        held: deque[Batch] = deque()  # taken and planned, not known committed; oldest first
+        flight = self.flight
         recovered = False
+        total = 0
         try:
-            while not (stop.is_set() and (not held or backoff.failures >= 3)):
+            while not (stop.is_set() and (not flight.batches or backoff.failures >= 3)):
                 try:
                     if not recovered:
                         self.register()
                         self.recover()
                         recovered = True
-                    self.round(held, stop)
-                    self.rule_counts.tick()
+                    committed = self.round(stop, block=not until_idle)
+                    total += committed
+                    self.store.rule_counts.tick()
                     backoff.reset()
                     refusals.reset()
                     self.succeeded()
+                    if until_idle and not committed and not flight:
+                        break
                 except OwnershipLost as e:
                     logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
-                    self.drop_take()
-                    held.clear()
+                    flight.drop_take()
+                    flight.batches.clear()
                     recovered = False
                 except WrongType as e:
-                    self.drop_take()
+                    flight.drop_take()
                     if stop.is_set():
-                        return  # the batches stay in the taken list, handed back on leaving
+                        return total  # the batches stay in the taken list, handed back on leaving
                     self.refused(e)
+                    if until_idle:
+                        raise
                     refusals.wait(stop)
                 except Exception as e:
-                    self.drop_take()
-                    if not is_transient(e):
+                    flight.drop_take()
+                    if not is_transient(e) or (until_idle and backoff.failures >= 2):
                         raise
                     self.down = True
                     self.availability.failed(e)
                     # without an answer, a take may have moved events we do not hold
-                    recovered = recovered and bool(held)
-                    backoff.wait(stop if not held else threading.Event())
+                    recovered = recovered and bool(flight.batches)
+                    backoff.wait(stop if not flight.batches else threading.Event())
         finally:
-            self.drop_take()  # its events, if any, are handed back on leaving
-            self.rule_counts.flush()
+            flight.drop_take()  # its events, if any, are handed back on leaving
+            self.store.rule_counts.flush()
+        return total
 
-    def round(self, held: deque[Batch], stop: threading.Event, *, block: bool = True) -> int:
+    def round(self, stop: threading.Event, *, block: bool = True) -> int:
         """Commit the oldest batch in hand; meanwhile plan the next one.
 
         Returns the number of events committed (0: nothing came; with ``block``, after
-        waiting ``block_s`` for the first event). ``Router.run_until_idle`` drives the
-        same rounds without blocking.
+        waiting ``block_s`` for the first event).
 
         The commit script is sent, the next batch planned while Redis runs it, then the
         reply read. The next batch's events come from a take sent before the commit
@@ -138,68 +165,37 @@ class WatcherLoop:
         committed only after the one before it; a commit owns only the oldest events of
         the taken list.
         """
-        if not held:
-            batch = self.take(block=block) if self.taking is None else self.taken()
+        flight, store = self.flight, self.store
+        if not flight.batches:
+            batch = self.take(block=block) if flight.take is None else self.taken()
             if batch is None:
                 return 0
-            held.append(batch)
-        taking, self.taking = self.taking, None
-        store, started = self.store, time.perf_counter()
+            flight.batches.append(batch)
+        taking, flight.take = flight.take, None
+        started = time.perf_counter()
         limit = self.options.batch_size
-        more = len(held) == 1 and not stop.is_set()  # room for one more batch in hand
+        more = len(flight.batches) == 1 and not stop.is_set()  # room for one more in hand
         if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
             taking = store.send_take(limit)
-        pending = store.send_commit(
-            held[0], per_rule_later=RuleCounts.later(held[0]), wait=self.options.replica_wait
-        )
+        pending = store.commit(flight.batches[0])
         try:
-            events = list(taking.reply()) if taking is not None else []
+            events = taking.events() if taking is not None else []
             if more and len(events) == limit:  # a backlog: keep a take behind the commit
-                self.taking = store.send_take(limit)
+                flight.take = store.send_take(limit)
             if events:
-                held.append(self.planner.plan(events))
+                flight.batches.append(self.planner.plan(events))
         finally:
             result = pending.result()  # the commit's error, if any, wins over the others
-        batch = held.popleft()
-        if self.replication is not None and pending.acks is not None:
-            self.replication.acked(pending.acks)
-        if pending.outbox:
-            result = self.finish_outbox(pending, result)
+        batch = flight.batches.popleft()
         self.committed(batch, result, started)
         return len(batch.events)
 
-    def finish_outbox(self, pending: PendingCommit, result: CommitResult) -> CommitResult:
-        """Apply a committed batch's tasks in other cluster slots (see ``store.outbox``).
-
-        The batch is committed: an unreachable slot leaves its entry in the outbox, which
-        any router of this watcher finishes later (``Router.sweep_outbox``).
-        """
-        try:
-            return self.store.finish(pending.encoded, result)
-        except Exception as e:
-            if not is_transient(e) and not isinstance(e, WrongType):
-                raise
-            logger.warning(
-                "watcher %r: a batch's tasks in other slots wait in the outbox: %s",
-                self.spec.input_queue,
-                e,
-            )
-            return result
-
     def taken(self) -> Batch | None:
         """The events of the take sent in the previous round, planned (None if none)."""
-        assert self.taking is not None
-        taking, self.taking = self.taking, None
-        events = list(taking.reply())
+        assert self.flight.take is not None
+        taking, self.flight.take = self.flight.take, None
+        events = taking.events()
         return self.planner.plan(events) if events else None
-
-    def drop_take(self) -> None:
-        """Forget a take in flight (after an error, or when stopping): its events, if it
-        ran, stay in the taken list, where the ownership check and the recovery of
-        strays find them."""
-        if self.taking is not None:
-            self.taking.discard()
-            self.taking = None
 
     def refused(self, error: WrongType) -> None:
         """A commit met a key of the wrong type: say it once, keep the batch, retry."""
@@ -250,7 +246,6 @@ class WatcherLoop:
     def committed(self, batch: Batch, result: CommitResult, started: float) -> None:
         """Tell the observer (and the log, for a repeat) what a commit did."""
         done = time.perf_counter()
-        self.rule_counts.committed(batch, result)
         if result.repeated:
             logger.info(
                 "watcher %r: a commit's reply was lost; it had gone through", self.spec.input_queue

@@ -20,13 +20,12 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import cast
 
 import redis
 
-from ..rules.plan import Batch, Expander, Planner
+from ..rules.plan import Expander, Planner
 from ..rules.ruleset import RuleSet
 from ..store.cluster import slot_client
 from ..store.connect import is_cluster
@@ -57,7 +56,7 @@ class Router:
     """Routes the events of every watcher of a rule set.
 
     ``run()`` blocks until ``stop()``; ``run_until_idle()`` processes what is queued
-    and returns (for tests and embedding).
+    and returns (for tests and embedding), with the same loop.
     """
 
     def __init__(
@@ -96,10 +95,10 @@ class Router:
                     namespace=namespace,
                     cluster=cluster,
                     wait=self.options.replica_wait,
+                    replication=self.replication,
                 ),
                 options=self.options,
                 availability=self.availability,
-                replication=self.replication,
                 observer=self.observer,
             )
             for rules in ruleset.watchers
@@ -130,30 +129,24 @@ class Router:
         """Finish the batches in hand and return from ``run()``."""
         self._stop.set()
 
-    def run_until_idle(self, *, max_rounds: int = 1_000_000) -> int:
+    def run_until_idle(self, *, max_rounds: int = 1_000) -> int:
         """Process batches until every input list is empty; return the events committed.
 
-        The test mode of :meth:`run`: the same rounds (take, plan, commit, pipelined),
-        none of them blocking; errors are raised, not retried.
+        For tests and embedding: each watcher runs its production loop
+        (:meth:`WatcherLoop.run <.loop.WatcherLoop.run>`) until it finds nothing to take,
+        again while a pass over the watchers commits anything (one watcher's tasks may
+        be another's events); a refused commit, or an outage that lasts, is raised.
         """
         self.heartbeat()
         if self.scheduler is not None:
             self.scheduler.fire_due()
         self.sweep_outbox(0)
-        for loop in self.loops:
-            loop.recover()
-        held: dict[int, deque[Batch]] = {id(loop): deque() for loop in self.loops}
         total = 0
-        try:
-            for _ in range(max_rounds):
-                done = [loop.round(held[id(loop)], self._stop, block=False) for loop in self.loops]
-                total += sum(done)
-                if not any(done) and not any(held.values()):
-                    break
-        finally:
-            for loop in self.loops:
-                loop.drop_take()
-                loop.rule_counts.flush()
+        for _ in range(max_rounds):
+            done = sum(loop.run(self._stop, until_idle=True) for loop in self.loops)
+            total += done
+            if not done:
+                break
         return total
 
     def heartbeat(self) -> None:

@@ -38,6 +38,15 @@ SLOT_ERRORS = (
     redis.exceptions.ClusterDownError,
 )
 
+class KeyNotLocal(redis.exceptions.TryAgainError):
+    """A script met a key its node does not serve (now): a slot of an outbox entry's
+    part migrated, or failed over, since the layout was learned. Nothing was written
+    (the keys are checked before any write); learn the layout again and retry."""
+
+
+#: How a server says that a script met a key of a slot it does not serve.
+NOT_LOCAL = "non local key"
+
 #: Least time between two refreshes of a cluster's layout, in seconds (many connections
 #: meeting the same failover ask once).
 REFRESH_INTERVAL_S = 0.2

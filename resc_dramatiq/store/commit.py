@@ -1,10 +1,11 @@
-"""The commit codec: a planned batch into ``commit.lua``'s KEYS and ARGV, its reply back.
+"""The commit codec: a planned batch into a ``commit.lua`` call, its reply back.
 
 One codec for both callers: the router commits the batches it took (mode ``taken``),
 a worker commits the one done event of a finished message (mode ``message``, keyed by
-the message id). :meth:`CommitCodec.encode` gives an :class:`EncodedCommit`, whose
-:meth:`~EncodedCommit.result` reads the script's reply into a :class:`CommitResult` or
-raises the typed error it stands for. The argument layout is ``commit.lua``'s header.
+the message id). :meth:`CommitCodec.encode` gives an :class:`EncodedCommit`: the call
+(its keys by role and one :class:`~.contract.CommitHeader`, the fields named in
+:mod:`.contract`), and :meth:`~EncodedCommit.result`, which reads the script's reply
+into a :class:`CommitResult` or raises the typed error it stands for.
 """
 
 from __future__ import annotations
@@ -17,33 +18,17 @@ from typing import Any
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent, PlannedTask
+from .contract import COMMIT_KEYS, CommitHeader, Status
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
 from .keyspace import text
-from .outbox import Entry, pack_tasks, parts_of, split
-from .scripts import refusal
-
-STATUS_COMMITTED = 1
-STATUS_ALREADY_COMMITTED = 2
-STATUS_NOT_OWNED = -1
+from .outbox import Entry, parts_of
+from .scripts import refusal, script
+from .tasks import KeyList, split, task_rows
+from .wire import Call
 
 #: How long a marker is kept: longer than any outage a commit is retried across, and
 #: than a message's redelivery after its worker died.
 MARKER_TTL_MS = 24 * 3600 * 1000
-
-#: The fixed KEYS of commit.lua, in order, by their role (for error messages).
-FIXED_KEYS = (
-    "taken list",
-    "stats hash",
-    "input list",
-    "attempts hash",
-    "dead-letter list",
-    "unmatched list",
-    "commit marker",
-    "dedup set released",
-    "history hash",
-    "outbox",
-    "outbox times",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +79,15 @@ class CommitSettings:
 
 @dataclass(frozen=True, slots=True)
 class EncodedCommit:
-    """A batch as ``commit.lua``'s arguments, and the reading of its reply."""
+    """A batch as a ``commit.lua`` call, and the reading of its reply."""
 
-    keys: list[str]
-    args: list[Any]
+    call: Call
     batch: Batch
     settings: CommitSettings
+    #: the KEYS index of each role of this commit (see contract.COMMIT_KEYS)
+    roles: dict[str, int]
+    #: how many KEYS the roles take (the tasks' keys follow)
+    fixed: int
     per_rule_later: bool = False
     #: The tasks this script writes (on a cluster, those of the watcher's slot).
     tasks: Sequence[PlannedTask] = ()
@@ -108,19 +96,17 @@ class EncodedCommit:
 
     def result(self, reply: list[Any]) -> CommitResult:
         """The script's reply as a result; raise what a refusal stands for."""
-        refused = refusal(reply, self.keys)
+        refused = refusal(reply, self.call.keys)
         if refused is not None:
-            raise self.wrong_type(int(reply[1]) - 1, refused)  # Lua counts from 1
+            raise self.wrong_type(int(reply[1]), refused)
         status, queued, dedup, retried, dead, *pairs = reply
-        if status == STATUS_NOT_OWNED:
+        if status == Status.NOT_OWNED:
             raise OwnershipLost(
                 f"{self.settings.keys.taken} no longer holds exactly this batch (another "
                 "instance reclaimed it, or a take whose answer was lost added events)"
             )
         per_rule = self._per_rule(pairs) if self.per_rule_later and pairs else {}
-        return CommitResult(
-            queued, dedup, retried, dead, status == STATUS_ALREADY_COMMITTED, per_rule
-        )
+        return CommitResult(queued, dedup, retried, dead, status == Status.BEFORE, per_rule)
 
     def _per_rule(self, reply: list[Any]) -> dict[str, int]:
         """The per-rule counters of a commit that left them to us: the script returned
@@ -135,10 +121,10 @@ class EncodedCommit:
         return {name: c for name, c in counts.items() if c}
 
     def wrong_type(self, index: int, refused: tuple[str, str, str]) -> WrongType:
-        """The error for a commit refused because KEYS[``index`` + 1] holds another type
-        (its position, not its name, gives its role: a placeholder repeats a name)."""
+        """The error for a commit refused because KEYS[``index``] holds another type."""
         name, found, needed = refused
-        role = FIXED_KEYS[index] if index < len(FIXED_KEYS) else self._task_role(name)
+        roles = {i: COMMIT_KEYS[role] for role, i in self.roles.items()}
+        role = roles[index] if index <= self.fixed else self._task_role(name)
         return WrongType(
             f"key {name!r} holds a {found}, but the router writes a {needed} "
             f"there ({role}); nothing was written"
@@ -164,68 +150,77 @@ class CommitCodec:
         self.settings = settings
 
     def encode(
-        self, batch: Batch, by_message: DoneMessage | None = None, *, per_rule_later: bool = False
+        self, batch: Batch, done: DoneMessage | None = None, *, per_rule_later: bool = False
     ) -> EncodedCommit:
-        """The arguments of ``batch``'s commit (``by_message``: a worker's inline commit).
+        """The call of ``batch``'s commit (``done``: a worker's inline commit of a
+        message's done event).
 
         ``per_rule_later``: the per-rule counters are neither sent (``batch.counters``) nor
         written by the script, which returns its own in the reply; the caller writes
-        them later (see ``router.rule_counts``).
+        them later (see :mod:`.rule_counts`).
         """
         s, events = self.settings, batch.events
         k = s.keys
-        if by_message is not None and len(events) != 1:
+        if done is not None and len(events) != 1:
             raise ValueError("an inline commit is of one event")
-        marker = by_message.markers if by_message is not None else k.committed
-        released = by_message.release_set if by_message is not None else None
-        script_keys: list[str] = [
-            k.taken if by_message is None else marker,
-            k.stats,
-            k.input,
-            k.attempts,
-            k.dead,
-            k.unmatched or k.stats,  # a placeholder when unmatched events are not kept
-            marker,
-            released or k.stats,  # a placeholder when nothing is released
-            k.history_at(int(batch.taken_at) // 60),
-            k.outbox,
-            k.outbox_at,
-        ]
-        tasks, outbox = self._split(
-            batch, batch.batch_id if by_message is None else by_message.message_id
+        keys = KeyList()
+        roles = {
+            "stats": keys.add(k.stats),
+            "history": keys.add(k.history_at(int(batch.taken_at) // 60)),
+            "attempts": keys.add(k.attempts),
+            "marker": keys.add(k.committed if done is None else done.markers),
+        }
+        if done is None:
+            roles["taken"] = keys.add(k.taken)
+        elif done.release_set is not None:
+            roles["release"] = keys.add(done.release_set)
+        if batch.failed:
+            roles["input"] = keys.add(k.input)
+            roles["dead"] = keys.add(k.dead)
+        if batch.unmatched and k.unmatched:
+            roles["unmatched"] = keys.add(k.unmatched)
+        commit_id = batch.batch_id if done is None else done.message_id
+        tasks, outbox = self._split(batch, commit_id)
+        if outbox is not None:
+            roles["outbox"] = keys.add(k.outbox)
+            roles["outbox_at"] = keys.add(k.outbox_at)
+        fixed = len(keys.names)
+        rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
+        at = int(batch.taken_at)
+        header = CommitHeader(
+            mode="taken" if done is None else "message",
+            id=commit_id,
+            keys=roles,
+            n=len(events),
+            newest=events[-1],
+            oldest=events[0],
+            score=at,
+            channel=s.channel or None,
+            prefix=k.taken_base,
+            max_attempts=s.max_attempts,
+            marker_ttl_ms=s.marker_ttl_ms,
+            history_ttl_s=s.history_ttl_s,
+            tasks=rows,
+            failed=[
+                (
+                    f.event,
+                    dead_letter_entry(f, watcher=k.input, attempts=s.max_attempts, at_s=at),
+                    f.rule,
+                )
+                for f in batch.failed
+            ],
+            unmatched=batch.unmatched,
+            counters=[] if per_rule_later else [x for pair in batch.counters.items() for x in pair],
+            later=per_rule_later,
+            release=done is not None and done.release_set is not None,
+            outbox=outbox.pack() if outbox is not None else None,
         )
-        args: list[Any] = [
-            len(events),
-            events[-1],
-            events[0],
-            int(batch.taken_at),
-            s.channel or "",
-            k.taken_base,
-            len(tasks),
-            len(batch.failed),
-            len(batch.unmatched),
-            s.max_attempts,
-            "1" if k.unmatched else "0",
-            0 if per_rule_later else len(batch.counters),
-            batch.batch_id if by_message is None else by_message.message_id,
-            s.marker_ttl_ms,
-            "taken" if by_message is None else "message",
-            "1" if released else "0",
-            pack_tasks(tasks, script_keys, s.dramatiq, _event_index, with_rules=not per_rule_later),
-            "1" if per_rule_later else "0",
-            s.history_ttl_s,
-            outbox.pack() if outbox is not None else b"",
-        ]
-        for f in batch.failed:
-            entry = dead_letter_entry(
-                f, watcher=k.input, attempts=s.max_attempts, at_s=int(batch.taken_at)
-            )
-            args += (f.event, entry, f.rule)
-        args += batch.unmatched
-        if not per_rule_later:
-            for name, count in batch.counters.items():
-                args += (name, count)
-        return EncodedCommit(script_keys, args, batch, s, per_rule_later, tasks, outbox)
+        call = Call(script("commit"), keys.names, [header.pack()])
+        return EncodedCommit(call, batch, s, roles, fixed, per_rule_later, tasks, outbox)
+
+    def _dead_letter(self, failed: FailedEvent, at_s: int) -> bytes:
+        s = self.settings
+        return dead_letter_entry(failed, watcher=s.keys.input, attempts=s.max_attempts, at_s=at_s)
 
     def _split(self, batch: Batch, entry_id: str) -> tuple[Sequence[PlannedTask], Entry | None]:
         """The tasks of this commit, and the outbox entry ``entry_id`` of the others (on

@@ -1,14 +1,16 @@
 """The Lua scripts, loaded from the package's ``lua/`` folder and called by name.
 
-``Scripts(client)["commit"]`` is a redis-py ``Script``: called, it sends ``EVALSHA``
-and loads the script by itself when the server lost it (a restart, ``SCRIPT FLUSH``).
-Every caller (router, worker, housekeeping) goes through this registry, so there is
-one way to call a script. Each script's header lists its ``KEYS`` and ``ARGV``.
+Each script is sent as the constants of :mod:`.contract`, then ``lua/library.lua`` (what
+the scripts share), then its own file; a script whose first line declares flags
+(``#!lua flags=...``) keeps that line first. ``Scripts(client)["commit"]`` is that script
+bound to a client: called, or sent, it goes through :mod:`.wire`, the one way a script
+reaches Redis. Each script's header lists its ``KEYS`` and ``ARGV``.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -17,13 +19,14 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..errors import WrongType
-from .cluster import layout_of
+from .contract import Status, lua_constants
 from .keyspace import text
 from .resilience import ReplicaWait
+from .wire import Call, Pending, Script, run, send
 
 #: What a script returns, as ``{-2, key index, type found, type needed}``, when a key it
 #: would write holds another Redis type (every script checks the types before any write).
-WRONG_TYPE = -2
+WRONG_TYPE = Status.WRONG_TYPE
 
 #: The scripts shipped in ``lua/``, by name (the file is ``<name>.lua``).
 NAMES = (
@@ -42,24 +45,70 @@ NAMES = (
 )
 
 
-@functools.cache
-def source(name: str) -> str:
-    """The text of script ``name``."""
-    if name not in NAMES:
-        raise KeyError(f"no Lua script {name!r}; known: {', '.join(NAMES)}")
+def _read(name: str) -> str:
     return resources.files(__package__).joinpath("lua", f"{name}.lua").read_text()
 
 
+@functools.cache
+def script(name: str, *, flags: bool = True) -> Script:
+    """Script ``name`` as sent: its flags line if it has one (``flags``: else left out,
+    for a server that knows none), the constants, the library, then its own text."""
+    if name not in NAMES:
+        raise KeyError(f"no Lua script {name!r}; known: {', '.join(NAMES)}")
+    body = _read(name)
+    first = ""
+    if body.startswith("#!"):
+        first, _, body = body.partition("\n")
+        first = f"{first}\n" if flags else ""
+    full = f"{first}{lua_constants()}{_read('library')}\n-- {name}.lua\n{body}"
+    return Script(name, full, hashlib.sha1(full.encode()).hexdigest())
+
+
+def source(name: str) -> str:
+    """The text of script ``name`` as sent to Redis."""
+    return script(name).text
+
+
+class Bound:
+    """A script bound to a client."""
+
+    def __init__(self, client: redis.Redis | RedisCluster, name: str) -> None:
+        self.client, self.script = client, script(name)
+
+    def __call__(
+        self, *, keys: Sequence[str], args: Sequence[Any], wait: ReplicaWait | None = None
+    ) -> Any:
+        """Run the script and return its reply."""
+        return run(self.client, Call(self.script, keys, args), wait)[0]
+
+    def call(self, keys: Sequence[str], args: Sequence[Any]) -> Call:
+        """A call of this script (to :func:`~.wire.send` with others)."""
+        return Call(self.script, keys, args)
+
+    def send(
+        self, keys: Sequence[str], args: Sequence[Any], wait: ReplicaWait | None = None
+    ) -> Pending:
+        """Send the script now; read its reply later (``.replies()[0]``)."""
+        return send(self.client, [Call(self.script, keys, args)], wait)
+
+    def run_and_wait(
+        self, keys: Sequence[str], args: Sequence[Any], wait: ReplicaWait
+    ) -> tuple[Any, int]:
+        """Run the script and ``WAIT`` on its connection; (its reply, replicas that acked)."""
+        reply, acks = run(self.client, Call(self.script, keys, args), wait)
+        return reply, int(acks or 0)
+
+
 class Scripts:
-    """Every script, registered on one client."""
+    """Every script, bound to one client (a server's, a slot's, or a cluster's)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis | RedisCluster) -> None:
         self.client = client
-        self._scripts = {name: client.register_script(source(name)) for name in NAMES}
+        self._bound = {name: Bound(client, name) for name in NAMES}
 
-    def __getitem__(self, name: str) -> Any:
-        """The registered script ``name`` (a redis-py ``Script``)."""
-        return self._scripts[name]
+    def __getitem__(self, name: str) -> Bound:
+        """Script ``name`` bound to this client."""
+        return self._bound[name]
 
 
 def refusal(reply: Any, keys: Sequence[str]) -> tuple[str, str, str] | None:
@@ -73,45 +122,3 @@ def wrong_type(refused: tuple[str, str, str], consequence: str) -> WrongType:
     """The error for a refusal: which key holds which type, and ``consequence``."""
     key, found, needed = refused
     return WrongType(f"key {key!r} holds a {found}, not a {needed}; {consequence}")
-
-
-def run_and_wait(
-    script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
-) -> tuple[Any, int]:
-    """Run ``script`` and ``WAIT`` on one connection of its own client; (its reply, the
-    replicas that acknowledged)."""
-    return script_and_wait(script.registered_client, script, keys, args, wait)
-
-
-def script_and_wait(
-    client: redis.Redis, script: Any, keys: list[str], args: list[Any], wait: ReplicaWait
-) -> tuple[Any, int]:
-    """Run ``script`` and ``WAIT`` on one connection of ``client``.
-
-    ``WAIT`` counts the writes of its own connection: on a cluster both go to the
-    primary of the keys' slot. A server that does not know the script (a new primary, a
-    restart) is given it and asked again.
-    """
-    if isinstance(client, RedisCluster):
-        cluster = client
-        node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(keys[0]))
-        try:
-            return script_and_wait(cluster.get_redis_connection(node), script, keys, args, wait)
-        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.MovedError):
-            layout_of(cluster).refresh()  # the slot's primary changed: ask again
-            raise
-    try:
-        return _script_and_wait(client, script.sha, keys, args, wait)
-    except redis.exceptions.NoScriptError:
-        client.script_load(script.script)
-        return _script_and_wait(client, script.sha, keys, args, wait)
-
-
-def _script_and_wait(
-    client: redis.Redis, sha: str, keys: list[str], args: list[Any], wait: ReplicaWait
-) -> tuple[Any, int]:
-    with client.pipeline(transaction=False) as pipe:
-        pipe.evalsha(sha, len(keys), *keys, *args)
-        pipe.wait(wait.replicas, wait.timeout_ms)
-        reply, acks = pipe.execute()
-    return reply, int(acks)

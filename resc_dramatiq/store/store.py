@@ -10,12 +10,11 @@ commits through the same codec and the same script. Every key reaches Lua throug
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 
-import redis
-
+from ..errors import WrongType
 from ..rules.model import WatcherRules
 from ..rules.plan import Batch
 from ..rules.ruleset import RuleSet
@@ -30,9 +29,13 @@ from .commit import (
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
 from .keyspace import text
 from .outbox import Outbox
-from .resilience import Replication, ReplicaWait
-from .scripts import Scripts, refusal, run_and_wait, wrong_type
+from .resilience import Replication, ReplicaWait, is_transient
+from .rule_counts import RuleCounts
+from .scripts import Scripts, refusal, wrong_type
 from .slots import key_slot
+from .wire import Pending, send
+
+logger = logging.getLogger(__name__)
 
 
 class WatcherStore:
@@ -46,12 +49,18 @@ class WatcherStore:
         instance: str,
         cluster: Scripts | None = None,
         wait: ReplicaWait | None = None,
+        replication: Replication | None = None,
     ) -> None:
         self.scripts = scripts
         self.client = scripts.client
         self.keys: WatcherKeys = settings.keys
         self.instance = instance
         self.codec = CommitCodec(settings)
+        #: Every commit waits for that many replicas (``WAIT`` on its connection); how
+        #: many acknowledged goes to ``replication``, which logs a shortfall once.
+        self.wait, self.replication = wait, replication
+        #: The per-rule counters of batches that touch many rules, written late.
+        self.rule_counts = RuleCounts(self.add_counters)
         #: On a Redis Cluster (``cluster``: the scripts on the cluster client), the
         #: outbox of the tasks that fall in other slots than the watcher's.
         self.outbox = (
@@ -79,13 +88,14 @@ class WatcherStore:
         marker_ttl_ms: int = MARKER_TTL_MS,
         cluster: Scripts | None = None,
         wait: ReplicaWait | None = None,
+        replication: Replication | None = None,
     ) -> WatcherStore:
         """The store of watcher ``rules`` of ``ruleset`` for ``instance``, its commits
         in Dramatiq ``namespace`` (the router's and the worker's alike).
 
         On a Redis Cluster, ``scripts`` are on the client of the watcher's slot and
         ``cluster`` on the cluster client (for the outbox's other slots); ``wait``:
-        the outbox's steps wait for replicas (the router's commits wait on their own).
+        every commit, and each step of the outbox, waits for that many replicas.
         """
         settings = CommitSettings(
             keys=WatcherKeys.of(rules.spec, instance),
@@ -96,16 +106,21 @@ class WatcherStore:
             home_slot=None if cluster is None else key_slot(rules.spec.input_queue),
         )
         return cls(
-            scripts=scripts, settings=settings, instance=instance, cluster=cluster, wait=wait
+            scripts=scripts,
+            settings=settings,
+            instance=instance,
+            cluster=cluster,
+            wait=wait,
+            replication=replication,
         )
 
     def take(self, limit: int) -> list[bytes]:
         """Move up to ``limit`` events to the taken list without blocking; oldest first."""
         return list(self.scripts["take"](keys=[self.keys.input, self.keys.taken], args=[limit]))
 
-    def send_take(self, limit: int) -> Pending:
-        """Send a :meth:`take` without waiting; ``reply()`` gives the events."""
-        return Pending(self.scripts["take"], [self.keys.input, self.keys.taken], [limit])
+    def send_take(self, limit: int) -> PendingTake:
+        """Send a :meth:`take` without waiting; ``events()`` reads them."""
+        return PendingTake(self.scripts["take"].send([self.keys.input, self.keys.taken], [limit]))
 
     def take_blocking(self, timeout_s: float) -> bytes | None:
         """Wait up to ``timeout_s`` for one event and move it to the taken list."""
@@ -117,36 +132,43 @@ class WatcherStore:
         """True when this instance's taken list is not empty."""
         return bool(self.client.llen(self.keys.taken))
 
-    def send_commit(
-        self, batch: Batch, *, per_rule_later: bool = False, wait: ReplicaWait | None = None
-    ) -> PendingCommit:
-        """Send the commit without waiting; :meth:`PendingCommit.result` waits.
+    def commit(self, batch: Batch) -> PendingCommit:
+        """Send ``batch``'s commit without waiting; :meth:`PendingCommit.result` waits
+        and gives the final answer (the outbox applied, the counters added).
 
-        Redis runs the script while the caller goes on (computing the next batch) in the
+        Redis runs the script while the caller goes on (planning the next batch) in the
         same thread: no second thread waits for the GIL to read the reply.
-        ``per_rule_later``: the per-rule counters come back in the result, for
-        :meth:`add_counters` (see :meth:`CommitCodec.encode`). With ``wait``, the result
-        also waits for that many replicas to acknowledge the commit (or the timeout;
-        :attr:`PendingCommit.acks` says how many did).
         """
-        encoded = self.codec.encode(batch, per_rule_later=per_rule_later)
-        pending = Pending(self.scripts["commit"], encoded.keys, encoded.args, wait)
-        return PendingCommit(pending, encoded)
+        encoded = self.codec.encode(batch, per_rule_later=RuleCounts.later(batch))
+        return PendingCommit(self, encoded, send(self.client, [encoded.call], self.wait))
 
     def commit_message(self, batch: Batch, done: DoneMessage) -> CommitResult:
         """Commit a worker's done event ``done`` (planned as ``batch``), once per
-        Dramatiq message."""
+        Dramatiq message; the final answer, as :meth:`commit`'s."""
         encoded = self.codec.encode(batch, done)
-        return self.finish(encoded, encoded.result(self._run(encoded)))
+        return PendingCommit(self, encoded, send(self.client, [encoded.call], self.wait)).result()
 
     def finish(self, encoded: EncodedCommit, result: CommitResult) -> CommitResult:
         """After a commit on a cluster: apply and settle its outbox entry (the tasks in
         other slots); the result then counts them too. A repeated commit finishes the
-        entry its first run stored, if it is still there."""
+        entry its first run stored, if it is still there. An unreachable slot (or a key
+        of the wrong type there) leaves the entry in the outbox, for a sweep."""
         if self.outbox is None or encoded.outbox is None:
             return result
-        entry = encoded.outbox if not result.repeated else self.outbox.read(encoded.outbox.batch_id)
-        counted = self.outbox.finish(entry) if entry is not None else None
+        try:
+            entry = (
+                encoded.outbox if not result.repeated else self.outbox.read(encoded.outbox.batch_id)
+            )
+            counted = self.outbox.finish(entry) if entry is not None else None
+        except Exception as e:
+            if not is_transient(e) and not isinstance(e, WrongType):
+                raise
+            logger.warning(
+                "watcher %r: a batch's tasks in other slots wait in the outbox: %s",
+                self.keys.input,
+                e,
+            )
+            return result
         if not counted:
             return result
         return dataclasses.replace(
@@ -154,9 +176,6 @@ class WatcherStore:
             queued=result.queued + counted.get("queued", 0),
             deduplicated=result.deduplicated + counted.get("deduplicated", 0),
         )
-
-    def _run(self, encoded: EncodedCommit) -> Any:
-        return self.scripts["commit"](keys=encoded.keys, args=encoded.args)
 
     def add_counters(self, counters: Mapping[str, int]) -> None:
         """Add ``counters`` to the watcher's stats hash and to the history of the current
@@ -222,93 +241,57 @@ def emit(
     """
     keys = [markers, queue, release_set or markers]
     args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
-    if wait is None:
-        reply = scripts["emit"](keys=keys, args=args)
-    else:
-        reply, acks = run_and_wait(scripts["emit"], keys, args, wait)
-        if replication is not None:
-            replication.acked(acks)
+    sent = scripts["emit"].send(keys, args, wait)
+    reply = sent.replies()[0]
+    if replication is not None and sent.acks is not None:
+        replication.acked(sent.acks)
     refused = refusal(reply, keys)
     if refused is not None:
         raise wrong_type(refused, "nothing was written")
     return bool(reply[0] == 1)
 
 
-class Pending:
-    """A script sent on a connection of its own, its reply not read yet.
+class PendingTake:
+    """A take sent, its events not read yet."""
 
-    Read it with :meth:`reply` or drop it with :meth:`discard` (the connection is
-    closed: the reply, if any, is lost; the script may or may not have run). With
-    ``wait``, a ``WAIT`` follows the script on the same connection (so it waits for
-    this script's writes); :attr:`acks` is then the number of replicas that
-    acknowledged them.
-    """
+    def __init__(self, sent: Pending) -> None:
+        self.sent = sent
 
-    def __init__(
-        self, script: Any, keys: list[str], args: list[Any], wait: ReplicaWait | None = None
-    ) -> None:
-        self.script, self.keys, self.args, self.wait = script, keys, args, wait
-        self.acks: int | None = None
-        self.pool: redis.ConnectionPool = script.registered_client.connection_pool
-        self.connection = self.pool.get_connection()
-        try:
-            self.connection.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            if wait is not None:
-                self.connection.send_command("WAIT", wait.replicas, wait.timeout_ms)
-        except BaseException:
-            self.discard()
-            raise
-
-    def reply(self) -> Any:
-        """Wait for the reply (a script Redis no longer knows is loaded and run)."""
-        try:
-            reply = self.connection.read_response()  # disconnects on a connection error
-        except redis.exceptions.NoScriptError:  # Redis restarted or flushed its scripts
-            reply = None
-        except BaseException:
-            if self.wait is not None:  # the WAIT's reply is still to come: not reusable
-                self.connection.disconnect()
-            self.pool.release(self.connection)
-            raise
-        try:
-            if self.wait is not None:
-                self.acks = int(self.connection.read_response())
-        finally:
-            self.pool.release(self.connection)
-        if reply is None:  # it did not run: run it now (and wait on its connection)
-            reply = self._run_again()
-        return reply
-
-    def _run_again(self) -> Any:
-        if self.wait is None:
-            return self.script(keys=self.keys, args=self.args)
-        reply, self.acks = run_and_wait(self.script, self.keys, self.args, self.wait)
-        return reply
+    def events(self) -> list[bytes]:
+        """Wait for the events taken, oldest first."""
+        return list(self.sent.replies()[0])
 
     def discard(self) -> None:
-        """Close the connection without reading the reply."""
-        self.connection.disconnect()
-        self.pool.release(self.connection)
+        """Drop the reply (the connection is closed; the take may or may not have run)."""
+        self.sent.discard()
 
 
 class PendingCommit:
-    """A commit script sent, its reply not read yet."""
+    """A commit sent, its reply not read yet."""
 
-    def __init__(self, pending: Pending, encoded: EncodedCommit) -> None:
-        self.pending, self.encoded = pending, encoded
+    def __init__(self, store: WatcherStore, encoded: EncodedCommit, sent: Pending) -> None:
+        self.store, self.encoded, self.sent = store, encoded, sent
+        self._committed: CommitResult | None = None
+
+    def committed(self) -> CommitResult:
+        """The commit script's own answer: raise
+        :class:`~resc_dramatiq.errors.OwnershipLost` when the batch is no longer ours,
+        :class:`~resc_dramatiq.errors.WrongType` when a key holds another type. A retry
+        after a lost reply is recognised by the batch id."""
+        if self._committed is None:
+            self._committed = self.encoded.result(self.sent.replies()[0])
+            if self.store.replication is not None and self.sent.acks is not None:
+                self.store.replication.acked(self.sent.acks)
+        return self._committed
 
     def result(self) -> CommitResult:
-        """Wait for the reply; raise :class:`~resc_dramatiq.errors.OwnershipLost` when the
-        batch is no longer ours, :class:`~resc_dramatiq.errors.WrongType` when a key holds
-        another type. A retry after a lost reply is recognised by the batch id."""
-        return self.encoded.result(self.pending.reply())  # a repeat after NOSCRIPT is recognised
+        """The final answer: committed, its tasks in other cluster slots applied (or left
+        in the outbox for a sweep), its late per-rule counters added up."""
+        result = self.store.finish(self.encoded, self.committed())
+        if self.encoded.per_rule_later:
+            self.store.rule_counts.committed(self.encoded.batch, result)
+        return result
 
-    @property
-    def outbox(self) -> bool:
-        """True when the batch has tasks in other slots of a cluster, to finish after."""
-        return self.encoded.outbox is not None
-
-    @property
-    def acks(self) -> int | None:
-        """Replicas that acknowledged the commit (None: no ``WAIT`` was asked for)."""
-        return self.pending.acks
+    def discard(self) -> None:
+        """Drop the reply (the connection is closed; the commit may or may not have run)."""
+        self.sent.discard()

@@ -1,96 +1,71 @@
--- apply.lua: apply one part of an outbox entry, once: the tasks of one committed batch
+#!lua flags=allow-cross-slot-keys
+-- apply.lua: apply parts of an outbox entry, each once: the tasks of one committed batch
 -- whose keys fall in one hash slot of a Redis Cluster, other than the watcher's.
 --
 -- The watcher's commit (commit.lua) released the batch's events and recorded the parts
--- in its outbox; this script runs in the part's slot. Its marker is in that slot too,
--- so the tasks and the marker are written together: a part applied again (a retry after
--- a lost reply, another router finishing a dead one's entry) writes nothing.
+-- in its outbox; this script runs on the node that serves the parts' slots (one call
+-- for all the parts a node serves: the flag above lets one script touch keys of several
+-- slots of one node; a server without it gets one call per part, the flag line left
+-- out). Each part's marker is in its slot, so a part's tasks and its marker are written
+-- together: a part applied again (a retry after a lost reply, another router finishing
+-- a dead one's entry) writes nothing.
 --
--- KEYS[1]  applied: hash of the parts applied in this slot, batch id -> result
---          ("<queued> <deduplicated> <position>..." : the positions, from 1, of the
---          deduplicated tasks), for a repeated call to answer as the first did
--- KEYS[2]  applied times: sorted set batch id -> when (ms, Redis clock); entries older
---          than ARGV[4] are forgotten from both keys, a bounded number per call
--- KEYS[3..] the part's keys, each once: dedup sets, target lists, messages hashes
+-- ARGV[1]  the header, a MessagePack map: id (the batch id), score (the dedup score:
+--          when the batch was taken, unix s), marker_ttl_ms, channel (nil: none),
+--          prefix (of the notification lines), keys (below), parts: per part
+--          {base, tasks}: its keys are keys[base + 1 ..], tasks a MessagePack array of
+--          planned tasks (contract.TASK_FIELDS; their event is its text, '' without a
+--          channel) whose key indexes count from keys[base + 1]
+-- keys     per part: applied (hash batch id -> "<queued> <deduplicated> <position>...",
+--          for a repeated call to answer as the first did), applied times (sorted set
+--          batch id -> when, ms; older than marker_ttl_ms forgotten, a bounded number
+--          per call), then the part's keys, each once. A cluster refuses declared keys
+--          of several slots (CROSSSLOT) before the flag is looked at: KEYS[1] is the
+--          first part's applied key (it routes the call to the node), the others are
+--          named in the header; the server checks each one is on this node.
 --
--- ARGV[1]  batch id
--- ARGV[2]  dedup score: the time the batch was taken, whole unix seconds
--- ARGV[3]  the tasks, one MessagePack array, each {kind ('r' raw, 'd' Dramatiq), KEYS
---          index of its dedup set (0: none), of its target list, of its messages hash
---          (0: raw), task, payload ('' raw), Redis message id ('' raw), its event (the
---          text of TRIGGER lines, '' without a channel), rule name (unused here)}
--- ARGV[4]  time to live of a marker, in ms
--- ARGV[5]  listener channel, '' for none
--- ARGV[6]  taken queue name as configured (prefix of the notification lines)
---
--- Returns {1 applied now | 2 applied before, queued, deduplicated, position...}, or
--- {-2, key index, type found, type needed} when a key holds another type (checked
--- before any write: nothing is half-done).
+-- Returns per part {DONE | BEFORE, queued, deduplicated, position...} (the positions,
+-- from 1, of its deduplicated tasks), or {WRONG_TYPE, key index, type found, type
+-- needed} when a key holds another type (checked before any write: nothing is written).
 
-local APPLIED, APPLIED_AT = 1, 2
-local ID, SCORE, PLANNED, MARKER_TTL_MS, CHANNEL, PREFIX = 1, 2, 3, 4, 5, 6
-local KIND, SET, QUEUE, MESSAGES, TASK, PAYLOAD, MESSAGE_ID, EVENT = 1, 2, 3, 4, 5, 6, 7, 8
-local APPLIED_NOW, APPLIED_BEFORE, WRONG_TYPE = 1, 2, -2
--- most expired markers forgotten per call
-local FORGET_CHUNK = 100
-
-local before = redis.call('HGET', KEYS[APPLIED], ARGV[ID])
-if before then
-    local reply = {APPLIED_BEFORE}
-    for number in string.gmatch(before, '%d+') do reply[#reply + 1] = tonumber(number) end
-    return reply
-end
-
-local checked = {}
-local function wrong(index, needed)
-    local key = KEYS[index]
-    if checked[key] == nil then checked[key] = redis.call('TYPE', key)['ok'] end
-    local found = checked[key]
-    if found ~= 'none' and found ~= needed then return {WRONG_TYPE, index, found, needed} end
-    return nil
-end
-local problem = wrong(APPLIED, 'hash') or wrong(APPLIED_AT, 'zset')
-if problem then return problem end
-local planned = cmsgpack.unpack(ARGV[PLANNED])
-for _, t in ipairs(planned) do
-    problem = (t[SET] > 0 and wrong(t[SET], 'zset')) or wrong(t[QUEUE], 'list')
-        or (t[MESSAGES] > 0 and wrong(t[MESSAGES], 'hash'))
-    if problem then return problem end
-end
-
-local score, channel, prefix = ARGV[SCORE], ARGV[CHANNEL], ARGV[PREFIX]
-local queued, deduplicated_at = 0, {}
-for position, t in ipairs(planned) do
-    local task = t[TASK]
-    if t[SET] == 0 or redis.call('ZADD', KEYS[t[SET]], 'NX', score, task) == 1 then
-        if t[KIND] == 'r' then
-            redis.call('LPUSH', KEYS[t[QUEUE]], task)
-        else
-            redis.call('HSET', KEYS[t[MESSAGES]], t[MESSAGE_ID], t[PAYLOAD])
-            redis.call('RPUSH', KEYS[t[QUEUE]], t[MESSAGE_ID])
-        end
-        queued = queued + 1
-        if channel ~= '' then
-            redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. t[EVENT] .. ' -> ' .. task)
-        end
-    else
-        deduplicated_at[#deduplicated_at + 1] = position
+local h = cmsgpack.unpack(ARGV[1])
+K = h.keys
+local parts = {}
+for i, part in ipairs(h.parts) do
+    local base = part[1]
+    local before = redis.call('HGET', K[base + 1], h.id)
+    parts[i] = {base = base, before = before, tasks = not before and cmsgpack.unpack(part[2]) or {}}
+    if not before then
+        local problem = refusal({{base + 1, 'hash'}, {base + 2, 'zset'}})
+            or tasks_refusal(parts[i].tasks, base)
+        if problem then return problem end
     end
 end
 
-local result = queued .. ' ' .. #deduplicated_at
-for _, position in ipairs(deduplicated_at) do result = result .. ' ' .. position end
-redis.call('HSET', KEYS[APPLIED], ARGV[ID], result)
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[APPLIED_AT], now_ms, ARGV[ID])
-local cutoff = '(' .. (now_ms - tonumber(ARGV[MARKER_TTL_MS]))
-local old = redis.call('ZRANGEBYSCORE', KEYS[APPLIED_AT], '-inf', cutoff, 'LIMIT', 0, FORGET_CHUNK)
-if #old > 0 then
-    redis.call('ZREM', KEYS[APPLIED_AT], unpack(old))
-    redis.call('HDEL', KEYS[APPLIED], unpack(old))
+local now = now_ms()
+local channel, prefix = h.channel, h.prefix
+local replies = {}
+for i, part in ipairs(parts) do
+    local reply = {BEFORE}
+    if part.before then
+        for number in string.gmatch(part.before, '%d+') do reply[#reply + 1] = tonumber(number) end
+    else
+        local queued, deduplicated_at = 0, {}
+        write_tasks(part.tasks, part.base, h.score,
+            function(_, t)
+                queued = queued + 1
+                if channel then
+                    redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
+                end
+            end,
+            function(position) deduplicated_at[#deduplicated_at + 1] = position end)
+        local result = queued .. ' ' .. #deduplicated_at
+        for _, position in ipairs(deduplicated_at) do result = result .. ' ' .. position end
+        redis.call('HSET', K[part.base + 1], h.id, result)
+        mark(K[part.base + 2], h.id, now, h.marker_ttl_ms, K[part.base + 1])
+        reply = {DONE, queued, #deduplicated_at}
+        for _, position in ipairs(deduplicated_at) do reply[#reply + 1] = position end
+    end
+    replies[i] = reply
 end
-
-local reply = {APPLIED_NOW, queued, #deduplicated_at}
-for _, position in ipairs(deduplicated_at) do reply[#reply + 1] = position end
-return reply
+return replies

@@ -21,7 +21,6 @@
 -- an entry removed from the dead list must never fail to reach the input list).
 local DEAD, INPUT, ATTEMPTS = 1, 2, 3
 local ACTION, DRY_RUN, FROM, FIRST_PAIR = 1, 2, 3, 4
-local WRONG_TYPE = -2
 
 local requeue = ARGV[ACTION] == 'requeue'
 local dry = ARGV[DRY_RUN] == '1'
@@ -31,10 +30,8 @@ if requeue then
     needs[2] = {INPUT, 'list'}
     needs[3] = {ATTEMPTS, 'hash'}
 end
-for _, need in ipairs(needs) do
-    local found = redis.call('TYPE', KEYS[need[1]])['ok']
-    if found ~= 'none' and found ~= need[2] then return {WRONG_TYPE, need[1], found, need[2]} end
-end
+local problem = refusal(needs)
+if problem then return problem end
 local moved = 0
 for i = FIRST_PAIR, #ARGV, 2 do
     local entry, event = ARGV[i], ARGV[i + 1]

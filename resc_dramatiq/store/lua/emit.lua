@@ -17,25 +17,15 @@
 -- written: the types are checked first, a Lua error halfway would keep earlier writes).
 local MARKERS, LIST, SET = 1, 2, 3
 local EVENT, MESSAGE_ID, MARKER_TTL_MS, RELEASE = 1, 2, 3, 4
-local WRITTEN, ALREADY_WRITTEN, WRONG_TYPE = 1, 2, -2
--- most expired markers forgotten per call
-local FORGET_CHUNK = 100
 
 local release = ARGV[RELEASE] == '1'
 local needs = {{MARKERS, 'zset'}, {LIST, 'list'}}
 if release then needs[3] = {SET, 'zset'} end
-for _, need in ipairs(needs) do
-    local found = redis.call('TYPE', KEYS[need[1]])['ok']
-    if found ~= 'none' and found ~= need[2] then return {WRONG_TYPE, need[1], found, need[2]} end
-end
-if redis.call('ZSCORE', KEYS[MARKERS], ARGV[MESSAGE_ID]) then return {ALREADY_WRITTEN} end
+local problem = refusal(needs)
+if problem then return problem end
+if redis.call('ZSCORE', KEYS[MARKERS], ARGV[MESSAGE_ID]) then return {BEFORE} end
 
 if release then redis.call('ZREM', KEYS[SET], ARGV[EVENT]) end
 redis.call('LPUSH', KEYS[LIST], ARGV[EVENT])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[MARKERS], now_ms, ARGV[MESSAGE_ID])
-local cutoff = '(' .. (now_ms - tonumber(ARGV[MARKER_TTL_MS]))
-local old = redis.call('ZRANGEBYSCORE', KEYS[MARKERS], '-inf', cutoff, 'LIMIT', 0, FORGET_CHUNK)
-if #old > 0 then redis.call('ZREM', KEYS[MARKERS], unpack(old)) end
-return {WRITTEN}
+mark(KEYS[MARKERS], ARGV[MESSAGE_ID], now_ms(), ARGV[MARKER_TTL_MS])
+return {DONE}

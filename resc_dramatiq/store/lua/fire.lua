@@ -22,38 +22,33 @@
 
 local STATE, TARGET, MESSAGES = 1, 2, 3
 local KIND, INSTANCE, FIRST = 1, 2, 3
-local WRONG_TYPE = -2
 local raw = ARGV[KIND] == 'r'
 
 local needs = {{STATE, 'hash'}, {TARGET, 'list'}}
 if not raw then needs[#needs + 1] = {MESSAGES, 'hash'} end
-for _, need in ipairs(needs) do
-    local found = redis.call('TYPE', KEYS[need[1]])['ok']
-    if found ~= 'none' and found ~= need[2] then
-        return {WRONG_TYPE, need[1], found, need[2]}
-    end
-end
+local problem = refusal(needs)
+if problem then return problem end
 
 local last = tonumber(redis.call('HGET', KEYS[STATE], 'tick') or '-1')
 local fired, newest = 0, nil
+local w = writes()
 for a = FIRST, #ARGV, 3 do
     local tick = tonumber(ARGV[a])
     if tick > last then
         if raw then
-            redis.call('LPUSH', KEYS[TARGET], ARGV[a + 1])
+            w.push(KEYS[TARGET], ARGV[a + 1])
         else
-            redis.call('HSET', KEYS[MESSAGES], ARGV[a + 2], ARGV[a + 1])
-            redis.call('RPUSH', KEYS[TARGET], ARGV[a + 2])
+            w.enqueue(KEYS[TARGET], KEYS[MESSAGES], ARGV[a + 2], ARGV[a + 1])
         end
         last, newest, fired = tick, tick, fired + 1
     end
 end
 if fired == 0 then return {0, last, 0} end
+w.flush()
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lag_ms = now_ms - newest * 1000
-redis.call('HSET', KEYS[STATE], 'tick', last, 'fired_ms', now_ms, 'lag_ms', lag_ms,
+local now = now_ms()
+local lag_ms = now - newest * 1000
+redis.call('HSET', KEYS[STATE], 'tick', last, 'fired_ms', now, 'lag_ms', lag_ms,
     'by', ARGV[INSTANCE])
 redis.call('HINCRBY', KEYS[STATE], 'fired', fired)
 return {fired, last, lag_ms}

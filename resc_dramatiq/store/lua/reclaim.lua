@@ -10,10 +10,8 @@
 --
 -- Returns the number of events handed back, or -1 when the instance is alive again.
 if ARGV[2] ~= '1' then
-    local t = redis.call('TIME')
-    local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
-    if expiry and tonumber(expiry) >= now_ms then
+    if expiry and tonumber(expiry) >= now_ms() then
         return -1
     end
     redis.call('ZREM', KEYS[1], ARGV[1])

@@ -6,8 +6,6 @@
 -- ARGV[1]  maximum number of events to take
 --
 -- Returns the events taken, oldest first.
--- values per LPUSH (unpack() is bounded by Lua's stack)
-local PUSH_CHUNK = 4000
 local n = tonumber(ARGV[1])
 if n < 1 then
     return {}  -- LRANGE -0 -1 would be the whole list

@@ -21,7 +21,6 @@
 -- needed} when a key it reads or writes holds another type (checked before any write).
 local XQ, XQ_MSGS, QUEUE, QUEUE_MSGS = 1, 2, 3, 4
 local ACTION, DRY_RUN, QUEUE_NAME, FIRST_ID = 1, 2, 3, 4
-local WRONG_TYPE = -2
 
 local requeue = ARGV[ACTION] == 'requeue'
 local dry = ARGV[DRY_RUN] == '1'
@@ -30,10 +29,8 @@ if requeue then
     needs[3] = {QUEUE, 'list'}
     needs[4] = {QUEUE_MSGS, 'hash'}
 end
-for _, need in ipairs(needs) do
-    local found = redis.call('TYPE', KEYS[need[1]])['ok']
-    if found ~= 'none' and found ~= need[2] then return {WRONG_TYPE, need[1], found, need[2]} end
-end
+local problem = refusal(needs)
+if problem then return problem end
 
 local function queue_of(payload)
     local ok, data = pcall(cjson.decode, payload)
@@ -53,8 +50,9 @@ for i = FIRST_ID, #ARGV do
         elseif redis.call('ZREM', KEYS[XQ], id) == 1 then
             redis.call('HDEL', KEYS[XQ_MSGS], id)
             if requeue then
-                redis.call('HSET', KEYS[QUEUE_MSGS], id, payload)
-                redis.call('RPUSH', KEYS[QUEUE], id)
+                local w = writes()
+                w.enqueue(KEYS[QUEUE], KEYS[QUEUE_MSGS], id, payload)
+                w.flush()
             end
             moved = moved + 1
         end

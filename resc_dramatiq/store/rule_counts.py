@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 
 from ..rules.plan import Batch
-from ..store.commit import CommitResult
-from ..store.store import WatcherStore
+from .commit import CommitResult
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,8 @@ INLINE_RULES = 8
 class RuleCounts:
     """The per-rule counters of one watcher not written yet."""
 
-    def __init__(self, store: WatcherStore, *, flush_s: float = 1.0) -> None:
-        self.store = store
+    def __init__(self, write: Callable[[Mapping[str, int]], None], *, flush_s: float = 1.0) -> None:
+        self.write = write  # adds counters to the stats and the minute's history
         self.flush_s = flush_s
         self.pending: dict[str, int] = {}
         self._next_flush = time.monotonic() + flush_s
@@ -56,7 +56,8 @@ class RuleCounts:
         self.tick()
 
     def tick(self) -> None:
-        """Flush if the time has come (called after every round, also idle ones)."""
+        """Flush if the time has come (the router's loop calls it after every round,
+        also idle ones)."""
         if self.pending and time.monotonic() >= self._next_flush:
             self.flush()
 
@@ -67,7 +68,7 @@ class RuleCounts:
             return
         pending, self.pending = self.pending, {}
         try:
-            self.store.add_counters(pending)
+            self.write(pending)
         except Exception as e:
             logger.debug("per-rule counters kept for later: %s", e)
             for name, count in pending.items():

@@ -1,0 +1,90 @@
+"""Planned tasks as the scripts read them, and their split by hash slot on a cluster.
+
+A script names its keys by index in ``KEYS``: :class:`KeyList` gives each name its
+index (once), and :func:`task_rows` turns planned tasks into rows of
+:data:`~.contract.TASK_FIELDS`, their keys added to the list. ``commit.lua`` gets the
+rows of the watcher's slot; on a Redis Cluster the others are split by slot
+(:func:`split`) into the parts an outbox entry keeps (see :mod:`.outbox`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..rules.plan import PlannedTask
+from .keys import DramatiqKeys
+from .slots import key_slot
+
+
+class KeyList:
+    """The ``KEYS`` of one script call, each name once, by index (from 1)."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        for name in names:
+            self.add(name)
+
+    def add(self, name: str) -> int:
+        """The index of ``name``, added if new."""
+        found = self.index.get(name)
+        if found is None:
+            self.names.append(name)
+            found = self.index[name] = len(self.names)
+        return found
+
+
+def task_rows(
+    tasks: Sequence[PlannedTask],
+    keys: KeyList,
+    dramatiq: DramatiqKeys,
+    event: Callable[[PlannedTask], Any],
+    *,
+    with_rules: bool = True,
+) -> list[tuple[Any, ...]]:
+    """``tasks`` as the scripts' rows; their keys are added to ``keys``. ``event(task)`` is
+    what the script gets as the task's event (its index in the batch, or its text)."""
+    # per task, the indexes are looked up without a call: they start at 1, so
+    # ``index.get(name) or keys.add(name)`` calls add() only for a key not seen yet
+    index, add_key = keys.index, keys.add
+    queues: dict[str, tuple[int, int]] = {}  # Dramatiq queue -> indexes of list, hash
+    rows: list[tuple[Any, ...]] = []
+    add = rows.append
+    for t in tasks:
+        dedup = (index.get(t.set) or add_key(t.set)) if t.set is not None else 0
+        rule = t.rule if with_rules else ""
+        m = t.message
+        if m is None:
+            queue = index.get(t.queue) or add_key(t.queue)
+            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule))
+            continue
+        found = queues.get(m.queue_name)
+        if found is None:
+            found = queues[m.queue_name] = (
+                add_key(dramatiq.queue(m.queue_name)),
+                add_key(dramatiq.messages(m.queue_name)),
+            )
+        add(("d", dedup, found[0], found[1], t.task, m.payload, m.redis_message_id, event(t), rule))
+    return rows
+
+
+def target_slot(task: PlannedTask, dramatiq: DramatiqKeys) -> int:
+    """The slot of a task's keys (its target's; ``check`` makes its dedup set share it)."""
+    m = task.message
+    return key_slot(dramatiq.queue(m.queue_name) if m is not None else task.queue)
+
+
+def split(
+    tasks: Sequence[PlannedTask], home_slot: int, dramatiq: DramatiqKeys
+) -> tuple[list[PlannedTask], dict[int, list[PlannedTask]]]:
+    """The tasks of the watcher's slot, and the others by slot."""
+    home: list[PlannedTask] = []
+    away: dict[int, list[PlannedTask]] = {}
+    for t in tasks:
+        slot = target_slot(t, dramatiq)
+        if slot == home_slot:
+            home.append(t)
+        else:
+            away.setdefault(slot, []).append(t)
+    return home, away
