@@ -38,6 +38,7 @@ SLOT_ERRORS = (
     redis.exceptions.ClusterDownError,
 )
 
+
 class KeyNotLocal(redis.exceptions.TryAgainError):
     """A script met a key its node does not serve (now): a slot of an outbox entry's
     part migrated, or failed over, since the layout was learned. Nothing was written
