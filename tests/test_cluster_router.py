@@ -269,3 +269,30 @@ def test_a_done_list_without_a_hash_tag_on_a_cluster_is_named_in_a_critical_log(
         worker.stop()
     [record] = [r for r in caplog.records if "needs a hash tag" in r.getMessage()]
     assert record.levelname == "CRITICAL" and "'{plain/done}'" in record.getMessage()
+
+
+def script_calls(client: RedisCluster) -> int:
+    """``EVALSHA`` calls the primaries served since their counters were reset."""
+    infos = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)
+    return sum(int(info.get("cmdstat_evalsha", {}).get("calls", 0)) for info in infos.values())
+
+
+@pytest.mark.parametrize("cross_slot", [True, False])
+def test_the_parts_a_node_serves_are_applied_in_one_call_or_part_by_part_without_the_flag(
+    cluster_client: RedisCluster, cross_slot: bool
+) -> None:
+    numbers = range(400)
+    push(cluster_client, [f"acq/{n}" for n in numbers])
+    router = Router(ruleset=RULESET, client=cluster_client, instance="solo")
+    router.loops[0].store.outbox.cross_slot = cross_slot  # type: ignore[union-attr]
+    cluster_client.config_resetstat(target_nodes=RedisCluster.PRIMARIES)
+    assert router.run_until_idle() == 400
+    assert_each_task_once(cluster_client, numbers)
+    calls = script_calls(cluster_client)
+    slots = len(
+        {key_slot(f"plain/{n}") for n in numbers} | {key_slot(f"{{t{n}}}/x") for n in numbers}
+    )
+    if cross_slot:  # a take, a commit, an apply per node and a settle per batch, and a few more
+        assert calls < 40
+    else:
+        assert calls > slots

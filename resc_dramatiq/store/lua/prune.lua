@@ -8,7 +8,7 @@
 --
 -- Returns {removed (or, dry, all old entries), old entries left, entries left,
 --          score of the oldest entry left or '' when empty}.
-local now = tonumber(redis.call('TIME')[1])
+local now = math.floor(now_ms() / 1000)
 local cutoff = '(' .. (now - tonumber(ARGV[1]))
 local removed = 0
 if ARGV[3] == '1' then
