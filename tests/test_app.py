@@ -26,6 +26,7 @@ from resc_dramatiq.worker.registry import registry
 from tests.helpers import tasks_of
 
 UNUSED_URL = "redis://127.0.0.1:1/0"  # check and explain never connect
+CLUSTER_URL = "redis+cluster://127.0.0.1:7000"  # nor to a cluster
 
 APP = """
 import dramatiq
@@ -171,6 +172,22 @@ def test_check_warns_when_the_broker_has_no_completion(write_app: Callable[..., 
     result = CliRunner().invoke(main, ["check", "--app", f"{write_app(completion=False)}:broker"])
     assert result.exit_code == 0
     assert "no Completion middleware" in result.output
+
+
+def test_check_refuses_lists_the_workers_cannot_write_on_a_cluster_and_exits_2(
+    write_app: Callable[..., str],
+) -> None:
+    text = APP.replace("Completion()", "Completion(failed_queue='plain/failed')")
+    text = text.replace('set="products/${{product_id}}/todo"', 'watcher="{{g}}/in"')
+    text = text.replace("RedisBroker(url={url!r})", "RedisBroker(url={url!r}, namespace='{{g}}')")
+    app = f"{write_app(text)}:broker"
+    result = CliRunner().invoke(main, ["check", "--app", app, "--redis-url", CLUSTER_URL])
+    assert result.exit_code == 2, result.output
+    assert "on a Redis Cluster the workers cannot write these lists" in result.stderr
+    assert "Completion(failed_queue=...): list 'plain/failed'" in result.stderr
+    assert "'{plain/failed}'" in result.stderr
+    single = CliRunner().invoke(main, ["check", "--app", app])  # its broker: one server
+    assert single.exit_code == 0, single.output
 
 
 def test_check_without_config_nor_code_rules_exits_2() -> None:

@@ -247,30 +247,6 @@ def test_a_schedule_on_a_cluster_fires_each_tick_once_with_its_state_in_its_targ
     assert stats["unmatched"] == 1  # the one event, routed (no rule matches a tick)
 
 
-def test_a_done_list_without_a_hash_tag_on_a_cluster_is_named_in_a_critical_log(
-    broker: RedisBroker, cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
-) -> None:
-    broker.add_middleware(Completion(done_queue="plain/done"), before=Retries)
-
-    @dramatiq.actor(queue_name="one", broker=broker, done_event="one/${n}")
-    def one(n: str) -> None:
-        pass
-
-    one.send("1")
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
-    worker.start()
-    try:
-        wait_for(
-            lambda: any("needs a hash tag" in r.getMessage() for r in caplog.records),
-            timeout_s=20,
-            what="the critical log",
-        )
-    finally:
-        worker.stop()
-    [record] = [r for r in caplog.records if "needs a hash tag" in r.getMessage()]
-    assert record.levelname == "CRITICAL" and "'{plain/done}'" in record.getMessage()
-
-
 def script_calls(client: RedisCluster) -> int:
     """``EVALSHA`` calls the primaries served since their counters were reset."""
     infos = client.info("commandstats", target_nodes=RedisCluster.PRIMARIES)

@@ -21,7 +21,9 @@ def modules(folder: str) -> set[str]:
     return {p.stem for p in (PACKAGE / folder).glob("*.py") if p.stem != "__init__"}
 
 
-@pytest.mark.parametrize("folder", ["config", "rules", "store", "router", "worker", "ops", "dashboard"])
+@pytest.mark.parametrize(
+    "folder", ["config", "rules", "store", "router", "worker", "ops", "dashboard"]
+)
 def test_the_layout_table_names_each_module_of_a_package_folder(folder: str) -> None:
     row = rows()[folder]
     named = set(re.findall(r"`([a-z_]+)`", row))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from resc_dramatiq import Config, RuleSet
 from resc_dramatiq.cli import main
 from resc_dramatiq.rules.templates import Template
-from resc_dramatiq.store.slots import cluster_problems, key_slot, slot_of
+from resc_dramatiq.store.slots import cluster_problems, done_list_problems, key_slot, slot_of
 
 CLUSTER_URL = "redis+cluster://127.0.0.1:7000"
 
@@ -145,3 +145,10 @@ def test_every_command_refuses_a_cluster_layout_it_cannot_serve_before_connectin
     result = CliRunner().invoke(main, [*command, str(config), "--redis-url", CLUSTER_URL])
     assert result.exit_code == 2
     assert "a Redis Cluster cannot serve these rules" in result.stderr
+
+
+def test_a_done_list_needs_a_hash_tag_to_share_its_slot_with_its_markers() -> None:
+    lists = {"global/done": "Completion(done_queue=...)", "{g}/done": "a", "x/{g}/failed": "b"}
+    [problem] = done_list_problems(lists)
+    assert problem.startswith("Completion(done_queue=...): list 'global/done'")
+    assert "'global/done/messages'" in problem and "name it '{global/done}'" in problem

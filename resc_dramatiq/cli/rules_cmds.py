@@ -13,11 +13,14 @@ from ..errors import ConfigError
 from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
 from ..rules.schedules import compile_schedules
+from ..store.connect import is_cluster
 from ..store.keys import DramatiqKeys
-from ..store.slots import key_slot, make_slot
+from ..store.slots import done_list_problems, key_slot, make_slot
 from ..store.urls import is_cluster_url
+from ..worker.completion import Completion
 from . import main
 from .common import (
+    Loaded,
     app_option,
     config_or_argument,
     fail,
@@ -37,11 +40,14 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
     """Validate CONFIG (and --app's code rules) and summarize watchers, rules and targets.
 
     Watchers on a Redis Cluster (a ``redis+cluster://`` URL in CONFIG or --redis-url)
-    are checked for a key layout the cluster can serve. Nothing connects to Redis.
+    are checked for a key layout the cluster can serve, and so are the done and failure
+    lists of --app's workers on a cluster (the broker's, or --redis-url). Nothing connects
+    to Redis.
     """
     loaded = load(config, app)
     ruleset = loaded.ruleset
     servers = servers_for(loaded, redis_url)  # refuses a cluster layout it cannot serve
+    _refuse_unwritable_lists(loaded, redis_url)
     try:
         check_headers(ruleset, None)
     except ConfigError as e:
@@ -79,6 +85,22 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
             f"schedule {schedule.name!r} {when} ({schedule.spec.timezone}): "
             f"{schedule.event.source} -> {kind} {schedule.queue}"
         )
+
+
+def _refuse_unwritable_lists(loaded: Loaded, redis_url: str | None) -> None:
+    """Exit 2 naming the done and failure lists the app's workers could not write to on
+    their Redis Cluster (a worker refuses to boot with them: see ``worker.done_lists``)."""
+    app = loaded.app
+    if app is None:
+        return
+    for completion in (m for m in app.broker.middleware if isinstance(m, Completion)):
+        client = completion.client or getattr(app.broker, "client", None)
+        if not (is_cluster(client) or (redis_url is not None and is_cluster_url(redis_url))):
+            continue
+        problems = done_list_problems(completion.written_lists(app.broker))
+        if problems:
+            listed = "\n  ".join(problems)
+            fail(f"on a Redis Cluster the workers cannot write these lists:\n  {listed}")
 
 
 @main.command()

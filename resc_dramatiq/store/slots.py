@@ -8,11 +8,13 @@ prefix of the template when its tag holds a variable (``{p${id}}/todo``: two tem
 starting with the same ``{p${id}}`` always share a slot), or keys in any slot.
 
 :func:`cluster_problems` says which watchers and make entries of a rule set a cluster
-cannot serve yet, naming the keys, their slots and a hash tag that would fix them.
+cannot serve yet, naming the keys, their slots and a hash tag that would fix them;
+:func:`done_list_problems` which done and failure lists a worker cannot write to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redis.crc import key_slot as _crc_slot
@@ -21,7 +23,7 @@ from ..rules.model import Make
 from ..rules.ruleset import RuleSet
 from ..rules.schedules import compile_schedules
 from ..rules.templates import Template
-from .keys import DramatiqKeys, WatcherKeys, schedule_state
+from .keys import DramatiqKeys, WatcherKeys, message_markers, schedule_state
 
 #: Two instance names: a watcher's per-instance keys must fall in its slot for both.
 _INSTANCES = ("a", "b")
@@ -199,3 +201,21 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
                 + (" (or use a namespace with a hash tag)" if schedule.actor else "")
             )
     return problems
+
+
+def done_list_problems(lists: Mapping[str, str]) -> list[str]:
+    """Which of ``lists`` (name -> where it is named) a worker cannot write events to on a
+    Redis Cluster (empty: it can write to all of them).
+
+    An event is written with its message's marker, in the list's markers
+    (:func:`~resc_dramatiq.store.keys.message_markers`), by one script: both keys must
+    share a slot, which a hash tag makes sure of (``{global/done}``; its failure list
+    ``{global/done}/failed`` and its markers follow).
+    """
+    return [
+        f"{where}: list {name!r} and its markers {message_markers(name)!r} fall in different "
+        f"slots; on a cluster a done or failure list needs a hash tag: name it "
+        f"{'{' + name + '}'!r}"
+        for name, where in lists.items()
+        if key_slot(message_markers(name)) != key_slot(name)
+    ]

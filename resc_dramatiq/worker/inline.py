@@ -16,16 +16,34 @@ On a Redis Cluster (``cluster``: ``scripts`` are on a ``RedisCluster`` client), 
 commit runs in the watcher's slot and the event's tasks in other slots go through the
 watcher's outbox (see :mod:`resc_dramatiq.store.outbox`), finished by the worker at
 once, or by a router's sweep if the worker dies first.
+
+:class:`InlineRouting` is what ``Completion`` holds: which rules, compiled when (at the
+worker's boot, and again for the next message after :attr:`InlineRouting.rules` is
+assigned), and the retried commit of one :class:`~resc_dramatiq.store.commit.DoneMessage`.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from pathlib import Path
+
+from dramatiq import Broker
+
+from ..config.model import Config
+from ..errors import ConfigError, RescError
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS, CommitResult, DoneMessage
+from ..store.connect import is_cluster
 from ..store.resilience import ReplicaWait
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
+from .app import App, build_ruleset
+from .retrying import Retrying
+
+#: What ``rules=`` accepts: a config file's path, a loaded config, or compiled rules.
+Rules = str | Path | Config | RuleSet
 
 #: The instance name of inline commits (they use no taken list).
 INLINE_INSTANCE = "inline"
@@ -74,3 +92,108 @@ class InlineRouter:
         planner, store = self._watchers[finished.done_queue]
         batch = planner.plan([finished.event.encode()])
         return store.commit_message(batch, finished)
+
+
+class InlineRouting:
+    """In-worker routing of done events: the rules, compiled lazily, and the commit of one
+    done event, retried through ``retrying``.
+
+    ``rules`` (a config path, a ``Config`` or a ``RuleSet``) are merged with the app's
+    ``@on_done`` rules when a file or a ``Config``; ``enabled`` without rules routes with
+    the ``@on_done`` rules alone. Nothing is routed before :meth:`boot`.
+    """
+
+    def __init__(
+        self,
+        *,
+        rules: Rules | None,
+        enabled: bool,
+        retrying: Retrying,
+        logger: logging.Logger,
+        marker_ttl_ms: int = MARKER_TTL_MS,
+        wait: ReplicaWait | None = None,
+    ) -> None:
+        self.enabled = enabled or rules is not None
+        self.retrying = retrying
+        self.logger = logger
+        self.marker_ttl_ms = marker_ttl_ms
+        self.wait = wait
+        self._rules = rules
+        self._router: InlineRouter | None = None
+        self._where: tuple[Broker, Scripts] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def rules(self) -> Rules | None:
+        """The rules routed inline (None: the ``@on_done`` rules, or no inline routing)."""
+        return self._rules
+
+    @rules.setter
+    def rules(self, rules: Rules | None) -> None:
+        with self._lock:
+            self._rules, self._router = rules, None
+            self.enabled = self.enabled or rules is not None
+
+    def boot(self, *, broker: Broker, scripts: Scripts) -> None:
+        """Route ``broker``'s done events through ``scripts``; compile the rules now when
+        enabled (raises :class:`~resc_dramatiq.errors.ConfigError`)."""
+        with self._lock:
+            self._where = broker, scripts
+        if self.enabled:
+            self._compiled()
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The done lists the compiled rules route (empty before they compile)."""
+        router = self._router
+        return () if router is None else tuple(w.spec.input_queue for w in router.ruleset.watchers)
+
+    def route(self, finished: DoneMessage) -> bool:
+        """Commit ``finished``'s event here; True when done (nothing more to write).
+
+        False leaves the event to its list, for the router: no routing, no watcher of its
+        list, a rule with fetchers, rules assigned since the boot that do not compile
+        (said at ERROR), a commit refused (a key of the wrong type, said at ERROR) or lost
+        (logged as ``LOST:`` by ``retrying``).
+        """
+        router = self._router_or_none() if self.enabled else None
+        if router is None or not router.routes(finished):
+            return False
+        what = f"inline routing of {finished.event!r}"
+        try:
+            committed = self.retrying.run(what, lambda: router.commit(finished))
+        except RescError as e:  # refused (a key of the wrong type): nothing was written
+            self.logger.error("%s refused: %s; handing the event to the router", what, e)
+            return False
+        if committed is not None and committed.repeated:
+            self.logger.info("message %s was routed before; nothing written", finished.message_id)
+        return committed is not None
+
+    def _router_or_none(self) -> InlineRouter | None:
+        try:
+            return self._compiled()
+        except ConfigError as e:
+            self.logger.error("The inline rules do not compile (%s); the router gets the event", e)
+            return None
+
+    def _compiled(self) -> InlineRouter | None:
+        """The inline router, compiled once per rule set (raises ConfigError); None
+        before :meth:`boot`."""
+        with self._lock:
+            if self._router is None and self._where is not None:
+                broker, scripts = self._where
+                self._router = InlineRouter(
+                    ruleset=self._compile(broker),
+                    scripts=scripts,
+                    cluster=is_cluster(scripts.client),
+                    wait=self.wait,
+                    namespace=getattr(broker, "namespace", "dramatiq"),
+                    marker_ttl_ms=self.marker_ttl_ms,
+                )
+            return self._router
+
+    def _compile(self, broker: Broker) -> RuleSet:
+        if isinstance(self._rules, RuleSet):
+            return self._rules
+        config = Config.load(self._rules) if isinstance(self._rules, str | Path) else self._rules
+        return build_ruleset(config, App.of_broker(broker))

@@ -23,19 +23,28 @@ from .done_event import DoneEvent
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What the middleware writes for one message."""
+    """What the middleware writes for one message: its ``event`` (a rule-made message's
+    task string, or the actor's rendered ``done_event``), the lists it goes to, and the
+    dedup set it leaves (``release`` says when)."""
 
     message_id: str
-    task: str
+    event: str
     done: str
     failed: str
     set: str | None
     release: str
 
     def finished(self) -> DoneMessage:
-        """The done event as the inline router takes it."""
-        released = self.set if self.release == "done" else None
-        return DoneMessage(self.message_id, self.task, self.done, released)
+        """The done event: to the done list (or routed inline), released if due."""
+        return DoneMessage(self.message_id, self.event, self.done, self._released)
+
+    def failure(self) -> DoneMessage:
+        """The failure event: the same record, to the failure list."""
+        return DoneMessage(self.message_id, self.event, self.failed, self._released)
+
+    @property
+    def _released(self) -> str | None:
+        return self.set if self.release == "done" else None
 
 
 def outcome_of(
@@ -54,17 +63,17 @@ def outcome_of(
     actor = broker.actors.get(message.actor_name)
     options = actor.options if actor is not None else {}
     if isinstance(spec, dict):
-        task, done, dedup = spec["task"], spec.get("done") or done_queue, spec.get("set")
+        event, done, dedup = spec["task"], spec.get("done") or done_queue, spec.get("set")
         release = spec.get("release", "taken")
     elif message.actor_name in templates and actor is not None:
-        task = _render(actor, templates[actor.actor_name], message, logger)
-        if task is None:
+        event = _render(actor, templates[actor.actor_name], message, logger)
+        if event is None:
             return None
         done, dedup, release = options.get("done_queue", done_queue), None, "taken"
     else:
         return None
     failed = options.get("failed_queue") or failed_queue or f"{done}/failed"
-    return Outcome(message.message_id, task, done, failed, dedup, release)
+    return Outcome(message.message_id, event, done, failed, dedup, release)
 
 
 def _render(
