@@ -5,6 +5,7 @@ acq/<process>/<product> (app actor ``acquire``) -> treat -> propagate -> report.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -204,3 +205,24 @@ def test_a_lost_script_cache_is_loaded_again_and_routing_goes_on_inline(
     assert r.llen(DONE) == 0  # nothing was left for a router
     taken_lists = [k for k in r.keys(f"{DONE}/taken*") if r.type(k) == b"list"]
     assert taken_lists == []
+
+
+def test_inline_commits_wait_for_replicas_and_say_a_shortfall_once(
+    redis_url: str,
+    r: redis.Redis,
+    worker_for: Callable[[RedisBroker], dramatiq.Worker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    completion = Completion(rules=chain_rules(), wait_replicas=1, wait_timeout_ms=20)
+    broker = make_broker(redis_url, completion)
+    acquire = declare_chain(broker, r)
+    worker_for(broker)
+    with caplog.at_level(logging.WARNING):
+        for p, q in PRODUCTS:
+            acquire.send(p, q)
+        wait_for(lambda: every_stage_ran_once(r))
+    assert r.llen(DONE) == 0  # every done event was committed inline, none pushed
+    # the test server has no replica: every inline commit waited, and came back short
+    assert completion.replication is not None and completion.replication.short
+    shortfalls = [m for m in caplog.messages if "only 0 of 1 replica(s)" in m]
+    assert len(shortfalls) == 1, caplog.messages

@@ -85,9 +85,10 @@ class Completion(Middleware):
     ``done_queue``; ``failed_queue`` the failure list (default ``<done list>/failed``);
     ``attempts`` the tries of a write riding through a Redis outage;
     ``marker_ttl_s`` how long a message's marker is kept (longer than any redelivery).
-    ``wait_replicas`` makes each done or failure event wait (``WAIT``, at most
-    ``wait_timeout_ms``) for that many replicas before the message is acknowledged, so a
-    failover cannot lose an event whose message Dramatiq considers done (see
+    ``wait_replicas`` makes each done or failure event, and each inline commit, wait
+    (``WAIT``, at most ``wait_timeout_ms``) for that many replicas before the message is
+    acknowledged, so a failover cannot lose an event whose message Dramatiq considers
+    done (see
     docs/high-availability.md); fewer acks are logged once, and the worker goes on.
     On a Redis Cluster, every done and failure list the worker writes to needs a hash tag
     (see :mod:`.done_lists`); the boot is refused otherwise.
@@ -123,6 +124,7 @@ class Completion(Middleware):
             logger=self.logger,
             marker_ttl_ms=self.marker_ttl_ms,
             wait=self.wait,
+            replication=self.replication,
         )
         self._events: EventWriter | None = None
         self._lock = threading.Lock()

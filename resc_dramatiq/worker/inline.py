@@ -36,7 +36,7 @@ from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS, CommitResult, DoneMessage
 from ..store.connect import is_cluster
-from ..store.resilience import ReplicaWait
+from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 from .app import App, build_ruleset
@@ -61,6 +61,7 @@ class InlineRouter:
         marker_ttl_ms: int = MARKER_TTL_MS,
         cluster: bool = False,
         wait: ReplicaWait | None = None,
+        replication: Replication | None = None,
     ) -> None:
         self.ruleset = ruleset
         self._watchers: dict[str, tuple[Planner, WatcherStore]] = {}
@@ -74,6 +75,7 @@ class InlineRouter:
                 marker_ttl_ms=marker_ttl_ms,
                 cluster=scripts if cluster else None,
                 wait=wait,
+                replication=replication,
             )
             self._watchers[rules.spec.input_queue] = (Planner(rules), store)
 
@@ -112,12 +114,13 @@ class InlineRouting:
         logger: logging.Logger,
         marker_ttl_ms: int = MARKER_TTL_MS,
         wait: ReplicaWait | None = None,
+        replication: Replication | None = None,
     ) -> None:
         self.enabled = enabled or rules is not None
         self.retrying = retrying
         self.logger = logger
         self.marker_ttl_ms = marker_ttl_ms
-        self.wait = wait
+        self.wait, self.replication = wait, replication
         self._rules = rules
         self._router: InlineRouter | None = None
         self._where: tuple[Broker, Scripts] | None = None
@@ -187,6 +190,7 @@ class InlineRouting:
                     scripts=scripts,
                     cluster=is_cluster(scripts.client),
                     wait=self.wait,
+                    replication=self.replication,
                     namespace=getattr(broker, "namespace", "dramatiq"),
                     marker_ttl_ms=self.marker_ttl_ms,
                 )
