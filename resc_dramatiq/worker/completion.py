@@ -51,6 +51,7 @@ from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
 from ..store.keys import message_markers
+from ..store.layout import check_at_boot
 from ..store.resilience import Backoff, Replication, ReplicaWait, is_transient
 from ..store.scripts import Scripts
 from ..store.slots import key_slot
@@ -155,6 +156,7 @@ class Completion(Middleware):
         and the command exits non-zero); in ``after_worker_boot`` it would be swallowed."""
         try:
             self._scripts_of(broker)
+            check_at_boot(self._client(broker), "worker", self.logger)  # LayoutRefused
             if self.route_inline:
                 self._inline_router(broker)
         except RescError as e:
