@@ -31,7 +31,7 @@ from resc_dramatiq.worker.completion import BootRefused
 from tests.frozen_v1.commit import Keys, Task
 from tests.frozen_v1.router import FrozenRouter
 from tests.helpers import wait_for
-from tests.procs import CLI
+from tests.procs import CLI, own_redis, url_of
 
 LAYOUT = "resc/layout"
 IN = "in"
@@ -288,3 +288,22 @@ def test_a_layout_1_router_of_the_release_before_and_the_current_one_route_side_
     stats = r.hgetall("in/stats")
     assert int(stats[b"queued"]) == len(events) + 2 * products
     assert int(stats[b"deduplicated"]) == 2 * products * (per_product - 1)
+
+
+def test_a_router_starting_while_redis_is_away_waits_for_it_then_records_the_layout() -> None:
+    with own_redis() as server:
+        client = redis.Redis.from_url(url_of(server))
+        server.stop()
+        router = the_router(client)
+        thread = threading.Thread(target=router.run)
+        thread.start()
+        try:
+            wait_for(lambda: router.availability.down, what="the outage noticed")
+            server.start()
+            wait_for(lambda: client.zcard("in/taken/instances"), what="registered")
+            assert client.hget(LAYOUT, "version") == b"1"
+        finally:
+            router.stop()
+            thread.join(timeout=20)
+        assert not thread.is_alive()
+        client.close()

@@ -202,7 +202,8 @@ class Router:
         before this instance registers; raise :class:`~resc_dramatiq.errors.LayoutRefused`
         when this release cannot read it. An unreachable Redis is waited for, with
         backoff, as the watchers wait; False when stopped meanwhile."""
-        backoff = Backoff(first_s=0.1, cap_s=5.0)
+        # tries as often as the heartbeat beats: an outage's end is seen as soon
+        backoff = Backoff(first_s=0.05, cap_s=self.options.heartbeat_ttl_s / 4)
         while not self._stop.is_set():
             try:
                 check_layout(self.client, f"router {self.instance}")
