@@ -11,6 +11,7 @@ from .config.model import Config
 from .errors import (
     ConfigError,
     FetchError,
+    LayoutRefused,
     OwnershipLost,
     RedisURLError,
     RescError,
@@ -64,6 +65,7 @@ __all__ = [
     "FetchOptions",
     "Fetcher",
     "InvalidDoneEvent",
+    "LayoutRefused",
     "Moved",
     "Observer",
     "OwnershipLost",

@@ -5,6 +5,7 @@ The tree::
     RescError
     ├── ConfigError          a config file or code rule is invalid (says where)
     │   ├── InvalidDoneEvent an actor's done_event is not a ${name} template
+    │   ├── LayoutRefused    Redis holds a keyspace layout this release cannot read
     │   └── RedisURLError    a Redis URL cannot be read (also a ValueError)
     ├── RuleError            an event made a rule fail at run time
     │   └── FetchError       a fetcher's HTTP call or response failed
@@ -53,3 +54,8 @@ class WrongType(StoreError):
 
 class RedisURLError(ConfigError, ValueError):
     """Raised when a Redis URL cannot be read (the message names it, password masked)."""
+
+
+class LayoutRefused(ConfigError):
+    """Raised when a router or worker starts on a Redis whose keyspace layout it cannot
+    read (the message names the layouts and releases found, and what to do)."""

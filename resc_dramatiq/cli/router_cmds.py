@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import click
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LayoutRefused
 from ..ops.metrics import RouterMetrics, serve
 from ..router.options import RouterOptions
 from ..router.router import Router
@@ -24,6 +24,7 @@ from ..rules.ruleset import RuleSet
 from . import main
 from .common import (
     EXIT_FAILED,
+    EXIT_INVALID,
     app_option,
     connect,
     fail,
@@ -206,6 +207,8 @@ def run_routers(routers: list[Router]) -> NoReturn:
             t.join(0.2)
     for r in routers:
         logger.info("router %s stopped", r.instance, extra={"instance": r.instance})
+    if failures and isinstance(failures[0], LayoutRefused):
+        fail(str(failures[0]), EXIT_INVALID)  # refused before it started: as a bad config
     if failures:
         fail(f"router stopped: {failures[0]}", EXIT_FAILED)
     sys.exit(0)

@@ -250,6 +250,7 @@ def _watcher_table(s: WatcherStatus) -> Table:
     rows += [[f"keys of {t}", f"{n} more not shown"] for t, n in s.more_keys.items()]
     rows += [[f"keys of {t}", "any name (only variables): not listed"] for t in s.dynamic]
     rows += [["odd key", odd] for odd in s.odd_keys]
+    rows.append(["keyspace layout", "not recorded" if s.layout is None else str(s.layout)])
     if s.redis:
         rows.insert(0, ["redis", s.redis])
     return _table(f"watcher {s.input}", ["", "value"], rows)

@@ -6,7 +6,8 @@ router's counters and, on a Redis Cluster, its outbox (the committed batches who
 in other hash slots are not all queued yet: they wait for a router, or for a shard that
 cannot be reached); per rule its counters; per target the depth of its list, or of its
 Dramatiq queue with the delayed and dead-lettered messages; per dedup set its size and
-the age of its oldest entry; per schedule it feeds, its last firing, lag and next firing
+the age of its oldest entry; the keyspace's layout version (:mod:`~..store.layout`);
+per schedule it feeds, its last firing, lag and next firing
 (:mod:`.schedule_status`). Targets and sets named by templates are found with
 ``SCAN``: the first :data:`MAX_KEYS` names in sorted order are shown, the others only
 counted (:mod:`.target_status`). Times come from the Redis clock. A key of another type
@@ -27,8 +28,9 @@ from ..rules.model import WatcherRules
 from ..rules.ruleset import RuleSet
 from ..rules.schedules import Schedule, compile_schedules
 from ..store.connect import is_cluster
-from ..store.keys import WatcherKeys
-from .odd_keys import Reads
+from ..store.keys import LAYOUT_KEY, WatcherKeys
+from ..store.keyspace import text
+from .odd_keys import OddKey, Reads, as_int, noted
 from .schedule_status import ScheduleStatus, schedule_status
 from .target_status import MAX_KEYS, SetStatus, TargetStatus, targets_and_sets
 
@@ -92,6 +94,8 @@ class WatcherStatus:
     odd_keys: list[str] = field(default_factory=list)
     #: Target and set templates that are only variables: any key, never scanned.
     dynamic: list[str] = field(default_factory=list)
+    #: The keyspace's layout version (None: no router or worker recorded it yet).
+    layout: int | None = None
 
 
 def gather(
@@ -151,7 +155,21 @@ def _watcher(
         outbox_oldest_age_s=(round(now_s - oldest_entry[0][1] / 1000, 3) if oldest_entry else None),
         odd_keys=list(dict.fromkeys(str(odd) for odd in reads.odd)),
         dynamic=found.dynamic,
+        layout=_layout(reads),
     )
+
+
+def _layout(reads: Reads) -> int | None:
+    """The newest layout written to the keyspace (see :mod:`~..store.layout`)."""
+    none: Any = None
+    value: Any = reads.read(
+        LAYOUT_KEY, "hash", lambda: reads.client.hget(LAYOUT_KEY, "version"), none
+    )
+    version = None if value is None else as_int(value)
+    if value is not None and version is None:
+        shown = text(value)[:40]
+        reads.odd.append(noted(OddKey(LAYOUT_KEY, f"version {shown!r} is no layout number")))
+    return version
 
 
 def _unique_rules(rules: WatcherRules) -> list[Any]:

@@ -32,6 +32,7 @@ from ..store.connect import is_cluster
 from ..store.housekeeping import Pruner, set_ttls
 from ..store.keys import WatcherKeys
 from ..store.keyspace import counters
+from ..store.layout import check_layout
 from ..store.resilience import (
     Availability,
     Backoff,
@@ -137,6 +138,7 @@ class Router:
         again while a pass over the watchers commits anything (one watcher's tasks may
         be another's events); a refused commit, or an outage that lasts, is raised.
         """
+        check_layout(self.client, f"router {self.instance}")
         self.heartbeat()
         if self.scheduler is not None:
             self.scheduler.fire_due()
@@ -170,8 +172,11 @@ class Router:
 
         A watcher that dies of an unexpected error is logged and restarted with
         backoff; after ``restart_limit`` failures in a row the router stops and
-        re-raises the error (the CLI exits non-zero).
+        re-raises the error (the CLI exits non-zero). A Redis whose keyspace layout this
+        release cannot read stops it before it registers (:meth:`check_layout`).
         """
+        if not self.check_layout():
+            return  # stopped while Redis was unreachable
         threads = [self._start(self._heartbeat_loop, "heartbeat")]
         if self.scheduler is not None:
             threads.append(self._start(self.scheduler.run, "schedules", self._stop))
@@ -184,6 +189,26 @@ class Router:
         self._deregister()
         if self.failed is not None:
             raise self.failed
+
+    def check_layout(self) -> bool:
+        """Record or check the keyspace's layout (see :mod:`~resc_dramatiq.store.layout`)
+        before this instance registers; raise :class:`~resc_dramatiq.errors.LayoutRefused`
+        when this release cannot read it. An unreachable Redis is waited for, with
+        backoff, as the watchers wait; False when stopped meanwhile."""
+        # tries as often as the heartbeat beats: an outage's end is seen as soon
+        backoff = Backoff(first_s=0.05, cap_s=self.options.heartbeat_ttl_s / 4)
+        while not self._stop.is_set():
+            try:
+                check_layout(self.client, f"router {self.instance}")
+            except Exception as e:
+                if not is_transient(e):
+                    raise
+                self.availability.failed(e)
+                backoff.wait(self._stop)
+            else:
+                self.availability.succeeded()
+                return True
+        return False
 
     def _start(self, target: Callable[..., None], name: str, *args: object) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, name=f"resc:{name}", daemon=True)

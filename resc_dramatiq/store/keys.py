@@ -31,6 +31,9 @@ of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue
 ``ns:q.XQ`` its dead-lettered messages, ``ns:__heartbeats__`` the workers' heartbeats,
 ``ns:__acks__.<worker>.q`` the messages of ``q`` a worker holds.
 
+``resc/layout`` (:data:`LAYOUT_KEY`) is the hash of the keyspace's layout versions and
+of the releases started on it (see :mod:`.layout`): one key, global.
+
 A schedule's state is the hash ``resc/schedules/<name>`` (``resc/schedules/{tag}/<name>``
 when its target key has a hash tag; see ``lua/fire.lua`` and :func:`schedule_state`): its
 last fired tick, when and by whom, and its lag.
@@ -105,6 +108,8 @@ def _taken(taken_queue: str, instance: str) -> str:
     return f"{taken_queue}/{instance}" if instance else taken_queue
 
 
+#: The hash of the keyspace's layout versions (see :mod:`.layout`).
+LAYOUT_KEY = "resc/layout"
 #: Prefixes of the keys of schedules and of a cluster's applied outbox parts.
 OWN_PREFIXES = ("resc/schedules/", "resc/applied/")
 #: Dramatiq's own keys in a namespace, beside its queues (``ns:`` left out).
@@ -114,9 +119,10 @@ DRAMATIQ_OWN = ("__heartbeats__", "__acks__.")
 def own_key(name: str, specs: Iterable[WatcherSpec]) -> bool:
     """Whether ``name`` is a key the routers keep for themselves, never a target or a
     dedup set: a watcher's taken lists and instances, its stats, attempts, history,
-    commit markers, outbox and dead letters; schedule states, applied outbox parts.
-    (A watcher's input list is no such key: a rule may feed another watcher.)"""
-    if name.startswith(OWN_PREFIXES):
+    commit markers, outbox and dead letters; schedule states, applied outbox parts, the
+    layout versions. (A watcher's input list is no such key: a rule may feed another
+    watcher.)"""
+    if name == LAYOUT_KEY or name.startswith(OWN_PREFIXES):
         return True
     for spec in specs:
         k = WatcherKeys.of(spec, "")

@@ -51,6 +51,7 @@ from redis.cluster import RedisCluster
 from ..errors import ConfigError, RescError
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
+from ..store.layout import check_at_boot
 from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.slots import done_list_problems
@@ -175,6 +176,7 @@ class Completion(Middleware):
         ``after_worker_boot`` it would be swallowed."""
         try:
             scripts = self._writer(broker).scripts
+            check_at_boot(scripts.client, "worker", self.logger)  # LayoutRefused
             self.inline.boot(broker=broker, scripts=scripts)
             if is_cluster(scripts.client):
                 problems = done_list_problems(self.written_lists(broker))
