@@ -91,7 +91,7 @@ def test_a_cluster_url_gives_a_cluster_client_that_rides_failovers(
     client = connect(cluster.url)
     assert isinstance(client, FailoverRidingCluster)
     assert is_cluster(client)
-    assert client.failover_retry._retries == FAILOVER_RETRIES  # get_retries(): redis-py 6+
+    assert client.call_retry._retries == FAILOVER_RETRIES  # get_retries(): redis-py 6+
     node = client.get_nodes()[0].redis_connection
     assert node is not None
     assert node.connection_pool.connection_kwargs["socket_keepalive"] is True

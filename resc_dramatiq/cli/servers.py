@@ -23,8 +23,9 @@ from urllib.parse import quote
 import click
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from redis.connection import SSLConnection, parse_url
+from redis.connection import SSLConnection
 
+from ..compat import broker_client, broker_namespace, parse_redis_url
 from ..config.model import DEFAULT_REDIS_URL, Config
 from ..errors import RedisURLError
 from ..store.connect import url_of as multi_host_url_of
@@ -111,9 +112,9 @@ def _conflict(where: str, url: str, app: App | None, broker: Server | None) -> s
 
 def broker_server(app: App) -> Server | None:
     """The Redis of the app's broker, None when it is no ``RedisBroker``."""
-    if not isinstance(app.broker, RedisBroker):
+    client = broker_client(app.broker) if isinstance(app.broker, RedisBroker) else None
+    if client is None:
         return None
-    client: redis.Redis = app.broker.client
     url = multi_host_url_of(client)  # a Sentinel or Cluster URL, when it is one
     if url is None:
         pool = client.connection_pool
@@ -148,7 +149,7 @@ def address(url: str) -> tuple[str, int, int] | None:
         sentinels = ",".join(sorted(f"{h}:{p}" for h, p in target.sentinels))
         return f"{sentinels}/{target.service}", 0, target.db
     try:  # redis-py's own parser: the address from_url would connect to
-        parts = parse_url(url)  # type: ignore[no-untyped-call]
+        parts = parse_redis_url(url)
     except ValueError:
         return None
     where = parts.get("path") or parts.get("host") or "localhost"
@@ -162,7 +163,8 @@ def namespace_for(loaded: Loaded) -> str | None:
     """
     spec = loaded.ruleset.config.spec
     app = loaded.app
-    own = app.broker.namespace if app is not None and isinstance(app.broker, RedisBroker) else None
+    redis_broker = app is not None and isinstance(app.broker, RedisBroker)
+    own = broker_namespace(app.broker) if app is not None and redis_broker else None
     if "namespace" not in spec.model_fields_set:
         return own if isinstance(own, str) else None
     if app is not None and own is not None and own != spec.namespace:

@@ -20,12 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
 from redis.connection import SSLConnection
 
+from ..compat import ConnectionToMovingServer, node_settings, primary_of_slot, reload_slot_map
 from .slots import key_slot
 
 logger = logging.getLogger(__name__)
@@ -54,20 +56,32 @@ REFRESH_INTERVAL_S = 0.2
 
 
 class Layout:
-    """The slot -> node map of one ``RedisCluster`` client, refreshed when it went stale."""
+    """The slot -> node map of one ``RedisCluster`` client, refreshed when it went stale.
+
+    It holds its client weakly (the registry of :func:`layout_of` is keyed by the client
+    and must not keep it alive); a :class:`SlotConnection` holds both.
+    """
 
     def __init__(self, cluster: RedisCluster) -> None:
-        self.cluster = cluster
+        self._cluster = weakref.ref(cluster)
         self._lock = threading.Lock()
         self._refreshed_at = 0.0
+
+    @property
+    def cluster(self) -> RedisCluster:
+        """The client whose map this is."""
+        cluster = self._cluster()
+        if cluster is None:  # only a caller that kept a Layout but not its client
+            raise ReferenceError("the cluster client of this layout is gone")
+        return cluster
 
     def address(self, slot: int) -> tuple[str, int]:
         """Host and port of the primary that serves ``slot``, as last learned."""
         try:
-            node = self.cluster.nodes_manager.get_node_from_slot(slot)
+            node = primary_of_slot(self.cluster, slot)
         except redis.exceptions.SlotNotCoveredError:
             self.refresh()
-            node = self.cluster.nodes_manager.get_node_from_slot(slot)
+            node = primary_of_slot(self.cluster, slot)
         return node.host, int(node.port)
 
     def refresh(self) -> None:
@@ -82,26 +96,26 @@ class Layout:
                 return
             self._refreshed_at = time.monotonic()
             try:
-                self.cluster.nodes_manager.initialize()
+                reload_slot_map(self.cluster)
             except Exception:  # any failure here means "not now"
                 logger.debug("the cluster's layout could not be learned now", exc_info=True)
 
 
-class SlotConnection(redis.Connection):
+class SlotConnection(ConnectionToMovingServer):
     """A connection to whichever primary serves one slot, learned on every connect."""
 
-    def __init__(self, *, layout: Layout, slot: int, **kwargs: Any) -> None:
-        self.layout, self.slot = layout, slot
-        host, port = layout.address(slot)
+    def __init__(self, *, cluster: RedisCluster, slot: int, **kwargs: Any) -> None:
+        self.cluster, self.layout, self.slot = cluster, layout_of(cluster), slot
+        host, port = self.layout.address(slot)
         super().__init__(host=host, port=port, **kwargs)  # type: ignore[no-untyped-call]
 
-    def _connect(self) -> Any:
-        self.host, self.port = self.layout.address(self.slot)
-        try:
-            return super()._connect()  # type: ignore[no-untyped-call]
-        except OSError:  # the node is gone: learn who serves the slot now
-            self.layout.refresh()
-            raise
+    def address(self) -> tuple[str, int]:
+        """The primary of the slot, as last learned."""
+        return self.layout.address(self.slot)
+
+    def unreachable(self) -> None:
+        """The node is gone: learn who serves the slot now."""
+        self.layout.refresh()
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         """Read a reply; one that says the slot moved makes the next connect look again."""
@@ -118,6 +132,9 @@ class SlotSSLConnection(SlotConnection, SSLConnection):
 
 
 _layouts_lock = threading.Lock()
+#: Each cluster client's layout, kept beside the client (nothing set on redis-py's
+#: object) and gone with it.
+_layouts: weakref.WeakKeyDictionary[RedisCluster, Layout] = weakref.WeakKeyDictionary()
 
 
 def layout_of(cluster: RedisCluster) -> Layout:
@@ -125,10 +142,9 @@ def layout_of(cluster: RedisCluster) -> Layout:
     a moved slot or a dead node asks it to learn the layout again, at most once per
     :data:`REFRESH_INTERVAL_S` however many met it at once."""
     with _layouts_lock:
-        layout: Layout | None = getattr(cluster, "_resc_layout", None)
+        layout = _layouts.get(cluster)
         if layout is None:
-            layout = Layout(cluster)
-            cluster._resc_layout = layout  # type: ignore[attr-defined]
+            layout = _layouts[cluster] = Layout(cluster)
         return layout
 
 
@@ -137,14 +153,14 @@ def slot_client(cluster: RedisCluster, key: str) -> redis.Redis:
     layout = layout_of(cluster)
     host, port = layout.address(key_slot(key))
     # a node client as the cluster client builds them gives the connection settings
-    template = redis.Redis(host=host, port=port, **cluster.nodes_manager.connection_kwargs)
+    template = redis.Redis(host=host, port=port, **node_settings(cluster))
     settings = dict(template.connection_pool.connection_kwargs)
     for name in ("host", "port"):
         settings.pop(name, None)
     ssl = issubclass(template.connection_pool.connection_class, SSLConnection)
     pool = redis.ConnectionPool(
         connection_class=SlotSSLConnection if ssl else SlotConnection,
-        layout=layout,
+        cluster=cluster,
         slot=key_slot(key),
         **settings,
     )

@@ -37,12 +37,22 @@ from urllib.parse import quote
 
 import redis
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.cluster import ClusterNode, RedisCluster
+from redis.cluster import RedisCluster
 from redis.connection import SSLConnection
 from redis.exceptions import ClusterError, RedisClusterException, SlotNotCoveredError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import Sentinel
 
+from ..compat import (
+    CallRetryingCluster,
+    SentinelFollowingConnection,
+    cluster_node,
+    node_settings,
+    sentinel_addresses,
+    sentinel_pool,
+    sentinel_service,
+    startup_addresses,
+)
 from ..errors import RedisURLError
 from .masking import scrub
 from .urls import (
@@ -81,25 +91,11 @@ CLUSTER_INNER_RETRIES = 3
 SENTINEL_TIMEOUT_S = 1.0
 
 
-class FollowingConnection(SentinelManagedConnection):
-    """A connection to the primary that asks the Sentinels where it is on every connect.
-
-    redis-py's own asks only when a connection is first opened from the pool; a command
-    it retries reconnects to the address it had (redis-py issue 3874), so a retry after
-    a failover keeps knocking at the dead primary until its retries run out.
-    """
-
-    def _connect(self) -> Any:
-        if self.connection_pool.is_master:
-            self.host, self.port = self.connection_pool.get_master_address()
-        return super()._connect()  # type: ignore[no-untyped-call]
+class FollowingSSLConnection(SentinelFollowingConnection, SSLConnection):
+    """:class:`~resc_dramatiq.compat.SentinelFollowingConnection` over TLS."""
 
 
-class FollowingSSLConnection(FollowingConnection, SSLConnection):
-    """:class:`FollowingConnection` over TLS."""
-
-
-class FailoverRidingCluster(RedisCluster):
+class FailoverRidingCluster(CallRetryingCluster):
     """A ``RedisCluster`` whose commands ride through a shard failover.
 
     redis-py's sync RedisCluster retries a command that met ``ConnectionError``,
@@ -121,8 +117,10 @@ class FailoverRidingCluster(RedisCluster):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        # set first: the constructor itself sends commands (COMMAND, to learn the keys)
-        self.failover_retry = Retry(
+        # A command that met a failover runs again after a pause (a write may then run
+        # twice, as with any retried client); one sent to nodes named by the caller
+        # does not (see CallRetryingCluster).
+        failover_retry = Retry(
             ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05),
             FAILOVER_RETRIES,
             supported_errors=(
@@ -132,27 +130,11 @@ class FailoverRidingCluster(RedisCluster):
                 SlotNotCoveredError,
             ),
         )
-        super().__init__(retry=Retry(NoBackoff(), CLUSTER_INNER_RETRIES), **kwargs)
-
-    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the command as RedisCluster does, again after a pause when it met a
-        failover (a write may then run twice, as with any retried client).
-
-        A command sent to nodes named by the caller (``target_nodes=`` node objects, not
-        a flag such as ``RedisCluster.PRIMARIES``) is not retried, as RedisCluster does
-        not: those nodes may be gone for good.
-        """
-        run = super().execute_command
-        if not isinstance(kwargs.get("target_nodes", RedisCluster.PRIMARIES), str):
-            return run(*args, **kwargs)  # type: ignore[no-untyped-call]
-        return self.failover_retry.call_with_retry(
-            lambda: run(*args, **kwargs),  # type: ignore[no-untyped-call]
-            _nothing_to_undo,
+        super().__init__(
+            call_retry=failover_retry,
+            retry=Retry(NoBackoff(), CLUSTER_INNER_RETRIES),
+            **kwargs,
         )
-
-
-def _nothing_to_undo(error: Exception) -> None:
-    """Between two tries: RedisCluster has reloaded its slot map already."""
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
@@ -189,7 +171,7 @@ def connect_cluster(url: str, **options: Any) -> FailoverRidingCluster:
     masked) when no startup node answers.
     """
     target = parse_cluster(url)
-    nodes = [ClusterNode(host, port) for host, port in target.nodes]  # type: ignore[no-untyped-call]
+    nodes = [cluster_node(host, port) for host, port in target.nodes]
     try:
         return FailoverRidingCluster(
             startup_nodes=nodes,
@@ -229,7 +211,7 @@ def _through_sentinel(target: SentinelTarget, settings: dict[str, Any]) -> redis
         "db": target.db,
         "username": target.username,
         "password": target.password,
-        "connection_class": FollowingSSLConnection if target.ssl else FollowingConnection,
+        "connection_class": FollowingSSLConnection if target.ssl else SentinelFollowingConnection,
     }
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_kwargs)
     client: redis.Redis = sentinel.master_for(target.service, **server_kwargs)
@@ -241,31 +223,30 @@ def url_of(client: redis.Redis) -> str | None:
     (password masked by the caller); None for any other client."""
     if isinstance(client, RedisCluster):
         return _cluster_url_of(client)
-    pool = client.connection_pool
-    if not isinstance(pool, SentinelConnectionPool):
+    pool = sentinel_pool(client)
+    if pool is None:
         return None
-    manager: Sentinel = pool.sentinel_manager
-    hosts = []
-    for node in manager.sentinels:
-        kwargs = node.connection_pool.connection_kwargs
-        host = str(kwargs.get("host") or "localhost")
-        hosts.append(f"{f'[{host}]' if ':' in host else host}:{kwargs.get('port')}")
+    hosts = [_host_port(host, port) for host, port in sentinel_addresses(pool)]
     kwargs = pool.connection_kwargs
     user, password = kwargs.get("username") or "", kwargs.get("password")
     userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
     tls = issubclass(pool.connection_class, SSLConnection)
     scheme = "rediss+sentinel" if tls else "redis+sentinel"
     auth = f"{userinfo}@" if userinfo else ""
-    return f"{scheme}://{auth}{','.join(hosts)}/{pool.service_name}/{kwargs.get('db') or 0}"
+    service = sentinel_service(pool)
+    return f"{scheme}://{auth}{','.join(hosts)}/{service}/{kwargs.get('db') or 0}"
 
 
 def _cluster_url_of(client: RedisCluster) -> str:
     """The ``redis+cluster://`` URL of a cluster client's startup nodes."""
-    kwargs = client.nodes_manager.connection_kwargs
+    kwargs = node_settings(client)
     user, password = kwargs.get("username") or "", kwargs.get("password")
     userinfo = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
     auth = f"{userinfo}@" if userinfo else ""
     scheme = "rediss+cluster" if kwargs.get("ssl") else "redis+cluster"
-    nodes = list(client.nodes_manager.startup_nodes.values())
-    hosts = ",".join(f"{f'[{n.host}]' if ':' in n.host else n.host}:{n.port}" for n in nodes)
+    hosts = ",".join(_host_port(host, port) for host, port in startup_addresses(client))
     return f"{scheme}://{auth}{hosts}"
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"{f'[{host}]' if ':' in host else host}:{port}"

@@ -45,8 +45,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-
+from ..compat import HASH_SLOTS, key_slot
 from ..config.model import WatcherSpec
 from ..rules.messages import delay_queue_name
 
@@ -150,8 +149,8 @@ def applied_keys(slot: int) -> tuple[str, str]:
 @functools.cache
 def _slot_tags() -> list[str]:
     """For each hash slot, the shortest number (as text) that hashes to it."""
-    tags: list[str | None] = [None] * REDIS_CLUSTER_HASH_SLOTS
-    missing, n = REDIS_CLUSTER_HASH_SLOTS, 0
+    tags: list[str | None] = [None] * HASH_SLOTS
+    missing, n = HASH_SLOTS, 0
     while missing:
         slot = key_slot(str(n).encode())
         if tags[slot] is None:

@@ -20,6 +20,7 @@ from redis.cluster import RedisCluster
 from ..rules.patterns import decode_event as text  # one bytes-to-text (undecodable bytes replaced)
 
 __all__ = ["counters", "glob_of", "names_of", "scan_page", "text"]
+from ..compat import node_named
 from ..rules.templates import Template
 from .connect import is_cluster
 from .keys import DRAMATIQ_SUFFIXES
@@ -80,7 +81,7 @@ def _cluster_page(
     after: dict[str, int] = {}
     found: list[Any] = []
     for name, cursor in going.items():
-        node = cluster.get_node(node_name=name)  # type: ignore[no-untyped-call]
+        node = node_named(cluster, name)
         if node is None:
             continue
         page, keys = scan(cursor, match=match, count=count, target_nodes=node)

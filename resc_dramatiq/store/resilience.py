@@ -21,7 +21,8 @@ import threading
 from dataclasses import dataclass
 
 import redis
-from redis.sentinel import SentinelConnectionPool
+
+from ..compat import last_primary, sentinel_pool, sentinel_service
 
 #: Errors that mean "Redis is unreachable or restarting", or (on a cluster) "this slot
 #: is served elsewhere now, or is moving": wait and try again.
@@ -193,8 +194,7 @@ class PrimaryWatch:
     def __init__(self, logger: logging.Logger, what: str, client: redis.Redis) -> None:
         self.logger = logger
         self.what = what
-        pool = getattr(client, "connection_pool", None)  # a cluster client has none
-        self.pool = pool if isinstance(pool, SentinelConnectionPool) else None
+        self.pool = sentinel_pool(client)
         self.address: tuple[str, int] | None = None
         self.changes = 0
 
@@ -202,7 +202,7 @@ class PrimaryWatch:
         """Note the primary's address; True (and one log line) when it changed."""
         if self.pool is None:
             return False
-        address = self.pool.master_address
+        address = last_primary(self.pool)
         if address is None or address == self.address:
             return False
         previous, self.address = self.address, address
@@ -212,7 +212,7 @@ class PrimaryWatch:
         self.logger.warning(
             "%s: the primary of %r is now %s:%s (was %s:%s); following it",
             self.what,
-            self.pool.service_name,
+            sentinel_service(self.pool),
             *address,
             *previous,
         )

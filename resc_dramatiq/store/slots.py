@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from redis.crc import key_slot as _crc_slot
-
+from ..compat import key_slot as key_slot  # one slot function for the package
 from ..rules.model import Make
 from ..rules.ruleset import RuleSet
 from ..rules.schedules import compile_schedules
@@ -27,11 +26,6 @@ from .keys import DramatiqKeys, WatcherKeys, message_markers, schedule_state
 
 #: Two instance names: a watcher's per-instance keys must fall in its slot for both.
 _INSTANCES = ("a", "b")
-
-
-def key_slot(key: str | bytes) -> int:
-    """The hash slot of ``key`` (0..16383)."""
-    return int(_crc_slot(key.encode() if isinstance(key, str) else key))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,12 +35,12 @@ up with ``KEYS <namespace>:__acks__.<id>*`` once per queue, until its acks are g
 from __future__ import annotations
 
 import threading
-import time
 
 import redis
 from dramatiq import Broker, Middleware, Worker
 from dramatiq.logging import get_logger
 
+from ..compat import run_maintenance, set_heartbeat_timeout
 from ..store.resilience import Backoff, is_transient
 
 #: A command name ``dispatch.lua`` does not know: only the heartbeat and maintenance run.
@@ -73,7 +73,7 @@ class Redelivery(Middleware):
 
     def before_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Shorten the broker's heartbeat timeout (also for its random maintenance)."""
-        broker.heartbeat_timeout = self.heartbeat_timeout_ms  # type: ignore[attr-defined]
+        set_heartbeat_timeout(broker, self.heartbeat_timeout_ms)
 
     def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
         """Start this worker's heartbeat and maintenance thread."""
@@ -101,21 +101,13 @@ class Redelivery(Middleware):
 
     def run_once(self, broker: Broker) -> None:
         """One round: heartbeat and forced maintenance on every queue of ``broker``."""
-        script = broker.scripts["dispatch"]  # type: ignore[attr-defined]
         queues = set(broker.get_declared_queues()) | set(broker.get_declared_delay_queues())
         for queue in sorted(queues):
-            script(
-                keys=[broker.namespace],  # type: ignore[attr-defined]
-                args=[
-                    MAINTENANCE_COMMAND,
-                    int(time.time() * 1000),
-                    queue,
-                    broker.broker_id,  # type: ignore[attr-defined]
-                    self.heartbeat_timeout_ms,
-                    broker.dead_message_ttl,  # type: ignore[attr-defined]
-                    1,  # maintenance: always
-                    broker._max_unpack_size(),  # type: ignore[attr-defined]
-                ],
+            run_maintenance(
+                broker,
+                queue=queue,
+                heartbeat_timeout_ms=self.heartbeat_timeout_ms,
+                command=MAINTENANCE_COMMAND,
             )
 
     def _loop(self, broker: Broker, stop: threading.Event) -> None:
