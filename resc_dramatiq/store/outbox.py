@@ -32,6 +32,7 @@ import msgpack
 import redis
 from redis.cluster import RedisCluster
 
+from ..compat import primary_of_slot
 from ..rules.plan import PlannedTask
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
@@ -168,7 +169,7 @@ class Outbox:
         cluster = cast(RedisCluster, self.cluster.client)
         by_node: dict[str, list[Part]] = {}
         for part in entry.parts:
-            node = cluster.nodes_manager.get_node_from_slot(part.slot)
+            node = primary_of_slot(cluster, part.slot)
             by_node.setdefault(node.name, []).append(part)
         try:
             return self._apply(list(by_node.values()), entry, flags=True)

@@ -23,6 +23,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
+from ..compat import node_client, primary_of_slot
 from .cluster import NOT_LOCAL, SLOT_ERRORS, KeyNotLocal, layout_of
 from .resilience import ReplicaWait
 from .slots import key_slot
@@ -129,13 +130,13 @@ class SentToNodes:
         self.cluster = cluster
         by_node: dict[str, tuple[Any, list[int]]] = {}
         for i, call in enumerate(calls):
-            node = cluster.nodes_manager.get_node_from_slot(key_slot(call.keys[0]))
+            node = primary_of_slot(cluster, key_slot(call.keys[0]))
             by_node.setdefault(node.name, (node, []))[1].append(i)
         self.count = len(calls)
         self.sent: list[tuple[list[int], Sent]] = []
         try:
             for node, positions in by_node.values():
-                pool = cluster.get_redis_connection(node).connection_pool
+                pool = node_client(cluster, node).connection_pool
                 self.sent.append((positions, Sent(pool, [calls[i] for i in positions], wait)))
         except BaseException as e:
             self.discard()

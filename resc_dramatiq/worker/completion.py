@@ -48,6 +48,7 @@ from dramatiq.logging import get_logger
 from dramatiq.middleware import MiddlewareError
 from redis.cluster import RedisCluster
 
+from ..compat import broker_client
 from ..errors import ConfigError, RescError
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
@@ -251,11 +252,11 @@ class Completion(Middleware):
                 )
             return self._events
 
-    def _client(self, broker: Broker) -> redis.Redis:
-        client = self.client or getattr(broker, "client", None)
+    def _client(self, broker: Broker) -> redis.Redis | RedisCluster:
+        client = self.client or broker_client(broker)
         if not isinstance(client, redis.Redis | RedisCluster):
             raise ConfigError("Completion needs client= when the broker is not a RedisBroker")
-        return client  # type: ignore[return-value]  # a RedisCluster serves the same calls
+        return client
 
 
 def has_completion(broker: Broker) -> bool:

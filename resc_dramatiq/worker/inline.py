@@ -30,6 +30,7 @@ from pathlib import Path
 
 from dramatiq import Broker
 
+from ..compat import broker_namespace
 from ..config.model import Config
 from ..errors import ConfigError, RescError
 from ..rules.plan import Planner
@@ -191,7 +192,7 @@ class InlineRouting:
                     cluster=is_cluster(scripts.client),
                     wait=self.wait,
                     replication=self.replication,
-                    namespace=getattr(broker, "namespace", "dramatiq"),
+                    namespace=broker_namespace(broker),
                     marker_ttl_ms=self.marker_ttl_ms,
                 )
             return self._router
