@@ -27,9 +27,9 @@ from dramatiq.middleware import Retries
 from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq import Completion
+from resc_dramatiq.store.events import emit
 from resc_dramatiq.store.keys import message_markers
 from resc_dramatiq.store.scripts import Scripts
-from resc_dramatiq.store.store import emit
 from tests.helpers import wait_for
 from tests.lossy_proxy import LossyProxy
 from tests.procs import LoggedProcess

@@ -21,8 +21,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
+import redis
+from redis.cluster import RedisCluster
+
 from ..rules.plan import Batch
 from .commit import CommitResult
+from .keys import HISTORY_TTL_S, WatcherKeys
 
 logger = logging.getLogger(__name__)
 
@@ -73,3 +77,17 @@ class RuleCounts:
             logger.debug("per-rule counters kept for later: %s", e)
             for name, count in pending.items():
                 self.pending[name] = self.pending.get(name, 0) + count
+
+
+def add_counters(
+    client: redis.Redis | RedisCluster, keys: WatcherKeys, counters: Mapping[str, int]
+) -> None:
+    """Add ``counters`` to the watcher's stats hash and to the history of the current
+    minute (as the commit script does), in one transaction."""
+    history = keys.history_at(int(time.time()) // 60)
+    pipe = client.pipeline(transaction=True)
+    for name, increment in counters.items():
+        pipe.hincrby(keys.stats, name, increment)
+        pipe.hincrby(history, name, increment)
+    pipe.expire(history, HISTORY_TTL_S)
+    pipe.execute()

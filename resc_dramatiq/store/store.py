@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-from collections.abc import Mapping
+from functools import partial
 
 from ..errors import WrongType
 from ..rules.model import WatcherRules
@@ -26,12 +25,12 @@ from .commit import (
     DoneMessage,
     EncodedCommit,
 )
-from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys
+from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
 from .outbox import Outbox
 from .resilience import Replication, ReplicaWait, is_transient
-from .rule_counts import RuleCounts
-from .scripts import Scripts, refusal, wrong_type
+from .rule_counts import RuleCounts, add_counters
+from .scripts import Scripts
 from .slots import key_slot
 from .wire import Pending, send
 
@@ -60,7 +59,7 @@ class WatcherStore:
         #: many acknowledged goes to ``replication``, which logs a shortfall once.
         self.wait, self.replication = wait, replication
         #: The per-rule counters of batches that touch many rules, written late.
-        self.rule_counts = RuleCounts(self.add_counters)
+        self.rule_counts = RuleCounts(partial(add_counters, self.client, self.keys))
         #: On a Redis Cluster (``cluster``: the scripts on the cluster client), the
         #: outbox of the tasks that fall in other slots than the watcher's.
         self.outbox = (
@@ -177,17 +176,6 @@ class WatcherStore:
             deduplicated=result.deduplicated + counted.get("deduplicated", 0),
         )
 
-    def add_counters(self, counters: Mapping[str, int]) -> None:
-        """Add ``counters`` to the watcher's stats hash and to the history of the current
-        minute (as the commit script does), in one transaction."""
-        history = self.keys.history_at(int(time.time()) // 60)
-        pipe = self.client.pipeline(transaction=True)
-        for name, increment in counters.items():
-            pipe.hincrby(self.keys.stats, name, increment)
-            pipe.hincrby(history, name, increment)
-        pipe.expire(history, HISTORY_TTL_S)
-        pipe.execute()
-
     def heartbeat(self, ttl_ms: int) -> list[str]:
         """Mark this instance alive for ``ttl_ms``; return the expired instances."""
         keys = [self.keys.instances, self.keys.beats]
@@ -218,37 +206,6 @@ class WatcherStore:
         keys = [k.instances, k.input, k.taken, k.beats]
         moved: int = self.scripts["leave"](keys=keys, args=[self.instance])
         return moved
-
-
-def emit(
-    scripts: Scripts,
-    *,
-    markers: str,
-    queue: str,
-    event: str,
-    message_id: str,
-    release_set: str | None,
-    marker_ttl_ms: int,
-    wait: ReplicaWait | None = None,
-    replication: Replication | None = None,
-) -> bool:
-    """Push a message's done or failure ``event`` onto ``queue``, once per message.
-
-    Returns False when this message's event was written before (nothing written now).
-    Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
-    holds another type. With ``wait``, a ``WAIT`` follows on the same connection; the
-    number of replicas that acknowledged goes to ``replication``.
-    """
-    keys = [markers, queue, release_set or markers]
-    args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
-    sent = scripts["emit"].send(keys, args, wait)
-    reply = sent.replies()[0]
-    if replication is not None and sent.acks is not None:
-        replication.acked(sent.acks)
-    refused = refusal(reply, keys)
-    if refused is not None:
-        raise wrong_type(refused, "nothing was written")
-    return bool(reply[0] == 1)
 
 
 class PendingTake:

@@ -15,10 +15,10 @@ import logging
 from ..errors import RescError
 from ..store.commit import DoneMessage
 from ..store.connect import is_cluster
+from ..store.events import emit
 from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.slots import key_slot
-from ..store.store import emit
 from .retrying import Retrying
 
 
