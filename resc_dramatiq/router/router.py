@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import cast
@@ -46,11 +45,9 @@ from ..store.store import WatcherStore
 from .loop import WatcherLoop
 from .options import Observer, RouterOptions
 from .scheduler import Scheduler
+from .upkeep import Upkeep
 
 logger = logging.getLogger(__name__)
-
-#: Tries of the leave script when stopping (it is idempotent; its reply may be lost).
-LEAVE_ATTEMPTS = 4
 
 
 class Router:
@@ -105,7 +102,15 @@ class Router:
             for rules in ruleset.watchers
         ]
         self.failed: BaseException | None = None
-        self.pruner = Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None
+        #: This instance's upkeep: heartbeats, reclaims, the outbox's sweep, pruning.
+        self.upkeep = Upkeep(
+            instance=self.instance,
+            loops=self.loops,
+            options=self.options,
+            availability=self.availability,
+            primary=self.primary,
+            pruner=Pruner(ruleset=ruleset, client=client) if set_ttls(ruleset) else None,
+        )
         #: Fires the schedules of these watchers (None: they own none); ``clock`` for tests.
         self.scheduler = Scheduler.of(
             ruleset,
@@ -117,14 +122,17 @@ class Router:
             clock=clock,
         )
 
+    def heartbeat(self) -> None:
+        """Mark this instance alive on every watcher; reclaim the lists of dead ones."""
+        self.upkeep.heartbeat()
+
     def sweep_outbox(self, grace_ms: int) -> int:
-        """On a cluster: finish the outbox entries older than ``grace_ms`` (left by a
-        router that died after its commit, or by an unreachable slot); entries settled."""
-        settled = 0
-        for loop in self.loops:
-            if loop.store.outbox is not None:
-                settled += loop.store.outbox.sweep(grace_ms)
-        return settled
+        """On a cluster: finish the outbox entries older than ``grace_ms``; entries settled."""
+        return self.upkeep.sweep_outbox(grace_ms)
+
+    def prune(self) -> int:
+        """One bounded pruning step of the dedup sets with a ``ttl_s``; entries removed."""
+        return self.upkeep.prune()
 
     def stop(self) -> None:
         """Finish the batches in hand and return from ``run()``."""
@@ -139,10 +147,10 @@ class Router:
         be another's events); a refused commit, or an outage that lasts, is raised.
         """
         check_layout(self.client, f"router {self.instance}")
-        self.heartbeat()
+        self.upkeep.heartbeat()
         if self.scheduler is not None:
             self.scheduler.fire_due()
-        self.sweep_outbox(0)
+        self.upkeep.sweep_outbox(0)
         total = 0
         for _ in range(max_rounds):
             done = sum(loop.run(self._stop, until_idle=True) for loop in self.loops)
@@ -150,22 +158,6 @@ class Router:
             if not done:
                 break
         return total
-
-    def heartbeat(self) -> None:
-        """Mark this instance alive on every watcher; reclaim the lists of dead ones."""
-        ttl_ms = int(self.options.heartbeat_ttl_s * 1000)
-        for loop in self.loops:
-            for dead in loop.store.heartbeat(ttl_ms):
-                if dead == self.instance:
-                    continue
-                moved = loop.store.reclaim(dead, own=False)
-                if moved > 0:
-                    logger.warning(
-                        "watcher %r: instance %s is gone; %d event(s) handed back",
-                        loop.spec.input_queue,
-                        dead,
-                        moved,
-                    )
 
     def run(self) -> None:
         """Run every watcher, each in its own thread, until ``stop()``.
@@ -177,7 +169,7 @@ class Router:
         """
         if not self.check_layout():
             return  # stopped while Redis was unreachable
-        threads = [self._start(self._heartbeat_loop, "heartbeat")]
+        threads = [self._start(self.upkeep.run, "heartbeat", self._stop)]
         if self.scheduler is not None:
             threads.append(self._start(self.scheduler.run, "schedules", self._stop))
         threads += [
@@ -186,7 +178,7 @@ class Router:
         self._stop.wait()
         for thread in threads:
             thread.join()
-        self._deregister()
+        self.upkeep.leave()
         if self.failed is not None:
             raise self.failed
 
@@ -240,67 +232,6 @@ class Router:
                     self._stop.set()
                     return
                 backoff.wait(self._stop)
-
-    def _heartbeat_loop(self) -> None:
-        interval_s = self.options.heartbeat_ttl_s / 4
-        next_prune = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                self.heartbeat()
-                self.sweep_outbox(int(self.options.heartbeat_ttl_s * 1000))
-                self.availability.succeeded()
-                self.primary.check()
-                if self.pruner is not None and time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + self.options.prune_interval_s
-                    self.prune()
-            except Exception as e:
-                if not is_transient(e):
-                    logger.exception("heartbeat or pruning failed")
-                else:
-                    self.availability.failed(e)
-            self._stop.wait(interval_s)
-
-    def prune(self) -> int:
-        """One bounded pruning step of the dedup sets with a ``ttl_s``; entries removed."""
-        if self.pruner is None:
-            return 0
-        removed = 0
-        for p in self.pruner.step():
-            removed += p.removed
-            if p.removed:
-                logger.info(
-                    "dedup set %r: %d entr%s older than %d s pruned",
-                    p.set,
-                    p.removed,
-                    "y" if p.removed == 1 else "ies",
-                    p.ttl_s,
-                )
-        return removed
-
-    def _deregister(self) -> None:
-        """Hand back what the taken lists still hold and leave the live instances.
-
-        Leaving twice does no harm, so a leave whose reply was lost is simply sent again
-        (a few times, briefly); if Redis stays away, our heartbeat expires and the other
-        instances take the events back.
-        """
-        for loop in self.loops:
-            backoff = Backoff(first_s=0.05, cap_s=0.5)
-            while True:
-                try:
-                    moved = loop.store.leave()
-                    break
-                except Exception as e:
-                    if not is_transient(e) or backoff.failures >= LEAVE_ATTEMPTS - 1:
-                        logger.warning("could not deregister instance %s: %s", self.instance, e)
-                        return
-                    backoff.wait(threading.Event())
-            if moved:
-                logger.warning(
-                    "watcher %r: %d uncommitted event(s) handed back on leaving",
-                    loop.spec.input_queue,
-                    moved,
-                )
 
 
 def stats(client: redis.Redis, keys: WatcherKeys) -> Mapping[str, int]:
