@@ -34,3 +34,12 @@ def test_the_layout_table_names_each_module_of_a_package_folder(folder: str) -> 
 def test_the_layout_table_has_a_row_per_package_folder() -> None:
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert folders == set(rows())
+
+
+def test_a_module_over_250_lines_says_why_in_its_docstring() -> None:
+    unexplained = []
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if len(text.splitlines()) > 250 and "lines on purpose" not in text.split('"""')[1]:
+            unexplained.append(str(path.relative_to(ROOT)))
+    assert unexplained == []

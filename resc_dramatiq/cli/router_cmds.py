@@ -1,4 +1,8 @@
-"""``router`` and ``push``: run the router, feed it root events."""
+"""``router`` and ``push``: run the router, feed it root events.
+
+Over ~250 lines on purpose: the router command's options (instances, processes, metrics,
+logging, replicas) are read and checked in one place.
+"""
 
 from __future__ import annotations
 

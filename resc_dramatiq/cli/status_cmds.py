@@ -3,6 +3,9 @@
 ``--watch`` outlives Redis outages: the view says the figures are stale and keeps trying
 (``--json`` lines pause, with one line on stderr per outage). Only the first read must
 succeed: an unreachable Redis at start exits 1.
+
+Over ~250 lines on purpose: the table, JSON and live views of one command share their
+columns and their handling of outages.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ list.
 
 Every read is bounded: ``LRANGE`` a page at a time, at most ``scan`` entries looked at
 per :func:`list_dead` call, at most the list's length at the start per move of all.
+
+Over ~250 lines on purpose: listing, requeuing and dropping share how entries are
+matched and read; apart, each would repeat it.
 """
 
 from __future__ import annotations

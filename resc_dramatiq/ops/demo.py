@@ -13,6 +13,9 @@ Ctrl-C), every process it started is stopped.
 
 Only keys of the example are touched: ``example/*``, ``example-results:*`` and the
 Dramatiq queues ``dramatiq:example-*``.
+
+Over ~250 lines on purpose: the demo's processes, their stop and its verdict are one
+command's story.
 """
 
 from __future__ import annotations

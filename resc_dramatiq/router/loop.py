@@ -5,6 +5,9 @@ planner and store, the options, the router's availability log and observer) and
 reaches back into nothing. Each round commits the oldest batch in hand while the
 next is taken and planned, survives Redis outages with backoff, and keeps a batch
 refused for a key of the wrong type until it goes through.
+
+Over ~250 lines on purpose: the pipelined round and the error handling around it are one
+state machine over one record of what is in flight.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ scheduler thread (:mod:`.scheduler`) fires the schedules its watchers own.
 
 On a Redis Cluster (``client`` a ``RedisCluster``) each watcher's store talks to the
 primary that serves the watcher's slot (:func:`~resc_dramatiq.store.cluster.slot_client`).
+
+Over ~250 lines on purpose: building, running, supervising and draining the watchers;
+the instance's upkeep is in :mod:`.upkeep`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ What resc gets wrong and :class:`Fetcher` does not:
   at most ``max_concurrency`` per watcher and service: a call past its deadline is
   cancelled, never left running, so a stuck service delays no other service and no
   later batch.
+
+Over ~250 lines on purpose: planning a batch's calls (which, their cache, the variables
+they give) is one algorithm; one call and the reading of its answer are in
+``fetch_call`` and ``fetch_results``.
 """
 
 from __future__ import annotations

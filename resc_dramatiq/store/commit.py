@@ -6,6 +6,8 @@ the message id). :meth:`CommitCodec.encode` gives an :class:`EncodedCommit`: the
 (its keys by role and one :class:`~.contract.CommitHeader`, the fields named in
 :mod:`.contract`), and :meth:`~EncodedCommit.result`, which reads the script's reply
 into a :class:`CommitResult` or raises the typed error it stands for.
+
+Over ~250 lines on purpose: encoding a commit and reading its reply are one codec.
 """
 
 from __future__ import annotations

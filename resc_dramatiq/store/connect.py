@@ -28,6 +28,9 @@ is a :class:`FailoverRidingCluster`: redis-py's ``RedisCluster`` with pauses bet
 retries, so a command meeting a shard failover waits for the replica's promotion (about
 16 s at most, :data:`FAILOVER_RETRIES`) instead of failing at once. :func:`is_cluster`
 tells such a client from the others.
+
+Over ~250 lines on purpose: the three URL families share their options, TLS and
+timeouts.
 """
 
 from __future__ import annotations

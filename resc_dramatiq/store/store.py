@@ -5,6 +5,9 @@ A :class:`WatcherStore` binds one watcher's keys (see :mod:`.keys`), the scripts
 router has one per watcher; a worker routing inline has one per watcher too, and
 commits through the same codec and the same script. Every key reaches Lua through
 ``KEYS`` and every value through ``ARGV``.
+
+Over ~250 lines on purpose: one watcher's Redis side, with the pending take and commit
+its loop holds.
 """
 
 from __future__ import annotations

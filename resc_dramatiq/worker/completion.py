@@ -34,6 +34,9 @@ a hash tag: :mod:`.done_lists`) stops the worker's boot instead (:class:`BootRef
 Completion works out a message's outcome (:mod:`.outcome`) and hands it on: to
 :class:`~.inline.InlineRouting` as one :class:`~resc_dramatiq.store.commit.DoneMessage`,
 else to :class:`~.events.EventWriter`, which writes it onto its list.
+
+Over ~250 lines on purpose: Dramatiq's hooks live in one class; what they call is
+elsewhere (``outcome``, ``events``, ``inline``, ``retrying``, ``done_lists``).
 """
 
 from __future__ import annotations

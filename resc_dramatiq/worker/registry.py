@@ -20,6 +20,9 @@ right away); below it works too, the actor is then found on the app's broker at 
 ``@on_schedule("*/5 * * * *", timezone="Europe/Paris")`` (or ``every_s=60``) records a
 :class:`CodeSchedule` the same way: the router sends the actor on every tick (see
 docs/scheduling.md), with ``kwargs`` templated on the tick's time variables.
+
+Over ~250 lines on purpose: the rules in code of both decorators share one registry and
+its merge with a config's rules.
 """
 
 from __future__ import annotations
