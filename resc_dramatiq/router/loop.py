@@ -124,7 +124,7 @@ class WatcherLoop:
                     backoff.reset()
                     refusals.reset()
                     self.succeeded()
-                    if until_idle and not committed and not flight:
+                    if until_idle and not committed and not flight and self.idle():
                         break
                 except OwnershipLost as e:
                     logger.warning("watcher %r: %s; batch dropped", self.spec.input_queue, e)
@@ -200,6 +200,10 @@ class WatcherLoop:
         events = taking.events()
         return self.planner.plan(events) if events else None
 
+    def idle(self) -> bool:
+        """True when the input list is empty (strays were handed back to it)."""
+        return not self.store.client.llen(self.keys.input)
+
     def refused(self, error: WrongType) -> None:
         """A commit met a key of the wrong type: say it once, keep the batch, retry."""
         if self.blocked is None:
@@ -234,17 +238,17 @@ class WatcherLoop:
                 return None
             events = [first, *store.take(opts.batch_size - 1)]
         if not events:
+            self.hand_back_strays()  # idle, as after a blocking take that timed out
             return None
         return self.planner.plan(events)
 
-    def hand_back_strays(self) -> None:
+    def hand_back_strays(self) -> int:
         """Hand back events found in the taken list while holding no batch.
 
         A take whose answer was lost, and that the client retried by itself, leaves
         them there without an error reaching the loop.
         """
-        if self.store.holds_events():
-            self.recover()
+        return self.recover() if self.store.holds_events() else 0
 
     def committed(self, batch: Batch, result: CommitResult, started: float) -> None:
         """Tell the observer (and the log, for a repeat) what a commit did."""
