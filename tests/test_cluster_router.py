@@ -20,7 +20,7 @@ from dramatiq.middleware import Retries
 from redis.cluster import RedisCluster
 
 from resc_dramatiq import Completion, Config, Router, RuleSet
-from resc_dramatiq.store.keys import WatcherKeys, schedule_state
+from resc_dramatiq.store.keys import WatcherKeys, applied_keys, schedule_state
 from resc_dramatiq.store.slots import key_slot
 from tests.cluster import LocalCluster
 from tests.helpers import wait_for
@@ -272,3 +272,35 @@ def test_the_parts_a_node_serves_are_applied_in_one_call_or_part_by_part_without
         assert calls < 40
     else:
         assert calls > slots
+
+
+@pytest.mark.parametrize("odd", ["target", "applied marker"])
+def test_a_part_refused_for_a_key_of_the_wrong_type_waits_in_the_outbox_and_nothing_is_half_done(
+    cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture, odd: str
+) -> None:
+    numbers = range(40)
+    odd_key = "plain/7" if odd == "target" else applied_keys(key_slot("plain/7"))[0]
+    cluster_client.set(odd_key, "not what the router writes there")
+    push(cluster_client, [f"acq/{n}" for n in numbers])
+    router = Router(ruleset=RULESET, client=cluster_client, instance="solo")
+    assert router.run_until_idle() == 40  # the batch is committed all the same
+    assert "wait in the outbox" in caplog.text and "holds a string" in caplog.text
+    assert cluster_client.hlen(KEYS.outbox) == 1
+    # the parts the refusing node serves wrote nothing (checked before any write)
+    node = cluster_client.nodes_manager.get_node_from_slot(key_slot("plain/7"))
+    on_node = [
+        n
+        for n in numbers
+        if cluster_client.keyslot(f"plain/{n}") in node_slots(cluster_client, node)
+    ]
+    assert all(cluster_client.llen(f"plain/{n}") == 0 for n in on_node if n != 7)
+    cluster_client.delete(odd_key)  # the operator fixes the key: a sweep finishes the entry
+    assert router.sweep_outbox(0) == 1
+    assert_each_task_once(cluster_client, numbers)
+    assert cluster_client.hlen(KEYS.outbox) == 0
+
+
+def node_slots(client: RedisCluster, node: Any) -> set[int]:
+    """The slots ``node`` serves, as the client's layout says."""
+    slots = client.nodes_manager.slots_cache
+    return {slot for slot, nodes in slots.items() if nodes[0].name == node.name}

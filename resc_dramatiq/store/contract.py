@@ -44,6 +44,11 @@ PUSH_CHUNK = 4000
 #: Most expired markers a script forgets per call.
 FORGET_CHUNK = 100
 
+#: apply.lua forgets the old markers of one part in this many (a call may hold hundreds
+#: of parts, a slot each): each forgetting may remove FORGET_CHUNK, twice what is added
+#: meanwhile.
+FORGET_EVERY = 50
+
 #: The keys a commit may name, by role (the Lua name) -> what it is (for error messages).
 #: Only the roles a commit needs are sent; the tasks' keys follow them in ``KEYS``.
 COMMIT_KEYS = {
@@ -120,6 +125,7 @@ def lua_constants() -> str:
         f"local {', '.join(s.name for s in Status)} = {', '.join(str(s.value) for s in Status)}",
         f"local {', '.join(f'T_{name.upper()}' for name in TASK_FIELDS)} = "
         f"{', '.join(str(i) for i in range(1, len(TASK_FIELDS) + 1))}",
-        f"local PUSH_CHUNK, FORGET_CHUNK = {PUSH_CHUNK}, {FORGET_CHUNK}",
+        f"local PUSH_CHUNK, FORGET_CHUNK, FORGET_EVERY = {PUSH_CHUNK}, {FORGET_CHUNK}, "
+        f"{FORGET_EVERY}",
     ]
     return "\n".join(lines) + "\n"

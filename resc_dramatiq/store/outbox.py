@@ -34,6 +34,7 @@ from redis.cluster import RedisCluster
 
 from ..compat import primary_of_slot
 from ..rules.plan import PlannedTask
+from .contract import Status
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text
 from .resilience import ReplicaWait
@@ -186,8 +187,9 @@ class Outbox:
         sent = send(self.cluster.client, calls, self.wait)
         replies: list[tuple[Part, Any]] = []
         for parts, reply in zip(groups, sent.replies(), strict=True):
-            refused = refusal(reply, [k for part in parts for k in part.script_keys()])
-            if refused is not None:
+            if reply and reply[0] == Status.WRONG_TYPE:  # a refusal: its key, by name
+                refused = refusal(reply, [k for part in parts for k in part.script_keys()])
+                assert refused is not None
                 raise wrong_type(refused, "this part of the batch waits in the outbox")
             replies += zip(parts, reply, strict=True)
         return replies

@@ -33,39 +33,51 @@ K = h.keys
 local parts = {}
 for i, part in ipairs(h.parts) do
     local base = part[1]
-    local before = redis.call('HGET', K[base + 1], h.id)
+    -- the applied hash's type is checked by reading it (a wrong type answers an error)
+    local before = redis.pcall('HGET', K[base + 1], h.id)
+    if type(before) == 'table' and before.err then return wrong_type(base + 1, 'hash') end
     parts[i] = {base = base, before = before, tasks = not before and cmsgpack.unpack(part[2]) or {}}
     if not before then
-        local problem = refusal({{base + 1, 'hash'}, {base + 2, 'zset'}})
-            or tasks_refusal(parts[i].tasks, base)
+        local problem = wrong_type(base + 2, 'zset') or tasks_refusal(parts[i].tasks, base)
         if problem then return problem end
     end
 end
 
 local now = now_ms()
 local channel, prefix = h.channel, h.prefix
-local replies = {}
+-- one writer for every part (their keys differ: one slot each), flushed before the
+-- markers are written; the counts of the part being written, for the callbacks
+local w = writes()
+local queued, deduplicated_at = 0, {}
+local function on_queued(_, t)
+    queued = queued + 1
+    if channel then
+        redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
+    end
+end
+local function on_skipped(position) deduplicated_at[#deduplicated_at + 1] = position end
+local replies, results = {}, {}
 for i, part in ipairs(parts) do
     local reply = {BEFORE}
     if part.before then
         for number in string.gmatch(part.before, '%d+') do reply[#reply + 1] = tonumber(number) end
     else
-        local queued, deduplicated_at = 0, {}
-        write_tasks(part.tasks, part.base, h.score,
-            function(_, t)
-                queued = queued + 1
-                if channel then
-                    redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
-                end
-            end,
-            function(position) deduplicated_at[#deduplicated_at + 1] = position end)
-        local result = queued .. ' ' .. #deduplicated_at
-        for _, position in ipairs(deduplicated_at) do result = result .. ' ' .. position end
-        redis.call('HSET', K[part.base + 1], h.id, result)
-        mark(K[part.base + 2], h.id, now, h.marker_ttl_ms, K[part.base + 1])
+        queued, deduplicated_at = 0, {}
+        write_tasks(part.tasks, part.base, h.score, on_queued, on_skipped, w)
         reply = {DONE, queued, #deduplicated_at}
         for _, position in ipairs(deduplicated_at) do reply[#reply + 1] = position end
+        results[i] = table.concat(reply, ' ', 2)
     end
     replies[i] = reply
+end
+w.flush()
+for i, part in ipairs(parts) do
+    if results[i] then
+        redis.call('HSET', K[part.base + 1], h.id, results[i])
+        -- one part in FORGET_EVERY forgets its slot's old markers (up to FORGET_CHUNK,
+        -- more than it adds meanwhile): a call may hold hundreds of parts
+        mark(K[part.base + 2], h.id, now, h.marker_ttl_ms, K[part.base + 1],
+            (now + i) % FORGET_EVERY ~= 0)
+    end
 end
 return replies

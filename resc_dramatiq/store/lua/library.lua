@@ -51,11 +51,12 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Record id in the markers sorted set (scored now, ms) and forget the markers older
--- than ttl_ms, at most FORGET_CHUNK per call; their fields of results (a hash kept
--- beside the markers, or nil) too.
-local function mark(markers, id, now, ttl_ms, results)
+-- Record id in the markers sorted set (scored now, ms) and, unless told to skip it
+-- (skip_forgetting), forget the markers older than ttl_ms, at most FORGET_CHUNK per
+-- call; their fields of results (a hash kept beside the markers, or nil) too.
+local function mark(markers, id, now, ttl_ms, results, skip_forgetting)
     redis.call('ZADD', markers, now, id)
+    if skip_forgetting then return end
     local cutoff = '(' .. (now - tonumber(ttl_ms))
     local old = redis.call('ZRANGEBYSCORE', markers, '-inf', cutoff, 'LIMIT', 0, FORGET_CHUNK)
     if #old > 0 then
@@ -104,9 +105,11 @@ end
 -- Queue planned tasks (their K indexes after base), the loop commit.lua and
 -- apply.lua share for exactly-once to hold: a task whose dedup set holds it already
 -- (scored score when added) is skipped. queued(position, t) or skipped(position, t)
--- is called for each, in order.
-local function write_tasks(planned, base, score, queued, skipped)
-    local w = writes()
+-- is called for each, in order. The pushes are gathered in w (a writes(), flushed by
+-- the caller) when given, else made before returning.
+local function write_tasks(planned, base, score, queued, skipped, w)
+    local own = w == nil
+    w = w or writes()
     for position, t in ipairs(planned) do
         local task = t[T_TASK]
         if t[T_SET] == 0 or redis.call('ZADD', K[base + t[T_SET]], 'NX', score, task) == 1 then
@@ -120,5 +123,5 @@ local function write_tasks(planned, base, score, queued, skipped)
             skipped(position, t)
         end
     end
-    w.flush()
+    if own then w.flush() end
 end
