@@ -28,7 +28,7 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.worker.completion import BootRefused
 from resc_dramatiq.worker.registry import registry
 from tests.cluster import LocalCluster
-from tests.helpers import wait_for
+from tests.helpers import running, wait_for
 
 NS = "{dq}"
 
@@ -114,13 +114,7 @@ def test_a_worker_whose_lists_have_hash_tags_boots_and_writes_the_event(
         pass
 
     one.send("1")
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
-    worker.start()
-    try:
-        wait_for(lambda: cluster_client.lrange("{w}/done", 0, -1), what="the done event")
-    finally:
-        worker.stop()
-    assert cluster_client.lrange("{w}/done", 0, -1) == [b"one/1"]
+    assert done_events(broker, cluster_client) == [b"one/1"]
 
 
 def test_the_default_done_list_unused_by_any_actor_does_not_stop_the_boot(
@@ -136,13 +130,7 @@ def test_the_default_done_list_unused_by_any_actor_does_not_stop_the_boot(
 
     message = {"task": "one/1", "set": None, "release": "taken", "done": "{w}/done"}
     one.send_with_options(args=("1",), resc=message)
-    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
-    worker.start()
-    try:
-        wait_for(lambda: cluster_client.lrange("{w}/done", 0, -1), what="the done event")
-    finally:
-        worker.stop()
-    assert cluster_client.lrange("{w}/done", 0, -1) == [b"one/1"]
+    assert done_events(broker, cluster_client) == [b"one/1"]
 
 
 APP = """
@@ -192,3 +180,9 @@ def test_check_reports_a_done_list_without_a_hash_tag_and_exits_2(
     assert "list 'plain/done'" in result.stderr and "'{plain/done}'" in result.stderr
     tagged = CliRunner().invoke(main, ["check", "--app", write_app("{w}/done")])
     assert tagged.exit_code == 0, tagged.output
+
+
+def done_events(broker: RedisBroker, cluster_client: RedisCluster) -> list[bytes]:
+    """The done list ``{w}/done`` once a real worker on ``broker`` wrote to it."""
+    with running(broker):
+        return wait_for(lambda: cluster_client.lrange("{w}/done", 0, -1), what="the done event")
