@@ -26,6 +26,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 from resc_dramatiq import Completion, Config, LayoutRefused, Router, RouterOptions, RuleSet
 from resc_dramatiq.cli import main
+from resc_dramatiq.store.keys import LAYOUT_KEY
 from resc_dramatiq.store.layout import MAX_STARTED, check_layout, package_version
 from resc_dramatiq.worker.completion import BootRefused
 from tests.frozen_v1.commit import Keys, Task
@@ -307,3 +308,13 @@ def test_a_router_starting_while_redis_is_away_waits_for_it_then_records_the_lay
             thread.join(timeout=20)
         assert not thread.is_alive()
         client.close()
+
+
+def test_a_release_reading_one_layout_is_named_with_that_one_layout(r: redis.Redis) -> None:
+    Router(
+        ruleset=RuleSet.compile(Config.from_data(RULES)), client=r, instance="a1"
+    ).run_until_idle()
+    r.hset(LAYOUT_KEY, "version", 2)  # a future release raised it
+    with pytest.raises(LayoutRefused) as refused:
+        check_layout(r, "router b2")
+    assert "(layout 1, reads 1, router a1 on" in str(refused.value)

@@ -211,7 +211,8 @@ def _started(record: dict[str, Any]) -> str:
         parts.append(f"layout {record['layout']}")
     reads = record.get("reads")
     if isinstance(reads, list) and len(reads) == 2:
-        parts.append(f"reads {reads[0]}-{reads[1]}")
+        low, high = reads
+        parts.append(f"reads {low}" if low == high else f"reads {low}-{high}")
     if "by" in record:
         parts.append(f"{record['by']} on {record.get('host', '?')}")
     at = _number(record.get("at"))
