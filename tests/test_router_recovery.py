@@ -207,3 +207,29 @@ def test_a_watcher_registers_its_instance_before_its_first_take(r: redis.Redis) 
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_a_loop_run_until_idle_hands_back_and_routes_a_stray_that_appears_while_it_runs(
+    r: redis.Redis,
+) -> None:
+    """The production loop's stray hand-back, in one ``run(until_idle=True)``: an event in
+    the taken list that the loop does not hold (a take whose answer was lost and that
+    the client retried by itself) is handed back when the watcher finds nothing to take,
+    and routed before the run returns."""
+    a = router(r, "a")
+    loop = a.loops[0]
+    take = loop.take
+
+    def take_and_leave_a_stray(*, block: bool) -> object:
+        batch = take(block=block)
+        if batch is None and not r.exists("stray/left"):
+            r.set("stray/left", 1)
+            r.lpush(loop.keys.taken, "acq/9")  # appears behind the loop's back
+            return take(block=block)  # still nothing to take: handed back, then routed
+        return batch
+
+    loop.take = take_and_leave_a_stray  # type: ignore[method-assign]
+    r.lpush(DONE, "acq/1")
+    assert loop.run(threading.Event(), until_idle=True) == 2
+    assert sorted(r.lrange("log", 0, -1)) == [b"log/1", b"log/9"]
+    assert r.llen(loop.keys.taken) == 0 and r.llen(DONE) == 0
