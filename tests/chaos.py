@@ -27,6 +27,7 @@ import random
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -326,7 +327,7 @@ def worker_main(argv: list[str]) -> int:
     """
     import dramatiq
     from dramatiq.brokers.redis import RedisBroker
-    from dramatiq.middleware import CurrentMessage, Retries
+    from dramatiq.middleware import Retries
 
     from resc_dramatiq.worker.completion import Completion
     from resc_dramatiq.worker.redelivery import Redelivery
@@ -336,25 +337,24 @@ def worker_main(argv: list[str]) -> int:
     broker.add_middleware(Completion(done_queue=INPUT, attempts=12), before=Retries)
     if fast:
         broker.add_middleware(Redelivery(heartbeat_timeout_ms=3_000, interval_ms=500))
-    broker.add_middleware(CurrentMessage())
     client: redis.Redis = broker.client
     # A run's count rides out the Redis stop: an actor that raised while Redis is down
     # is lost by Dramatiq itself (Retries cannot enqueue the retry, and the message is
-    # acked), which is not what this soak tests. Retried, the count is once per message
-    # id, so a count whose reply was lost is not counted twice, while two messages for
-    # one task (what the router must never make) still count twice.
+    # acked), which is not what this soak tests. Retried, the count is once per run (a
+    # token drawn when the run starts), so a count whose reply was lost is not counted
+    # twice, while a second run of one message, or two messages for one task, still
+    # count twice.
     count_once = client.register_script(
         "if redis.call('SET', KEYS[1], 1, 'NX', 'EX', 3600) then "
         "return redis.call('HINCRBY', KEYS[2], ARGV[1], 1) end return 0"
     )
 
     def count_run(field: str) -> None:
-        message = CurrentMessage.get_current_message()
-        assert message is not None
+        run = uuid.uuid4().hex
         deadline = time.monotonic() + 30
         while True:
             try:
-                count_once(keys=[f"chaos/ran/{message.message_id}", RUNS], args=[field])
+                count_once(keys=[f"chaos/ran/{run}", RUNS], args=[field])
                 return
             except (redis.ConnectionError, redis.BusyLoadingError):
                 if time.monotonic() > deadline:
