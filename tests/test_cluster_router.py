@@ -23,7 +23,7 @@ from resc_dramatiq import Completion, Config, Router, RuleSet
 from resc_dramatiq.store.keys import WatcherKeys, applied_keys, schedule_state
 from resc_dramatiq.store.slots import key_slot
 from tests.cluster import LocalCluster
-from tests.helpers import wait_for
+from tests.helpers import running, wait_for
 
 INPUT = "{w}/done"
 ACQ = r"^acq/(?P<p>\d+)$"
@@ -304,3 +304,47 @@ def node_slots(client: RedisCluster, node: Any) -> set[int]:
     """The slots ``node`` serves, as the client's layout says."""
     slots = client.nodes_manager.slots_cache
     return {slot for slot, nodes in slots.items() if nodes[0].name == node.name}
+
+
+FIN = "{w}/fin"
+
+
+def test_an_inline_commit_releasing_a_set_in_another_slot_routes_in_the_worker(
+    broker: RedisBroker, cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A task released with its done event (``release: done``) whose dedup set is in
+    another slot than the done list is released on its own just before, as a plain done
+    event's is; the inline commit then routes it in the worker, nothing said lost."""
+    two = {"actor": "two", "queue": "two", "args": ["${n}"], "task": "two/${n}",
+           "set": "{dq}/two", "release": "done"}  # fmt: skip
+    rules = [
+        {"name": "one", "on": r"^one/(?P<n>\d+)$", "make": two},
+        {
+            "name": "two",
+            "on": r"^two/(?P<n>\d+)$",
+            "make": {"task": "fin/${n}", "queue": "{w}/fin"},
+        },
+    ]
+    config = Config.from_data(
+        {"namespace": "{dq}", "watchers": [{"input_queue": INPUT, "rules": rules}]}
+    )
+    assert key_slot("{dq}/two") != key_slot(INPUT)
+    broker.add_middleware(Completion(rules=config, done_queue=INPUT), before=Retries)
+
+    @dramatiq.actor(queue_name="one", broker=broker, done_event="one/${n}")
+    def one(n: str) -> None:
+        pass
+
+    @dramatiq.actor(actor_name="two", queue_name="two", broker=broker)
+    def two_(n: str) -> None:
+        pass
+
+    numbers = range(10)
+    for n in numbers:
+        one.send(str(n))
+    with running(broker):
+        wait_for(lambda: cluster_client.llen(FIN) == 10, timeout_s=30, what="fin")
+    assert sorted(cluster_client.lrange(FIN, 0, -1)) == sorted(f"fin/{n}".encode() for n in numbers)
+    assert cluster_client.zcard("{dq}/two") == 0  # each released with its done event
+    assert cluster_client.llen(INPUT) == 0  # every done event routed in the worker
+    assert "LOST" not in caplog.text

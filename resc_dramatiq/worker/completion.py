@@ -225,10 +225,13 @@ class Completion(Middleware):
             o = self._outcome(broker, message)
             if o is None:
                 return
+            writer = self._writer(broker)
             if failed:
-                self._writer(broker).emit(o.failure(), what)
-            elif not self.inline.route(o.finished()):
-                self._writer(broker).emit(o.finished(), what)
+                writer.emit(o.failure(), what)
+            else:
+                finished = writer.apart(o.finished())  # what one script can write
+                if not self.inline.route(finished):
+                    writer.emit(finished, what)
         except Exception as e:
             event = f"{o.event!r}" if o is not None else f"of {message.actor_name}"
             self.logger.critical(

@@ -10,6 +10,7 @@ share a slot, which the worker's boot made sure of (see :mod:`.done_lists`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from ..errors import RescError
@@ -48,17 +49,25 @@ class EventWriter:
         client = self.scripts.client
         self.retrying.run(f"release of {event!r} from {dedup!r}", lambda: client.zrem(dedup, event))
 
+    def apart(self, record: DoneMessage) -> DoneMessage:
+        """``record`` as one script can write it: on a Redis Cluster, a dedup set in
+        another slot than the list's markers is released now, on its own, and left out
+        (one script touches one slot). Both the inline commit and :meth:`emit` take it."""
+        released = record.release_set
+        if (
+            released is None
+            or not is_cluster(self.scripts.client)
+            or key_slot(released) == key_slot(record.markers)
+        ):
+            return record
+        self.release(released, record.event)
+        return dataclasses.replace(record, release_set=None)
+
     def emit(self, record: DoneMessage, what: str) -> None:
         """Push ``record``'s event onto its list once per message, released if due;
         ``what`` names it in the log (``done event``, ``failure event``)."""
+        record = self.apart(record)
         event, queue, released = record.event, record.done_queue, record.release_set
-        if (
-            released is not None
-            and is_cluster(self.scripts.client)
-            and key_slot(released) != key_slot(record.markers)
-        ):
-            self.release(released, event)
-            released = None
 
         def write() -> bool:
             return emit(
