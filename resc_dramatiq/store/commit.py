@@ -86,10 +86,9 @@ class EncodedCommit:
     call: Call
     batch: Batch
     settings: CommitSettings
-    #: the KEYS index of each role of this commit (see contract.COMMIT_KEYS)
+    #: the KEYS index of each role of this commit (see contract.COMMIT_KEYS); the
+    #: tasks' keys follow them
     roles: dict[str, int]
-    #: how many KEYS the roles take (the tasks' keys follow)
-    fixed: int
     per_rule_later: bool = False
     #: The tasks this script writes (on a cluster, those of the watcher's slot).
     tasks: Sequence[PlannedTask] = ()
@@ -126,7 +125,7 @@ class EncodedCommit:
         """The error for a commit refused because KEYS[``index``] holds another type."""
         name, found, needed = refused
         roles = {i: COMMIT_KEYS[role] for role, i in self.roles.items()}
-        role = roles[index] if index <= self.fixed else self._task_role(name)
+        role = roles.get(index) or self._task_role(name)
         return WrongType(
             f"key {name!r} holds a {found}, but the router writes a {needed} "
             f"there ({role}); nothing was written"
@@ -186,7 +185,6 @@ class CommitCodec:
         if outbox is not None:
             roles["outbox"] = keys.add(k.outbox)
             roles["outbox_at"] = keys.add(k.outbox_at)
-        fixed = len(keys.names)
         rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
         at = int(batch.taken_at)
         header = CommitHeader(
@@ -203,14 +201,7 @@ class CommitCodec:
             marker_ttl_ms=s.marker_ttl_ms,
             history_ttl_s=s.history_ttl_s,
             tasks=rows,
-            failed=[
-                (
-                    f.event,
-                    dead_letter_entry(f, watcher=k.input, attempts=s.max_attempts, at_s=at),
-                    f.rule,
-                )
-                for f in batch.failed
-            ],
+            failed=[(f.event, self._dead_letter(f, at), f.rule) for f in batch.failed],
             unmatched=batch.unmatched,
             counters=[] if per_rule_later else [x for pair in batch.counters.items() for x in pair],
             later=per_rule_later,
@@ -218,7 +209,7 @@ class CommitCodec:
             outbox=outbox.pack() if outbox is not None else None,
         )
         call = Call(script("commit"), keys.names, [header.pack()])
-        return EncodedCommit(call, batch, s, roles, fixed, per_rule_later, tasks, outbox)
+        return EncodedCommit(call, batch, s, roles, per_rule_later, tasks, outbox)
 
     def _dead_letter(self, failed: FailedEvent, at_s: int) -> bytes:
         s = self.settings

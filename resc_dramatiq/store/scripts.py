@@ -81,22 +81,11 @@ class Bound:
         """Run the script and return its reply."""
         return run(self.client, Call(self.script, keys, args), wait)[0]
 
-    def call(self, keys: Sequence[str], args: Sequence[Any]) -> Call:
-        """A call of this script (to :func:`~.wire.send` with others)."""
-        return Call(self.script, keys, args)
-
     def send(
         self, keys: Sequence[str], args: Sequence[Any], wait: ReplicaWait | None = None
     ) -> Pending:
         """Send the script now; read its reply later (``.replies()[0]``)."""
         return send(self.client, [Call(self.script, keys, args)], wait)
-
-    def run_and_wait(
-        self, keys: Sequence[str], args: Sequence[Any], wait: ReplicaWait
-    ) -> tuple[Any, int]:
-        """Run the script and ``WAIT`` on its connection; (its reply, replicas that acked)."""
-        reply, acks = run(self.client, Call(self.script, keys, args), wait)
-        return reply, int(acks or 0)
 
 
 class Scripts:

@@ -141,14 +141,15 @@ class WatcherStore:
         Redis runs the script while the caller goes on (planning the next batch) in the
         same thread: no second thread waits for the GIL to read the reply.
         """
-        encoded = self.codec.encode(batch, per_rule_later=RuleCounts.later(batch))
-        return PendingCommit(self, encoded, send(self.client, [encoded.call], self.wait))
+        return self._send(self.codec.encode(batch, per_rule_later=RuleCounts.later(batch)))
 
     def commit_message(self, batch: Batch, done: DoneMessage) -> CommitResult:
         """Commit a worker's done event ``done`` (planned as ``batch``), once per
         Dramatiq message; the final answer, as :meth:`commit`'s."""
-        encoded = self.codec.encode(batch, done)
-        return PendingCommit(self, encoded, send(self.client, [encoded.call], self.wait)).result()
+        return self._send(self.codec.encode(batch, done)).result()
+
+    def _send(self, encoded: EncodedCommit) -> PendingCommit:
+        return PendingCommit(self, encoded, send(self.client, [encoded.call], self.wait))
 
     def finish(self, encoded: EncodedCommit, result: CommitResult) -> CommitResult:
         """After a commit on a cluster: apply and settle its outbox entry (the tasks in

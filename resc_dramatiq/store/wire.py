@@ -60,7 +60,7 @@ class Sent:
     Read them with :meth:`replies` or drop them with :meth:`discard` (the connection is
     closed: the replies are lost; the scripts may or may not have run). With ``wait``,
     a ``WAIT`` follows the calls on the same connection (so it waits for their writes);
-    :attr:`acks` is then the number of replies that acknowledged them.
+    :attr:`acks` is then the number of replicas that acknowledged them.
     """
 
     def __init__(
