@@ -102,7 +102,14 @@ def patterns(draw: Any) -> tuple[str, st.SearchStrategy[str]]:
     return f"{start}{body}{end}", texts
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same 500 examples every run, so a run of CI cannot meet a pattern on
+# which the reference (Python's backtracking re) takes minutes where the last did not
+@settings(
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(patterns(), st.data())
 def test_rules_find_the_matches_and_groups_python_re_finds(
     drawn: tuple[str, st.SearchStrategy[str]], data: Any
