@@ -68,7 +68,9 @@ def build(mode: str, url: str, rules: str) -> RedisBroker:
         _record(1, int(i))
         return i if piped else None
 
-    @dramatiq.actor(queue_name=QUEUE, actor_name="s3", max_retries=0)
+    s3_options: dict[str, Any] = {} if piped else {"done_event": False}  # a leaf: no event
+
+    @dramatiq.actor(queue_name=QUEUE, actor_name="s3", max_retries=0, **s3_options)
     def s3(i: int) -> None:
         _record(2, int(i))
         with _lock:

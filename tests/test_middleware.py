@@ -152,6 +152,29 @@ def test_release_done_keeps_the_dedup_entry_until_success(
     assert r.zscore("products/2/todo", "trt/1/2") is None
 
 
+def test_a_leaf_actor_writes_no_done_event_but_still_its_failures_and_releases(
+    broker: RedisBroker, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.CRITICAL, logger="dramatiq.worker")
+    r.zadd("products/3/todo", {"pub/3": 1})
+
+    @dramatiq.actor(broker=broker, max_retries=0, done_event=False)
+    def publish(fail: bool) -> None:
+        if fail:
+            raise RuntimeError("refused")
+
+    with running(broker):
+        publish.send_with_options(
+            args=(False,), **resc("pub/3", set="products/3/todo", release="done")
+        )
+        publish.send_with_options(args=(True,), **resc("pub/4"))
+        assert wait_for(lambda: r.lrange(f"{DONE}/failed", 0, -1)) == [b"pub/4"]
+        broker.join(publish.queue_name)
+        assert wait_for(lambda: r.zscore("products/3/todo", "pub/3") is None)
+    assert r.llen(DONE) == 0
+    assert r.exists(f"{DONE}/messages") == 0  # no marker: nothing was written for the success
+
+
 def test_an_app_actor_declares_its_done_event_from_its_arguments(
     broker: RedisBroker, r: redis.Redis
 ) -> None:

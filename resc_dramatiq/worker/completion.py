@@ -9,7 +9,8 @@ imported (it declares the actor options ``done_event``, ``done_queue`` and
 
 For a rule-made message (message option ``resc``) and for an actor declaring
 ``done_event="acq/${process_id}/${product_id}"`` (``${name}`` fields filled from the
-message's arguments, nothing evaluated):
+message's arguments, nothing evaluated; ``done_event=False`` marks a leaf actor, whose
+successes write no done event):
 
 * success (no exception, not ``message.failed``): the event is pushed onto the
   done list in ``after_process_message``, before the ack;
@@ -53,6 +54,7 @@ from redis.cluster import RedisCluster
 
 from ..compat import broker_client
 from ..errors import ConfigError, RescError
+from ..rules.messages import RESC_OPTION
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
 from ..store.layout import check_at_boot
@@ -167,7 +169,7 @@ class Completion(Middleware):
     def before_declare_actor(self, broker: Broker, actor: Actor[Any, Any]) -> None:
         """Compile ``done_event`` when the actor is declared: bad templates fail at import."""
         source = actor.options.get("done_event")
-        if source is not None:
+        if source is not None and source is not False:
             where = f"actor {actor.actor_name!r} done_event"
             self._templates[actor.actor_name] = DoneEvent.compile(source, where=where, fn=actor.fn)
 
@@ -192,6 +194,9 @@ class Completion(Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Release ``release="taken"`` dedup entries as the worker takes the message."""
+        spec = message.options.get(RESC_OPTION)
+        if not isinstance(spec, dict) or not spec.get("set"):
+            return  # only a rule-made message has a dedup set: nothing to work out
         o = self._outcome(broker, message)
         if o is not None and o.set and o.release == "taken":
             self._writer(broker).release(o.set, o.event)
@@ -228,6 +233,9 @@ class Completion(Middleware):
             writer = self._writer(broker)
             if failed:
                 writer.emit(o.failure(), what)
+            elif not o.emits_done:  # a leaf actor: only a due release is written
+                if o.released_when_done is not None:
+                    writer.release(o.released_when_done, o.event)
             else:
                 finished = writer.apart(o.finished())  # what one script can write
                 if not self.inline.route(finished):

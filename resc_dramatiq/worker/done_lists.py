@@ -37,7 +37,7 @@ def written_lists(
         lists[failed_queue] = "Completion(failed_queue=...)"
     for name, actor in sorted(broker.actors.items()):
         options = actor.options
-        if "done_event" in options and not options.get("done_queue"):
+        if isinstance(options.get("done_event"), str) and not options.get("done_queue"):
             lists.setdefault(done_queue, f"Completion(done_queue=...), used by actor {name!r}")
         for option in ("done_queue", "failed_queue"):
             value = options.get(option)

@@ -2,7 +2,9 @@
 
 A rule-made message carries it in its ``resc`` option (the router's task string, done
 list, dedup set and release); an actor declaring ``done_event`` has it filled from the
-message's arguments. Any other message has none.
+message's arguments. Any other message has none. An actor declaring ``done_event=False``
+is a leaf: the successes of its rule-made messages write no done event (their failures
+still do, and a ``release: done`` dedup entry is still released).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Outcome:
     failed: str
     set: str | None
     release: str
+    emits_done: bool = True  # False: a leaf actor (``done_event=False``)
 
     def finished(self) -> DoneMessage:
         """The done event: to the done list (or routed inline), released if due."""
@@ -41,6 +44,11 @@ class Outcome:
     def failure(self) -> DoneMessage:
         """The failure event: the same record, to the failure list."""
         return DoneMessage(self.message_id, self.event, self.failed, self._released)
+
+    @property
+    def released_when_done(self) -> str | None:
+        """The dedup set released when the message ends (``release: done``), else None."""
+        return self._released
 
     @property
     def _released(self) -> str | None:
@@ -73,7 +81,8 @@ def outcome_of(
     else:
         return None
     failed = options.get("failed_queue") or failed_queue or f"{done}/failed"
-    return Outcome(message.message_id, event, done, failed, dedup, release)
+    emits = options.get("done_event") is not False
+    return Outcome(message.message_id, event, done, failed, dedup, release, emits)
 
 
 def _render(
