@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from resc_dramatiq.config.model import ANONYMOUS_RULE, INPUT_TASK, Config
+from resc_dramatiq.config.makes import INPUT_TASK
+from resc_dramatiq.config.model import ANONYMOUS_RULE, Config
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import tasks_of
 

@@ -17,14 +17,12 @@ bottom; split, a rule's validation would refer across files.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -34,36 +32,22 @@ from pydantic import (
 
 from ..errors import ConfigError
 from .files import format_of, line_map, parse, read_text
+from .makes import FrozenModel, MakeSpec
 from .paths import ancestors, format_path, layout_aliases, rewrite, root_causes, strip_legacy
 from .schedules import ScheduleSpec, unique_names
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MIB = 1 << 20
 ANONYMOUS_RULE = "<anonymous rule>"
-INPUT_TASK = "${input_task}"
-
-#: Keys of a make entry that only mean something for a Dramatiq message.
-DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release")
-
-#: Message options the router writes itself.
-RESERVED_OPTIONS = {
-    "redis_message_id": "the router sets it",
-    "resc": "the router sets it",
-    "eta": "use delay_ms",
-}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RedisSettings(_Model):
+class RedisSettings(FrozenModel):
     """Where the Redis server is."""
 
     url: str = DEFAULT_REDIS_URL
 
 
-class FetchSpec(_Model):
+class FetchSpec(FrozenModel):
     """An HTTP call whose JSON fields become ``<returns>.<field>`` variables."""
 
     url: str
@@ -90,55 +74,7 @@ def fixed_origin_problem(url: str) -> str | None:
     return None
 
 
-class MakeSpec(_Model):
-    """One task a rule makes: a raw list push (resc) or a Dramatiq message (``actor``)."""
-
-    task: str = INPUT_TASK
-    queue: str | None = None
-    set: str | None = None
-    actor: str | None = None
-    args: tuple[Any, ...] | None = None
-    kwargs: dict[str, Any] | None = None
-    delay_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
-    options: dict[str, Any] = Field(default_factory=dict)
-    release: Literal["taken", "done"] = "taken"
-    ttl_s: int | None = Field(default=None, gt=0)
-
-    @field_validator("args", "kwargs", "options")
-    @classmethod
-    def _json_values_only(cls, value: Any) -> Any:
-        try:  # what the router cannot encode must be refused now, not per event
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"only JSON values can go in a message: {e}") from None
-        return value
-
-    @field_validator("options")
-    @classmethod
-    def _no_reserved_options(cls, options: dict[str, Any]) -> dict[str, Any]:
-        reserved = sorted(set(options) & set(RESERVED_OPTIONS))
-        if reserved:
-            raise ValueError(
-                "; ".join(f"{k!r} is reserved: {RESERVED_OPTIONS[k]}" for k in reserved)
-            )
-        return options
-
-    @model_validator(mode="after")
-    def _target_keys(self) -> MakeSpec:
-        problem = _raw_problem(self) if self.actor is None else None
-        if problem is not None:
-            raise ValueError(problem)
-        return self
-
-
-def _raw_problem(make: MakeSpec) -> str | None:
-    if make.queue is None:
-        return "a raw make entry needs 'queue' (or 'actor' for Dramatiq)"
-    given = [k for k in DRAMATIQ_ONLY if k in make.model_fields_set]
-    return f"{', '.join(given)} only apply to an 'actor' target" if given else None
-
-
-class RuleSpec(_Model):
+class RuleSpec(FrozenModel):
     """A regex over events and what to make when it matches."""
 
     name: str = ANONYMOUS_RULE
@@ -177,7 +113,7 @@ class RuleSpec(_Model):
         return data
 
 
-class WatcherSpec(_Model):
+class WatcherSpec(FrozenModel):
     """One input list, its bookkeeping lists and its rules."""
 
     redis: RedisSettings | None = None
@@ -198,7 +134,7 @@ class WatcherSpec(_Model):
         return data
 
 
-class ConfigSpec(_Model):
+class ConfigSpec(FrozenModel):
     """The whole file."""
 
     redis: RedisSettings | None = None

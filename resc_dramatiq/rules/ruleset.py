@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.model import Config, MakeSpec, RuleSpec
+from ..config.makes import MakeSpec
+from ..config.model import Config, RuleSpec
 from ..errors import ConfigError
 from .model import Make, Rule, Target, WatcherRules
 from .patterns import PatternError, compile_pattern
