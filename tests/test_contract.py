@@ -17,8 +17,18 @@ from pathlib import Path
 import pytest
 import redis
 
+from resc_dramatiq.rules.plan import JoinHit
 from resc_dramatiq.store import scripts, wire
-from resc_dramatiq.store.contract import COMMIT_KEYS, HEADER_FIELDS, TASK_FIELDS, Status
+from resc_dramatiq.store.contract import (
+    COMMIT_KEYS,
+    HEADER_FIELDS,
+    JOIN_HIT_FIELDS,
+    TASK_FIELDS,
+    Status,
+)
+from resc_dramatiq.store.joins import JoinKeys, encode_hits
+from resc_dramatiq.store.keys import DramatiqKeys
+from resc_dramatiq.store.tasks import KeyList
 
 PACKAGE = Path(scripts.__file__).parents[1]
 LUA = PACKAGE / "store" / "lua"
@@ -38,7 +48,15 @@ def test_commit_lua_reads_every_declared_header_field_and_no_other() -> None:
 def test_commit_lua_names_its_keys_by_the_declared_roles_only() -> None:
     roles = set(re.findall(r"\bk\.(\w+)", body("commit")))
     assert roles == set(COMMIT_KEYS)
-    assert "KEYS[" not in body("commit").replace("KEYS[k.", "")
+    assert "KEYS[" not in body("commit").replace("KEYS[k.", "").replace("KEYS[hit.group]", "")
+
+
+def test_join_hits_are_read_by_the_declared_fields_and_sent_with_all_of_them() -> None:
+    read = set(re.findall(r"\bhit\.(\w+)", body("commit") + body("library")))
+    assert read == set(JOIN_HIT_FIELDS)
+    hit = JoinHit("member", 0, "r", "g", "m", 2, ("m", "n"), 1000, 5000, b"{}", [])
+    encoded = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys())
+    assert tuple(encoded[0]) == JOIN_HIT_FIELDS
 
 
 def test_the_scripts_read_task_fields_by_the_declared_names() -> None:

@@ -42,6 +42,9 @@ class MakeSpec(FrozenModel):
     options: dict[str, Any] = Field(default_factory=dict)
     release: Literal["taken", "done"] = "taken"
     ttl_s: int | None = Field(default=None, gt=0)
+    #: the tasks this entry queues form this group (a template): a join with
+    #: ``expect: "fan-out"`` waits for their done events (see config/joins.py)
+    group: str | None = Field(default=None, min_length=1)
 
     @field_validator("args", "kwargs", "options")
     @classmethod

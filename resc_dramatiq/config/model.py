@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,7 @@ from pydantic import (
 
 from ..errors import ConfigError
 from .files import format_of, line_map, parse, read_text
+from .joins import JoinSpec
 from .makes import FrozenModel, MakeSpec
 from .paths import ancestors, format_path, layout_aliases, rewrite, root_causes, strip_legacy
 from .schedules import ScheduleSpec, unique_names
@@ -80,7 +81,10 @@ class RuleSpec(FrozenModel):
     name: str = ANONYMOUS_RULE
     on: str
     fetch: tuple[FetchSpec, ...] = ()
-    make: tuple[MakeSpec, ...] = Field(min_length=1)
+    #: none only for a rule that fails a join's group (``join.fail``): a given list is
+    #: never empty (defaults are not validated)
+    make: Annotated[tuple[MakeSpec, ...], Field(min_length=1)] = ()
+    join: JoinSpec | None = None  # see config/joins.py
 
     @field_validator("fetch")
     @classmethod
@@ -111,6 +115,17 @@ class RuleSpec(FrozenModel):
         if isinstance(data.get("make"), dict):
             data["make"] = [data["make"]]
         return data
+
+    @model_validator(mode="after")
+    def _makes_something(self) -> RuleSpec:
+        if not self.make and (self.join is None or not self.join.fail):
+            raise ValueError(
+                "'make' is missing: a rule needs one make entry or a list of them (only "
+                "a rule that fails a join's group may have none)"
+            )
+        if self.join is not None and self.join.fail is False and self.fetch:
+            raise ValueError("a join rule cannot fetch: fetch in the rules of its members")
+        return self
 
 
 class WatcherSpec(FrozenModel):
@@ -260,6 +275,8 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
             ("make", RuleSpec): MakeSpec,
             ("todo", RuleSpec): MakeSpec,
             ("fetch", RuleSpec): FetchSpec,
+            ("join", RuleSpec): JoinSpec,
+            ("expired", JoinSpec): MakeSpec,
             ("schedules", ConfigSpec): ScheduleSpec,
         }
         inner = RedisSettings if name == "redis" else children.get((name, model))

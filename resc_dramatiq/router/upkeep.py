@@ -1,10 +1,11 @@
-"""One router instance's upkeep: heartbeats, reclaims, the outbox's sweep, pruning, leaving.
+"""One router instance's upkeep: heartbeats, reclaims, the outbox's sweep, join deadlines,
+pruning, leaving.
 
 A thread of the router runs :meth:`Upkeep.run`: it marks the instance alive on every
 watcher, hands the taken lists of dead instances back, finishes outbox entries a dead
-router left (on a cluster), notes a Sentinel failover and prunes dedup sets with a
-``ttl_s``. :meth:`Upkeep.leave` hands back what the taken lists still hold when the
-router stops.
+router left (on a cluster), fires the join groups past their deadline, notes a
+Sentinel failover and prunes dedup sets with a ``ttl_s``. :meth:`Upkeep.leave` hands
+back what the taken lists still hold when the router stops.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 from ..store.housekeeping import Pruner
+from ..store.joins import Deadlines
 from ..store.resilience import Availability, Backoff, PrimaryWatch, is_transient
 from .loop import WatcherLoop
 from .options import RouterOptions
@@ -41,6 +43,18 @@ class Upkeep:
     ) -> None:
         self.instance, self.loops, self.options = instance, loops, options
         self.availability, self.primary, self.pruner = availability, primary, pruner
+        #: The join deadlines of the watchers whose join rules have one.
+        self.deadlines = [
+            Deadlines(
+                scripts=loop.store.scripts,
+                spec=loop.spec,
+                planner=loop.planner,
+                dramatiq=loop.store.settings.dramatiq,
+                channel=loop.store.settings.channel,
+            )
+            for loop in loops
+            if Deadlines.needed(loop.planner)
+        ]
 
     def heartbeat(self) -> None:
         """Mark this instance alive on every watcher; reclaim the lists of dead ones."""
@@ -67,6 +81,11 @@ class Upkeep:
                 settled += loop.store.outbox.sweep(grace_ms)
         return settled
 
+    def fire_deadlines(self) -> int:
+        """Fire the join groups whose deadline has come (a bounded number per watcher);
+        groups fired now."""
+        return sum(f.fired for d in self.deadlines for f in d.fire())
+
     def run(self, stop: threading.Event) -> None:
         """Beat, reclaim, sweep and prune every quarter of the heartbeat's TTL until
         ``stop``; an outage is said once (the router's availability log)."""
@@ -76,6 +95,7 @@ class Upkeep:
             try:
                 self.heartbeat()
                 self.sweep_outbox(int(self.options.heartbeat_ttl_s * 1000))
+                self.fire_deadlines()
                 self.availability.succeeded()
                 self.primary.check()
                 if self.pruner is not None and time.monotonic() >= next_prune:

@@ -40,6 +40,7 @@ class Make:
     target: Target
     set: Template | None
     ttl_s: int | None
+    group: Template | None = None  # the tasks it queues form this group (a fan-out)
 
 
 @dataclass(slots=True)  # not frozen: made per event, and a frozen init costs
@@ -60,6 +61,21 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class Join:
+    """A rule's compiled join (see :mod:`resc_dramatiq.config.joins`): ``expect`` is the
+    expected members' templates, a count, a template giving a count, or None (a fan-out,
+    or a rule that fails the group: ``fail``)."""
+
+    group: Template
+    member: Template
+    expect: tuple[Template, ...] | int | Template | None
+    deadline_ms: int
+    expired: tuple[Make, ...]
+    ttl_ms: int
+    fail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """A compiled rule."""
 
@@ -67,6 +83,7 @@ class Rule:
     pattern: Pattern
     fetch: tuple[FetchSpec, ...]
     makes: tuple[Make, ...]
+    join: Join | None = None
 
     def match(self, event: str, data: bytes | None = None) -> dict[str, str] | None:
         """The variables of ``event`` (unanchored search), or None when it does not match.
@@ -79,10 +96,13 @@ class Rule:
         variables["input_task"] = event
         return variables
 
-    def make(self, index: int, variables: Mapping[str, str]) -> list[Task]:
-        """The tasks of this rule for one set of variables."""
+    def make(
+        self, index: int, variables: Mapping[str, str], makes: tuple[Make, ...] | None = None
+    ) -> list[Task]:
+        """The tasks of this rule for one set of variables (``makes``: other make entries
+        of the rule than its ``make``, e.g. its join's ``expired``)."""
         tasks = []
-        for make in self.makes:
+        for make in self.makes if makes is None else makes:
             queue = make.target.queue.render(variables)
             if not queue:
                 raise RuleError(f"rule {self.name!r} made an empty queue name")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import RuleError
+from .joins import encode_variables, join_variables, membership
 from .messages import Envelope, build_message
 from .model import Match, Task, WatcherRules
 from .patterns import decode_event, not_utf8
@@ -48,6 +49,30 @@ class PlannedTask:
     message: Envelope | None = None
 
 
+@dataclass(slots=True)
+class JoinHit:
+    """What one event does to a join's group, as the commit applies it atomically:
+
+    * ``member``: records ``member`` in ``group`` (with the group's expectation when it
+      is not known yet: ``expect`` members, ``members`` when listed); ``tasks`` are
+      queued when this event completes the group;
+    * ``fail``: closes the open group as failed; ``tasks`` are queued if it was open;
+    * ``record``: a fan-out's tasks, ``members``, are the group's expected members.
+    """
+
+    kind: str
+    event_index: int
+    rule: str
+    group: str
+    member: str = ""
+    expect: int = 0
+    members: tuple[str, ...] = ()
+    deadline_ms: int = 0  # after the first member; 0: none
+    ttl_ms: int = 0  # a closed group's tombstone
+    variables: bytes = b""  # the event's variables, kept for the ``expired`` make
+    tasks: list[PlannedTask] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class FailedEvent:
     """An event whose tasks could not be made, with the rule and the reason."""
@@ -68,6 +93,7 @@ class Batch:
     failed: list[FailedEvent] = field(default_factory=list)
     unmatched: list[bytes] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # '<rule>|matched' -> count
+    joins: list[JoinHit] = field(default_factory=list)  # in event order
 
 
 class Planner:
@@ -95,12 +121,7 @@ class Planner:
         # a tenth of the time); all at once only where the fetches start together
         found: Iterable[list[Match] | UnicodeDecodeError] = self._matched(events)
         if self.expander is not None:
-            found = list(found)
-            fetching = [
-                m for matches in found if isinstance(matches, list) for m in matches if m.rule.fetch
-            ]
-            if fetching:
-                self.expander.prefetch(fetching)
+            found = self._prefetched(list(found), self.expander)
         # the loop runs per event: its methods bound once, its rules counted by index
         expand, planned, add = self.expand, self.planned, batch.tasks.append
         matched: dict[int, int] = {}  # rule index -> events it matched, in first-seen order
@@ -112,9 +133,13 @@ class Planner:
                 batch.failed.append(FailedEvent(events[index], "", not_utf8(matches)))
                 continue
             tasks: list[Task] = []
+            hits: list[JoinHit] = []
             for m in matches:
                 try:
-                    tasks += expand(m)
+                    if m.rule.join is None:
+                        tasks += expand(m)
+                    else:
+                        hits.append(self.join_hit(m, index, now_ms))
                 except Exception as e:  # a poison event must not block the batch
                     error = f"{type(e).__name__}: {e}"
                     batch.failed.append(FailedEvent(events[index], m.rule.name, error))
@@ -124,10 +149,22 @@ class Planner:
                     matched[m.index] = matched.get(m.index, 0) + 1
                 for t in tasks:
                     add(planned(t, index, now_ms))
+                if hits or any(t.make.group is not None for t in tasks):
+                    batch.joins += self._recorded(hits, tasks, index)
         for rule_index, count in matched.items():  # rules may share a name
             name = f"{self.rules.rules[rule_index].name}|matched"
             batch.counters[name] = batch.counters.get(name, 0) + count
         return batch
+
+    @staticmethod
+    def _prefetched(
+        found: list[list[Match] | UnicodeDecodeError], expander: Expander
+    ) -> list[list[Match] | UnicodeDecodeError]:
+        """``found``, the fetches of its matches started together."""
+        fetching = [m for ms in found if isinstance(ms, list) for m in ms if m.rule.fetch]
+        if fetching:
+            expander.prefetch(fetching)
+        return found
 
     def _matched(self, events: Sequence[bytes]) -> Iterator[list[Match] | UnicodeDecodeError]:
         """Per event, its matches, or why it is not UTF-8 (events are matched as text)."""
@@ -151,6 +188,54 @@ class Planner:
             raise RuleError(f"rule {match.rule.name!r} has fetchers but no fetch client")
         make = match.rule.make
         return [t for variables in self.expander(match) for t in make(match.index, variables)]
+
+    def join_hit(self, match: Match, index: int, now_ms: int) -> JoinHit:
+        """What ``match`` (of a join rule) does to its group, and what it fires if it
+        completes the group (a member) or closes it (a failure)."""
+        rule, join = match.rule, match.rule.join
+        assert join is not None
+        variables = match.variables
+        if join.fail:
+            group = join.group.render(variables)
+            made = join_variables(variables, group, 0)
+            tasks = [self.planned(t, index, now_ms) for t in rule.make(match.index, made)]
+            return JoinHit("fail", index, rule.name, group, tasks=tasks)
+        m = membership(join, variables)
+        made = join_variables(variables, m.group, m.expect)
+        tasks = [self.planned(t, index, now_ms) for t in rule.make(match.index, made)]
+        return JoinHit(
+            "member", index, rule.name, m.group, m.member, m.expect, m.members,
+            join.deadline_ms, join.ttl_ms, encode_variables(variables), tasks,
+        )  # fmt: skip
+
+    def expired(
+        self, rule: str, variables: Mapping[str, str], group: str, now_ms: int
+    ) -> list[PlannedTask]:
+        """The tasks of join rule ``rule``'s ``expired`` make for ``group``, made from its
+        first member's ``variables``; raise :class:`RuleError` when this watcher has no
+        such join rule or a variable has no value."""
+        for index, r in enumerate(self.rules.rules):
+            if r.name == rule and r.join is not None and not r.join.fail:
+                size = membership(r.join, variables).expect
+                made = join_variables(variables, group, size)
+                tasks = r.make(index, made, r.join.expired)
+                return [self.planned(t, -1, now_ms) for t in tasks]
+        raise RuleError(f"no join rule {rule!r} in watcher {self.done_queue!r}")
+
+    def _recorded(self, hits: list[JoinHit], tasks: list[Task], index: int) -> list[JoinHit]:
+        """``hits``, and the fan-out tasks among ``tasks`` recorded as the expected members
+        of their make's group (one hit per event and group)."""
+        records: dict[str, JoinHit] = {}
+        for t in tasks:
+            if t.make.group is None:
+                continue
+            group = t.make.group.render(t.variables)
+            found = records.get(group)
+            if found is None:
+                rule = self.rules.rules[t.rule].name
+                found = records[group] = JoinHit("record", index, rule, group)
+            found.members += (t.task,)
+        return [*hits, *records.values()]
 
     def needs_fetch(self, event: bytes | str) -> bool:
         """True when a rule with fetchers matches ``event`` (the worker leaves it to the router)."""

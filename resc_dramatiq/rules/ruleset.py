@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.joins import JoinSpec
 from ..config.makes import MakeSpec
 from ..config.model import Config, RuleSpec
 from ..errors import ConfigError
-from .model import Make, Rule, Target, WatcherRules
+from .model import Join, Make, Rule, Target, WatcherRules
 from .patterns import PatternError, compile_pattern
 from .templates import VARIABLE, Template
 
@@ -50,9 +51,28 @@ class RuleSet:
                 if rule is not None:
                     rules.append(rule)
             watchers.append(WatcherRules(spec=watcher, rules=tuple(rules)))
+        problems += _join_name_problems(config)
         if problems:
             raise ConfigError(problems)
         return cls(config=config, watchers=tuple(watchers))
+
+
+def _join_name_problems(config: Config) -> list[str]:
+    """A join rule's name names its groups' rule in Redis (deadlines, status): unique."""
+    seen: dict[str, str] = {}
+    problems = []
+    for w, watcher in enumerate(config.spec.watchers):
+        for r, rule in enumerate(watcher.rules):
+            if rule.join is None or rule.join.fail:
+                continue
+            path = f"watchers[{w}].rules[{r}].name"
+            if rule.name in seen:
+                problems.append(
+                    f"{config.locate(path)}: a join rule's name must be unique: "
+                    f"{rule.name!r} is also the name of {seen[rule.name]}"
+                )
+            seen.setdefault(rule.name, config.locate(path))
+    return problems
 
 
 def _compile_rule(
@@ -74,11 +94,55 @@ def _compile_rule(
         _check_names(
             Template.compile(fetch.url), known, set(), f"{path}.fetch[{i}].url", config, problems
         )
+    join = None
+    if spec.join is not None:
+        join, known = _compile_join(spec.join, path, known, config, actor_queues, problems)
     makes = []
     for i, make in enumerate(spec.make):
         where = f"{path}.make[{i}]"
         makes.append(_compile_make(make, where, known, prefixes, config, actor_queues, problems))
-    return Rule(name=spec.name, pattern=pattern, fetch=spec.fetch, makes=tuple(makes))
+    return Rule(name=spec.name, pattern=pattern, fetch=spec.fetch, makes=tuple(makes), join=join)
+
+
+def _compile_join(
+    spec: JoinSpec,
+    path: str,
+    known: set[str],
+    config: Config,
+    actor_queues: Mapping[str, str] | None,
+    problems: list[str],
+) -> tuple[Join, set[str]]:
+    """The compiled join, and the variables its makes may use (``join.group``, and
+    ``join.size`` where the size is known when the event is planned)."""
+
+    def template(value: str, sub: str) -> Template:
+        compiled = Template.compile(value)
+        _check_names(compiled, known, set(), f"{path}.join.{sub}", config, problems)
+        return compiled
+
+    expect: tuple[Template, ...] | int | Template | None = None
+    if isinstance(spec.expect, tuple):
+        expect = tuple(template(m, f"expect[{i}]") for i, m in enumerate(spec.expect))
+    elif isinstance(spec.expect, int):
+        expect = spec.expect
+    elif spec.expect is not None and not spec.fan_out:
+        expect = template(spec.expect, "expect")
+    sized = not spec.fail and not spec.fan_out
+    made = known | {"join.group"} | ({"join.size"} if sized else set())
+    expired = tuple(
+        _compile_make(m, f"{path}.join.expired[{i}]", made, set(), config, actor_queues, problems)
+        for i, m in enumerate(spec.expired)
+    )
+    join = Join(
+        group=template(spec.group, "group"),
+        member=template(spec.member, "member"),
+        expect=expect,
+        deadline_ms=int((spec.deadline_s or 0) * 1000),
+        expired=expired,
+        ttl_ms=spec.ttl_s * 1000,
+        fail=spec.fail,
+    )
+    return join, made
 
 
 def _compile_make(
@@ -117,6 +181,7 @@ def _compile_make(
         target=target,
         set=template(make.set, "set") if make.set is not None else None,
         ttl_s=make.ttl_s,
+        group=template(make.group, "group") if make.group is not None else None,
     )
 
 

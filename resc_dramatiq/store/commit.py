@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import OwnershipLost, WrongType
 from ..rules.plan import Batch, FailedEvent, PlannedTask
 from .contract import COMMIT_KEYS, CommitHeader, Status
+from .joins import JoinKeys, encode_hits
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
 from .keyspace import text
 from .outbox import Entry, parts_of
@@ -186,6 +187,13 @@ class CommitCodec:
             roles["outbox"] = keys.add(k.outbox)
             roles["outbox_at"] = keys.add(k.outbox_at)
         rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
+        joins: list[Any] = []
+        if batch.joins:
+            jk = JoinKeys.of(k.input)
+            roles["join_open"] = keys.add(jk.open)
+            roles["join_due"] = keys.add(jk.due)
+            roles["join_counts"] = keys.add(jk.counts)
+            joins = encode_hits(batch.joins, keys, jk, s.dramatiq)
         at = int(batch.taken_at)
         header = CommitHeader(
             mode="taken" if done is None else "message",
@@ -207,6 +215,7 @@ class CommitCodec:
             later=per_rule_later,
             release=done is not None and done.release_set is not None,
             outbox=outbox.pack() if outbox is not None else None,
+            joins=joins,
         )
         call = Call(script("commit"), keys.names, [header.pack()])
         return EncodedCommit(call, batch, s, roles, per_rule_later, tasks, outbox)

@@ -28,6 +28,8 @@ class Status(IntEnum):
     NOT_OWNED = -1
     #: a key the script would write holds another type; ``{-2, key index, found, needed}``
     WRONG_TYPE = -2
+    #: expire.lua: the group is open, but its deadline has not come
+    NOT_DUE = -3
 
 
 #: The fields of a planned task, as the scripts read it (``t[T_KIND]`` ...): kind ('r'
@@ -37,9 +39,21 @@ class Status(IntEnum):
 #: listener channel), rule ('' when the commit leaves per-rule counters to the caller).
 TASK_FIELDS = ("kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule")
 
+#: The fields of a join hit (``h.joins``: ``hit.<field>``): kind ('member', 'fail',
+#: 'record'), KEYS index of its group's hash, its rule, member, expected count (0: not
+#: from this event), expected members, deadline (ms after the first member; 0: none),
+#: the tombstone's ttl (ms), the event's variables (JSON), tasks queued when it completes
+#: or fails the group (TASK_FIELDS each).
+JOIN_HIT_FIELDS = (
+    "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "vars", "tasks"
+)  # fmt: skip
+
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a
 #: chunk of an HSET's values holds whole field-value pairs.
 PUSH_CHUNK = 4000
+
+#: A group a fan-out created, that no member joined, is forgotten after this long (ms).
+FAN_OUT_TTL_MS = 7 * 24 * 3600 * 1000
 
 #: Most expired markers a script forgets per call.
 FORGET_CHUNK = 100
@@ -63,6 +77,9 @@ COMMIT_KEYS = {
     "history": "history hash",
     "outbox": "outbox",
     "outbox_at": "outbox times",
+    "join_open": "open join groups",
+    "join_due": "join deadlines",
+    "join_counts": "open join groups per rule",
 }
 
 
@@ -105,6 +122,8 @@ class CommitHeader:
     release: bool
     #: the outbox entry: the tasks in other slots of a cluster (None: none)
     outbox: bytes | None
+    #: per event of a join rule or a fan-out, a map of :data:`JOIN_HIT_FIELDS`
+    joins: list[Any]
 
     def pack(self) -> bytes:
         """The header as commit.lua's ARGV[1] (bytes as MessagePack's str: Redis's
@@ -127,5 +146,6 @@ def lua_constants() -> str:
         f"{', '.join(str(i) for i in range(1, len(TASK_FIELDS) + 1))}",
         f"local PUSH_CHUNK, FORGET_CHUNK, FORGET_EVERY = {PUSH_CHUNK}, {FORGET_CHUNK}, "
         f"{FORGET_EVERY}",
+        f"local FAN_OUT_TTL_MS = {FAN_OUT_TTL_MS}",
     ]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,9 @@ of Redis message ids), ``ns:q.msgs`` their payloads, ``ns:q.DQ`` its delay queue
 ``resc/layout`` (:data:`LAYOUT_KEY`) is the hash of the keyspace's layout versions and
 of the releases started on it (see :mod:`.layout`): one key, global.
 
+The join groups a watcher writes are under ``resc/joins/`` (``resc/joins/{tag}/`` with
+its input list's hash tag): see :class:`~.joins.JoinKeys`.
+
 A schedule's state is the hash ``resc/schedules/<name>`` (``resc/schedules/{tag}/<name>``
 when its target key has a hash tag; see ``lua/fire.lua`` and :func:`schedule_state`): its
 last fired tick, when and by whom, and its lag.
@@ -109,8 +112,8 @@ def _taken(taken_queue: str, instance: str) -> str:
 
 #: The hash of the keyspace's layout versions (see :mod:`.layout`).
 LAYOUT_KEY = "resc/layout"
-#: Prefixes of the keys of schedules and of a cluster's applied outbox parts.
-OWN_PREFIXES = ("resc/schedules/", "resc/applied/")
+#: Prefixes of the keys of schedules, of a cluster's applied outbox parts, of joins.
+OWN_PREFIXES = ("resc/schedules/", "resc/applied/", "resc/joins/")
 #: Dramatiq's own keys in a namespace, beside its queues (``ns:`` left out).
 DRAMATIQ_OWN = ("__heartbeats__", "__acks__.")
 
@@ -202,6 +205,14 @@ class DramatiqKeys:
         return f"{self.namespace}:__heartbeats__"
 
 
+def hash_tag(key: str) -> str:
+    """The hash tag of ``key`` with its braces (``{w}``), or ``""``: what Redis Cluster
+    hashes instead of the whole name."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start : end + 1] if start >= 0 and end > start + 1 else ""
+
+
 def schedule_state(name: str, target: str = "") -> str:
     """The state hash of schedule ``name``: last tick fired, when, its lag, by whom.
 
@@ -209,8 +220,5 @@ def schedule_state(name: str, target: str = "") -> str:
     ``resc/schedules/{tag}/<name>``: in the target's slot on a Redis Cluster, so
     ``fire.lua`` writes both in one step.
     """
-    start = target.find("{")
-    end = target.find("}", start + 1) if start >= 0 else -1
-    if start < 0 or end <= start + 1:
-        return f"resc/schedules/{name}"
-    return f"resc/schedules/{target[start : end + 1]}/{name}"
+    tag = hash_tag(target)
+    return f"resc/schedules/{tag}/{name}" if tag else f"resc/schedules/{name}"

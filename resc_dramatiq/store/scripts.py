@@ -42,6 +42,7 @@ NAMES = (
     "dead",
     "xq",
     "fire",
+    "expire",
 )
 
 

@@ -56,6 +56,7 @@ class WatcherStore:
         self.scripts = scripts
         self.client = scripts.client
         self.keys: WatcherKeys = settings.keys
+        self.settings = settings
         self.instance = instance
         self.codec = CommitCodec(settings)
         #: Every commit waits for that many replicas (``WAIT`` on its connection); how

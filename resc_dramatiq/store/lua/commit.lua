@@ -19,6 +19,11 @@
 --          history: the minute's counters (every counter of stats is added there too;
 --          it expires h.history_ttl_s after the minute's last commit).
 --
+-- h.joins   per event of a join rule or a fan-out, in event order: {kind ('member',
+--          'fail', 'record'), group (its KEYS index), rule, member, expect, members,
+--          deadline, ttl, vars, tasks (planned tasks queued when it completes or fails
+--          the group)}: see library.lua's joins and store/joins.py.
+--
 -- Returns {status, queued, deduplicated, retried, dead}, followed when committed now
 -- with h.later by D, the positions (from 1) of the D deduplicated tasks, and the
 -- '<rule>|retried' counters as field, increment pairs; status DONE committed now,
@@ -67,7 +72,15 @@ if h.outbox then
     needs[#needs + 1] = {k.outbox, 'hash'}
     needs[#needs + 1] = {k.outbox_at, 'zset'}
 end
+if #h.joins > 0 then
+    needs[#needs + 1] = {k.join_open, 'zset'}
+    needs[#needs + 1] = {k.join_due, 'zset'}
+    needs[#needs + 1] = {k.join_counts, 'hash'}
+end
 local problem = refusal(needs) or tasks_refusal(h.tasks, 0)
+for _, hit in ipairs(h.joins) do
+    problem = problem or wrong_type(hit.group, 'hash') or tasks_refusal(hit.tasks, 0)
+end
 if problem then return problem end
 
 -- the batch's events, newest first: the event of index i (0: oldest) is events[n - i]
@@ -113,6 +126,45 @@ write_tasks(h.tasks, 0, h.score,
     end)
 for rule, c in pairs(queued_by_rule) do count(rule, 'queued', c) end
 for rule, c in pairs(deduplicated_by_rule) do count(rule, 'deduplicated', c) end
+
+-- joins, in event order: members recorded, groups completed or failed (their tasks
+-- queued), fan-outs recorded; '<rule>|completed', '|failed', '|late' counted
+local now = now_ms()
+if #h.joins > 0 then
+    J = {open = KEYS[k.join_open], due = KEYS[k.join_due], counts = KEYS[k.join_counts]}
+    local function hit_queued(_, t)
+        queued = queued + 1
+        count(t[T_RULE], 'queued')
+        if channel then
+            redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. events[n - t[T_EVENT]] .. ' -> ' .. t[T_TASK])
+        end
+    end
+    local function hit_skipped(_, t)
+        deduplicated = deduplicated + 1
+        count(t[T_RULE], 'deduplicated')
+    end
+    for _, hit in ipairs(h.joins) do
+        local g = KEYS[hit.group]
+        if hit.kind == 'member' then
+            local complete = join_member(hit, g, now)
+            if complete then
+                write_tasks(hit.tasks, 0, h.score, hit_queued, hit_skipped)
+                close_group(g, 'done', now, hit.ttl)
+                count(hit.rule, 'completed')
+            elseif complete == false then
+                count(hit.rule, 'late')
+            end
+        elseif hit.kind == 'fail' then
+            if open_group(g) then
+                write_tasks(hit.tasks, 0, h.score, hit_queued, hit_skipped)
+                close_group(g, 'failed', now, hit.ttl)
+                count(hit.rule, 'failed')
+            end
+        else
+            join_record(hit, g)
+        end
+    end
+end
 
 -- failed events: back in line (not done yet) or dead-lettered (done for good)
 local retried, dead = 0, 0
@@ -177,7 +229,6 @@ bump('deduplicated', deduplicated)
 if retried > 0 then bump('retried', retried) end
 if dead > 0 then bump('dead', dead) end
 redis.call('EXPIRE', KEYS[k.history], h.history_ttl_s)
-local now = now_ms()
 if h.outbox then
     redis.call('HSET', KEYS[k.outbox], h.id, h.outbox)
     redis.call('ZADD', KEYS[k.outbox_at], now, h.id)

@@ -125,3 +125,92 @@ local function write_tasks(planned, base, score, queued, skipped, w)
     end
     if own then w.flush() end
 end
+
+-- Join groups (see store/joins.py). An open group's hash: state 'open', rule (its join
+-- rule, set by its first member), first (ms), due (ms: its deadline, if any; J.due is
+-- only its index), vars (the first member's variables, JSON), ttl (ms, of its tombstone), seen (members seen), expect (members expected;
+-- absent: not known yet), listed ('1': the expectation is the e: fields), matched
+-- (listed members seen), m:<member>, e:<expected member>. A closed group is a
+-- tombstone {state: done | failed | expired, at} that expires after its ttl: a late or
+-- redelivered member finds it and does nothing. J holds the KEYS of the slot's join
+-- index: J.open (group -> first ms), J.due (group -> deadline ms), J.counts (rule ->
+-- open groups).
+local J = {}
+
+-- A group created by a fan-out's record (no member yet) is forgotten after this long,
+-- unless a member joins it (see FAN_OUT_TTL_MS in store/contract.py).
+local function open_group(g)
+    local state = redis.call('HGET', g, 'state')
+    if state and state ~= 'open' then return false end
+    if not state then
+        redis.call('HSET', g, 'state', 'open')
+        redis.call('PEXPIRE', g, FAN_OUT_TTL_MS)
+    end
+    return true
+end
+
+local function expect_member(g, member)
+    if redis.call('HSETNX', g, 'e:' .. member, 1) == 1 then
+        redis.call('HINCRBY', g, 'expect', 1)
+        if redis.call('HEXISTS', g, 'm:' .. member) == 1 then
+            redis.call('HINCRBY', g, 'matched', 1)
+        end
+    end
+end
+
+-- Close group g as state ('done', 'failed', 'expired'): a tombstone kept for the
+-- group's ttl (default_ttl when no member set it), out of the index.
+local function close_group(g, state, now, default_ttl)
+    local f = redis.call('HMGET', g, 'rule', 'ttl')
+    redis.call('DEL', g)
+    redis.call('HSET', g, 'state', state, 'at', now)
+    redis.call('PEXPIRE', g, tonumber(f[2]) or default_ttl)
+    redis.call('ZREM', J.open, g)
+    redis.call('ZREM', J.due, g)
+    if f[1] and redis.call('HINCRBY', J.counts, f[1], -1) <= 0 then
+        redis.call('HDEL', J.counts, f[1])
+    end
+end
+
+-- Record member event hit in group g; true when the group is complete now, nil when it
+-- is not, false when it was closed before (a late or redelivered member).
+local function join_member(hit, g, now)
+    if not open_group(g) then return false end
+    if redis.call('HSETNX', g, 'rule', hit.rule) == 1 then  -- its first member
+        redis.call('PERSIST', g)
+        redis.call('HSET', g, 'first', now, 'vars', hit.vars, 'ttl', hit.ttl)
+        redis.call('ZADD', J.open, now, g)
+        if hit.deadline > 0 then
+            redis.call('HSET', g, 'due', now + hit.deadline)
+            redis.call('ZADD', J.due, now + hit.deadline, g)
+        end
+        redis.call('HINCRBY', J.counts, hit.rule, 1)
+    end
+    if hit.expect > 0 and redis.call('HEXISTS', g, 'expect') == 0 then
+        if #hit.members > 0 then
+            redis.call('HSET', g, 'listed', 1)
+            for _, m in ipairs(hit.members) do expect_member(g, m) end
+        else
+            redis.call('HSET', g, 'expect', hit.expect)
+        end
+    end
+    if redis.call('HSETNX', g, 'm:' .. hit.member, 1) == 1 then
+        redis.call('HINCRBY', g, 'seen', 1)
+        if redis.call('HEXISTS', g, 'e:' .. hit.member) == 1 then
+            redis.call('HINCRBY', g, 'matched', 1)
+        end
+    end
+    local f = redis.call('HMGET', g, 'expect', 'listed', 'matched', 'seen')
+    local expect = tonumber(f[1])
+    local progress
+    if f[2] then progress = f[3] else progress = f[4] end
+    if expect and tonumber(progress or 0) >= expect then return true end
+    return nil
+end
+
+-- A fan-out's record: its tasks are members group g expects (added to those known).
+local function join_record(hit, g)
+    if not open_group(g) then return end
+    redis.call('HSET', g, 'listed', 1)
+    for _, m in ipairs(hit.members) do expect_member(g, m) end
+end

@@ -1,0 +1,84 @@
+"""What an event does to a join's group, worked out from its variables (pure).
+
+A join rule's event is a *member* of a group: :func:`membership` renders its group, its
+member name and the group's expectation (the expected members, or their count). What
+the join fires when the group completes is made with the event's variables plus
+``join.group`` and ``join.size`` (:func:`join_variables`); the store's commit decides,
+atomically, whether this event completes the group (see ``store/lua/joins.lua``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..errors import RuleError
+from .model import Join
+from .templates import Template
+
+#: Most members a group may expect (a count, a list or a fan-out's tasks): the group's
+#: state lives in one Redis hash.
+MAX_MEMBERS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """An event's place in a group: ``expect`` is the count of expected members (0:
+    not known from this event: a fan-out's group), ``members`` their names when listed."""
+
+    group: str
+    member: str
+    expect: int
+    members: tuple[str, ...] = ()
+
+
+def membership(join: Join, variables: Mapping[str, str]) -> Membership:
+    """The group, member and expectation of a member event; raise :class:`RuleError`
+    when a template gives no group, or no count of at least 1."""
+    group = join.group.render(variables)
+    if not group:
+        raise RuleError("the join's group template gave an empty group name")
+    member = join.member.render(variables)
+    expect = join.expect
+    if isinstance(expect, tuple):
+        members = tuple(dict.fromkeys(t.render(variables) for t in expect))
+        return Membership(group, member, len(members), members)
+    if isinstance(expect, Template):
+        return Membership(group, member, _count(expect.render(variables), expect.source))
+    return Membership(group, member, expect or 0)
+
+
+def _count(text: str, source: str) -> int:
+    if not (text.isascii() and text.isdecimal()) or not 1 <= int(text) <= MAX_MEMBERS:
+        raise RuleError(
+            f"the join's expectation {source!r} gave {text[:40]!r}, not a count of "
+            f"members from 1 to {MAX_MEMBERS}"
+        )
+    return int(text)
+
+
+def join_variables(variables: Mapping[str, str], group: str, size: int) -> dict[str, str]:
+    """The variables of a join's makes: the event's, ``join.group`` and, when the size
+    is known (not a fan-out's), ``join.size``."""
+    made = {**variables, "join.group": group}
+    if size:
+        made["join.size"] = str(size)
+    return made
+
+
+def encode_variables(variables: Mapping[str, str]) -> bytes:
+    """The first member's variables as kept in the group (for the ``expired`` make)."""
+    return json.dumps(dict(variables), separators=(",", ":")).encode()
+
+
+def decode_variables(data: bytes | str) -> dict[str, str]:
+    """The variables :func:`encode_variables` kept; raise :class:`RuleError` when they
+    are not a JSON object of strings (a group written by something else)."""
+    try:
+        found = json.loads(data)
+    except ValueError as e:
+        raise RuleError(f"the group's variables are not JSON: {e}") from None
+    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
+        raise RuleError("the group's variables are not an object of strings")
+    return found

@@ -1,0 +1,198 @@
+"""Join groups in Redis: their keys, a batch's join hits as ``commit.lua`` reads them,
+and the deadlines any router fires (``expire.lua``).
+
+The commit that releases an event records it in its group, checks whether the group is
+complete and, if so, queues the join's make and leaves a tombstone: one atomic step
+(``lua/library.lua``'s joins, called by ``commit.lua``), for the router and for a
+worker's inline commit alike. A group past its deadline is fired by
+:meth:`Deadlines.fire`, which any router's upkeep calls: ``expire.lua`` checks, in the
+same step as it queues the ``expired`` make and writes the tombstone, that the group is
+still open and its deadline (Redis's clock) has come, so a group fires once across
+routers and never early. See docs/joins.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgpack
+
+from ..config.joins import DEFAULT_TTL_S
+from ..config.model import WatcherSpec
+from ..errors import RescError
+from ..rules.joins import decode_variables
+from ..rules.plan import JoinHit, PlannedTask, Planner
+from .contract import Status
+from .keys import DramatiqKeys, WatcherKeys, hash_tag
+from .keyspace import text
+from .scripts import Scripts, refusal, script, wrong_type
+from .tasks import KeyList, task_rows
+from .wire import Call, send
+
+logger = logging.getLogger(__name__)
+
+#: A closed group's tombstone when no member gave its join's ``ttl_s`` (ms).
+DEFAULT_TTL_MS = DEFAULT_TTL_S * 1000
+
+#: Most due groups one :meth:`Deadlines.fire` reads and fires.
+FIRE_LIMIT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class JoinKeys:
+    """The keys of the join groups one watcher writes, in its slot on a Redis Cluster
+    (``resc/joins/{tag}/...`` with its input list's hash tag, else ``resc/joins/...``):
+
+    * ``group/<name>``: a group's hash while open (members, expectation, first member's
+      time and variables), then its tombstone (``state``: done, failed or expired) for
+      the join's ``ttl_s``;
+    * ``open``: sorted set, group key -> when its first member came (ms, Redis clock);
+    * ``due``: sorted set, group key -> its deadline (ms), for groups with one;
+    * ``open/count``: hash, join rule -> its open groups.
+    """
+
+    prefix: str
+
+    @classmethod
+    def of(cls, input_queue: str) -> JoinKeys:
+        """The join keys of the slot of the watcher of ``input_queue``."""
+        tag = hash_tag(input_queue)
+        return cls(f"resc/joins/{tag}/" if tag else "resc/joins/")
+
+    def group(self, name: str) -> str:
+        """The hash of group ``name``."""
+        return f"{self.prefix}group/{name}"
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}open"
+
+    @property
+    def due(self) -> str:
+        return f"{self.prefix}due"
+
+    @property
+    def counts(self) -> str:
+        return f"{self.prefix}open/count"
+
+
+def encode_hits(
+    hits: Sequence[JoinHit], keys: KeyList, join_keys: JoinKeys, dramatiq: DramatiqKeys
+) -> list[dict[str, Any]]:
+    """``hits`` as ``commit.lua``'s ``h.joins``: their group keys and tasks' keys added to
+    ``keys`` (the tasks carry their rule: ``|queued`` is counted by the script)."""
+    return [
+        {
+            "kind": h.kind,
+            "group": keys.add(join_keys.group(h.group)),
+            "rule": h.rule,
+            "member": h.member,
+            "expect": h.expect,
+            "members": list(h.members),
+            "deadline": h.deadline_ms,
+            "ttl": h.ttl_ms or DEFAULT_TTL_MS,
+            "vars": h.variables,
+            "tasks": task_rows(h.tasks, keys, dramatiq, _event_index),
+        }
+        for h in hits
+    ]
+
+
+def _event_index(task: PlannedTask) -> int:
+    return task.event_index
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A due group that :meth:`Deadlines.fire` looked at: ``fired`` when it fired now."""
+
+    group: str
+    rule: str
+    fired: bool
+    queued: int = 0
+
+
+class Deadlines:
+    """Fires the due groups of one watcher's join rules (those with ``deadline_s``)."""
+
+    def __init__(
+        self,
+        *,
+        scripts: Scripts,
+        spec: WatcherSpec,
+        planner: Planner,
+        dramatiq: DramatiqKeys,
+        channel: str | None = None,
+    ) -> None:
+        self.scripts, self.planner, self.dramatiq = scripts, planner, dramatiq
+        self.keys = JoinKeys.of(spec.input_queue)
+        self.watcher = WatcherKeys.of(spec, "")
+        self.channel = channel
+        self.rules = {
+            r.name for r in planner.rules.rules if r.join is not None and r.join.deadline_ms
+        }
+
+    @staticmethod
+    def needed(planner: Planner) -> bool:
+        """Whether a join rule of ``planner``'s watcher has a deadline."""
+        return any(r.join is not None and r.join.deadline_ms for r in planner.rules.rules)
+
+    def fire(self, *, limit: int = FIRE_LIMIT) -> list[Fired]:
+        """Fire this watcher's groups whose deadline has come (at most ``limit``): their
+        ``expired`` make queued once, their tombstone written. Groups of other watchers'
+        join rules (sharing the slot's index) are left to them."""
+        if not self.rules:
+            return []
+        client = self.scripts.client
+        now_ms = int(time.time() * 1000)
+        found = cast(list[bytes], client.zrangebyscore(self.keys.due, "-inf", now_ms, 0, limit))
+        due = [text(g) for g in found]
+        pipe = client.pipeline(transaction=False)
+        for group_key in due:
+            pipe.hmget(group_key, "rule", "vars")
+        fired: list[Fired] = []
+        calls: list[tuple[str, str, Call]] = []
+        for group_key, (rule, variables) in zip(due, pipe.execute(), strict=True):
+            if rule is None or variables is None or text(rule) not in self.rules:
+                continue
+            name = group_key.removeprefix(self.keys.group(""))
+            try:
+                tasks = self.planner.expired(text(rule), decode_variables(variables), name, now_ms)
+            except RescError as e:
+                logger.error("join group %r: its expired make cannot be made: %s", name, e)
+                tasks = []
+            calls.append((name, text(rule), self._call(group_key, text(rule), tasks)))
+        if not calls:
+            return fired
+        replies = send(client, [c for _, _, c in calls]).replies()
+        for (name, rule, call), reply in zip(calls, replies, strict=True):
+            refused = refusal(reply, call.keys)
+            if refused is not None:
+                logger.error("join group %r: %s", name, wrong_type(refused, "nothing was written"))
+                continue
+            done = reply[0] == Status.DONE
+            fired.append(Fired(name, rule, done, int(reply[1]) if done else 0))
+            if done:
+                logger.info(
+                    "join group %r of rule %r expired: %d task(s) queued", name, rule, reply[1]
+                )
+        return fired
+
+    def _call(self, group_key: str, rule: str, tasks: Sequence[PlannedTask]) -> Call:
+        keys = KeyList(
+            [group_key, self.keys.open, self.keys.due, self.keys.counts, self.watcher.stats]
+        )
+        header = {
+            "rule": rule,
+            "score": int(time.time()),
+            "channel": self.channel,
+            "prefix": self.watcher.taken_base,
+            "ttl": DEFAULT_TTL_MS,
+            "tasks": task_rows(tasks, keys, self.dramatiq, lambda t: group_key),
+        }
+        packed = msgpack.packb(header, use_bin_type=False)
+        return Call(script("expire"), keys.names, [packed])

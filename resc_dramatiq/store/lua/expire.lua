@@ -1,0 +1,45 @@
+-- expire.lua: fire a join group whose deadline has come, once: queue its join's
+-- 'expired' make and leave a tombstone, all or nothing (see store/joins.py).
+--
+-- KEYS[1] the group's hash, KEYS[2] the slot's open groups (sorted set), KEYS[3] its
+--         deadlines (sorted set), KEYS[4] the open groups per rule (hash), KEYS[5] the
+--         watcher's stats hash; then the tasks' keys, each once.
+-- ARGV[1] a MessagePack map: rule (the join rule), tasks (planned tasks,
+--         contract.TASK_FIELDS; their event is the group key's text), score (the dedup
+--         score, unix s), channel (nil: none), prefix (of the notification lines), ttl
+--         (ms: the tombstone's, when no member gave one).
+--
+-- Returns {DONE, queued} when fired now; {BEFORE, 0} when the group is closed already
+-- (completed, failed, or fired by another router) or gone; {NOT_DUE, 0} when it is open
+-- and its deadline (kept in the group; the index only finds it) has not come (Redis's
+-- clock); {WRONG_TYPE, ...} when a key holds
+-- another type (nothing written).
+
+local h = cmsgpack.unpack(ARGV[1])
+local g = KEYS[1]
+J = {open = KEYS[2], due = KEYS[3], counts = KEYS[4]}
+local problem = refusal({{1, 'hash'}, {2, 'zset'}, {3, 'zset'}, {4, 'hash'}, {5, 'hash'}})
+    or tasks_refusal(h.tasks, 0)
+if problem then return problem end
+
+if redis.call('HGET', g, 'state') ~= 'open' then
+    redis.call('ZREM', J.due, g)  -- a stale entry, if any: its group is closed or gone
+    return {BEFORE, 0}
+end
+local now = now_ms()
+local deadline = tonumber(redis.call('HGET', g, 'due'))
+if not deadline or deadline > now then return {NOT_DUE, 0} end
+
+local queued = 0
+write_tasks(h.tasks, 0, h.score,
+    function(_, t)
+        queued = queued + 1
+        if h.channel then
+            redis.call('PUBLISH', h.channel, h.prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
+        end
+    end,
+    function() end)
+close_group(g, 'expired', now, h.ttl)
+redis.call('HINCRBY', KEYS[5], h.rule .. '|expired', 1)
+if queued > 0 then redis.call('HINCRBY', KEYS[5], h.rule .. '|queued', queued) end
+return {DONE, queued}
