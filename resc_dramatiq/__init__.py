@@ -7,6 +7,7 @@ flows, and may change between releases.
 The errors form one tree under :class:`RescError`, drawn in :mod:`resc_dramatiq.errors`.
 """
 
+from .config.joins import Join
 from .config.model import Config
 from .errors import (
     ConfigError,
@@ -65,6 +66,7 @@ __all__ = [
     "FetchOptions",
     "Fetcher",
     "InvalidDoneEvent",
+    "Join",
     "LayoutRefused",
     "Moved",
     "Observer",

@@ -19,6 +19,7 @@ fail: true}`` fails the open group it names: its own make fires once, the join's
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
@@ -108,3 +109,30 @@ class JoinSpec(FrozenModel):
     def fan_out(self) -> bool:
         """True when the group's members are those a fan-out recorded."""
         return self.expect == FAN_OUT
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)  # each declaration is its own
+class Join:
+    """A join written in code: ``@on_done(pattern, join=Join(group=..., expect=...))``
+    on the actor that the completed group sends. The fields are the config's ``join``
+    keys (``expired``: one make entry as a dict, or a list of them)."""
+
+    group: str
+    member: str = INPUT_TASK
+    expect: list[str] | tuple[str, ...] | int | str | None = None
+    deadline_s: float | None = None
+    expired: dict[str, Any] | list[dict[str, Any]] | None = None
+    ttl_s: int = DEFAULT_TTL_S
+
+    def data(self) -> dict[str, Any]:
+        """The join as config data (only what was given, so the config's defaults hold)."""
+        found: dict[str, Any] = {"group": self.group, "member": self.member}
+        if self.expect is not None:
+            found["expect"] = list(self.expect) if isinstance(self.expect, tuple) else self.expect
+        if self.deadline_s is not None:
+            found["deadline_s"] = self.deadline_s
+        if self.expired is not None:
+            found["expired"] = self.expired
+        if self.ttl_s != DEFAULT_TTL_S:
+            found["ttl_s"] = self.ttl_s
+        return found

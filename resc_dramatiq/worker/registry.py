@@ -35,6 +35,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import ValidationError
 
+from ..config.joins import Join, JoinSpec
 from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
 from ..rules.patterns import compile_pattern
@@ -61,6 +62,7 @@ class CodeRule:
     delay_ms: int | None
     release: Literal["taken", "done"]
     watcher: str
+    join: Join | None = None
 
     @property
     def where(self) -> str:
@@ -74,17 +76,23 @@ class CodeRule:
 
     def rule_data(self, actor_name: str, queue: str) -> dict[str, Any]:
         """The rule as config data (``name``, ``on``, ``make``), for the rule engine."""
+        default = f"{actor_name}/${{join.group}}" if self.join else None
         make: dict[str, Any] = {
             "actor": actor_name,
             "queue": queue,
-            "task": self.task or default_task(actor_name, self.groups),
+            "task": self.task or default or default_task(actor_name, self.groups),
             "release": self.release,
         }
         if self.set is not None:
             make["set"] = self.set
         if self.delay_ms is not None:
             make["delay_ms"] = self.delay_ms
-        return {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
+        rule = {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
+        if self.join is not None:  # the function's parameters that groups fill, only
+            names = _parameters(self.function)
+            make["kwargs"] = {g: f"${{{g}}}" for g in self.groups if g in names}
+            rule["join"] = self.join.data()
+        return rule
 
 
 def _actor_on(decorated: Any, function: Callable[..., Any], broker: Any) -> Any:
@@ -182,12 +190,18 @@ class Registry:
         delay_ms: int | None = None,
         release: Literal["taken", "done"] = "taken",
         watcher: str = DEFAULT_WATCHER,
+        join: Join | None = None,
     ) -> Callable[[F], F]:
         """Declare that the decorated actor runs when an event matching ``pattern`` is done.
 
         ``task`` (default ``<actor>/${group}/…``) is the task string, and the actor's
         done event; ``set`` the dedup set; ``delay_ms`` delays the message; ``release``
         says when the set entry is removed; ``watcher`` is the input list the rule reads.
+        With ``join`` (a :class:`~resc_dramatiq.config.joins.Join`), the actor runs once
+        per group, when the group is complete (docs/joins.md): its parameters are filled
+        from the named groups of the event that completed it (other groups, the member's
+        for instance, need not be parameters), and ``task`` defaults to
+        ``<actor>/${join.group}``.
         """
 
         def decorate(target: F) -> F:
@@ -195,9 +209,11 @@ class Registry:
             function = actor.fn if actor is not None else target
             if not callable(function):
                 raise ConfigError(f"@on_done({pattern!r}) decorates {target!r}, not a function")
-            groups = _check(pattern, function, task, set, delay_ms, release)
+            groups = _check(pattern, function, task, set, delay_ms, release, join)
             self.rules.append(
-                CodeRule(pattern, function, actor, groups, task, set, delay_ms, release, watcher)
+                CodeRule(
+                    pattern, function, actor, groups, task, set, delay_ms, release, watcher, join
+                )
             )
             return target
 
@@ -216,6 +232,7 @@ def _check(
     dedup: str | None,
     delay_ms: int | None,
     release: str,
+    join: Join | None = None,
 ) -> tuple[str, ...]:
     where = f"@on_done({pattern!r}) on {function.__module__}.{function.__qualname__}"
     try:
@@ -223,11 +240,13 @@ def _check(
     except re.error as e:
         raise ConfigError(f"{where}: invalid regex: {e}") from None
     groups = tuple(compiled.groupindex)
-    problems = _parameter_problems(groups, function)
+    problems = _parameter_problems(groups, function, joined=join is not None)
+    known = (*groups, "input_task")
+    if join is not None:
+        problems += _join_problems(join, known)
+        known += ("join.group", "join.size")
     for name, value in (("task", task), ("set", dedup)):
-        unknown = [
-            n for n in Template.compile(value or "").names if n not in (*groups, "input_task")
-        ]
+        unknown = [n for n in Template.compile(value or "").names if n not in known]
         if unknown:
             problems.append(f"{name} uses unknown variable(s) {', '.join(unknown)}")
     if release not in ("taken", "done"):
@@ -239,9 +258,36 @@ def _check(
     return groups
 
 
-def _parameter_problems(groups: tuple[str, ...], function: Callable[..., Any]) -> list[str]:
+def _join_problems(join: Join, known: tuple[str, ...]) -> list[str]:
+    """What is wrong with a join in code, checked where it is written."""
+    try:
+        spec = JoinSpec.model_validate(join.data())
+    except ValidationError as e:
+        return [f"join: {err['msg'].removeprefix('Value error, ')}" for err in e.errors()]
+    templates = [("group", spec.group), ("member", spec.member)]
+    if isinstance(spec.expect, str):
+        templates.append(("expect", spec.expect))
+    elif isinstance(spec.expect, tuple):
+        templates += [(f"expect[{i}]", m) for i, m in enumerate(spec.expect)]
+    return [
+        f"join.{name} uses unknown variable {n}"
+        for name, value in templates
+        for n in Template.compile(value).names
+        if n not in known
+    ]
+
+
+def _parameters(function: Callable[..., Any]) -> set[str]:
+    """The names a function's keyword arguments may fill."""
+    return {p.name for p in inspect.signature(function).parameters.values() if p.kind in _FILLED}
+
+
+def _parameter_problems(
+    groups: tuple[str, ...], function: Callable[..., Any], *, joined: bool = False
+) -> list[str]:
+    """``joined``: a join's groups fill the parameters they name; others may be left."""
     params = inspect.signature(function).parameters.values()
-    names = {p.name for p in params if p.kind in _FILLED}
+    names = _parameters(function)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     problems = []
     required = [
@@ -253,7 +299,7 @@ def _parameter_problems(groups: tuple[str, ...], function: Callable[..., Any]) -
     missing = [n for n in required if n not in groups]
     if missing:
         problems.append(f"required parameter(s) {', '.join(missing)} given by no named group")
-    extra = [g for g in groups if g not in names and not takes_any]
+    extra = [g for g in groups if g not in names and not takes_any and not joined]
     if extra:
         problems.append(f"named group(s) {', '.join(extra)} are no parameter of the function")
     return problems
