@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from resc_dramatiq import Router, RouterOptions
+from resc_dramatiq.cli import main
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.errors import ConfigError
 from resc_dramatiq.rules.plan import Planner
@@ -21,6 +24,7 @@ from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.store.joins import Deadlines, JoinKeys
 from resc_dramatiq.store.keys import DramatiqKeys
 from resc_dramatiq.store.scripts import Scripts
+from resc_dramatiq.store.slots import cluster_problems
 
 STAGES = r"^(?P<stage>cut|weigh|inspect)/(?P<roll>\d+)$"
 
@@ -225,3 +229,51 @@ def test_join_rules_are_checked_when_the_config_loads() -> None:
     }
     with pytest.raises(ConfigError, match=r"unknown variable \$\{join.size\}"):
         RuleSet.compile(config(fan))
+
+
+def test_on_a_cluster_a_joins_tasks_must_fall_in_the_watchers_slot() -> None:
+    def joined(queue: str) -> RuleSet:
+        rule = pack_rule() | {"make": {"task": "pack/${roll}", "queue": queue}}
+        return RuleSet.compile(
+            Config.from_data({"watchers": [{"input_queue": "{w}/done", "rules": [rule]}]})
+        )
+
+    assert cluster_problems(joined("{w}/pack"), "dramatiq") == []
+    [problem] = cluster_problems(joined("pack"), "dramatiq")
+    assert (
+        "rule 'pack' make[0]: a join's tasks are queued in the step that closes its group"
+        in problem
+    )
+    assert "give its target the watcher's hash tag" in problem
+
+
+def test_check_warns_of_groups_that_no_join_rule_reads(tmp_path: Path) -> None:
+    split = {
+        "name": "split",
+        "on": r"^o/(?P<id>\d+)$",
+        "make": {"task": "l/${id}", "queue": "{a}/lines", "group": "o/${id}"},
+    }
+    gather = {
+        "name": "gather",
+        "on": r"^l/(?P<id>\d+)$",
+        "join": {"group": "o/${id}", "expect": "fan-out"},
+        "make": {"task": "ship/${id}", "queue": "ship"},
+    }
+    data = {
+        "watchers": [
+            {"input_queue": "{a}/done", "rules": [split]},
+            {"input_queue": "{b}/done", "rules": [gather]},
+        ]
+    }
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["check", str(path)])
+    assert result.exit_code == 0
+    assert (
+        "join group o/${id}, member ${input_task}, expects the members its fan-out recorded"
+        in result.output
+    )
+    assert (
+        "warning: rule 'split' records the group 'o/${id}' (make with group:), but no join rule "
+        "with expect: 'fan-out' reads the groups of watcher '{a}/done''s keys (resc/joins/{a}/...)"
+    ) in result.output

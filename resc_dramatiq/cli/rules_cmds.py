@@ -12,8 +12,10 @@ import click
 from ..errors import ConfigError
 from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
+from ..rules.joins import describe_join
 from ..rules.schedules import compile_schedules
 from ..store.connect import is_cluster
+from ..store.joins import join_warnings
 from ..store.keys import DramatiqKeys
 from ..store.slots import done_list_problems, key_slot, make_slot
 from ..store.urls import is_cluster_url
@@ -60,6 +62,8 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
                 f"warning: {problem} here; the router will refuse to start without it", err=True
             )
     click.echo(f"{config or app}: valid")
+    for warning in join_warnings(ruleset):
+        click.echo(f"warning: {warning}", err=True)
     dramatiq = DramatiqKeys(namespace_for(loaded) or ruleset.config.spec.namespace)
     for watcher, server in zip(ruleset.watchers, servers, strict=True):
         spec = watcher.spec
@@ -71,6 +75,8 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
         )
         for rule in watcher.rules:
             click.echo(f"  rule {rule.name!r} on /{rule.pattern.pattern}/")
+            if rule.join is not None:
+                click.echo(f"    {describe_join(rule.join)}")
             for make in rule.makes:
                 target = make.target
                 kind = f"actor {target.actor}" if target.actor else "list"

@@ -82,3 +82,24 @@ def decode_variables(data: bytes | str) -> dict[str, str]:
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
         raise RuleError("the group's variables are not an object of strings")
     return found
+
+
+def describe_join(join: Join) -> str:
+    """A join as one line, for ``check``."""
+    if join.fail:
+        return f"fails group {join.group.source}"
+    expect = join.expect
+    if isinstance(expect, tuple):
+        expected = "[" + ", ".join(t.source for t in expect) + "]"
+    elif isinstance(expect, Template):
+        expected = f"{expect.source} members"
+    elif expect is None:
+        expected = "the members its fan-out recorded"
+    else:
+        expected = f"{expect} members"
+    line = f"join group {join.group.source}, member {join.member.source}, expects {expected}"
+    if join.deadline_ms:
+        line += f"; expires {join.deadline_ms / 1000:g} s after its first member"
+        if join.expired:
+            line += ": " + ", ".join(m.task.source for m in join.expired)
+    return line

@@ -26,6 +26,7 @@ from ..config.model import WatcherSpec
 from ..errors import RescError
 from ..rules.joins import decode_variables
 from ..rules.plan import JoinHit, PlannedTask, Planner
+from ..rules.ruleset import RuleSet
 from .contract import Status
 from .keys import DramatiqKeys, WatcherKeys, hash_tag
 from .keyspace import text
@@ -196,3 +197,34 @@ class Deadlines:
         }
         packed = msgpack.packb(header, use_bin_type=False)
         return Call(script("expire"), keys.names, [packed])
+
+
+def join_warnings(ruleset: RuleSet) -> list[str]:
+    """Groups that no rule would complete: a fan-out (a make with ``group:``) or a rule
+    failing groups whose watcher's join keys (its hash tag: :class:`JoinKeys`) no join
+    rule of the right kind shares. Said by ``check``; nothing refuses them."""
+    prefixes: dict[str, set[str]] = {"fan-out": set(), "any": set()}
+    for watcher in ruleset.watchers:
+        prefix = JoinKeys.of(watcher.spec.input_queue).prefix
+        for rule in watcher.rules:
+            if rule.join is not None and not rule.join.fail:
+                prefixes["any"].add(prefix)
+                if rule.join.expect is None:
+                    prefixes["fan-out"].add(prefix)
+    warnings = []
+    for watcher in ruleset.watchers:
+        prefix = JoinKeys.of(watcher.spec.input_queue).prefix
+        for rule in watcher.rules:
+            fan_outs = [m.group.source for m in rule.makes if m.group is not None]
+            if fan_outs and prefix not in prefixes["fan-out"]:
+                warnings.append(
+                    f"rule {rule.name!r} records the group {fan_outs[0]!r} "
+                    "(make with group:), but no join rule with expect: 'fan-out' reads the "
+                    f"groups of watcher {watcher.spec.input_queue!r}'s keys ({prefix}...)"
+                )
+            if rule.join is not None and rule.join.fail and prefix not in prefixes["any"]:
+                warnings.append(
+                    f"rule {rule.name!r} fails groups no join rule reads: no join rule's "
+                    f"watcher shares watcher {watcher.spec.input_queue!r}'s keys ({prefix}...)"
+                )
+    return warnings

@@ -157,12 +157,35 @@ def make_slot(make: Make, dramatiq: DramatiqKeys, home: int) -> str:
     return f"{where.describe()}: through the outbox"
 
 
+def _join_problems(
+    rule: str,
+    makes: tuple[Make, ...],
+    expired: tuple[Make, ...],
+    dramatiq: DramatiqKeys,
+    home: int,
+) -> list[str]:
+    """A join's makes are queued by the step that completes (or fails, or expires) its
+    group, in the watcher's slot: their keys must be there too."""
+    problems = []
+    for name, entries in (("make", makes), ("join.expired", expired)):
+        for i, make in enumerate(entries):
+            where = make_slot(make, dramatiq, home)
+            if not where.startswith(f"slot {home},"):
+                problems.append(
+                    f"rule {rule!r} {name}[{i}]: a join's tasks are queued in the step that "
+                    f"closes its group, in the watcher's slot {home}; its keys fall in "
+                    f"{where.split(':')[0]}: give its target the watcher's hash tag"
+                )
+    return problems
+
+
 def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
     """What a Redis Cluster cannot serve in ``ruleset`` (empty: it can serve all of it).
 
     Each watcher's own keys must share one slot, and so must each task's dedup set and
     target (a batch's tasks may fall in any slots: see :mod:`.outbox`), and each
-    schedule's state its target's (its target needs a hash tag).
+    schedule's state its target's (its target needs a hash tag). A join's makes queue
+    into the watcher's slot (they are written with the group's state).
     """
     problems: list[str] = []
     dramatiq = DramatiqKeys(namespace)
@@ -185,6 +208,8 @@ def cluster_problems(ruleset: RuleSet, namespace: str) -> list[str]:
             for i, make in enumerate(rule.makes):
                 where = f"rule {rule.name!r} make[{i}]"
                 problems += make_problems(make, dramatiq, where)
+            if rule.join is not None:
+                problems += _join_problems(rule.name, rule.makes, rule.join.expired, dramatiq, home)
     for schedule in compile_schedules(ruleset.config):
         target = schedule.queue if schedule.actor is None else dramatiq.queue(schedule.queue)
         if key_slot(schedule_state(schedule.name, target)) != key_slot(target):
