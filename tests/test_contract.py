@@ -48,15 +48,17 @@ def test_commit_lua_reads_every_declared_header_field_and_no_other() -> None:
 def test_commit_lua_names_its_keys_by_the_declared_roles_only() -> None:
     roles = set(re.findall(r"\bk\.(\w+)", body("commit")))
     assert roles == set(COMMIT_KEYS)
-    assert "KEYS[" not in body("commit").replace("KEYS[k.", "").replace("KEYS[hit.group]", "")
+    assert "KEYS[" not in body("commit").replace("KEYS[k.", "").replace("KEYS[hit[H_GROUP]]", "")
 
 
 def test_join_hits_are_read_by_the_declared_fields_and_sent_with_all_of_them() -> None:
-    read = set(re.findall(r"\bhit\.(\w+)", body("commit") + body("library")))
-    assert read == set(JOIN_HIT_FIELDS)
-    hit = JoinHit("member", 0, "r", "g", "m", 2, ("m", "n"), 1000, 5000, b"{}", [])
-    encoded = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys())
-    assert tuple(encoded[0]) == JOIN_HIT_FIELDS
+    read = set(re.findall(r"\bhit\[H_(\w+)\]", body("commit") + body("library")))
+    assert read == {name.upper() for name in JOIN_HIT_FIELDS}
+    hit = JoinHit("member", 0, "r", "g", "m", 2, ("m", "n"), 1000, 5000, [])
+    [encoded] = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys())
+    assert len(encoded) == len(JOIN_HIT_FIELDS)
+    assert encoded[JOIN_HIT_FIELDS.index("member")] == "m"
+    assert encoded[JOIN_HIT_FIELDS.index("deadline")] == 1000
 
 
 def test_the_scripts_read_task_fields_by_the_declared_names() -> None:

@@ -9,7 +9,6 @@ atomically, whether this event completes the group (see ``store/lua/joins.lua``)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -65,23 +64,6 @@ def join_variables(variables: Mapping[str, str], group: str, size: int) -> dict[
     if size:
         made["join.size"] = str(size)
     return made
-
-
-def encode_variables(variables: Mapping[str, str]) -> bytes:
-    """The first member's variables as kept in the group (for the ``expired`` make)."""
-    return json.dumps(dict(variables), separators=(",", ":")).encode()
-
-
-def decode_variables(data: bytes | str) -> dict[str, str]:
-    """The variables :func:`encode_variables` kept; raise :class:`RuleError` when they
-    are not a JSON object of strings (a group written by something else)."""
-    try:
-        found = json.loads(data)
-    except ValueError as e:
-        raise RuleError(f"the group's variables are not JSON: {e}") from None
-    if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
-        raise RuleError("the group's variables are not an object of strings")
-    return found
 
 
 def describe_join(join: Join) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import RuleError
-from .joins import encode_variables, join_variables, membership
+from .joins import join_variables, membership
 from .messages import Envelope, build_message
 from .model import Match, Task, WatcherRules
 from .patterns import decode_event, not_utf8
@@ -69,7 +69,6 @@ class JoinHit:
     members: tuple[str, ...] = ()
     deadline_ms: int = 0  # after the first member; 0: none
     ttl_ms: int = 0  # a closed group's tombstone
-    variables: bytes = b""  # the event's variables, kept for the ``expired`` make
     tasks: list[PlannedTask] = field(default_factory=list)
 
 
@@ -205,17 +204,19 @@ class Planner:
         tasks = [self.planned(t, index, now_ms) for t in rule.make(match.index, made)]
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
-            join.deadline_ms, join.ttl_ms, encode_variables(variables), tasks,
+            join.deadline_ms, join.ttl_ms, tasks,
         )  # fmt: skip
 
-    def expired(
-        self, rule: str, variables: Mapping[str, str], group: str, now_ms: int
-    ) -> list[PlannedTask]:
+    def expired(self, rule: str, event: bytes | str, group: str, now_ms: int) -> list[PlannedTask]:
         """The tasks of join rule ``rule``'s ``expired`` make for ``group``, made from its
-        first member's ``variables``; raise :class:`RuleError` when this watcher has no
-        such join rule or a variable has no value."""
+        first member's variables (its ``event``, matched again); raise :class:`RuleError`
+        when this watcher has no such join rule, the event no longer matches it, or a
+        variable has no value."""
         for index, r in enumerate(self.rules.rules):
             if r.name == rule and r.join is not None and not r.join.fail:
+                variables = r.match(decode_event(event))
+                if variables is None:
+                    raise RuleError(f"join rule {rule!r} no longer matches {event!r}")
                 size = membership(r.join, variables).expect
                 made = join_variables(variables, group, size)
                 tasks = r.make(index, made, r.join.expired)

@@ -39,13 +39,13 @@ class Status(IntEnum):
 #: listener channel), rule ('' when the commit leaves per-rule counters to the caller).
 TASK_FIELDS = ("kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule")
 
-#: The fields of a join hit (``h.joins``: ``hit.<field>``): kind ('member', 'fail',
-#: 'record'), KEYS index of its group's hash, its rule, member, expected count (0: not
-#: from this event), expected members, deadline (ms after the first member; 0: none),
-#: the tombstone's ttl (ms), the event's variables (JSON), tasks queued when it completes
-#: or fails the group (TASK_FIELDS each).
+#: The fields of a join hit (``h.joins``, an array each: ``hit[H_KIND]`` ...): kind
+#: ('member', 'fail', 'record'), KEYS index of its group's hash, its rule, member,
+#: expected count (0: not from this event), expected members, deadline (ms after the
+#: first member; 0: none), the tombstone's ttl (ms), its event's index in the batch (0:
+#: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each).
 JOIN_HIT_FIELDS = (
-    "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "vars", "tasks"
+    "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks"
 )  # fmt: skip
 
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a
@@ -146,6 +146,8 @@ def lua_constants() -> str:
         f"{', '.join(str(i) for i in range(1, len(TASK_FIELDS) + 1))}",
         f"local PUSH_CHUNK, FORGET_CHUNK, FORGET_EVERY = {PUSH_CHUNK}, {FORGET_CHUNK}, "
         f"{FORGET_EVERY}",
+        f"local {', '.join(f'H_{name.upper()}' for name in JOIN_HIT_FIELDS)} = "
+        f"{', '.join(str(i) for i in range(1, len(JOIN_HIT_FIELDS) + 1))}",
         f"local FAN_OUT_TTL_MS = {FAN_OUT_TTL_MS}",
     ]
     return "\n".join(lines) + "\n"

@@ -24,7 +24,6 @@ import msgpack
 from ..config.joins import DEFAULT_TTL_S
 from ..config.model import WatcherSpec
 from ..errors import RescError
-from ..rules.joins import decode_variables
 from ..rules.plan import JoinHit, PlannedTask, Planner
 from ..rules.ruleset import RuleSet
 from .contract import Status
@@ -49,7 +48,7 @@ class JoinKeys:
     (``resc/joins/{tag}/...`` with its input list's hash tag, else ``resc/joins/...``):
 
     * ``group/<name>``: a group's hash while open (members, expectation, first member's
-      time and variables), then its tombstone (``state``: done, failed or expired) for
+      time and event), then its tombstone (``state``: done, failed or expired) for
       the join's ``ttl_s``;
     * ``open``: sorted set, group key -> when its first member came (ms, Redis clock);
     * ``due``: sorted set, group key -> its deadline (ms), for groups with one;
@@ -83,22 +82,23 @@ class JoinKeys:
 
 def encode_hits(
     hits: Sequence[JoinHit], keys: KeyList, join_keys: JoinKeys, dramatiq: DramatiqKeys
-) -> list[dict[str, Any]]:
-    """``hits`` as ``commit.lua``'s ``h.joins``: their group keys and tasks' keys added to
+) -> list[list[Any]]:
+    """``hits`` as ``commit.lua``'s ``h.joins`` (:data:`~.contract.JOIN_HIT_FIELDS`
+    each, in order): their group keys and tasks' keys added to
     ``keys`` (the tasks carry their rule: ``|queued`` is counted by the script)."""
     return [
-        {
-            "kind": h.kind,
-            "group": keys.add(join_keys.group(h.group)),
-            "rule": h.rule,
-            "member": h.member,
-            "expect": h.expect,
-            "members": list(h.members),
-            "deadline": h.deadline_ms,
-            "ttl": h.ttl_ms or DEFAULT_TTL_MS,
-            "vars": h.variables,
-            "tasks": task_rows(h.tasks, keys, dramatiq, _event_index),
-        }
+        [
+            h.kind,
+            keys.add(join_keys.group(h.group)),
+            h.rule,
+            h.member,
+            h.expect,
+            h.members,
+            h.deadline_ms,
+            h.ttl_ms or DEFAULT_TTL_MS,
+            h.event_index,
+            task_rows(h.tasks, keys, dramatiq, _event_index) if h.tasks else (),
+        ]
         for h in hits
     ]
 
@@ -154,15 +154,15 @@ class Deadlines:
         due = [text(g) for g in found]
         pipe = client.pipeline(transaction=False)
         for group_key in due:
-            pipe.hmget(group_key, "rule", "vars")
+            pipe.hmget(group_key, "rule", "event")
         fired: list[Fired] = []
         calls: list[tuple[str, str, Call]] = []
-        for group_key, (rule, variables) in zip(due, pipe.execute(), strict=True):
-            if rule is None or variables is None or text(rule) not in self.rules:
+        for group_key, (rule, event) in zip(due, pipe.execute(), strict=True):
+            if rule is None or event is None or text(rule) not in self.rules:
                 continue
             name = group_key.removeprefix(self.keys.group(""))
             try:
-                tasks = self.planner.expired(text(rule), decode_variables(variables), name, now_ms)
+                tasks = self.planner.expired(text(rule), event, name, now_ms)
             except RescError as e:
                 logger.error("join group %r: its expired make cannot be made: %s", name, e)
                 tasks = []

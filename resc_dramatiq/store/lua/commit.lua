@@ -19,10 +19,9 @@
 --          history: the minute's counters (every counter of stats is added there too;
 --          it expires h.history_ttl_s after the minute's last commit).
 --
--- h.joins   per event of a join rule or a fan-out, in event order: {kind ('member',
---          'fail', 'record'), group (its KEYS index), rule, member, expect, members,
---          deadline, ttl, vars, tasks (planned tasks queued when it completes or fails
---          the group)}: see library.lua's joins and store/joins.py.
+-- h.joins   per event of a join rule or a fan-out, in event order, a join hit
+--          (contract.JOIN_HIT_FIELDS, read as hit[H_KIND] ...; its group is
+--          KEYS[hit[H_GROUP]]): see library.lua's joins and store/joins.py.
 --
 -- Returns {status, queued, deduplicated, retried, dead}, followed when committed now
 -- with h.later by D, the positions (from 1) of the D deduplicated tasks, and the
@@ -79,7 +78,8 @@ if #h.joins > 0 then
 end
 local problem = refusal(needs) or tasks_refusal(h.tasks, 0)
 for _, hit in ipairs(h.joins) do
-    problem = problem or wrong_type(hit.group, 'hash') or tasks_refusal(hit.tasks, 0)
+    if problem then break end
+    problem = read_group(hit[H_GROUP], hit[H_MEMBER]) or tasks_refusal(hit[H_TASKS], 0)
 end
 if problem then return problem end
 
@@ -132,6 +132,7 @@ for rule, c in pairs(deduplicated_by_rule) do count(rule, 'deduplicated', c) end
 local now = now_ms()
 if #h.joins > 0 then
     J = {open = KEYS[k.join_open], due = KEYS[k.join_due], counts = KEYS[k.join_counts]}
+    JOIN_EVENT = function(hit) return events[n - hit[H_EVENT]] end
     local function hit_queued(_, t)
         queued = queued + 1
         count(t[T_RULE], 'queued')
@@ -144,21 +145,21 @@ if #h.joins > 0 then
         count(t[T_RULE], 'deduplicated')
     end
     for _, hit in ipairs(h.joins) do
-        local g = KEYS[hit.group]
-        if hit.kind == 'member' then
+        local g, kind, rule = KEYS[hit[H_GROUP]], hit[H_KIND], hit[H_RULE]
+        if kind == 'member' then
             local complete = join_member(hit, g, now)
             if complete then
-                write_tasks(hit.tasks, 0, h.score, hit_queued, hit_skipped)
-                close_group(g, 'done', now, hit.ttl)
-                count(hit.rule, 'completed')
+                write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
+                close_group(g, 'done', now, hit[H_TTL])
+                count(rule, 'completed')
             elseif complete == false then
-                count(hit.rule, 'late')
+                count(rule, 'late')
             end
-        elseif hit.kind == 'fail' then
+        elseif kind == 'fail' then
             if open_group(g) then
-                write_tasks(hit.tasks, 0, h.score, hit_queued, hit_skipped)
-                close_group(g, 'failed', now, hit.ttl)
-                count(hit.rule, 'failed')
+                write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
+                close_group(g, 'failed', now, hit[H_TTL])
+                count(rule, 'failed')
             end
         else
             join_record(hit, g)

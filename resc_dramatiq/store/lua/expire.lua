@@ -18,11 +18,11 @@
 local h = cmsgpack.unpack(ARGV[1])
 local g = KEYS[1]
 J = {open = KEYS[2], due = KEYS[3], counts = KEYS[4]}
-local problem = refusal({{1, 'hash'}, {2, 'zset'}, {3, 'zset'}, {4, 'hash'}, {5, 'hash'}})
-    or tasks_refusal(h.tasks, 0)
+local problem = read_group(1, '') or refusal({{2, 'zset'}, {3, 'zset'}, {4, 'hash'},
+    {5, 'hash'}}) or tasks_refusal(h.tasks, 0)
 if problem then return problem end
 
-if redis.call('HGET', g, 'state') ~= 'open' then
+if groups[g].state ~= 'open' then
     redis.call('ZREM', J.due, g)  -- a stale entry, if any: its group is closed or gone
     return {BEFORE, 0}
 end

@@ -126,91 +126,196 @@ local function write_tasks(planned, base, score, queued, skipped, w)
     if own then w.flush() end
 end
 
--- Join groups (see store/joins.py). An open group's hash: state 'open', rule (its join
--- rule, set by its first member), first (ms), due (ms: its deadline, if any; J.due is
--- only its index), vars (the first member's variables, JSON), ttl (ms, of its tombstone), seen (members seen), expect (members expected;
--- absent: not known yet), listed ('1': the expectation is the e: fields), matched
--- (listed members seen), m:<member>, e:<expected member>. A closed group is a
--- tombstone {state: done | failed | expired, at} that expires after its ttl: a late or
--- redelivered member finds it and does nothing. J holds the KEYS of the slot's join
+-- Join groups (see store/joins.py). An open group's hash: state ('open'; 'fanout' while
+-- only a fan-out's record made it), rule (its join rule, set by its first member), first
+-- (ms), due (ms: its deadline, if any; J.due is only its index), event (the first
+-- member's event: its variables, for the expired make), ttl (ms, of its tombstone), seen (members seen), expect
+-- (members expected; absent: not known yet), listed ('1': the expectation is the e:
+-- fields), matched (listed members seen), m:<member>, e:<expected member>. A closed group
+-- is a tombstone {state: done | failed | expired, at} that expires after its ttl: a late
+-- or redelivered member finds it and does nothing. J holds the KEYS of the slot's join
 -- index: J.open (group -> first ms), J.due (group -> deadline ms), J.counts (rule ->
--- open groups).
+-- open groups). A hit is a join hit of contract.JOIN_HIT_FIELDS (hit[H_KIND] ...).
 local J = {}
 
--- A group created by a fan-out's record (no member yet) is forgotten after this long,
--- unless a member joins it (see FAN_OUT_TTL_MS in store/contract.py).
-local function open_group(g)
-    local state = redis.call('HGET', g, 'state')
-    if state and state ~= 'open' then return false end
-    if not state then
-        redis.call('HSET', g, 'state', 'open')
-        redis.call('PEXPIRE', g, FAN_OUT_TTL_MS)
+-- What this call knows of each group it met: read before any write (the read checks
+-- the key's type), then kept up to date by the functions below, which make every write
+-- to a group in this call: {state ('' when absent), expect, listed, seen, matched,
+-- m = {member -> seen}, e = {member -> expected}} (a member absent from m or e: not read).
+local groups = {}
+
+-- Read what a hit of group K[index] needs (its state and counts, member's m: and e:
+-- fields) into groups; a refusal when the key holds no hash.
+local function read_group(index, member)
+    local g = K[index]
+    local f = redis.pcall('HMGET', g, 'state', 'expect', 'listed', 'seen', 'matched',
+        'm:' .. member, 'e:' .. member)
+    if f.err then return {WRONG_TYPE, index, redis.call('TYPE', g)['ok'], 'hash'} end
+    local group = groups[g]
+    if not group then
+        group = {state = f[1] or '', expect = tonumber(f[2]), listed = f[3] ~= false,
+            seen = tonumber(f[4]) or 0, matched = tonumber(f[5]) or 0, m = {}, e = {}}
+        groups[g] = group
     end
-    return true
+    if member ~= '' then
+        group.m[member] = f[6] ~= false
+        group.e[member] = f[7] ~= false
+    end
+    return nil
 end
 
-local function expect_member(g, member)
-    if redis.call('HSETNX', g, 'e:' .. member, 1) == 1 then
-        redis.call('HINCRBY', g, 'expect', 1)
-        if redis.call('HEXISTS', g, 'm:' .. member) == 1 then
-            redis.call('HINCRBY', g, 'matched', 1)
-        end
+local function is_open(state) return state == '' or state == 'open' or state == 'fanout' end
+
+-- Write fields (a flat list of field, value) of hash g, in chunks.
+local function hset(g, fields)
+    for i = 1, #fields, PUSH_CHUNK do
+        redis.call('HSET', g, unpack(fields, i, math.min(i + PUSH_CHUNK - 1, #fields)))
     end
+end
+
+-- True when group g is open, made (as a fan-out's group, forgotten after FAN_OUT_TTL_MS
+-- unless a member joins it) when absent; false when it is closed.
+local function open_group(g)
+    local group = groups[g]
+    if group.state == '' then
+        redis.call('HSET', g, 'state', 'fanout')
+        redis.call('PEXPIRE', g, FAN_OUT_TTL_MS)
+        group.state = 'fanout'
+    end
+    return group.state == 'open' or group.state == 'fanout'
+end
+
+-- Add m to the expected members of open group g.
+local function expect_member(g, m)
+    local group = groups[g]
+    if group.e[m] then return end
+    if redis.call('HSETNX', g, 'e:' .. m, 1) == 0 then
+        group.e[m] = true
+        return
+    end
+    group.e[m] = true
+    group.expect = redis.call('HINCRBY', g, 'expect', 1)
+    local seen = group.m[m]
+    if seen == nil then
+        seen = redis.call('HEXISTS', g, 'm:' .. m) == 1
+        group.m[m] = seen
+    end
+    if seen then group.matched = redis.call('HINCRBY', g, 'matched', 1) end
 end
 
 -- Close group g as state ('done', 'failed', 'expired'): a tombstone kept for the
 -- group's ttl (default_ttl when no member set it), out of the index.
 local function close_group(g, state, now, default_ttl)
-    local f = redis.call('HMGET', g, 'rule', 'ttl')
+    local f = redis.call('HMGET', g, 'rule', 'ttl', 'due')
     redis.call('DEL', g)
     redis.call('HSET', g, 'state', state, 'at', now)
     redis.call('PEXPIRE', g, tonumber(f[2]) or default_ttl)
     redis.call('ZREM', J.open, g)
-    redis.call('ZREM', J.due, g)
+    if f[3] then redis.call('ZREM', J.due, g) end
     if f[1] and redis.call('HINCRBY', J.counts, f[1], -1) <= 0 then
         redis.call('HDEL', J.counts, f[1])
     end
+    groups[g].state = state
 end
 
--- Record member event hit in group g; true when the group is complete now, nil when it
--- is not, false when it was closed before (a late or redelivered member).
+-- The fields of a group's first member (its rule, time, event, tombstone ttl and
+-- deadline) added to fields; the group enters the index. JOIN_EVENT(hit) is the hit's
+-- event, as the calling script knows it.
+local JOIN_EVENT
+local function first_member(hit, g, now, fields)
+    local more = {'state', 'open', 'rule', hit[H_RULE], 'first', now,
+        'event', JOIN_EVENT(hit), 'ttl', hit[H_TTL]}
+    for _, v in ipairs(more) do fields[#fields + 1] = v end
+    if hit[H_DEADLINE] > 0 then
+        fields[#fields + 1] = 'due'
+        fields[#fields + 1] = now + hit[H_DEADLINE]
+        redis.call('ZADD', J.due, now + hit[H_DEADLINE], g)
+    end
+    redis.call('ZADD', J.open, now, g)
+    redis.call('HINCRBY', J.counts, hit[H_RULE], 1)
+    groups[g].state = 'open'
+end
+
+-- A new group, made by its first member in one write.
+local function new_group(hit, g, now)
+    local group, member = groups[g], hit[H_MEMBER]
+    local fields = {'m:' .. member, 1, 'seen', 1}
+    group.m[member], group.seen = true, 1
+    local members = hit[H_MEMBERS]
+    if #members > 0 then
+        group.listed, group.expect, group.matched = true, #members, 0
+        for _, m in ipairs(members) do
+            fields[#fields + 1] = 'e:' .. m
+            fields[#fields + 1] = 1
+            group.e[m] = true
+            if m == member then group.matched = 1 end
+        end
+        fields[#fields + 1] = 'listed'
+        fields[#fields + 1] = 1
+        fields[#fields + 1] = 'matched'
+        fields[#fields + 1] = group.matched
+    elseif hit[H_EXPECT] > 0 then
+        group.expect = hit[H_EXPECT]
+    end
+    if group.expect then
+        fields[#fields + 1] = 'expect'
+        fields[#fields + 1] = group.expect
+    end
+    first_member(hit, g, now, fields)
+    hset(g, fields)
+end
+
+-- Record member event hit in group g (read by read_group); true when the group is
+-- complete now, nil when it is not, false when it was closed before (a late or
+-- redelivered member).
 local function join_member(hit, g, now)
-    if not open_group(g) then return false end
-    if redis.call('HSETNX', g, 'rule', hit.rule) == 1 then  -- its first member
-        redis.call('PERSIST', g)
-        redis.call('HSET', g, 'first', now, 'vars', hit.vars, 'ttl', hit.ttl)
-        redis.call('ZADD', J.open, now, g)
-        if hit.deadline > 0 then
-            redis.call('HSET', g, 'due', now + hit.deadline)
-            redis.call('ZADD', J.due, now + hit.deadline, g)
+    local group = groups[g]
+    if not is_open(group.state) then return false end
+    if group.state == '' then
+        new_group(hit, g, now)
+    else
+        local fields = {}
+        if group.state == 'fanout' then  -- the first member of a fan-out's group
+            first_member(hit, g, now, fields)
+            redis.call('PERSIST', g)
         end
-        redis.call('HINCRBY', J.counts, hit.rule, 1)
-    end
-    if hit.expect > 0 and redis.call('HEXISTS', g, 'expect') == 0 then
-        if #hit.members > 0 then
-            redis.call('HSET', g, 'listed', 1)
-            for _, m in ipairs(hit.members) do expect_member(g, m) end
-        else
-            redis.call('HSET', g, 'expect', hit.expect)
+        local member = hit[H_MEMBER]
+        if not group.m[member] then
+            group.m[member], group.seen = true, group.seen + 1
+            fields[#fields + 1] = 'm:' .. member
+            fields[#fields + 1] = 1
+            fields[#fields + 1] = 'seen'
+            fields[#fields + 1] = group.seen
+            if group.listed and group.e[member] then
+                group.matched = group.matched + 1
+                fields[#fields + 1] = 'matched'
+                fields[#fields + 1] = group.matched
+            end
+        end
+        if #fields > 0 then hset(g, fields) end
+        if not group.expect and hit[H_EXPECT] > 0 then  -- it comes with this member
+            local members = hit[H_MEMBERS]
+            if #members > 0 then
+                redis.call('HSET', g, 'listed', 1)
+                group.listed = true
+                for _, m in ipairs(members) do expect_member(g, m) end
+            else
+                redis.call('HSET', g, 'expect', hit[H_EXPECT])
+                group.expect = hit[H_EXPECT]
+            end
         end
     end
-    if redis.call('HSETNX', g, 'm:' .. hit.member, 1) == 1 then
-        redis.call('HINCRBY', g, 'seen', 1)
-        if redis.call('HEXISTS', g, 'e:' .. hit.member) == 1 then
-            redis.call('HINCRBY', g, 'matched', 1)
-        end
-    end
-    local f = redis.call('HMGET', g, 'expect', 'listed', 'matched', 'seen')
-    local expect = tonumber(f[1])
-    local progress
-    if f[2] then progress = f[3] else progress = f[4] end
-    if expect and tonumber(progress or 0) >= expect then return true end
+    local progress = group.listed and group.matched or group.seen
+    if group.expect and progress >= group.expect then return true end
     return nil
 end
 
 -- A fan-out's record: its tasks are members group g expects (added to those known).
 local function join_record(hit, g)
     if not open_group(g) then return end
-    redis.call('HSET', g, 'listed', 1)
-    for _, m in ipairs(hit.members) do expect_member(g, m) end
+    if not groups[g].listed then
+        redis.call('HSET', g, 'listed', 1)
+        groups[g].listed = true
+    end
+    for _, m in ipairs(hit[H_MEMBERS]) do expect_member(g, m) end
 end
