@@ -35,7 +35,7 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import GroupCallbacks, Retries
+from dramatiq.middleware import GroupCallbacks, Middleware, Retries
 from dramatiq.rate_limits.backends import RedisBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +106,8 @@ def dramatiq_fan_in(url: str, groups: int, members: int) -> dict[str, Any]:
     broker = RedisBroker(url=url)
     broker.client.flushdb()
     broker.add_middleware(GroupCallbacks(RedisBackend(client=broker.client)))
+    sent = SentMembers()
+    broker.add_middleware(sent)
     counts = Counts()
 
     @dramatiq.actor(broker=broker, queue_name="fan", max_retries=0)
@@ -116,13 +118,24 @@ def dramatiq_fan_in(url: str, groups: int, members: int) -> dict[str, Any]:
     def gathered(g: int) -> None:
         counts.ran(str(g))
 
-    sent = []
     for g in range(groups):
         group = dramatiq.group([member.message(g, i) for i in range(members)], broker=broker)
         group.add_completion_callback(gathered.message(g))
         group.run()
-        sent.append(group.children[0])
-    return _run_fan_in(broker, counts, groups, members, redeliver=lambda: broker.enqueue(sent[0]))
+    return _run_fan_in(
+        broker, counts, groups, members, redeliver=lambda: broker.enqueue(sent.first)
+    )
+
+
+class SentMembers(Middleware):
+    """Keeps the first group member enqueued (with its group's options), to send again."""
+
+    def __init__(self) -> None:
+        self.first: Any = None
+
+    def after_enqueue(self, broker: Any, message: Any, delay: Any) -> None:
+        if self.first is None and "group_completion_uuid" in message.options:
+            self.first = message
 
 
 def joined_fan_in(url: str, groups: int, members: int) -> dict[str, Any]:
