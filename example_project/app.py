@@ -11,7 +11,9 @@ Stages, all rule-made except the producer's root events:
 * ``trt/<process>/<product>`` -> ``propagate`` to the children ``a`` and ``b`` (file rule);
 * ``prop/<process>/<product>/<child>`` -> ``report`` (``@on_done`` rule, below): it
   stores its result with the ``Results`` middleware; ``fetch_reports.py`` reads them
-  from another process.
+  from another process;
+* ``rep/<process>/<product>/a`` and ``.../b`` -> ``summarize`` (a join, below): once
+  per product, when the reports of both of its children are done.
 
 Every actor counts its runs in the ``example/runs`` hash (task -> runs), so the demo
 can prove each task ran exactly once.
@@ -27,7 +29,7 @@ from dramatiq.middleware import CurrentMessage, Retries
 from dramatiq.results import Results
 from dramatiq.results.backends.redis import RedisBackend
 
-from resc_dramatiq import Completion, connect, on_done
+from resc_dramatiq import Completion, Join, connect, on_done
 
 REDIS_URL = os.environ.get("RESC_REDIS_URL", "redis://127.0.0.1:6379/0")
 DONE = "example/done"
@@ -79,3 +81,14 @@ def report(process_id: str, product_id: str, child: str) -> dict[str, str]:
         broker.client.hset(REPORTS, task, message.message_id)
     record(task)
     return {"product": f"{product_id}{child}", "process": process_id, "status": "ok"}
+
+
+@on_done(
+    r"^rep/(?P<process_id>\d+)/(?P<product_id>\d+)/(?P<child>[ab])$",
+    join=Join(group="product/${process_id}/${product_id}", member="${child}", expect=["a", "b"]),
+    watcher=DONE,
+)
+@dramatiq.actor(queue_name="example-summaries", done_event=False)  # a leaf: no done event
+def summarize(process_id: str, product_id: str) -> None:
+    """Summarize a product once both of its children's reports are done."""
+    record(f"sum/{process_id}/{product_id}")

@@ -50,7 +50,8 @@ def test_the_demo_verifies_the_pipeline_on_a_given_redis(redis_url: str, r: redi
     assert demo.returncode == 0, output
     assert "verified: every task ran exactly once" in output
     assert "duplicates dropped 6" in output
-    assert r.hlen("example/runs") == 30
+    assert r.hlen("example/runs") == 36  # 6 treat, 12 propagate, 12 report, 6 summarize
+    assert r.hget("example/done/stats", "@on_done summarize|completed") == b"6"  # the join
     assert marked(marker) == []
 
 

@@ -67,7 +67,8 @@ def demo(
     expected = expected_tasks(events)
     console.print(
         f"demo: {events} acquisitions (each pushed twice) -> treat -> propagate (2 children)"
-        f" -> report; Redis {'at ' + safe_url(redis_url) if redis_url else 'embedded'}"
+        " -> report -> summarize (a join: once both reports of a product are done);"
+        f" Redis {'at ' + safe_url(redis_url) if redis_url else 'embedded'}"
     )
     try:
         with Progress(

@@ -46,7 +46,7 @@ from .supervisor import die_with_parent
 
 DONE = "example/done"
 RUNS = "example/runs"
-STAGES = {"treat": "trt/", "propagate": "prop/", "report": "rep/"}
+STAGES = {"treat": "trt/", "propagate": "prop/", "report": "rep/", "summarize": "sum/"}
 EXAMPLE_KEYS = ("example/*", "example-results:*", "dramatiq:example-*")
 
 
@@ -74,6 +74,7 @@ def expected_tasks(events: int) -> dict[str, list[str]]:
         "treat": [f"trt/{p}/{q}" for p, q in products],
         "propagate": [f"prop/{p}/{q}/{c}" for p, q in products for c in "ab"],
         "report": [f"rep/{p}/{q}/{c}" for p, q in products for c in "ab"],
+        "summarize": [f"sum/{p}/{q}" for p, q in products],  # a join: once per product
     }
 
 
@@ -186,9 +187,10 @@ def run_demo(
         events = [e for event in producer.root_events(options.events) for e in (event, event)]
         client.lpush(DONE, *events)
         expected = expected_tasks(options.events)
-        routed = len(events) + sum(len(tasks) for tasks in expected.values())
+        leaves = len(expected["summarize"])  # the join's actor emits no done event
+        routed = len(events) + sum(len(tasks) for tasks in expected.values()) - leaves
         deadline = started + options.timeout_s
-        while _stats(client).get("events", 0) < routed:
+        while _stats(client).get("events", 0) < routed or _progress(client)["summarize"] < leaves:
             fleet.check()
             if on_progress is not None:
                 on_progress(_progress(client))
