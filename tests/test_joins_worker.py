@@ -7,6 +7,7 @@ sent once per roll, when all three are done, by the worker's inline commits
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,8 +34,11 @@ def reg() -> Iterator[Registry]:
     REG.clear()
 
 
-def declare(broker: RedisBroker, reg: Registry, r: redis.Redis) -> dict[str, Any]:
-    """The stages (each with its done event) and ``pack``, the join's actor."""
+def declare(
+    broker: RedisBroker, reg: Registry, r: redis.Redis, *, deadline_s: float | None = None
+) -> dict[str, Any]:
+    """The stages (each with its done event) and ``pack``, the join's actor (with
+    ``deadline_s``: ``late`` is sent for a roll not packed in time)."""
     actors: dict[str, Any] = {}
     for stage in STAGES:
 
@@ -45,10 +49,19 @@ def declare(broker: RedisBroker, reg: Registry, r: redis.Redis) -> dict[str, Any
             run, broker=broker, actor_name=stage, done_event=f"{stage}/${{roll}}"
         )
 
-    @reg.on_done(
-        r"^(?P<stage>cut|weigh|inspect)/(?P<roll>\d+)$",
-        join=Join(group="roll/${roll}", member="${stage}", expect=list(STAGES)),
-    )
+    @dramatiq.actor(broker=broker, done_event=False)
+    def late(roll: str) -> None:
+        r.hincrby("runs", f"late/{roll}", 1)
+
+    expired = {"actor": "late", "task": "late/${roll}", "kwargs": {"roll": "${roll}"}}
+    join = Join(group="roll/${roll}", member="${stage}", expect=list(STAGES))
+    if deadline_s is not None:
+        join = Join(
+            group=join.group, member=join.member, expect=join.expect,
+            deadline_s=deadline_s, expired=expired,
+        )  # fmt: skip
+
+    @reg.on_done(r"^(?P<stage>cut|weigh|inspect)/(?P<roll>\d+)$", join=join)
     @dramatiq.actor(broker=broker, done_event=False)
     def pack(roll: str) -> None:
         r.hincrby("runs", f"pack/{roll}", 1)
@@ -122,3 +135,32 @@ def test_a_join_in_code_is_checked_where_it_is_written(reg: Registry) -> None:
 
         @reg.on_done(r"^(?P<stage>\w)/(?P<roll>\d+)$", join=Join(group="r", expect=2))
         def pack3(roll: str, size: int) -> None: ...
+
+
+def test_workers_routing_inline_fire_a_deadline_once_without_a_router(
+    redis_url: str, reg: Registry, r: redis.Redis
+) -> None:
+    brokers = []
+    for _ in range(2):  # two worker processes' brokers, each with its Completion
+        b = RedisBroker(url=redis_url)
+        b.add_middleware(Completion(route_inline=True), before=Retries)
+        brokers.append(b)
+    for b in brokers:  # the same app on both: stages, the join and its expired make
+        actors = declare(b, reg, r, deadline_s=1.0)
+    reg_count = len(reg.rules)
+    assert reg_count == 2  # the join, declared once per broker
+    actors["cut"].send(9)
+    actors["weigh"].send(9)
+    actors["cut"].send(8)
+    actors["weigh"].send(8)
+    actors["inspect"].send(8)  # roll 8 completes in time
+    try:
+        with running(brokers[0]), running(brokers[1]):
+            wait_for(lambda: runs(r).get("late/9") == 1, timeout_s=15)
+            wait_for(lambda: runs(r).get("pack/8") == 1)
+            time.sleep(2.0)  # a few more rounds of both workers' deadline threads
+    finally:
+        for b in brokers:
+            b.client.connection_pool.disconnect()
+    done = {k: v for k, v in runs(r).items() if k.startswith(("late/", "pack/"))}
+    assert done == {"late/9": 1, "pack/8": 1}

@@ -36,8 +36,11 @@ Completion works out a message's outcome (:mod:`.outcome`) and hands it on: to
 :class:`~.inline.InlineRouting` as one :class:`~resc_dramatiq.store.commit.DoneMessage`,
 else to :class:`~.events.EventWriter`, which writes it onto its list.
 
+A worker that routes inline fires the due join groups of its rules too (``deadlines``).
+
 Over ~250 lines on purpose: Dramatiq's hooks live in one class; what they call is
-elsewhere (``outcome``, ``events``, ``inline``, ``retrying``, ``done_lists``).
+elsewhere (``outcome``, ``events``, ``inline``, ``retrying``, ``done_lists``,
+``deadlines``).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from ..store.layout import check_at_boot
 from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.slots import done_list_problems
+from .deadlines import DeadlineRounds
 from .done_event import DoneEvent
 from .done_lists import written_lists
 from .events import EventWriter
@@ -136,6 +140,7 @@ class Completion(Middleware):
         self._events: EventWriter | None = None
         self._lock = threading.Lock()
         self._templates: dict[str, DoneEvent] = {}
+        self._rounds: dict[Worker, DeadlineRounds] = {}
 
     @property
     def actor_options(self) -> set[str]:
@@ -191,6 +196,21 @@ class Completion(Middleware):
         except RescError as e:
             self.logger.critical("Worker boot refused: %s", e)
             raise BootRefused(f"Completion: {e}") from None
+
+    def after_worker_boot(self, broker: Broker, worker: Worker) -> None:
+        """Fire the due groups of the inline rules' joins with deadlines (see
+        :mod:`.deadlines`), when there are any."""
+        deadlines = self.inline.deadlines()
+        with self._lock:
+            if deadlines and worker not in self._rounds:
+                self._rounds[worker] = DeadlineRounds(deadlines, logger=self.logger).start()
+
+    def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
+        """Stop this worker's deadline thread, if it runs one."""
+        with self._lock:
+            rounds = self._rounds.pop(worker, None)
+        if rounds is not None:
+            rounds.stop()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Release ``release="taken"`` dedup entries as the worker takes the message."""

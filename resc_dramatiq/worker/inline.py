@@ -37,6 +37,7 @@ from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from ..store.commit import MARKER_TTL_MS, CommitResult, DoneMessage
 from ..store.connect import is_cluster
+from ..store.joins import Deadlines
 from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
@@ -66,6 +67,8 @@ class InlineRouter:
     ) -> None:
         self.ruleset = ruleset
         self._watchers: dict[str, tuple[Planner, WatcherStore]] = {}
+        #: The join deadlines of the watchers whose join rules have one.
+        self.deadlines: list[Deadlines] = []
         for rules in ruleset.watchers:
             store = WatcherStore.of(
                 scripts,
@@ -78,7 +81,19 @@ class InlineRouter:
                 wait=wait,
                 replication=replication,
             )
-            self._watchers[rules.spec.input_queue] = (Planner(rules), store)
+            planner = Planner(rules)
+            self._watchers[rules.spec.input_queue] = (planner, store)
+            if Deadlines.needed(planner):
+                settings = store.settings
+                self.deadlines.append(
+                    Deadlines(
+                        scripts=scripts,
+                        spec=rules.spec,
+                        planner=planner,
+                        dramatiq=settings.dramatiq,
+                        channel=settings.channel,
+                    )
+                )
 
     def routes(self, finished: DoneMessage) -> bool:
         """True when ``finished``'s event is routed here (a watcher reads its done list,
@@ -172,6 +187,11 @@ class InlineRouting:
         if committed is not None and committed.repeated:
             self.logger.info("message %s was routed before; nothing written", finished.message_id)
         return committed is not None
+
+    def deadlines(self) -> list[Deadlines]:
+        """The join deadlines of the compiled rules (none before they compile)."""
+        router = self._router
+        return [] if router is None else router.deadlines
 
     def _router_or_none(self) -> InlineRouter | None:
         try:
