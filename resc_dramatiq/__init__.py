@@ -36,10 +36,11 @@ from .ops.metrics import RouterMetrics
 from .ops.metrics import serve as serve_metrics
 from .router.options import Observer, RouterOptions
 from .router.router import Router
+from .rules.batch import Batch, FailedEvent, PlannedTask
 from .rules.explain import explain_event
 from .rules.fetch import Fetcher, FetchOptions
 from .rules.model import Task
-from .rules.plan import Batch, Expander, FailedEvent, PlannedTask, Planner
+from .rules.plan import Expander, Planner
 from .rules.ruleset import RuleSet
 from .store.commit import CommitResult
 from .store.connect import connect

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from resc_dramatiq.rules.plan import FailedEvent
+from resc_dramatiq.rules.batch import FailedEvent
 from resc_dramatiq.store.commit import dead_letter_entry
 from resc_dramatiq.store.keys import DramatiqKeys
 from tests.procs import CLI, LoggedProcess, free_port

@@ -16,9 +16,10 @@ from dramatiq.brokers.redis import RedisBroker
 
 from resc_dramatiq.cli import main
 from resc_dramatiq.router.loop import WatcherLoop
+from resc_dramatiq.rules.batch import Batch
 from resc_dramatiq.rules.model import Task, WatcherRules
 from resc_dramatiq.rules.patterns import decode_event
-from resc_dramatiq.rules.plan import Batch, Planner
+from resc_dramatiq.rules.plan import Planner
 from resc_dramatiq.store.commit import CommitResult
 
 

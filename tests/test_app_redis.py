@@ -24,7 +24,7 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.cli.common import load
 from resc_dramatiq.cli.servers import namespace_for, servers_for
 from resc_dramatiq.config.model import DEFAULT_REDIS_URL
-from resc_dramatiq.rules.plan import FailedEvent
+from resc_dramatiq.rules.batch import FailedEvent
 from resc_dramatiq.store.commit import dead_letter_entry
 from resc_dramatiq.worker.registry import registry
 from tests.helpers import wait_for

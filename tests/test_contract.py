@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from resc_dramatiq.rules.plan import JoinHit
+from resc_dramatiq.rules.batch import JoinHit
 from resc_dramatiq.store import scripts, wire
 from resc_dramatiq.store.contract import (
     COMMIT_KEYS,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from resc_dramatiq.rules.plan import FailedEvent
+from resc_dramatiq.rules.batch import FailedEvent
 from resc_dramatiq.store.commit import dead_letter_entry
 from tests.helpers import wait_for
 from tests.procs import CLI, LoggedProcess

@@ -19,7 +19,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..errors import OwnershipLost, WrongType
-from ..rules.plan import Batch, Planner
+from ..rules.batch import Batch
+from ..rules.plan import Planner
 from ..store.commit import CommitResult
 from ..store.resilience import Availability, Backoff, is_transient
 from ..store.store import PendingTake, WatcherStore

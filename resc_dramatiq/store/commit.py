@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OwnershipLost, WrongType
-from ..rules.plan import Batch, FailedEvent, PlannedTask
+from ..rules.batch import Batch, FailedEvent, PlannedTask
 from .contract import COMMIT_KEYS, CommitHeader, Status
 from .joins import JoinKeys, encode_hits
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers

@@ -24,7 +24,8 @@ import msgpack
 from ..config.joins import DEFAULT_TTL_S
 from ..config.model import WatcherSpec
 from ..errors import RescError
-from ..rules.plan import JoinHit, PlannedTask, Planner
+from ..rules.batch import JoinHit, PlannedTask
+from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from .contract import Status
 from .keys import DramatiqKeys, WatcherKeys, hash_tag

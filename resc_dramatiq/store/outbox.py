@@ -33,7 +33,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from ..compat import primary_of_slot
-from ..rules.plan import PlannedTask
+from ..rules.batch import PlannedTask
 from .contract import Status
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
 from .keyspace import text

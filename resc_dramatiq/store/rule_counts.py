@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 import redis
 from redis.cluster import RedisCluster
 
-from ..rules.plan import Batch
+from ..rules.batch import Batch
 from .commit import CommitResult
 from .keys import HISTORY_TTL_S, WatcherKeys
 

@@ -17,8 +17,8 @@ import logging
 from functools import partial
 
 from ..errors import WrongType
+from ..rules.batch import Batch
 from ..rules.model import WatcherRules
-from ..rules.plan import Batch
 from ..rules.ruleset import RuleSet
 from .commit import (
     MARKER_TTL_MS,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..rules.plan import PlannedTask
+from ..rules.batch import PlannedTask
 from .keys import DramatiqKeys
 from .slots import key_slot
 
