@@ -10,7 +10,10 @@ processes (``redis+cluster://``, the wait option on) and two Dramatiq worker pro
   (dedup set ``{trt<b>}/todo``), raw ``log/<n>`` onto ``log/<b>`` (no dedup set: a
   task made twice would show), and for every tenth ``n`` the actor ``check`` (dedup set
   in Dramatiq's slot); a worker counts its runs and ``Completion`` emits ``chk/<n>``;
-* ``chk/<n>``: raw ``fin/<n>`` onto ``{fin<b>}`` (dedup set ``{fin<b>}/todo``).
+* ``chk/<n>``: raw ``fin/<n>`` onto ``{fin<b>}`` (dedup set ``{fin<b>}/todo``);
+* a join of the ``chk/<n>`` of each hundred (``tens``: group ``tens/<n // 100>``, its
+  ten multiples of ten as members): raw ``tens/<n // 100>`` onto ``{w}/tens`` once, when
+  all ten are in (its state in the watcher's slot, through the failover).
 
 A producer pushes the events with ``WAIT 1`` in one transaction with a record of each
 chunk, so a push whose answer a failover lost is found (or not) on the new primary and
@@ -48,6 +51,7 @@ PRODUCED = "{w}/produced"  # the chunks pushed (in the input's slot: one transac
 RUNS = "{w}/runs"
 NAMESPACE = "{dramatiq}"
 MIGRATED = "{trt07}"  # a target list whose slot moves mid-stream
+TENS = "{w}/tens"  # the join's target: in the watcher's slot
 
 
 def chain_config() -> dict[str, Any]:
@@ -73,6 +77,12 @@ def chain_config() -> dict[str, Any]:
                         "name": "fin",
                         "on": r"^chk/(?P<n>\d*(?P<b>\d\d))$",
                         "make": {"task": "fin/${n}", "queue": "{fin${b}}", "set": "{fin${b}}/todo"},
+                    },
+                    {
+                        "name": "tens",
+                        "on": r"^chk/(?P<h>\d*)(?P<d>\d)0$",
+                        "join": {"group": "tens/${h}", "member": "${d}", "expect": 10},
+                        "make": {"task": "tens/${h}", "queue": TENS},
                     },
                 ],
             }
@@ -102,6 +112,7 @@ class Figures:
             "trt": {f"trt/{n:02d}" for n in numbers},
             "log": {f"log/{n:02d}" for n in numbers},
             "fin": {f"fin/{n:02d}" for n in numbers if n % 10 == 0},
+            "tens": {f"tens/{h or ''}" for h in range(self.events // 100)},  # full hundreds
         }
 
     def problems(self) -> list[str]:
@@ -280,6 +291,7 @@ def settled(client: RedisCluster, figures: Figures) -> bool:
 def read_outcome(client: RedisCluster, figures: Figures) -> None:
     """The tasks in every target list, the runs, what is left in flight."""
     tasks: dict[str, Counter[str]] = {"trt": Counter(), "log": Counter(), "fin": Counter()}
+    tasks["tens"] = Counter(t.decode() for t in client.lrange(TENS, 0, -1))
     for b in range(100):
         keys = {"trt": f"{{trt{b:02d}}}", "log": f"log/{b:02d}", "fin": f"{{fin{b:02d}}}"}
         for kind, key in keys.items():
