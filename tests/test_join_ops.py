@@ -266,3 +266,78 @@ def test_status_prints_the_join_groups_table(
         .stdout
     )
     assert data[0]["joins"][0]["oldest"][0]["name"] == "roll/1"
+
+
+# --- explain (no Redis) -----------------------------------------------------------------
+
+EXPLAINED: dict[str, Any] = {
+    "watchers": [
+        {
+            "input_queue": "done",
+            "rules": [
+                pack_rule(deadline_s=600, expired={"task": "late/${roll}", "queue": "late"}),
+                FAN_OUT,
+                {
+                    "name": "report",
+                    "on": r"^trt/(?P<p>\d+)/\d+$",
+                    "join": {"group": "proc/${p}", "expect": "fan-out"},
+                    "make": {"task": "report/${p} (${join.group})", "queue": "r"},
+                },
+            ],
+        },
+        {
+            "input_queue": "done/failed",
+            "rules": [
+                {
+                    "name": "scrap",
+                    "on": r"^cut/(?P<roll>\d+)$",
+                    "join": {"group": "roll/${roll}", "fail": True},
+                    "make": {"task": "scrap/${roll}", "queue": "scrap"},
+                }
+            ],
+        },
+    ]
+}
+
+
+@pytest.fixture
+def explain(write_config: Callable[[str], Path]) -> Callable[..., Result]:
+    rules_file = write_config(json.dumps(EXPLAINED))
+
+    def run(*events: str, json_output: bool = False) -> Result:
+        args = ["explain", str(rules_file), *events, *(["--json"] if json_output else [])]
+        return CliRunner().invoke(main, args)
+
+    return run
+
+
+def test_explain_shows_the_group_member_expectation_and_what_completion_fires(
+    explain: Callable[..., Result],
+) -> None:
+    out = explain("cut/7").stdout
+    assert (
+        "    joins group 'roll/7' as member 'cut', expecting 3: 'cut', 'weigh', 'inspect', "
+        "deadline 600 s; when the group completes:\n"
+        "    -> task 'pack/7 of 3 in roll/7' to list 'pack' (no dedup set)\n"
+        "    at the deadline, if the group is still open (from its first member):\n"
+        "    -> task 'late/7' to list 'late' (no dedup set)\n"
+    ) in out
+    assert "    fails group 'roll/7' if it is open, firing:\n    -> task 'scrap/7'" in out
+
+
+def test_explain_shows_a_fan_outs_group_and_its_join(explain: Callable[..., Result]) -> None:
+    out = explain("acq/3", "trt/3/1").stdout
+    assert "-> task 'trt/3/1' to list 'trt' (no dedup set), a member of group 'proc/3'" in out
+    assert "joins group 'proc/3' as member 'trt/3/1', expecting the members its fan-out" in out
+    assert "-> task 'report/3 (proc/3)' to list 'r'" in out
+    [first, second] = json.loads(explain("acq/3", "trt/3/1", json_output=True).stdout)
+    assert first["matches"][0]["tasks"][0]["group"] == "proc/3"
+    join = second["matches"][0]["join"]
+    assert join == {
+        "group": "proc/3",
+        "member": "trt/3/1",
+        "expect": None,
+        "members": [],
+        "fan_out": True,
+        "deadline_s": None,
+    }
