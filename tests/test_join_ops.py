@@ -206,8 +206,8 @@ def test_joins_list_shows_each_rule_and_its_oldest_groups(
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "watcher 'done'"
-    assert lines[1].startswith("  join rule 'pack': 2 open, next deadline 9 min ")
-    assert lines[2].startswith("    roll/1  2 of 3, first ") and "deadline 9 min" in lines[2]
+    assert lines[1].startswith("  join rule 'pack': 2 open, next deadline in 9 min ")
+    assert lines[2].startswith("    roll/1  2 of 3, first ") and "deadline in 9 min" in lines[2]
     data = json.loads(joins_cli(redis_url, config_file, "list", "--json").stdout)
     assert data[0]["rules"][0]["open"] == 2
 

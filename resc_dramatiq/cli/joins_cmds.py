@@ -33,9 +33,8 @@ from .common import (
     reaching,
     redis_url_option,
     stacked,
-    utc,
 )
-from .joins_table import deadline
+from .joins_table import deadline, describe
 from .servers import Server, namespace_for, servers_for
 from .tables import age
 
@@ -157,33 +156,6 @@ def show(
         return
     for line in describe(state, seconds, w.rules.spec.input_queue):
         click.echo(line)
-
-
-def describe(g: GroupState, now_s: int, watcher: str) -> list[str]:
-    """``show``'s lines for group ``g`` (``now_s``: the Redis clock)."""
-    lines = [f"group {g.name!r} ({g.key}): {g.state}"]
-    if g.state != "open":
-        at = "" if g.closed_ms is None else f" at {utc(g.closed_ms / 1000)} UTC"
-        kept = "" if g.ttl_ms is None else f"; tombstone kept {age(g.ttl_ms / 1000)} more"
-        return [f"group {g.name!r} ({g.key}): {g.state}{at}{kept}"]
-    rule = f"{g.rule!r} (watcher {watcher!r})" if g.rule else "none yet (a fan-out, no member)"
-    lines.append(f"  join rule     {rule}")
-    if g.first_ms is not None:
-        ago = age(now_s - g.first_ms / 1000)
-        lines.append(f"  first member  {utc(g.first_ms / 1000)} UTC, {ago} ago")
-    due = "none"
-    if g.due_ms is not None:
-        due = f"{utc(g.due_ms / 1000)} UTC, {deadline(g.due_ms / 1000 - now_s)}"
-    lines.append(f"  deadline      {due}")
-    expect = "not known yet" if g.expect is None else str(g.expect)
-    lines.append(f"  members       {g.progress} of {expect} counted; {g.seen} seen")
-    more = " (more not read)" if g.truncated else ""
-    lines.append(f"  seen          {', '.join(g.members) or '-'}{more}")
-    if g.listed:
-        lines.append(f"  expected      {', '.join(g.expected) or '-'}{more}")
-        lines.append(f"  missing       {', '.join(g.missing) or '-'}{more}")
-    lines += [f"  odd field     {p}" for p in g.problems]
-    return lines
 
 
 @joins.command()
