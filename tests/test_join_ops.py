@@ -134,6 +134,15 @@ def test_a_group_completed_by_its_last_member_meanwhile_is_not_completed_again(
     assert r.llen("pack") == 1
 
 
+def test_two_operators_completing_one_group_fire_its_make_once(r: redis.Redis) -> None:
+    route(r, CFG, "cut/12")
+    first, second = read_group(r, KEYS, "roll/12"), read_group(r, KEYS, "roll/12")
+    assert close_read(r, planner(), first, "complete", dramatiq=NS).queued == 1
+    with pytest.raises(GroupNotOpen, match="it is done"):
+        close_read(r, planner(), second, "drop", dramatiq=NS)
+    assert r.llen("pack") == 1 and stats(r)["pack|completed"] == 1
+
+
 def test_a_group_dropped_and_opened_anew_meanwhile_is_left_alone(r: redis.Redis) -> None:
     route(r, CFG, "cut/8")
     read = read_group(r, KEYS, "roll/8")
