@@ -36,7 +36,10 @@ from .common import (
     redis_url_option,
     safe_url,
 )
+from .joins_table import joins_table
 from .servers import Server, namespace_for, servers_for
+from .tables import age as _age
+from .tables import table as _table
 
 #: Reads every watcher's status once (raises :class:`Unreachable`).
 Reader = Callable[[], list[WatcherStatus]]
@@ -211,6 +214,8 @@ def render(statuses: list[WatcherStatus]) -> Group:
             )
         if s.schedules:
             blocks.append(_schedules_table(s))
+        if s.joins:
+            blocks.append(joins_table(s.joins))
     return Group(*blocks)
 
 
@@ -257,33 +262,6 @@ def _watcher_table(s: WatcherStatus) -> Table:
     if s.redis:
         rows.insert(0, ["redis", s.redis])
     return _table(f"watcher {s.input}", ["", "value"], rows)
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
-    # Text, not str: key names such as "out/[x]" must not be read as rich markup.
-    table = Table(title=Text(title), title_justify="left")
-    for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*(Text(cell) for cell in row))
-    return table
-
-
-def _age(seconds: float | None) -> str:
-    """A duration as a person reads it: ``4.2 s``, ``5 min 3 s``, ``2 h 37 min``, ``3 d 4 h``."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    whole = int(seconds)
-    for unit_s, unit, sub_s, sub in (
-        (86400, "d", 3600, "h"),
-        (3600, "h", 60, "min"),
-        (60, "min", 1, "s"),
-    ):
-        if whole >= unit_s:
-            return f"{whole // unit_s} {unit} {whole % unit_s // sub_s} {sub}"
-    raise AssertionError("unreachable")
 
 
 def _opt(value: int | None) -> str:

@@ -1,5 +1,6 @@
 """The dashboard's actions: requeue or drop dead letters and dead Dramatiq messages,
-remove a dedup entry. Each is a POST, and each goes through two steps:
+remove a dedup entry, complete or drop a join group. Each is a POST, and each goes
+through two steps:
 
 1. the form's POST (CSRF token checked, refused on a read-only dashboard) answers with a
    confirmation page saying what would be done, to how many, and listing them;
@@ -9,7 +10,7 @@ remove a dedup entry. Each is a POST, and each goes through two steps:
 
 A selection names entries by their exact bytes, as hex: an event that is not UTF-8 is
 addressed exactly. ``do`` is ``<action>:<scope>``, the scope ``selected`` (the checked
-rows), ``all``, or one row's hex.
+rows), ``all``, or one row's hex (a join group: its name's).
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ..errors import RuleError
 from ..ops import dead, dramatiq_dead
 from ..ops.dead import ALL
 from ..ops.odd_keys import odd_types
+from ..rules.plan import Planner
+from ..store.join_ops import GroupNotOpen, close_group, planned
 from .context import Context
 from .long_values import cut, resolve
 from .pages.dedup import set_template_of
+from .pages.joins import group_of
 from .pages.targets import dramatiq_queue
 from .render import field, fields, read_form
 from .security import action_refusal
@@ -134,6 +139,43 @@ def _dedup_plan(context: Context, request: Request, form: list[tuple[str, str]])
     return Plan(f"Remove {len(members)} entries from dedup set {key}", items, back, run)
 
 
+def _join_plan(context: Context, request: Request, form: list[tuple[str, str]]) -> Plan:
+    """Complete (its make fired now, from its first member) or drop a join group of the
+    watcher's join rules, in one atomic step; 409 when the group is not open, was closed
+    meanwhile, or its make cannot be made."""
+    _, w = context.watcher(request)
+    action, hex_name = _do(form, ("complete", "drop"))
+    try:
+        name = _hex(hex_name).decode()
+    except UnicodeDecodeError:
+        raise HTTPException(400, "malformed group") from None
+    group = group_of(w, name)
+    planner = Planner(w.rules)
+    items: tuple[str, ...] = ("nothing is queued; its late members will do nothing",)
+    try:
+        if group.state != "open":
+            raise GroupNotOpen(f"group {name!r} is not open: it is {group.state}")
+        if action == "complete":
+            items = tuple(cut(f"{t.task.decode()} to {t.queue}") for t in planned(planner, group))
+    except (GroupNotOpen, RuleError) as e:
+        raise HTTPException(409, f"nothing done: {e}") from None
+    title = f"{action.title()} join group {cut(name)} of rule {cut(group.rule or '-')}"
+    channel = context.site.ruleset.config.spec.listener_channel
+
+    def run() -> str:
+        try:
+            closed = close_group(
+                w.client, planner, name, "complete" if action == "complete" else "drop",
+                dramatiq=context.site.dramatiq, channel=channel,
+            )  # fmt: skip
+        except (GroupNotOpen, RuleError) as e:
+            raise HTTPException(409, f"nothing done: {e}") from None
+        queued = f": {closed.queued} queued" if action == "complete" else ""
+        return f"group {cut(name, 200)} {_past(action)}{queued}"
+
+    return Plan(title, items, "/joins", run)
+
+
 def routes(context: Context) -> list[Route]:
     """The POST routes of the actions."""
 
@@ -166,4 +208,5 @@ def routes(context: Context) -> list[Route]:
         Route("/watchers/{index:int}/dead", endpoint(_dead_plan), methods=["POST"]),
         Route("/watchers/{index:int}/queue/dead", endpoint(_messages_plan), methods=["POST"]),
         Route("/watchers/{index:int}/set/remove", endpoint(_dedup_plan), methods=["POST"]),
+        Route("/joins/{index:int}/group", endpoint(_join_plan), methods=["POST"]),
     ]

@@ -32,6 +32,7 @@ NAV = (
     ("/dedup", "Dedup sets"),
     ("/processes", "Processes"),
     ("/schedules", "Schedules"),
+    ("/joins", "Joins"),
 )
 
 #: The largest offset or cursor a page takes (far past any list; Redis's own limit is
@@ -60,6 +61,18 @@ def _lag(seconds: float | None) -> str:
     return f"{seconds * 1000:.0f} ms" if seconds < 10 else _age(seconds)
 
 
+def _deadline(in_s: float | None) -> str:
+    """When a deadline falls: ``in 9m 48s``, ``overdue 2s``; ``-`` for none."""
+    if in_s is None:
+        return "-"
+    return f"overdue {_age(-in_s)}" if in_s < 0 else f"in {_age(in_s)}"
+
+
+def _hex_name(name: str) -> str:
+    """A name as the hex of its UTF-8 bytes: how a form addresses it exactly."""
+    return name.encode().hex()
+
+
 def _utc(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
 
@@ -84,6 +97,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(age=_age, lag=_lag, utc=_utc, text=_text, json=_json, cut=cut, ref=entry_ref)
+    env.filters.update(deadline=_deadline, hexname=_hex_name)
     env.tests.update(long=is_long)
     return env
 

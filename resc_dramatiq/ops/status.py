@@ -8,7 +8,8 @@ cannot be reached); per rule its counters; per target the depth of its list, or 
 Dramatiq queue with the delayed and dead-lettered messages; per dedup set its size and
 the age of its oldest entry; the keyspace's layout version (:mod:`~..store.layout`);
 per schedule it feeds, its last firing, lag and next firing
-(:mod:`.schedule_status`). Targets and sets named by templates are found with
+(:mod:`.schedule_status`); per join rule its open groups, the oldest of them and the
+next deadline (:mod:`.join_status`). Targets and sets named by templates are found with
 ``SCAN``: the first :data:`MAX_KEYS` names in sorted order are shown, the others only
 counted (:mod:`.target_status`). Times come from the Redis clock. A key of another type
 than it should hold, or a counter that is no integer, is read as empty and named in
@@ -30,6 +31,7 @@ from ..rules.schedules import Schedule, compile_schedules
 from ..store.connect import is_cluster
 from ..store.keys import LAYOUT_KEY, WatcherKeys
 from ..store.keyspace import text
+from .join_status import JoinStatus, join_status
 from .odd_keys import OddKey, Reads, as_int, noted
 from .schedule_status import ScheduleStatus, schedule_status
 from .target_status import MAX_KEYS, SetStatus, TargetStatus, targets_and_sets
@@ -96,6 +98,8 @@ class WatcherStatus:
     dynamic: list[str] = field(default_factory=list)
     #: The keyspace's layout version (None: no router or worker recorded it yet).
     layout: int | None = None
+    #: The watcher's join rules: open groups, the oldest, the next deadline.
+    joins: list[JoinStatus] = field(default_factory=list)
 
 
 def gather(
@@ -135,6 +139,7 @@ def _watcher(
     found = targets_and_sets(rules, specs, reads, now_s, ns)
     oldest_entry = reads.scored(keys.outbox_at, 0)
     in_flight = sum(i.in_flight for i in instances) + reads.llen(spec.taken_queue)
+    joins = join_status(rules, reads, stats, now_s)
     return WatcherStatus(
         input=spec.input_queue,
         depth=reads.llen(spec.input_queue),
@@ -156,6 +161,7 @@ def _watcher(
         odd_keys=list(dict.fromkeys(str(odd) for odd in reads.odd)),
         dynamic=found.dynamic,
         layout=_layout(reads),
+        joins=joins,
     )
 
 

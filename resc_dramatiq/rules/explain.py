@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import RuleError
+from .joins import join_variables, membership
 from .messages import actor_args, actor_kwargs
 from .model import Match, Task
 from .patterns import decode_event
@@ -45,15 +46,48 @@ def _outcome(planner: Planner, m: Match) -> dict[str, Any]:
             "note": "tasks depend on the fetchers' answers",
         }
     try:
+        if m.rule.join is not None:
+            return _join_outcome(m)
         return {"tasks": [describe_task(t) for t in planner.expand(m)]}
     except RuleError as e:  # what the router would dead-letter the event for
         return {"tasks": [], "error": str(e)}
+
+
+def _join_outcome(m: Match) -> dict[str, Any]:
+    """A join rule's match: the group, member and expectation the event would join, the
+    tasks its make fires when the group completes (``expired``: at the deadline, made
+    from the group's first member, shown as if this event were it); for a rule that
+    fails groups, the group it fails and the tasks fired if that group is open."""
+    join, rule, variables = m.rule.join, m.rule, m.variables
+    assert join is not None
+    if join.fail:
+        group = join.group.render(variables)
+        made = join_variables(variables, group, 0)
+        tasks = [describe_task(t) for t in rule.make(m.index, made)]
+        return {"join": {"group": group, "fail": True}, "tasks": tasks}
+    found = membership(join, variables)
+    made = join_variables(variables, found.group, found.expect)
+    described: dict[str, Any] = {
+        "group": found.group,
+        "member": found.member,
+        "expect": found.expect or None,  # None: the members a fan-out recorded
+        "members": list(found.members),
+        "fan_out": join.expect is None,
+        "deadline_s": join.deadline_ms / 1000 if join.deadline_ms else None,
+    }
+    return {
+        "join": described,
+        "tasks": [describe_task(t) for t in rule.make(m.index, made)],
+        "expired": [describe_task(t) for t in rule.make(m.index, made, join.expired)],
+    }
 
 
 def describe_task(task: Task) -> dict[str, Any]:
     """A task as plain data: the task string, its target and its dedup set."""
     target = task.make.target
     out: dict[str, Any] = {"task": task.task, "set": task.set}
+    if task.make.group is not None:  # a fan-out: its tasks are the group's members
+        out["group"] = task.make.group.render(task.variables)
     if target.actor is None:
         out["target"] = {"kind": "list", "queue": task.queue}
     else:
@@ -78,15 +112,43 @@ def format_report(event: str, report: list[dict[str, Any]]) -> str:
         lines.append(f"  rule {entry['rule']!r} (watcher {entry['watcher']!r})")
         for name, value in entry["variables"].items():
             lines.append(f"    {name} = {value!r}")
-        for task in entry["tasks"]:
-            target = task["target"]
-            dedup = f" (dedup set {task['set']!r})" if task["set"] else " (no dedup set)"
-            lines.append(f"    -> task {task['task']!r} to {_where(target)}{dedup}")
+        if "join" in entry:
+            lines.append(f"    {_joining(entry['join'])}")
+        lines += _task_lines(entry["tasks"])
+        if entry.get("expired"):
+            lines.append("    at the deadline, if the group is still open (from its first member):")
+            lines += _task_lines(entry["expired"])
         if entry.get("note"):
             lines.append(f"    ({entry['note']})")
         if entry.get("error"):
             lines.append(f"    error: {entry['error']} (the router would dead-letter the event)")
     return "\n".join(lines)
+
+
+def _task_lines(tasks: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for task in tasks:
+        dedup = f" (dedup set {task['set']!r})" if task["set"] else " (no dedup set)"
+        member = f", a member of group {task['group']!r}" if "group" in task else ""
+        lines.append(f"    -> task {task['task']!r} to {_where(task['target'])}{dedup}{member}")
+    return lines
+
+
+def _joining(join: dict[str, Any]) -> str:
+    """What a join rule does with the event, as one line."""
+    if join.get("fail"):
+        return f"fails group {join['group']!r} if it is open, firing:"
+    if join["fan_out"]:
+        expect = "the members its fan-out recorded"
+    elif join["members"]:
+        expect = f"{join['expect']}: {', '.join(repr(x) for x in join['members'])}"
+    else:
+        expect = f"{join['expect']} different members"
+    deadline = "" if join["deadline_s"] is None else f", deadline {join['deadline_s']:g} s"
+    return (
+        f"joins group {join['group']!r} as member {join['member']!r}, expecting {expect}"
+        f"{deadline}; when the group completes:"
+    )
 
 
 def _where(target: dict[str, Any]) -> str:

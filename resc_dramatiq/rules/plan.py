@@ -153,6 +153,18 @@ class Planner:
         first member's variables (its ``event``, matched again); raise :class:`RuleError`
         when this watcher has no such join rule, the event no longer matches it, or a
         variable has no value."""
+        return self._from_first(rule, event, group, now_ms, expired=True)
+
+    def completed(
+        self, rule: str, event: bytes | str, group: str, now_ms: int
+    ) -> list[PlannedTask]:
+        """The tasks of join rule ``rule``'s make for ``group``, made from its first
+        member's variables, for an operator completing it (raises as :meth:`expired`)."""
+        return self._from_first(rule, event, group, now_ms, expired=False)
+
+    def _from_first(
+        self, rule: str, event: bytes | str, group: str, now_ms: int, *, expired: bool
+    ) -> list[PlannedTask]:
         for index, r in enumerate(self.rules.rules):
             if r.name == rule and r.join is not None and not r.join.fail:
                 variables = r.match(decode_event(event))
@@ -160,7 +172,7 @@ class Planner:
                     raise RuleError(f"join rule {rule!r} no longer matches {event!r}")
                 size = membership(r.join, variables).expect
                 made = join_variables(variables, group, size)
-                tasks = r.make(index, made, r.join.expired)
+                tasks = r.make(index, made, r.join.expired if expired else None)
                 return [self.planned(t, -1, now_ms) for t in tasks]
         raise RuleError(f"no join rule {rule!r} in watcher {self.done_queue!r}")
 

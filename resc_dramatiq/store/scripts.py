@@ -43,6 +43,7 @@ NAMES = (
     "xq",
     "fire",
     "expire",
+    "join_close",
 )
 
 
