@@ -97,7 +97,7 @@ class JoinPlan:
     """The size and the faults of one join soak."""
 
     mode: Mode
-    groups: int = 40
+    groups: int = 30
     members: int = 50
     incomplete_every: int = 10  # group numbers ending so: member 0 fails, never complete
     copies: tuple[int, int] = (1, 3)  # sends of split(g): members delivered this often

@@ -2,7 +2,7 @@
 failed or late, deadlines raced by three routers, a fetched fan-out.
 
 The two soaks (``tests/joins_chaos.py``) run a Dramatiq fan-out/fan-in pipeline on real
-workers: 40 groups of 50 members, each member delivered 1 to 3 times, in a random order,
+workers: 30 groups of 50 members, each member delivered 1 to 3 times, in a random order,
 every tenth group missing a member for good. Their long variants (500 groups, marked
 ``soak``: deselected unless chosen with ``-m soak``) are the issue's full size.
 The other proofs run real Dramatiq workers in this process, or router processes.
