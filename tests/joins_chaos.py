@@ -378,7 +378,8 @@ def worker_main(argv: list[str]) -> int:
     first_run = r.register_script(
         "if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then "
         "local state = redis.call('HGET', KEYS[2], 'state') "
-        "if state and state ~= 'open' then redis.call('HSET', KEYS[3], ARGV[1], state) end "
+        "if state and state ~= 'open' and state ~= 'fanout' then "  # fanout: recorded, open
+        "redis.call('HSET', KEYS[3], ARGV[1], state) end "
         "end return 0"
     )
     groups = JoinKeys.of(INPUT)
