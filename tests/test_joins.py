@@ -277,3 +277,32 @@ def test_check_warns_of_groups_that_no_join_rule_reads(tmp_path: Path) -> None:
         "warning: rule 'split' records the group 'o/${id}' (make with group:), but no join rule "
         "with expect: 'fan-out' reads the groups of watcher '{a}/done''s keys (resc/joins/{a}/...)"
     ) in result.output
+
+
+def test_a_fan_out_group_complete_before_its_record_fires_once_from_the_rounds(
+    r: redis.Redis,
+) -> None:
+    gather = {
+        "name": "gather",
+        "on": r"^line/(?P<id>\d+)/\d+$",
+        "join": {"group": "order/${id}", "expect": "fan-out"},
+        "make": {"task": "ship/${id}", "queue": "ship"},
+    }
+    split = {
+        "name": "split",
+        "on": r"^order/(?P<id>\d+)$",
+        "make": [
+            {"task": f"line/${{id}}/{i}", "queue": "lines", "group": "order/${id}"}
+            for i in range(2)
+        ],
+    }
+    cfg = config(split, gather)
+    route(r, cfg, "line/3/0", "line/3/1")  # members a producer knew of, before the record
+    route(r, cfg, "order/3")
+    assert r.llen("ship") == 0  # the record cannot queue the join's make itself
+    fired = deadlines(r, cfg).fire()
+    assert [(f.group, f.fired, f.queued) for f in fired] == [("order/3", True, 1)]
+    assert deadlines(r, cfg).fire() == []
+    route(r, cfg, "line/3/1")  # late: the tombstone
+    assert r.lrange("ship", 0, -1) == [b"ship/3"]
+    assert stats(r)["gather|completed"] == 1

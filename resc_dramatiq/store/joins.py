@@ -25,6 +25,7 @@ from ..config.joins import DEFAULT_TTL_S
 from ..config.model import WatcherSpec
 from ..errors import RescError
 from ..rules.batch import JoinHit, PlannedTask
+from ..rules.model import Rule
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
 from .contract import Status
@@ -134,14 +135,13 @@ class Deadlines:
         self.keys = JoinKeys.of(spec.input_queue)
         self.watcher = WatcherKeys.of(spec, "")
         self.channel = channel
-        self.rules = {
-            r.name for r in planner.rules.rules if r.join is not None and r.join.deadline_ms
-        }
+        self.rules = {r.name for r in planner.rules.rules if _timed(r)}
 
     @staticmethod
     def needed(planner: Planner) -> bool:
-        """Whether a join rule of ``planner``'s watcher has a deadline."""
-        return any(r.join is not None and r.join.deadline_ms for r in planner.rules.rules)
+        """Whether a join rule of ``planner``'s watcher has a deadline, or waits for a
+        fan-out (a group completed before its record is fired by the rounds)."""
+        return any(_timed(r) for r in planner.rules.rules)
 
     def fire(self, *, limit: int = FIRE_LIMIT) -> list[Fired]:
         """Fire this watcher's groups whose deadline has come (at most ``limit``): their
@@ -155,19 +155,21 @@ class Deadlines:
         due = [text(g) for g in found]
         pipe = client.pipeline(transaction=False)
         for group_key in due:
-            pipe.hmget(group_key, "rule", "event")
+            pipe.hmget(group_key, "rule", "event", "ready")
         fired: list[Fired] = []
         calls: list[tuple[str, str, Call]] = []
-        for group_key, (rule, event) in zip(due, pipe.execute(), strict=True):
+        for group_key, (rule, event, ready) in zip(due, pipe.execute(), strict=True):
             if rule is None or event is None or text(rule) not in self.rules:
                 continue
             name = group_key.removeprefix(self.keys.group(""))
+            make = self.planner.completed if ready is not None else self.planner.expired
             try:
-                tasks = self.planner.expired(text(rule), event, name, now_ms)
+                tasks = make(text(rule), event, name, now_ms)
             except RescError as e:
-                logger.error("join group %r: its expired make cannot be made: %s", name, e)
+                logger.error("join group %r: its make cannot be made: %s", name, e)
                 tasks = []
-            calls.append((name, text(rule), self._call(group_key, text(rule), tasks)))
+            call = self._call(group_key, text(rule), tasks, ready=ready is not None)
+            calls.append((name, text(rule), call))
         if not calls:
             return fired
         replies = send(client, [c for _, _, c in calls]).replies()
@@ -180,16 +182,19 @@ class Deadlines:
             fired.append(Fired(name, rule, done, int(reply[1]) if done else 0))
             if done:
                 logger.info(
-                    "join group %r of rule %r expired: %d task(s) queued", name, rule, reply[1]
+                    "join group %r of rule %r fired: %d task(s) queued", name, rule, reply[1]
                 )
         return fired
 
-    def _call(self, group_key: str, rule: str, tasks: Sequence[PlannedTask]) -> Call:
+    def _call(
+        self, group_key: str, rule: str, tasks: Sequence[PlannedTask], *, ready: bool
+    ) -> Call:
         keys = KeyList(
             [group_key, self.keys.open, self.keys.due, self.keys.counts, self.watcher.stats]
         )
         header = {
             "rule": rule,
+            "ready": ready,
             "score": int(time.time()),
             "channel": self.channel,
             "prefix": self.watcher.taken_base,
@@ -198,6 +203,12 @@ class Deadlines:
         }
         packed = msgpack.packb(header, use_bin_type=False)
         return Call(script("expire"), keys.names, [packed])
+
+
+def _timed(rule: Rule) -> bool:
+    """A join rule with a deadline, or waiting for a fan-out's record."""
+    join = rule.join
+    return join is not None and not join.fail and (join.deadline_ms > 0 or join.expect is None)
 
 
 def join_warnings(ruleset: RuleSet) -> list[str]:

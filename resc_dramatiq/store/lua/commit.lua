@@ -162,7 +162,7 @@ if #h.joins > 0 then
                 count(rule, 'failed')
             end
         else
-            join_record(hit, g)
+            join_record(hit, g, now)
         end
     end
 end

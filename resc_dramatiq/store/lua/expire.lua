@@ -1,10 +1,13 @@
 -- expire.lua: fire a join group whose deadline has come, once: queue its join's
--- 'expired' make and leave a tombstone, all or nothing (see store/joins.py).
+-- 'expired' make and leave a tombstone, all or nothing (see store/joins.py); or a group
+-- made ready (complete before its fan-out was recorded: library.lua's join_record):
+-- queue the join's own make, and leave a 'done' tombstone.
 --
 -- KEYS[1] the group's hash, KEYS[2] the slot's open groups (sorted set), KEYS[3] its
 --         deadlines (sorted set), KEYS[4] the open groups per rule (hash), KEYS[5] the
 --         watcher's stats hash; then the tasks' keys, each once.
--- ARGV[1] a MessagePack map: rule (the join rule), tasks (planned tasks,
+-- ARGV[1] a MessagePack map: rule (the join rule), ready (true: the tasks are the join's
+--         make, for a ready group; false: its expired make), tasks (planned tasks,
 --         contract.TASK_FIELDS; their event is the group key's text), score (the dedup
 --         score, unix s), channel (nil: none), prefix (of the notification lines), ttl
 --         (ms: the tombstone's, when no member gave one).
@@ -27,8 +30,11 @@ if groups[g].state ~= 'open' then
     return {BEFORE, 0}
 end
 local now = now_ms()
-local deadline = tonumber(redis.call('HGET', g, 'due'))
-if not deadline or deadline > now then return {NOT_DUE, 0} end
+local f = redis.call('HMGET', g, 'due', 'ready')
+local deadline, ready = tonumber(f[1]), f[2] ~= false
+-- what Python planned (h.ready: the join's make; else its expired make) must be what
+-- the group is now
+if ready ~= h.ready or not deadline or deadline > now then return {NOT_DUE, 0} end
 
 local queued = 0
 write_tasks(h.tasks, 0, h.score,
@@ -39,7 +45,7 @@ write_tasks(h.tasks, 0, h.score,
         end
     end,
     function() end)
-close_group(g, 'expired', now, h.ttl)
-redis.call('HINCRBY', KEYS[5], h.rule .. '|expired', 1)
+close_group(g, ready and 'done' or 'expired', now, h.ttl)
+redis.call('HINCRBY', KEYS[5], h.rule .. (ready and '|completed' or '|expired'), 1)
 if queued > 0 then redis.call('HINCRBY', KEYS[5], h.rule .. '|queued', queued) end
 return {DONE, queued}

@@ -131,7 +131,8 @@ end
 -- (ms), due (ms: its deadline, if any; J.due is only its index), event (the first
 -- member's event: its variables, for the expired make), ttl (ms, of its tombstone), seen (members seen), expect
 -- (members expected; absent: not known yet), listed ('1': the expectation is the e:
--- fields), matched (listed members seen), m:<member>, e:<expected member>. A closed group
+-- fields), matched (listed members seen), ready ('1': complete, its make for a deadline
+-- round to fire: see join_record), m:<member>, e:<expected member>. A closed group
 -- is a tombstone {state: done | failed | expired, at} that expires after its ttl: a late
 -- or redelivered member finds it and does nothing. J holds the KEYS of the slot's join
 -- index: J.open (group -> first ms), J.due (group -> deadline ms), J.counts (rule ->
@@ -311,11 +312,19 @@ local function join_member(hit, g, now)
 end
 
 -- A fan-out's record: its tasks are members group g expects (added to those known).
-local function join_record(hit, g)
+-- A group its members completed before the record came (they came from elsewhere
+-- than the fan-out's tasks) is made ready: due now, for a router's or a worker's
+-- deadline round to fire its join's make (its first member's event is kept).
+local function join_record(hit, g, now)
     if not open_group(g) then return end
-    if not groups[g].listed then
+    local group = groups[g]
+    if not group.listed then
         redis.call('HSET', g, 'listed', 1)
-        groups[g].listed = true
+        group.listed = true
     end
     for _, m in ipairs(hit[H_MEMBERS]) do expect_member(g, m) end
+    if group.state == 'open' and group.expect and group.matched >= group.expect then
+        redis.call('HSET', g, 'ready', 1, 'due', now)
+        redis.call('ZADD', J.due, now, g)
+    end
 end
