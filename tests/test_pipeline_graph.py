@@ -34,10 +34,14 @@ PIPELINE: dict[str, Any] = {
                 {
                     "name": "report a process",
                     "on": r"^trt/(?P<p>\d+)/\d+$",
-                    "join": {"group": "proc/${p}", "expect": "fan-out", "deadline_s": 60,
-                             "expired": {"task": "late/${p}", "queue": "late"}},
+                    "join": {
+                        "group": "proc/${p}",
+                        "expect": "fan-out",
+                        "deadline_s": 60,
+                        "expired": {"task": "late/${p}", "queue": "late"},
+                    },
                     "make": {"actor": "report", "task": "report/${p}"},
-                },  # fmt: skip
+                },
                 {"name": "archive", "on": r"^report/(?P<p>\d+)$", "make": {"queue": "archive"}},
             ],
         },
@@ -98,11 +102,17 @@ def test_edges_carry_the_counter_of_their_rate() -> None:
 def test_an_app_actor_with_a_done_event_feeds_completions_done_list() -> None:
     broker = StubBroker()
     broker.add_middleware(Completion(done_queue="global/done"), before=Retries)
-    dramatiq.actor(lambda p, n: None, broker=broker, actor_name="acquire", queue_name="acq",
-                   done_event="acq/${p}/${n}")  # fmt: skip
+    dramatiq.actor(
+        lambda p, n: None,
+        broker=broker,
+        actor_name="acquire",
+        queue_name="acq",
+        done_event="acq/${p}/${n}",
+    )
     dramatiq.actor(lambda p, n: None, broker=broker, actor_name="treat", queue_name="treat")
-    dramatiq.actor(lambda p: None, broker=broker, actor_name="report", queue_name="report",
-                   done_event=False)  # fmt: skip
+    dramatiq.actor(
+        lambda p: None, broker=broker, actor_name="report", queue_name="report", done_event=False
+    )
     graph = graph_of(PIPELINE, app=app_facts(broker))
     edges = named(graph)
     assert ("acquire", "done", "global/done") in edges
@@ -132,7 +142,7 @@ def test_dot_lays_out_every_node_and_edge() -> None:
     drawing = draw(graph, Figures(rates={0: 2.5}))
     assert drawing.problem is None
     assert len(drawing.nodes) == len(graph.nodes) and len(drawing.edges) == len(graph.edges)
-    assert all(-1 <= n.x and n.x + n.width <= drawing.width + 1 for n in drawing.nodes)
+    assert all(n.x >= -1 and n.x + n.width <= drawing.width + 1 for n in drawing.nodes)
     assert drawing.edges[0].label == "2.5/min"
     assert [n.points != "" for n in drawing.nodes] == [
         n.kind in ("join", "fail") for n in graph.nodes
@@ -141,14 +151,24 @@ def test_dot_lays_out_every_node_and_edge() -> None:
 
 def test_hostile_names_are_drawn_as_text() -> None:
     hostile = '<script>alert(1)</script>"&<b onmouseover="x">'
-    data = {"watchers": [{"input_queue": f"in/{hostile}", "rules": [
-        {"name": hostile, "on": "^(?P<x>.*)$", "make": {"queue": f"out/{hostile}"}}]}]}  # fmt: skip
+    data = {
+        "watchers": [
+            {
+                "input_queue": f"in/{hostile}",
+                "rules": [
+                    {"name": hostile, "on": "^(?P<x>.*)$", "make": {"queue": f"out/{hostile}"}}
+                ],
+            }
+        ]
+    }
     graph = graph_of(data)
     drawing = draw(graph, Figures(lines={graph.nodes[0].id: hostile}))
     assert drawing.problem is None
-    html = environment().from_string(
-        '{% from "graph.html" import pipeline_graph %}{{ pipeline_graph(d) }}'
-    ).render(d=drawing)
+    html = (
+        environment()
+        .from_string('{% from "graph.html" import pipeline_graph %}{{ pipeline_graph(d) }}')
+        .render(d=drawing)
+    )
     assert "<script" not in html and "<b " not in html and 'onmouseover="x"' not in html
     assert "&lt;script&gt;alert(1)" in html
 

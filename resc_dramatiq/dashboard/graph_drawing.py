@@ -22,7 +22,7 @@ PAD_PX = 8.0
 #: A join's hexagon leaves this much more room on each side.
 HEX_PX = 14.0
 #: Characters of a node's widest line, at least and at most.
-MIN_CHARS = 30
+MIN_CHARS = 36
 MAX_CHARS = 44
 #: The widest label each edge kind can have: what the layout leaves room for.
 LABELS = {
