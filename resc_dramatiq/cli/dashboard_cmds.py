@@ -18,6 +18,7 @@ import os
 import click
 
 from ..dashboard import Settings, Site, WatcherSite, create_app
+from ..dashboard.app_facts import app_facts
 from ..dashboard.hosts import WILDCARDS, AllowedHosts, hosts_for
 from ..dashboard.server import listen, serve
 from ..dashboard.site import PASSWORD_ENV, TOKEN_ENV
@@ -121,4 +122,5 @@ def site_of(loaded: Loaded, redis_url: str | None) -> Site:
             client.ping()
         watchers.append(WatcherSite(rules, client, safe_url(server.url)))
     namespace = namespace_for(loaded) or loaded.ruleset.config.spec.namespace
-    return Site(loaded.ruleset, tuple(watchers), namespace)
+    app = app_facts(loaded.app.broker) if loaded.app is not None else None
+    return Site(loaded.ruleset, tuple(watchers), namespace, app)

@@ -10,6 +10,7 @@ import redis
 from ..rules.model import WatcherRules
 from ..rules.ruleset import RuleSet
 from ..store.keys import DramatiqKeys, WatcherKeys
+from .app_facts import AppFacts
 from .hosts import LOOPBACK
 
 #: Environment variable holding the access token (``?token=``, a cookie or a Bearer header).
@@ -44,6 +45,7 @@ class Site:
     ruleset: RuleSet
     watchers: tuple[WatcherSite, ...]
     namespace: str
+    app: AppFacts | None = None  # the app's actors (``--app``), for the pipeline graph
 
     @property
     def dramatiq(self) -> DramatiqKeys:

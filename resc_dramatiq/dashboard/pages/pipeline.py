@@ -18,7 +18,10 @@ from ...ops.status import RuleStatus, WatcherStatus
 from ...rules.model import Rule
 from ..chart import Chart, chart
 from ..context import Context, now_s
+from ..graph_drawing import draw
+from ..graph_figures import WatcherFigures, figures
 from ..history import RATE_MINUTES, History, read_history
+from ..pipeline_graph import build_graph
 
 RULE_RATES = ("matched", "queued", "deduplicated", "dead")
 
@@ -45,6 +48,7 @@ class WatcherView:
     chart: Chart
     rates: dict[str, float]
     stalled: bool
+    history: History
 
 
 def _target(make: Any) -> str:
@@ -86,14 +90,19 @@ def watcher_view(context: Context, index: int) -> WatcherView:
         chart=chart({c: history.series(c) for c in ("events", "queued", "dead")}),
         rates={c: history.rate_per_min(c) for c in ("events", "queued", "dead")},
         stalled=status.depth > 0 and (not alive or recent == 0),
+        history=history,
     )
 
 
 def routes(context: Context) -> list[Route]:
     """``/pipeline``."""
+    graph = build_graph(context.site.ruleset, context.site.app)
 
     def pipeline(request: Request) -> Response:
         views = [watcher_view(context, i) for i in range(len(context.site.watchers))]
-        return context.renderer.page(request, "pipeline.html", {"watchers": views})
+        read = [WatcherFigures(v.status, v.history, v.stalled) for v in views]
+        drawing = draw(graph, figures(graph, read))
+        values = {"watchers": views, "drawing": drawing}
+        return context.renderer.page(request, "pipeline.html", values)
 
     return [Route("/pipeline", pipeline, name="pipeline")]
