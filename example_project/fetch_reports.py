@@ -1,12 +1,13 @@
 """Fetch the reports' stored results from another process than the worker's.
 
-``python -m example_project.fetch_reports`` prints each report's result. The report
-actor recorded its message id under its task string; the ``Results`` backend finds
-the result from the message's queue, actor and id.
+``python -m example_project.fetch_reports`` prints each report's result. Each product's
+summary holds its children's reports as their done events carried them, each with its
+message id; the ``Results`` backend finds a result from its message's queue, actor and id.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -15,7 +16,7 @@ from dramatiq.results.backends.redis import RedisBackend
 
 from resc_dramatiq import connect
 
-REPORTS = "example/reports"
+SUMMARIES = "example/summaries"
 RESULTS_NAMESPACE = "example-results"
 
 
@@ -24,16 +25,21 @@ def fetch_results(url: str, *, timeout_ms: int = 5_000) -> dict[str, Any]:
     client = connect(url)
     backend = RedisBackend(client=client, namespace=RESULTS_NAMESPACE)
     found = {}
-    for task, message_id in sorted(client.hgetall(REPORTS).items()):
+    ids = {
+        f"rep/{product.decode()}/{child}": report["message_id"]
+        for product, summary in client.hgetall(SUMMARIES).items()
+        for child, report in json.loads(summary).items()
+    }
+    for task, message_id in sorted(ids.items()):
         message = dramatiq.Message(
             queue_name="example-reports",
             actor_name="report",
             args=(),
             kwargs={},
             options={},
-            message_id=message_id.decode(),
+            message_id=message_id,
         )
-        found[task.decode()] = backend.get_result(message, block=True, timeout=timeout_ms)
+        found[task] = backend.get_result(message, block=True, timeout=timeout_ms)
     client.close()
     return found
 

@@ -64,6 +64,7 @@ class CodeRule:
     watcher: str
     join: Join | None = None
     data: tuple[str, ...] = ()  # the parameters filled from the event's payload
+    members: str | None = None  # a join's: the parameter given the members' payloads
 
     @property
     def where(self) -> str:
@@ -90,6 +91,8 @@ class CodeRule:
             make["delay_ms"] = self.delay_ms
         if self.data:
             make["data"] = list(self.data)
+        if self.members:
+            make["members"] = self.members
         rule = {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
         if self.join is not None:  # the function's parameters that groups fill, only
             names = _parameters(self.function)
@@ -195,6 +198,7 @@ class Registry:
         watcher: str = DEFAULT_WATCHER,
         join: Join | None = None,
         data: tuple[str, ...] | list[str] = (),
+        members: str | None = None,
     ) -> Callable[[F], F]:
         """Declare that the decorated actor runs when an event matching ``pattern`` is done.
 
@@ -206,7 +210,8 @@ class Registry:
         from the named groups of the event that completed it (other groups, the member's
         for instance, need not be parameters), and ``task`` defaults to
         ``<actor>/${join.group}``. ``data`` names the parameters filled from the done
-        event's payload (docs/data.md): its watcher reads envelopes.
+        event's payload (docs/data.md): its watcher reads envelopes. ``members``
+        (with ``join``) names the parameter that receives the members' payloads.
         """
 
         def decorate(target: F) -> F:
@@ -214,8 +219,11 @@ class Registry:
             function = actor.fn if actor is not None else target
             if not callable(function):
                 raise ConfigError(f"@on_done({pattern!r}) decorates {target!r}, not a function")
-            fields = tuple(data)
+            fields = tuple(data) + ((members,) if members else ())
             groups = _check(pattern, function, task, set, delay_ms, release, join, fields)
+            if members and join is None:
+                where = f"@on_done({pattern!r}) on {function.__module__}.{function.__qualname__}"
+                raise ConfigError(f"{where}: members= needs join=: only a join has members")
             self.rules.append(
                 CodeRule(
                     pattern,
@@ -228,7 +236,8 @@ class Registry:
                     release,
                     watcher,
                     join,
-                    fields,
+                    tuple(data),
+                    members,
                 )
             )
             return target
