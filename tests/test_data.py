@@ -409,3 +409,13 @@ def test_explain_shows_what_an_event_with_its_payload_makes(tmp_path: Path) -> N
     assert "variable 'data.path' has no value for this event" in missing.output
     wrong = CliRunner().invoke(main, ["explain", str(config), "transcode/42", "--data", "[1]"])
     assert wrong.exit_code == 2 and "--data is a JSON object ({...}), not list" in wrong.output
+
+
+def test_check_says_which_watchers_read_envelopes(tmp_path: Path) -> None:
+    config = tmp_path / "videos.json"
+    config.write_text(
+        json.dumps({"watchers": [{"input_queue": "done", "data": True, "rules": [THUMB]}]})
+    )
+    shown = CliRunner().invoke(main, ["check", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert "watcher 'done' (taken 'done/taken', dead 'done/dead', reads envelopes)" in shown.output

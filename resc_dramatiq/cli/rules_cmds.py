@@ -72,7 +72,7 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
         slot = "" if home is None else f", cluster slot {home}"
         click.echo(
             f"watcher {spec.input_queue!r} (taken {spec.taken_queue!r}, "
-            f"dead {spec.dead_queue!r}{slot})"
+            f"dead {spec.dead_queue!r}{slot}{', reads envelopes' if spec.data else ''})"
         )
         for rule in watcher.rules:
             click.echo(f"  rule {rule.name!r} on /{rule.pattern.pattern}/")
