@@ -12,10 +12,11 @@
 --
 -- ARGV[1]  the header, a MessagePack map: id (the batch id), score (the dedup score:
 --          when the batch was taken, unix s), marker_ttl_ms, channel (nil: none),
---          prefix (of the notification lines), keys (below), parts: per part
---          {base, tasks}: its keys are keys[base + 1 ..], tasks a MessagePack array of
---          planned tasks (contract.TASK_FIELDS; their event is its text, '' without a
---          channel) whose key indexes count from keys[base + 1]
+--          prefix (of the notification lines), keys (below), parts: per part its base:
+--          its keys are keys[base + 1 ..]
+-- ARGV[2]  per part, its tasks: a MessagePack array of planned tasks each
+--          (contract.TASK_FIELDS; their event is its text, '' without a channel) whose
+--          key indexes count from keys[base + 1]
 -- keys     per part: applied (hash batch id -> "<queued> <deduplicated> <position>...",
 --          for a repeated call to answer as the first did), applied times (sorted set
 --          batch id -> when, ms; older than marker_ttl_ms forgotten, a bounded number
@@ -30,15 +31,18 @@
 
 local h = cmsgpack.unpack(ARGV[1])
 K = h.keys
-local parts = {}
-for i, part in ipairs(h.parts) do
-    local base = part[1]
+local id, bases = h.id, h.parts
+local tasks_of = cmsgpack.unpack(ARGV[2])
+-- every part's checks before any write: its marker read (a part applied before is
+-- only answered), then the types of the keys it would write
+local before = {}
+for i, base in ipairs(bases) do
     -- the applied hash's type is checked by reading it (a wrong type answers an error)
-    local before = redis.pcall('HGET', K[base + 1], h.id)
-    if type(before) == 'table' and before.err then return wrong_type(base + 1, 'hash') end
-    parts[i] = {base = base, before = before, tasks = not before and cmsgpack.unpack(part[2]) or {}}
-    if not before then
-        local problem = wrong_type(base + 2, 'zset') or tasks_refusal(parts[i].tasks, base)
+    local found = redis.pcall('HGET', K[base + 1], id)
+    if type(found) == 'table' then return wrong_type(base + 1, 'hash') end
+    before[i] = found
+    if not found then
+        local problem = wrong_type(base + 2, 'zset') or tasks_refusal(tasks_of[i], base)
         if problem then return problem end
     end
 end
@@ -57,13 +61,15 @@ local function on_queued(_, t)
 end
 local function on_skipped(position) deduplicated_at[#deduplicated_at + 1] = position end
 local replies, results = {}, {}
-for i, part in ipairs(parts) do
-    local reply = {BEFORE}
-    if part.before then
-        for number in string.gmatch(part.before, '%d+') do reply[#reply + 1] = tonumber(number) end
+for i, base in ipairs(bases) do
+    local reply
+    if before[i] then
+        reply = {BEFORE}
+        for number in string.gmatch(before[i], '%d+') do reply[#reply + 1] = tonumber(number) end
     else
-        queued, deduplicated_at = 0, {}
-        write_tasks(part.tasks, part.base, h.score, on_queued, on_skipped, w)
+        queued = 0
+        if #deduplicated_at > 0 then deduplicated_at = {} end
+        write_tasks(tasks_of[i], base, h.score, on_queued, on_skipped, w)
         reply = {DONE, queued, #deduplicated_at}
         for _, position in ipairs(deduplicated_at) do reply[#reply + 1] = position end
         results[i] = table.concat(reply, ' ', 2)
@@ -71,13 +77,13 @@ for i, part in ipairs(parts) do
     replies[i] = reply
 end
 w.flush()
-for i, part in ipairs(parts) do
+local ttl_ms = h.marker_ttl_ms
+for i, base in ipairs(bases) do
     if results[i] then
-        redis.call('HSET', K[part.base + 1], h.id, results[i])
+        redis.call('HSET', K[base + 1], id, results[i])
         -- one part in FORGET_EVERY forgets its slot's old markers (up to FORGET_CHUNK,
         -- more than it adds meanwhile): a call may hold hundreds of parts
-        mark(K[part.base + 2], h.id, now, h.marker_ttl_ms, K[part.base + 1],
-            (now + i) % FORGET_EVERY ~= 0)
+        mark(K[base + 2], id, now, ttl_ms, K[base + 1], (now + i) % FORGET_EVERY ~= 0)
     end
 end
 return replies
