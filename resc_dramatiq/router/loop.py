@@ -187,11 +187,19 @@ class WatcherLoop:
                 flight.take = store.send_take(limit)
             if events:
                 flight.batches.append(self.planner.plan(events))
-        finally:
-            result = pending.result()  # the commit's error, if any, wins over the others
+        except BaseException:
+            pending.result()  # the commit's error, if any, wins over the others
+            raise
+        # on a cluster, the next batch is encoded while the outbox entry is applied
+        result = pending.result(meanwhile=self.prepare_next)
         batch = flight.batches.popleft()
         self.committed(batch, result, started)
         return len(batch.events)
+
+    def prepare_next(self) -> None:
+        """Encode the commit of the batch after the one being committed, if planned."""
+        if len(self.flight.batches) > 1:
+            self.store.prepare(self.flight.batches[1])
 
     def taken(self) -> Batch | None:
         """The events of the take sent in the previous round, planned (None if none)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -41,6 +41,9 @@ from .resilience import ReplicaWait
 from .scripts import Scripts, refusal, script, wrong_type
 from .tasks import KeyList, task_rows
 from .wire import Call, send
+
+#: What runs while an entry's parts are applied (None: nothing).
+Meanwhile = Callable[[], None] | None
 
 #: Most outbox entries one sweep reads and finishes.
 SWEEP_LIMIT = 100
@@ -156,40 +159,48 @@ class Outbox:
         #: False once a server refused the cross-slot flag: one call per part then.
         self.cross_slot = True
 
-    def finish(self, entry: Entry) -> dict[str, int] | None:
+    def finish(self, entry: Entry, meanwhile: Meanwhile = None) -> dict[str, int] | None:
         """Apply every part of ``entry`` and settle it; return its counters (None when
-        another router settled it first)."""
-        counters = count(self.apply(entry))
+        another router settled it first). ``meanwhile`` runs once the parts are sent,
+        before their replies are read (the router encodes its next batch there)."""
+        counters = count(self.apply(entry, meanwhile))
         if not self.settle(entry.batch_id, counters):
             return None
         return {name: c for name, c in counters.items() if c}
 
-    def apply(self, entry: Entry) -> list[tuple[Part, Any]]:
+    def apply(self, entry: Entry, meanwhile: Meanwhile = None) -> list[tuple[Part, Any]]:
         """Apply every part in its slot (once); each part with its reply.
 
         One call per node for the parts it serves (as last learned), every node's sent
-        before any reply is read: one round trip for the whole entry.
+        before any reply is read: one round trip for the whole entry, ``meanwhile`` run
+        during it.
         """
         if not self.cross_slot:
-            return self._apply([[p] for p in entry.parts], entry, flags=False)
+            return self._apply([[p] for p in entry.parts], entry, meanwhile, flags=False)
         cluster = cast(RedisCluster, self.cluster.client)
         by_node: dict[str, list[Part]] = {}
         nodes = primaries_of_slots(cluster, [part.slot for part in entry.parts])
         for part, node in zip(entry.parts, nodes, strict=True):
             by_node.setdefault(node.name, []).append(part)
         try:
-            return self._apply(list(by_node.values()), entry, flags=True)
+            return self._apply(list(by_node.values()), entry, meanwhile, flags=True)
         except redis.ResponseError as e:
             if "flags" not in str(e) and "compiling" not in str(e):
                 raise
             self.cross_slot = False  # a server older than script flags: part by part
-            return self._apply([[p] for p in entry.parts], entry, flags=False)
+            return self._apply([[p] for p in entry.parts], entry, None, flags=False)
 
     def _apply(
-        self, groups: list[list[Part]], entry: Entry, *, flags: bool
+        self, groups: list[list[Part]], entry: Entry, meanwhile: Meanwhile, *, flags: bool
     ) -> list[tuple[Part, Any]]:
         calls = [entry.call(parts, self.marker_ttl_ms, flags=flags) for parts in groups]
         sent = send(self.cluster.client, calls, self.wait)
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:
+                sent.discard()  # the parts may or may not be applied: the outbox knows
+                raise
         replies: list[tuple[Part, Any]] = []
         for parts, reply in zip(groups, sent.replies(), strict=True):
             if reply and reply[0] == Status.WRONG_TYPE:  # a refusal: its key, by name

@@ -27,7 +27,9 @@
 --
 -- Returns per part {DONE | BEFORE, queued, deduplicated, position...} (the positions,
 -- from 1, of its deduplicated tasks), or {WRONG_TYPE, key index, type found, type
--- needed} when a key holds another type (checked before any write: nothing is written).
+-- needed} when a key holds another type: the tasks' keys and the applied hashes are
+-- checked before any write, so no task and no marker is written then (the applied
+-- times of some parts may be: harmless, they only say when a marker may be forgotten).
 
 local h = cmsgpack.unpack(ARGV[1])
 K = h.keys
@@ -35,19 +37,41 @@ local id, bases = h.id, h.parts
 local tasks_of = cmsgpack.unpack(ARGV[2])
 -- every part's checks before any write: its marker read (a part applied before is
 -- only answered), then the types of the keys it would write
-local before = {}
+local before, fresh = {}, {}  -- fresh: the indexes of the parts to apply now
 for i, base in ipairs(bases) do
     -- the applied hash's type is checked by reading it (a wrong type answers an error)
     local found = redis.pcall('HGET', K[base + 1], id)
     if type(found) == 'table' then return wrong_type(base + 1, 'hash') end
     before[i] = found
-    if not found then
-        local problem = wrong_type(base + 2, 'zset') or tasks_refusal(tasks_of[i], base)
+    if not found then fresh[#fresh + 1] = i end
+end
+-- a key that does not exist holds no other type: a part's key types are asked only
+-- when one EXISTS of its keys (one slot) finds some (in a layout that gives each task
+-- a slot of its own, its queue and dedup set are mostly new)
+local function some_exist(first, last)
+    for from = first, last, PUSH_CHUNK do
+        if redis.call('EXISTS', unpack(K, from, math.min(from + PUSH_CHUNK - 1, last))) > 0 then
+            return true
+        end
+    end
+    return false
+end
+for _, i in ipairs(fresh) do
+    if some_exist(bases[i] + 3, bases[i + 1] or #K) then
+        local problem = tasks_refusal(tasks_of[i], bases[i])
         if problem then return problem end
     end
 end
-
+-- the applied times first: a write that checks its key's type itself
 local now = now_ms()
+for _, i in ipairs(fresh) do
+    local added = redis.pcall('ZADD', K[bases[i] + 2], now, id)
+    if type(added) == 'table' then
+        if not string.find(added.err, 'WRONGTYPE', 1, true) then return added end
+        return wrong_type(bases[i] + 2, 'zset')
+    end
+end
+
 local channel, prefix = h.channel, h.prefix
 -- one writer for every part (their keys differ: one slot each), flushed before the
 -- markers are written; the counts of the part being written, for the callbacks
@@ -83,7 +107,7 @@ for i, base in ipairs(bases) do
         redis.call('HSET', K[base + 1], id, results[i])
         -- one part in FORGET_EVERY forgets its slot's old markers (up to FORGET_CHUNK,
         -- more than it adds meanwhile): a call may hold hundreds of parts
-        mark(K[base + 2], id, now, ttl_ms, K[base + 1], (now + i) % FORGET_EVERY ~= 0)
+        if (now + i) % FORGET_EVERY == 0 then forget(K[base + 2], now, ttl_ms, K[base + 1]) end
     end
 end
 return replies
