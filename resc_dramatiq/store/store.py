@@ -247,6 +247,11 @@ class PendingCommit:
         self.store, self.encoded, self.sent = store, encoded, sent
         self._committed: CommitResult | None = None
 
+    @property
+    def applies_outbox(self) -> bool:
+        """Whether :meth:`result` applies tasks in other cluster slots after the commit."""
+        return self.encoded.outbox is not None and self.store.outbox is not None
+
     def committed(self) -> CommitResult:
         """The commit script's own answer: raise
         :class:`~resc_dramatiq.errors.OwnershipLost` when the batch is no longer ours,
