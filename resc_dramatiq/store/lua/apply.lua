@@ -37,13 +37,21 @@ local id, bases = h.id, h.parts
 local tasks_of = cmsgpack.unpack(ARGV[2])
 -- every part's checks before any write: its marker read (a part applied before is
 -- only answered), then the types of the keys it would write
-local before, fresh = {}, {}  -- fresh: the indexes of the parts to apply now
+-- A part is its slot's marker (its applied hash, the batch id): a part listed again in
+-- this call (same: the index of its first listing) is answered as that one.
+local before, fresh, same, first_of = {}, {}, {}, {}  -- fresh: the parts to apply now
 for i, base in ipairs(bases) do
-    -- the applied hash's type is checked by reading it (a wrong type answers an error)
-    local found = redis.pcall('HGET', K[base + 1], id)
-    if type(found) == 'table' then return wrong_type(base + 1, 'hash') end
-    before[i] = found
-    if not found then fresh[#fresh + 1] = i end
+    local applied = K[base + 1]
+    if first_of[applied] then
+        same[i] = first_of[applied]
+    else
+        first_of[applied] = i
+        -- the applied hash's type is checked by reading it (a wrong type answers an error)
+        local found = redis.pcall('HGET', applied, id)
+        if type(found) == 'table' then return wrong_type(base + 1, 'hash') end
+        before[i] = found
+        if not found then fresh[#fresh + 1] = i end
+    end
 end
 -- a key that does not exist holds no other type: a part's key types are asked only
 -- when one EXISTS of its keys (one slot) finds some (in a layout that gives each task
@@ -87,9 +95,10 @@ local function on_skipped(position) deduplicated_at[#deduplicated_at + 1] = posi
 local replies, results = {}, {}
 for i, base in ipairs(bases) do
     local reply
-    if before[i] then
+    local earlier = before[i] or (same[i] and (before[same[i]] or results[same[i]]))
+    if earlier then
         reply = {BEFORE}
-        for number in string.gmatch(before[i], '%d+') do reply[#reply + 1] = tonumber(number) end
+        for number in string.gmatch(earlier, '%d+') do reply[#reply + 1] = tonumber(number) end
     else
         queued = 0
         if #deduplicated_at > 0 then deduplicated_at = {} end
