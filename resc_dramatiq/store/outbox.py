@@ -18,6 +18,19 @@ die (or a slot be unreachable) in between, the entry stays in the outbox, and an
 of the watcher finishes it once it is older than a grace period (:meth:`Outbox.sweep`):
 the steps are idempotent, so two routers finishing one entry do it once. Every task is
 queued exactly once, also without a dedup set.
+
+Why a part is written once: its marker (the batch id's field in its slot's applied
+hash, ``resc/applied/{t}``) is read before anything is written and written in the same
+script as its tasks, on the node that serves both: Redis runs a script whole, and a
+replica receives its writes as one transaction, so a failover keeps the part with its
+marker or neither, and a migrating slot moves them together. A part listed twice in
+one call is answered as its first listing. The applied times (``resc/applied/at/{t}``)
+only say when a marker may be forgotten (after ``marker_ttl_ms``); ``apply.lua`` writes
+a part's time before its tasks (a refusal may leave a time without a marker: harmless)
+and asks the types of a part's keys only when one of them exists.
+
+Over ~250 lines on purpose: an entry's encoding, the steps that finish it and why they
+write once are one protocol.
 """
 
 from __future__ import annotations

@@ -14,9 +14,10 @@
 --          when the batch was taken, unix s), marker_ttl_ms, channel (nil: none),
 --          prefix (of the notification lines), keys (below), parts: per part its base:
 --          its keys are keys[base + 1 ..]
--- ARGV[2]  per part, its tasks: a MessagePack array of planned tasks each
+-- ARGV[2]  a MessagePack array holding, per part, the array of its planned tasks
 --          (contract.TASK_FIELDS; their event is its text, '' without a channel) whose
---          key indexes count from keys[base + 1]
+--          key indexes count from keys[base + 1]: each part's tasks as the outbox keeps
+--          them, put together (one unpack rather than one per part)
 -- keys     per part: applied (hash batch id -> "<queued> <deduplicated> <position>...",
 --          for a repeated call to answer as the first did), applied times (sorted set
 --          batch id -> when, ms; older than marker_ttl_ms forgotten, a bounded number
