@@ -324,6 +324,23 @@ def test_an_entry_applied_again_writes_nothing_and_answers_as_the_first_time(
     assert [reply[1:] for _, reply in again] == [reply[1:] for _, reply in first]
 
 
+def test_a_commit_repeated_after_its_entry_was_settled_still_plans_the_batch_taken_with_it(
+    cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The next batch is planned while an entry's parts are applied; a repeated commit
+    whose entry is gone applies nothing, and the batch taken beside it is planned all
+    the same (not left in the taken list, to be handed back as a stray)."""
+    router, pending, _ = commit_and_die(cluster_client, [f"acq/{n}" for n in range(20)])
+    pending.result()  # applied and settled: only the reply is "lost"
+    loop = router.loops[0]
+    loop.flight.batches.append(pending.encoded.batch)  # the loop still holds it
+    push(cluster_client, [f"acq/{n}" for n in range(20, 50)])
+    assert router.run_until_idle() == 20 + 30  # the repeated batch, then the new one
+    assert_each_task_once(cluster_client, range(50))
+    assert cluster_client.hlen(KEYS.outbox) == 0
+    assert "handed back" not in caplog.text
+
+
 def test_a_part_listed_twice_in_one_call_is_written_once(cluster_client: RedisCluster) -> None:
     router, pending, _ = commit_and_die(cluster_client, ["acq/5", "acq/6"])
     outbox, entry = router.loops[0].store.outbox, pending.encoded.outbox
