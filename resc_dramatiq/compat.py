@@ -15,12 +15,14 @@ Over ~250 lines on purpose: every internal of two libraries, in one place.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS
 from redis.crc import key_slot as _crc_key_slot
+from redis.exceptions import SlotNotCoveredError
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection
 
@@ -168,6 +170,24 @@ def primary_of_slot(cluster: RedisCluster, slot: int) -> ClusterNode:
     """
     node: ClusterNode = cluster.nodes_manager.get_node_from_slot(slot)
     return node
+
+
+def primaries_of_slots(cluster: RedisCluster, slots: Sequence[int]) -> list[ClusterNode]:
+    """The primary of each of ``slots`` as the client last learned it (one look at the
+    map for all of them); raises ``redis.exceptions.SlotNotCoveredError`` for a slot it
+    knows no node of.
+
+    Relies on ``nodes_manager.slots_cache`` (undocumented; redis-py 5.3-8.2): slot ->
+    its nodes, the primary first, the map :func:`primary_of_slot` reads one slot of.
+    """
+    cache = cluster.nodes_manager.slots_cache
+    nodes = []
+    for slot in slots:
+        served = cache.get(slot)
+        if not served:
+            raise SlotNotCoveredError(f"slot {slot} is not covered by the cluster")
+        nodes.append(served[0])
+    return nodes
 
 
 def reload_slot_map(cluster: RedisCluster) -> None:

@@ -10,6 +10,7 @@ the proof, with real ``kill -9``, is in ``test_cluster_chaos.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -274,12 +275,13 @@ def test_the_parts_a_node_serves_are_applied_in_one_call_or_part_by_part_without
         assert calls > slots
 
 
-@pytest.mark.parametrize("odd", ["target", "applied marker"])
+@pytest.mark.parametrize("odd", ["target", "applied marker", "applied times"])
 def test_a_part_refused_for_a_key_of_the_wrong_type_waits_in_the_outbox_and_nothing_is_half_done(
     cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture, odd: str
 ) -> None:
     numbers = range(40)
-    odd_key = "plain/7" if odd == "target" else applied_keys(key_slot("plain/7"))[0]
+    applied, applied_times = applied_keys(key_slot("plain/7"))
+    odd_key = {"target": "plain/7", "applied marker": applied, "applied times": applied_times}[odd]
     cluster_client.set(odd_key, "not what the router writes there")
     push(cluster_client, [f"acq/{n}" for n in numbers])
     router = Router(ruleset=RULESET, client=cluster_client, instance="solo")
@@ -298,6 +300,56 @@ def test_a_part_refused_for_a_key_of_the_wrong_type_waits_in_the_outbox_and_noth
     assert router.sweep_outbox(0) == 1
     assert_each_task_once(cluster_client, numbers)
     assert cluster_client.hlen(KEYS.outbox) == 0
+
+
+def task_lists(client: RedisCluster, numbers: range) -> dict[str, list[bytes]]:
+    """Every list the tasks of ``numbers`` go to (in other slots than the watcher's)."""
+    names = [name for n in numbers for name in (f"{{t{n}}}/todo", f"plain/{n}")]
+    return {name: client.lrange(name, 0, -1) for name in names}
+
+
+def test_an_entry_applied_again_writes_nothing_and_answers_as_the_first_time(
+    cluster_client: RedisCluster,
+) -> None:
+    """A retry after a lost reply, or another router finishing the same entry."""
+    numbers = range(60)
+    router, pending, _ = commit_and_die(cluster_client, [f"acq/{n}" for n in numbers])
+    outbox, entry = router.loops[0].store.outbox, pending.encoded.outbox
+    first = outbox.apply(entry)
+    assert_each_task_once(cluster_client, numbers)
+    lists = task_lists(cluster_client, numbers)
+    again = outbox.apply(entry)
+    assert task_lists(cluster_client, numbers) == lists
+    assert {reply[0] for _, reply in first} == {1} and {reply[0] for _, reply in again} == {2}
+    assert [reply[1:] for _, reply in again] == [reply[1:] for _, reply in first]
+
+
+def test_a_commit_repeated_after_its_entry_was_settled_still_plans_the_batch_taken_with_it(
+    cluster_client: RedisCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The next batch is planned while an entry's parts are applied; a repeated commit
+    whose entry is gone applies nothing, and the batch taken beside it is planned all
+    the same (not left in the taken list, to be handed back as a stray)."""
+    router, pending, _ = commit_and_die(cluster_client, [f"acq/{n}" for n in range(20)])
+    pending.result()  # applied and settled: only the reply is "lost"
+    loop = router.loops[0]
+    loop.flight.batches.append(pending.encoded.batch)  # the loop still holds it
+    push(cluster_client, [f"acq/{n}" for n in range(20, 50)])
+    assert router.run_until_idle() == 20 + 30  # the repeated batch, then the new one
+    assert_each_task_once(cluster_client, range(50))
+    assert cluster_client.hlen(KEYS.outbox) == 0
+    assert "handed back" not in caplog.text
+
+
+def test_a_part_listed_twice_in_one_call_is_written_once(cluster_client: RedisCluster) -> None:
+    router, pending, _ = commit_and_die(cluster_client, ["acq/5", "acq/6"])
+    outbox, entry = router.loops[0].store.outbox, pending.encoded.outbox
+    part = next(p for p in entry.parts if "{t5}/todo" in p.keys)
+    twice = dataclasses.replace(entry, parts=[part, part])
+    replies = [reply for _, reply in outbox.apply(twice)]
+    assert replies == [[1, 1, 0], [2, 1, 0]]  # applied, then answered as applied before
+    assert cluster_client.lrange("{t5}/todo", 0, -1) == [b"treat/5"]
+    assert cluster_client.zrange("{t5}/set", 0, -1) == [b"treat/5"]
 
 
 def node_slots(client: RedisCluster, node: Any) -> set[int]:

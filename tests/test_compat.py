@@ -128,6 +128,21 @@ def test_the_primary_of_a_slot_is_the_node_that_serves_it(
     assert int(node.port) == cluster.owner_of_slot(slot).port
 
 
+def test_the_primaries_of_many_slots_are_read_from_the_map_at_once(
+    cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    slots = [0, 5460, 5461, 10922, 10923, 16383]
+    nodes = compat.primaries_of_slots(cluster_client, slots)
+    one_by_one = [compat.primary_of_slot(cluster_client, s) for s in slots]
+    assert [n.name for n in nodes] == [n.name for n in one_by_one]
+    assert [int(n.port) for n in nodes] == [cluster.owner_of_slot(s).port for s in slots]
+
+
+def test_a_slot_the_map_does_not_cover_is_said(cluster_client: RedisCluster) -> None:
+    with pytest.raises(redis.exceptions.SlotNotCoveredError, match="slot 16384"):
+        compat.primaries_of_slots(cluster_client, [16384])
+
+
 def test_a_node_client_talks_to_that_node_alone(
     cluster: LocalCluster, cluster_client: RedisCluster
 ) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.batch import Batch
@@ -182,17 +183,34 @@ class WatcherLoop:
         if taking is None and more:  # (re)start the pipeline: Redis runs it before the commit
             taking = store.send_take(limit)
         pending = store.commit(flight.batches[0])
+        events: list[bytes] = []
         try:
             events = taking.events() if taking is not None else []
             if more and len(events) == limit:  # a backlog: keep a take behind the commit
                 flight.take = store.send_take(limit)
-            if events:
-                flight.batches.append(self.planner.plan(events))
+            if not pending.applies_outbox:
+                self.plan_next(events)
+        except BaseException:
+            pending.result()  # the commit's error, if any, wins over the others
+            raise
+        try:
+            # on a cluster, a commit with tasks in other slots is short, and applying
+            # them long: the next batch is planned and encoded meanwhile
+            result = pending.result(meanwhile=partial(self.plan_next, events, encode=True))
         finally:
-            result = pending.result()  # the commit's error, if any, wins over the others
+            self.plan_next(events)  # if not yet (the parts were not sent)
         batch = flight.batches.popleft()
         self.committed(batch, result, started)
         return len(batch.events)
+
+    def plan_next(self, events: list[bytes], *, encode: bool = False) -> None:
+        """Plan ``events`` (emptied: planned once) as the next batch in hand; ``encode``:
+        encode its commit too."""
+        if events:
+            self.flight.batches.append(self.planner.plan(events[:]))  # the batch keeps its own
+            events.clear()
+        if encode and len(self.flight.batches) > 1:
+            self.store.prepare(self.flight.batches[1])
 
     def taken(self) -> Batch | None:
         """The events of the take sent in the previous round, planned (None if none)."""

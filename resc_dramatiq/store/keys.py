@@ -141,6 +141,7 @@ def dramatiq_own(queue: str) -> bool:
     return queue.startswith(DRAMATIQ_OWN) or queue.endswith(DRAMATIQ_SUFFIXES)
 
 
+@functools.cache  # asked once per part of every outbox entry: at most one pair per slot
 def applied_keys(slot: int) -> tuple[str, str]:
     """The keys recording the outbox parts applied in hash ``slot``: (results hash, times
     sorted set), ``resc/applied/{t}`` and ``resc/applied/at/{t}`` where ``t`` is the

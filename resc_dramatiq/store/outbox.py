@@ -18,21 +18,34 @@ die (or a slot be unreachable) in between, the entry stays in the outbox, and an
 of the watcher finishes it once it is older than a grace period (:meth:`Outbox.sweep`):
 the steps are idempotent, so two routers finishing one entry do it once. Every task is
 queued exactly once, also without a dedup set.
+
+Why a part is written once: its marker (the batch id's field in its slot's applied
+hash, ``resc/applied/{t}``) is read before anything is written and written in the same
+script as its tasks, on the node that serves both: Redis runs a script whole, and a
+replica receives its writes as one transaction, so a failover keeps the part with its
+marker or neither, and a migrating slot moves them together. A part listed twice in
+one call is answered as its first listing. The applied times (``resc/applied/at/{t}``)
+only say when a marker may be forgotten (after ``marker_ttl_ms``); ``apply.lua`` writes
+a part's time before its tasks (a refusal may leave a time without a marker: harmless)
+and asks the types of a part's keys only when one of them exists.
+
+Over ~250 lines on purpose: an entry's encoding, the steps that finish it and why they
+write once are one protocol.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgpack
 import redis
 from redis.cluster import RedisCluster
 
-from ..compat import primary_of_slot
+from ..compat import primaries_of_slots
 from ..rules.batch import PlannedTask
 from .contract import Status
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, applied_keys
@@ -42,13 +55,20 @@ from .scripts import Scripts, refusal, script, wrong_type
 from .tasks import KeyList, task_rows
 from .wire import Call, send
 
+#: What runs while an entry's parts are applied (None: nothing).
+Meanwhile = Callable[[], None] | None
+
 #: Most outbox entries one sweep reads and finishes.
 SWEEP_LIMIT = 100
 
+#: The keys of a part's slot that record its parts applied (see :func:`.keys.applied_keys`),
+#: in front of the part's own keys in ``apply.lua``.
+APPLIED_KEYS = 2
 
-@dataclass(frozen=True, slots=True)
-class Part:
-    """The tasks of a batch that fall in one hash slot, as ``apply.lua`` takes them."""
+
+class Part(NamedTuple):
+    """The tasks of a batch that fall in one hash slot, as ``apply.lua`` takes them (a
+    tuple: a batch may have hundreds of parts, built and read once each)."""
 
     slot: int
     keys: list[str]  # the part's keys, each once (after its two applied keys)
@@ -86,10 +106,11 @@ class Entry:
         """One ``apply.lua`` call of ``parts`` (of one node; ``flags``: the script's
         cross-slot flag, for parts of several slots)."""
         keys: list[str] = []
-        rows = []
+        bases = []
         for part in parts:
-            rows.append([len(keys), part.tasks])
-            keys += part.script_keys()
+            bases.append(len(keys))
+            keys += applied_keys(part.slot)
+            keys += part.keys
         header = {
             "id": self.batch_id,
             "score": self.score,
@@ -97,10 +118,13 @@ class Entry:
             "channel": self.channel or None,
             "prefix": self.prefix,
             "keys": keys,
-            "parts": rows,
+            "parts": bases,
         }
-        packed = msgpack.packb(header, use_bin_type=False)
-        return Call(script("apply", flags=flags), keys[:1], [packed])
+        packer = msgpack.Packer(use_bin_type=False)
+        # the parts' tasks, as stored, put together as one MessagePack array (one
+        # unpack in the script rather than one per part)
+        tasks = b"".join([packer.pack_array_header(len(parts)), *(p.tasks for p in parts)])
+        return Call(script("apply", flags=flags), keys[:1], [packer.pack(header), tasks])
 
 
 def parts_of(
@@ -112,14 +136,13 @@ def parts_of(
 ) -> list[Part]:
     """One part per slot (``with_events``: each task carries its event's text, for the
     TRIGGER lines of a listener channel)."""
+    pack = msgpack.Packer(use_bin_type=False).pack
+    event = (lambda t: events[t.event_index]) if with_events else _no_event
     parts = []
     for slot, tasks in sorted(away.items()):
-        keys = KeyList(applied_keys(slot))  # apply.lua's part keys start with these two
-        rows = task_rows(
-            tasks, keys, dramatiq, (lambda t: events[t.event_index]) if with_events else _no_event
-        )
-        packed: bytes = msgpack.packb(rows, use_bin_type=False)
-        parts.append(Part(slot, keys.names[2:], packed, [t.rule for t in tasks]))
+        keys = KeyList(after=APPLIED_KEYS)  # apply.lua's part keys start with its applied keys
+        rows = task_rows(tasks, keys, dramatiq, event)
+        parts.append(Part(slot, keys.names, pack(rows), [t.rule for t in tasks]))
     return parts
 
 
@@ -149,42 +172,48 @@ class Outbox:
         #: False once a server refused the cross-slot flag: one call per part then.
         self.cross_slot = True
 
-    def finish(self, entry: Entry) -> dict[str, int] | None:
+    def finish(self, entry: Entry, meanwhile: Meanwhile = None) -> dict[str, int] | None:
         """Apply every part of ``entry`` and settle it; return its counters (None when
-        another router settled it first)."""
-        counters: Counter[str] = Counter()
-        for part, reply in self.apply(entry):
-            count(counters, part, reply)
+        another router settled it first). ``meanwhile`` runs once the parts are sent,
+        before their replies are read (the router encodes its next batch there)."""
+        counters = count(self.apply(entry, meanwhile))
         if not self.settle(entry.batch_id, counters):
             return None
         return {name: c for name, c in counters.items() if c}
 
-    def apply(self, entry: Entry) -> list[tuple[Part, Any]]:
+    def apply(self, entry: Entry, meanwhile: Meanwhile = None) -> list[tuple[Part, Any]]:
         """Apply every part in its slot (once); each part with its reply.
 
         One call per node for the parts it serves (as last learned), every node's sent
-        before any reply is read: one round trip for the whole entry.
+        before any reply is read: one round trip for the whole entry, ``meanwhile`` run
+        during it.
         """
         if not self.cross_slot:
-            return self._apply([[p] for p in entry.parts], entry, flags=False)
+            return self._apply([[p] for p in entry.parts], entry, meanwhile, flags=False)
         cluster = cast(RedisCluster, self.cluster.client)
         by_node: dict[str, list[Part]] = {}
-        for part in entry.parts:
-            node = primary_of_slot(cluster, part.slot)
+        nodes = primaries_of_slots(cluster, [part.slot for part in entry.parts])
+        for part, node in zip(entry.parts, nodes, strict=True):
             by_node.setdefault(node.name, []).append(part)
         try:
-            return self._apply(list(by_node.values()), entry, flags=True)
+            return self._apply(list(by_node.values()), entry, meanwhile, flags=True)
         except redis.ResponseError as e:
             if "flags" not in str(e) and "compiling" not in str(e):
                 raise
             self.cross_slot = False  # a server older than script flags: part by part
-            return self._apply([[p] for p in entry.parts], entry, flags=False)
+            return self._apply([[p] for p in entry.parts], entry, None, flags=False)
 
     def _apply(
-        self, groups: list[list[Part]], entry: Entry, *, flags: bool
+        self, groups: list[list[Part]], entry: Entry, meanwhile: Meanwhile, *, flags: bool
     ) -> list[tuple[Part, Any]]:
         calls = [entry.call(parts, self.marker_ttl_ms, flags=flags) for parts in groups]
         sent = send(self.cluster.client, calls, self.wait)
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:
+                sent.discard()  # the parts may or may not be applied: the outbox knows
+                raise
         replies: list[tuple[Part, Any]] = []
         for parts, reply in zip(groups, sent.replies(), strict=True):
             if reply and reply[0] == Status.WRONG_TYPE:  # a refusal: its key, by name
@@ -235,11 +264,23 @@ class Outbox:
         return int(self.home.client.hlen(self.keys.outbox))
 
 
-def count(counters: Counter[str], part: Part, reply: Any) -> None:
-    """Add a part's counters, read from its apply's reply (the first apply's, if it was
-    repeated), to ``counters``."""
-    counters["queued"] += int(reply[1])
-    counters["deduplicated"] += int(reply[2])
-    skipped = {int(p) - 1 for p in reply[3:]}
-    for i, rule in enumerate(part.rules):
-        counters[f"{rule}|deduplicated" if i in skipped else f"{rule}|queued"] += 1
+def count(applied: Sequence[tuple[Part, Any]]) -> Counter[str]:
+    """The counters of parts applied, read from their apply's replies (the first apply's,
+    if it was repeated): totals, and ``'<rule>|queued'``, ``'<rule>|deduplicated'``."""
+    queued = deduplicated = 0
+    queued_rules: list[str] = []  # the rule of each task queued
+    deduplicated_rules: list[str] = []
+    for part, reply in applied:
+        queued += reply[1]
+        skipped = reply[2]
+        if not skipped:
+            queued_rules += part.rules
+            continue
+        deduplicated += skipped
+        at = {int(p) - 1 for p in reply[3:]}
+        for i, rule in enumerate(part.rules):
+            (deduplicated_rules if i in at else queued_rules).append(rule)
+    counters = Counter({"queued": queued, "deduplicated": deduplicated})
+    for what, rules in (("queued", queued_rules), ("deduplicated", deduplicated_rules)):
+        counters.update({f"{rule}|{what}": c for rule, c in Counter(rules).items()})
+    return counters

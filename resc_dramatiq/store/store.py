@@ -30,7 +30,7 @@ from .commit import (
 )
 from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
-from .outbox import Outbox
+from .outbox import Meanwhile, Outbox
 from .resilience import Replication, ReplicaWait, is_transient
 from .rule_counts import RuleCounts, add_counters
 from .scripts import Scripts
@@ -62,6 +62,8 @@ class WatcherStore:
         #: Every commit waits for that many replicas (``WAIT`` on its connection); how
         #: many acknowledged goes to ``replication``, which logs a shortfall once.
         self.wait, self.replication = wait, replication
+        #: The next batch's commit, encoded ahead (see :meth:`prepare`).
+        self._prepared: EncodedCommit | None = None
         #: The per-rule counters of batches that touch many rules, written late.
         self.rule_counts = RuleCounts(partial(add_counters, self.client, self.keys))
         #: On a Redis Cluster (``cluster``: the scripts on the cluster client), the
@@ -142,7 +144,15 @@ class WatcherStore:
         Redis runs the script while the caller goes on (planning the next batch) in the
         same thread: no second thread waits for the GIL to read the reply.
         """
-        return self._send(self.codec.encode(batch, per_rule_later=RuleCounts.later(batch)))
+        prepared, self._prepared = self._prepared, None
+        if prepared is None or prepared.batch is not batch:
+            prepared = self.codec.encode(batch, per_rule_later=RuleCounts.later(batch))
+        return self._send(prepared)
+
+    def prepare(self, batch: Batch) -> None:
+        """Encode ``batch``'s commit now, for the :meth:`commit` of that batch that
+        follows (the loop does it while an outbox entry is applied)."""
+        self._prepared = self.codec.encode(batch, per_rule_later=RuleCounts.later(batch))
 
     def commit_message(self, batch: Batch, done: DoneMessage) -> CommitResult:
         """Commit a worker's done event ``done`` (planned as ``batch``), once per
@@ -152,18 +162,21 @@ class WatcherStore:
     def _send(self, encoded: EncodedCommit) -> PendingCommit:
         return PendingCommit(self, encoded, send(self.client, [encoded.call], self.wait))
 
-    def finish(self, encoded: EncodedCommit, result: CommitResult) -> CommitResult:
+    def finish(
+        self, encoded: EncodedCommit, result: CommitResult, meanwhile: Meanwhile = None
+    ) -> CommitResult:
         """After a commit on a cluster: apply and settle its outbox entry (the tasks in
-        other slots); the result then counts them too. A repeated commit finishes the
-        entry its first run stored, if it is still there. An unreachable slot (or a key
-        of the wrong type there) leaves the entry in the outbox, for a sweep."""
+        other slots), ``meanwhile`` run while its parts are applied; the result then
+        counts them too. A repeated commit finishes the entry its first run stored, if
+        it is still there. An unreachable slot (or a key of the wrong type there) leaves
+        the entry in the outbox, for a sweep."""
         if self.outbox is None or encoded.outbox is None:
             return result
         try:
             entry = (
                 encoded.outbox if not result.repeated else self.outbox.read(encoded.outbox.batch_id)
             )
-            counted = self.outbox.finish(entry) if entry is not None else None
+            counted = self.outbox.finish(entry, meanwhile) if entry is not None else None
         except Exception as e:
             if not is_transient(e) and not isinstance(e, WrongType):
                 raise
@@ -235,6 +248,11 @@ class PendingCommit:
         self.store, self.encoded, self.sent = store, encoded, sent
         self._committed: CommitResult | None = None
 
+    @property
+    def applies_outbox(self) -> bool:
+        """Whether :meth:`result` applies tasks in other cluster slots after the commit."""
+        return self.encoded.outbox is not None and self.store.outbox is not None
+
     def committed(self) -> CommitResult:
         """The commit script's own answer: raise
         :class:`~resc_dramatiq.errors.OwnershipLost` when the batch is no longer ours,
@@ -246,10 +264,11 @@ class PendingCommit:
                 self.store.replication.acked(self.sent.acks)
         return self._committed
 
-    def result(self) -> CommitResult:
+    def result(self, meanwhile: Meanwhile = None) -> CommitResult:
         """The final answer: committed, its tasks in other cluster slots applied (or left
-        in the outbox for a sweep), its late per-rule counters added up."""
-        result = self.store.finish(self.encoded, self.committed())
+        in the outbox for a sweep), its late per-rule counters added up. ``meanwhile``
+        runs while those tasks are applied, if there are any."""
+        result = self.store.finish(self.encoded, self.committed(), meanwhile)
         if self.encoded.per_rule_later:
             self.store.rule_counts.committed(self.encoded.batch, result)
         return result

@@ -18,11 +18,13 @@ from .slots import key_slot
 
 
 class KeyList:
-    """The ``KEYS`` of one script call, each name once, by index (from 1)."""
+    """The ``KEYS`` of one script call, each name once, by index (from 1; from
+    ``after + 1`` when the script puts ``after`` keys of its own in front of them)."""
 
-    def __init__(self, names: Iterable[str] = ()) -> None:
+    def __init__(self, names: Iterable[str] = (), *, after: int = 0) -> None:
         self.names: list[str] = []
         self.index: dict[str, int] = {}
+        self.after = after
         for name in names:
             self.add(name)
 
@@ -31,7 +33,7 @@ class KeyList:
         found = self.index.get(name)
         if found is None:
             self.names.append(name)
-            found = self.index[name] = len(self.names)
+            found = self.index[name] = len(self.names) + self.after
         return found
 
 

@@ -12,10 +12,12 @@
 --
 -- ARGV[1]  the header, a MessagePack map: id (the batch id), score (the dedup score:
 --          when the batch was taken, unix s), marker_ttl_ms, channel (nil: none),
---          prefix (of the notification lines), keys (below), parts: per part
---          {base, tasks}: its keys are keys[base + 1 ..], tasks a MessagePack array of
---          planned tasks (contract.TASK_FIELDS; their event is its text, '' without a
---          channel) whose key indexes count from keys[base + 1]
+--          prefix (of the notification lines), keys (below), parts: per part its base:
+--          its keys are keys[base + 1 ..]
+-- ARGV[2]  a MessagePack array holding, per part, the array of its planned tasks
+--          (contract.TASK_FIELDS; their event is its text, '' without a channel) whose
+--          key indexes count from keys[base + 1]: each part's tasks as the outbox keeps
+--          them, put together (one unpack rather than one per part)
 -- keys     per part: applied (hash batch id -> "<queued> <deduplicated> <position>...",
 --          for a repeated call to answer as the first did), applied times (sorted set
 --          batch id -> when, ms; older than marker_ttl_ms forgotten, a bounded number
@@ -26,24 +28,59 @@
 --
 -- Returns per part {DONE | BEFORE, queued, deduplicated, position...} (the positions,
 -- from 1, of its deduplicated tasks), or {WRONG_TYPE, key index, type found, type
--- needed} when a key holds another type (checked before any write: nothing is written).
+-- needed} when a key holds another type: the tasks' keys and the applied hashes are
+-- checked before any write, so no task and no marker is written then (the applied
+-- times of some parts may be: harmless, they only say when a marker may be forgotten).
 
 local h = cmsgpack.unpack(ARGV[1])
 K = h.keys
-local parts = {}
-for i, part in ipairs(h.parts) do
-    local base = part[1]
-    -- the applied hash's type is checked by reading it (a wrong type answers an error)
-    local before = redis.pcall('HGET', K[base + 1], h.id)
-    if type(before) == 'table' and before.err then return wrong_type(base + 1, 'hash') end
-    parts[i] = {base = base, before = before, tasks = not before and cmsgpack.unpack(part[2]) or {}}
-    if not before then
-        local problem = wrong_type(base + 2, 'zset') or tasks_refusal(parts[i].tasks, base)
+local id, bases = h.id, h.parts
+local tasks_of = cmsgpack.unpack(ARGV[2])
+-- every part's checks before any write: its marker read (a part applied before is
+-- only answered), then the types of the keys it would write
+-- A part is its slot's marker (its applied hash, the batch id): a part listed again in
+-- this call (same: the index of its first listing) is answered as that one.
+local before, fresh, same, first_of = {}, {}, {}, {}  -- fresh: the parts to apply now
+for i, base in ipairs(bases) do
+    local applied = K[base + 1]
+    if first_of[applied] then
+        same[i] = first_of[applied]
+    else
+        first_of[applied] = i
+        -- the applied hash's type is checked by reading it (a wrong type answers an error)
+        local found = redis.pcall('HGET', applied, id)
+        if type(found) == 'table' then return wrong_type(base + 1, 'hash') end
+        before[i] = found
+        if not found then fresh[#fresh + 1] = i end
+    end
+end
+-- a key that does not exist holds no other type: a part's key types are asked only
+-- when one EXISTS of its keys (one slot) finds some (in a layout that gives each task
+-- a slot of its own, its queue and dedup set are mostly new)
+local function some_exist(first, last)
+    for from = first, last, PUSH_CHUNK do
+        if redis.call('EXISTS', unpack(K, from, math.min(from + PUSH_CHUNK - 1, last))) > 0 then
+            return true
+        end
+    end
+    return false
+end
+for _, i in ipairs(fresh) do
+    if some_exist(bases[i] + 3, bases[i + 1] or #K) then
+        local problem = tasks_refusal(tasks_of[i], bases[i])
         if problem then return problem end
     end
 end
-
+-- the applied times first: a write that checks its key's type itself
 local now = now_ms()
+for _, i in ipairs(fresh) do
+    local added = redis.pcall('ZADD', K[bases[i] + 2], now, id)
+    if type(added) == 'table' then
+        if not string.find(added.err, 'WRONGTYPE', 1, true) then return added end
+        return wrong_type(bases[i] + 2, 'zset')
+    end
+end
+
 local channel, prefix = h.channel, h.prefix
 -- one writer for every part (their keys differ: one slot each), flushed before the
 -- markers are written; the counts of the part being written, for the callbacks
@@ -57,13 +94,16 @@ local function on_queued(_, t)
 end
 local function on_skipped(position) deduplicated_at[#deduplicated_at + 1] = position end
 local replies, results = {}, {}
-for i, part in ipairs(parts) do
-    local reply = {BEFORE}
-    if part.before then
-        for number in string.gmatch(part.before, '%d+') do reply[#reply + 1] = tonumber(number) end
+for i, base in ipairs(bases) do
+    local reply
+    local earlier = before[i] or (same[i] and (before[same[i]] or results[same[i]]))
+    if earlier then
+        reply = {BEFORE}
+        for number in string.gmatch(earlier, '%d+') do reply[#reply + 1] = tonumber(number) end
     else
-        queued, deduplicated_at = 0, {}
-        write_tasks(part.tasks, part.base, h.score, on_queued, on_skipped, w)
+        queued = 0
+        if #deduplicated_at > 0 then deduplicated_at = {} end
+        write_tasks(tasks_of[i], base, h.score, on_queued, on_skipped, w)
         reply = {DONE, queued, #deduplicated_at}
         for _, position in ipairs(deduplicated_at) do reply[#reply + 1] = position end
         results[i] = table.concat(reply, ' ', 2)
@@ -71,13 +111,13 @@ for i, part in ipairs(parts) do
     replies[i] = reply
 end
 w.flush()
-for i, part in ipairs(parts) do
+local ttl_ms = h.marker_ttl_ms
+for i, base in ipairs(bases) do
     if results[i] then
-        redis.call('HSET', K[part.base + 1], h.id, results[i])
+        redis.call('HSET', K[base + 1], id, results[i])
         -- one part in FORGET_EVERY forgets its slot's old markers (up to FORGET_CHUNK,
         -- more than it adds meanwhile): a call may hold hundreds of parts
-        mark(K[part.base + 2], h.id, now, h.marker_ttl_ms, K[part.base + 1],
-            (now + i) % FORGET_EVERY ~= 0)
+        if (now + i) % FORGET_EVERY == 0 then forget(K[base + 2], now, ttl_ms, K[base + 1]) end
     end
 end
 return replies

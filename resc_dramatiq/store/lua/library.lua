@@ -51,18 +51,23 @@ local function now_ms()
     return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Record id in the markers sorted set (scored now, ms) and, unless told to skip it
--- (skip_forgetting), forget the markers older than ttl_ms, at most FORGET_CHUNK per
--- call; their fields of results (a hash kept beside the markers, or nil) too.
-local function mark(markers, id, now, ttl_ms, results, skip_forgetting)
-    redis.call('ZADD', markers, now, id)
-    if skip_forgetting then return end
+-- Forget the markers older than ttl_ms of a markers sorted set (id -> when, ms), at
+-- most FORGET_CHUNK per call; their fields of results (a hash kept beside the markers,
+-- or nil) too.
+local function forget(markers, now, ttl_ms, results)
     local cutoff = '(' .. (now - tonumber(ttl_ms))
     local old = redis.call('ZRANGEBYSCORE', markers, '-inf', cutoff, 'LIMIT', 0, FORGET_CHUNK)
     if #old > 0 then
         redis.call('ZREM', markers, unpack(old))
         if results then redis.call('HDEL', results, unpack(old)) end
     end
+end
+
+-- Record id in the markers sorted set (scored now, ms) and, unless told to skip it
+-- (skip_forgetting), forget the old markers (see forget).
+local function mark(markers, id, now, ttl_ms, results, skip_forgetting)
+    redis.call('ZADD', markers, now, id)
+    if not skip_forgetting then forget(markers, now, ttl_ms, results) end
 end
 
 -- Writes gathered per key and made by flush(), one call per key (in chunks) rather than
