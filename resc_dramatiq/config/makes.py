@@ -40,7 +40,9 @@ class MakeSpec(FrozenModel):
     kwargs: dict[str, Any] | None = None
     delay_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
     options: dict[str, Any] = Field(default_factory=dict)
-    release: Literal["taken", "done"] = "taken"
+    #: when the task leaves its dedup set: as the worker takes it, when it ends, or never
+    #: (it stays until ``ttl_s`` prunes it: "once per key for ttl_s")
+    release: Literal["taken", "done", "never"] = "taken"
     #: the event's payload fields passed as keyword arguments (a list of field names), or
     #: the whole payload as one (its name); see rules/data.py
     data: tuple[str, ...] | str | None = None
@@ -76,6 +78,11 @@ class MakeSpec(FrozenModel):
         problem = _raw_problem(self) if self.actor is None else None
         if problem is not None:
             raise ValueError(problem)
+        if self.release == "never" and (self.set is None or self.ttl_s is None):
+            raise ValueError(
+                "release: never keeps a task in its dedup set until ttl_s prunes it: give "
+                "both 'set' and 'ttl_s' (once per key for ttl_s seconds)"
+            )
         return self
 
 

@@ -60,11 +60,12 @@ class CodeRule:
     task: str | None
     set: str | None
     delay_ms: int | None
-    release: Literal["taken", "done"]
+    release: Literal["taken", "done", "never"]
     watcher: str
     join: Join | None = None
     data: tuple[str, ...] = ()  # the parameters filled from the event's payload
     members: str | None = None  # a join's: the parameter given the members' payloads
+    ttl_s: int | None = None  # its dedup entries are pruned after this long
 
     @property
     def where(self) -> str:
@@ -93,6 +94,8 @@ class CodeRule:
             make["data"] = list(self.data)
         if self.members:
             make["members"] = self.members
+        if self.ttl_s is not None:
+            make["ttl_s"] = self.ttl_s
         rule = {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
         if self.join is not None:  # the function's parameters that groups fill, only
             names = _parameters(self.function)
@@ -194,11 +197,12 @@ class Registry:
         task: str | None = None,
         set: str | None = None,
         delay_ms: int | None = None,
-        release: Literal["taken", "done"] = "taken",
+        release: Literal["taken", "done", "never"] = "taken",
         watcher: str = DEFAULT_WATCHER,
         join: Join | None = None,
         data: tuple[str, ...] | list[str] = (),
         members: str | None = None,
+        ttl_s: int | None = None,
     ) -> Callable[[F], F]:
         """Declare that the decorated actor runs when an event matching ``pattern`` is done.
 
@@ -212,6 +216,9 @@ class Registry:
         ``<actor>/${join.group}``. ``data`` names the parameters filled from the done
         event's payload (docs/data.md): its watcher reads envelopes. ``members``
         (with ``join``) names the parameter that receives the members' payloads.
+        ``ttl_s`` prunes the dedup set's entries after that long; ``release="never"``
+        (with ``set`` and ``ttl_s``) keeps a task in its set for that long after it ran:
+        once per key for ``ttl_s`` seconds.
         """
 
         def decorate(target: F) -> F:
@@ -221,6 +228,12 @@ class Registry:
                 raise ConfigError(f"@on_done({pattern!r}) decorates {target!r}, not a function")
             fields = tuple(data) + ((members,) if members else ())
             groups = _check(pattern, function, task, set, delay_ms, release, join, fields)
+            if release == "never" and (set is None or ttl_s is None):
+                where = f"@on_done({pattern!r}) on {function.__module__}.{function.__qualname__}"
+                raise ConfigError(
+                    f"{where}: release='never' keeps a task in its set until ttl_s prunes "
+                    "it: give set= and ttl_s="
+                )
             if members and join is None:
                 where = f"@on_done({pattern!r}) on {function.__module__}.{function.__qualname__}"
                 raise ConfigError(f"{where}: members= needs join=: only a join has members")
@@ -238,6 +251,7 @@ class Registry:
                     join,
                     tuple(data),
                     members,
+                    ttl_s,
                 )
             )
             return target
@@ -275,8 +289,8 @@ def _check(
         unknown = [n for n in Template.compile(value or "").names if n not in known]
         if unknown:
             problems.append(f"{name} uses unknown variable(s) {', '.join(unknown)}")
-    if release not in ("taken", "done"):
-        problems.append(f"release must be 'taken' or 'done', not {release!r}")
+    if release not in ("taken", "done", "never"):
+        problems.append(f"release must be 'taken', 'done' or 'never', not {release!r}")
     if delay_ms is not None and delay_ms < 0:
         problems.append("delay_ms must not be negative")
     if problems:
