@@ -46,6 +46,7 @@ from .store.commit import CommitResult
 from .store.connect import connect
 from .worker.app import App, build_ruleset, load_app
 from .worker.completion import Completion
+from .worker.done_data import InvalidDoneData
 from .worker.done_event import InvalidDoneEvent
 from .worker.redelivery import Redelivery
 from .worker.registry import Registry, on_done, on_schedule, registry
@@ -66,6 +67,7 @@ __all__ = [
     "FetchError",
     "FetchOptions",
     "Fetcher",
+    "InvalidDoneData",
     "InvalidDoneEvent",
     "Join",
     "LayoutRefused",

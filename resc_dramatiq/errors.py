@@ -5,6 +5,7 @@ The tree::
     RescError
     ├── ConfigError          a config file or code rule is invalid (says where)
     │   ├── InvalidDoneEvent an actor's done_event is not a ${name} template
+    │   ├── InvalidDoneData  an actor's done_data is not 'result' nor a callable
     │   ├── LayoutRefused    Redis holds a keyspace layout this release cannot read
     │   └── RedisURLError    a Redis URL cannot be read (also a ValueError)
     ├── RuleError            an event made a rule fail at run time

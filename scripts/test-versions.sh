@@ -13,7 +13,7 @@ case "$which" in
     *) echo "usage: scripts/test-versions.sh min|latest [pytest arguments]" >&2; exit 2 ;;
 esac
 shift
-scripts/browser.sh
+scripts/system.sh
 PYTHON="${PYTHON:-python3}"
 venv=".venv-$which"
 scripts/uv.sh venv --quiet --clear --python "$PYTHON" "$venv"

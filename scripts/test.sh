@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-scripts/browser.sh
+scripts/system.sh
 scripts/uv.sh lock --check --quiet --python "${PYTHON:-python3}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 INPUT_TASK = "${input_task}"
 
 #: Keys of a make entry that only mean something for a Dramatiq message.
-DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release")
+DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release", "data")
 
 #: Message options the router writes itself.
 RESERVED_OPTIONS = {
@@ -41,6 +41,9 @@ class MakeSpec(FrozenModel):
     delay_ms: int | None = Field(default=None, ge=0, le=7 * 24 * 3600 * 1000)
     options: dict[str, Any] = Field(default_factory=dict)
     release: Literal["taken", "done"] = "taken"
+    #: the event's payload fields passed as keyword arguments (a list of field names), or
+    #: the whole payload as one (its name); see rules/data.py
+    data: tuple[str, ...] | str | None = None
     ttl_s: int | None = Field(default=None, gt=0)
     #: the tasks this entry queues form this group (a template): a join with
     #: ``expect: "fan-out"`` waits for their done events (see config/joins.py)

@@ -137,6 +137,8 @@ class WatcherSpec(FrozenModel):
     dead_queue: str = ""
     unmatched_queue: str | None = None
     max_attempts: int = Field(default=3, ge=1)
+    #: its events may be envelopes, events with a payload (see rules/data.py)
+    data: bool = False
     rules: tuple[RuleSpec, ...] = ()
 
     @model_validator(mode="before")

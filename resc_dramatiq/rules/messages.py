@@ -177,7 +177,7 @@ class _Layout:
         """The encoded message of ``task`` (see the class)."""
         target = self.make.target
         args = "[]" if target.args is None else _encode_json(actor_args(task))
-        if target.kwargs is not None:
+        if target.kwargs is not None or target.data is not None:
             kwargs = _encode_json(actor_kwargs(task))
         elif target.args is not None:
             kwargs = "{}"
@@ -234,13 +234,22 @@ def render_value(value: Any, variables: Mapping[str, str]) -> Any:
 
 
 def actor_kwargs(task: Task) -> dict[str, Any]:
-    """The kwargs of an actor target: its templates, else the rule's named groups."""
+    """The kwargs of an actor target: its templates, else the rule's named groups; with
+    its ``data`` option, the payload's fields it names (or the whole payload as one
+    argument), which the rule's own arguments win over."""
     target = task.make.target
     if target.kwargs is not None:
-        return {k: render_value(v, task.variables) for k, v in target.kwargs.items()}
-    if target.args is not None:
-        return {}
-    return {k: v for k, v in task.variables.items() if k != "input_task" and "." not in k}
+        kwargs = {k: render_value(v, task.variables) for k, v in target.kwargs.items()}
+    elif target.args is not None:
+        kwargs = {}
+    else:
+        kwargs = {k: v for k, v in task.variables.items() if k != "input_task" and "." not in k}
+    if target.data is None:
+        return kwargs
+    payload = task.data or {}
+    if isinstance(target.data, str):
+        return {target.data: dict(payload)} | kwargs
+    return {f: payload[f] for f in target.data if f in payload} | kwargs
 
 
 def actor_args(task: Task) -> list[Any]:

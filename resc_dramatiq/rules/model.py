@@ -30,6 +30,7 @@ class Target:
     delay_ms: int | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     release: str = "taken"
+    data: tuple[str, ...] | str | None = None  # payload fields as kwargs, or all as one
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,7 @@ class Task:
     set: str | None
     make: Make
     variables: Mapping[str, str]
+    data: Mapping[str, Any] | None = None  # the event's payload (an envelope's)
 
     @property
     def actor(self) -> str | None:
@@ -97,15 +99,27 @@ class Rule:
         return variables
 
     def make(
-        self, index: int, variables: Mapping[str, str], makes: tuple[Make, ...] | None = None
+        self,
+        index: int,
+        variables: Mapping[str, str],
+        makes: tuple[Make, ...] | None = None,
+        data: Mapping[str, Any] | None = None,
     ) -> list[Task]:
         """The tasks of this rule for one set of variables (``makes``: other make entries
-        of the rule than its ``make``, e.g. its join's ``expired``)."""
+        of the rule than its ``make``, e.g. its join's ``expired``; ``data``: the
+        event's payload)."""
         tasks = []
         for make in self.makes if makes is None else makes:
             queue = make.target.queue.render(variables)
             if not queue:
                 raise RuleError(f"rule {self.name!r} made an empty queue name")
+            fields = make.target.data
+            if isinstance(fields, tuple) and not all(f in (data or ()) for f in fields):
+                missing = [f for f in fields if f not in (data or ())]
+                raise RuleError(
+                    f"rule {self.name!r}: the event's payload has no field "
+                    f"{', '.join(map(repr, missing))}"
+                )
             tasks.append(
                 Task(
                     rule=index,
@@ -114,6 +128,7 @@ class Rule:
                     set=make.set.render(variables) if make.set is not None else None,
                     make=make,
                     variables=variables,
+                    data=data,
                 )
             )
         return tasks
@@ -126,6 +141,7 @@ class Match:
     index: int
     rule: Rule
     variables: dict[str, str]
+    data: dict[str, Any] | None = None  # the event's payload (an envelope's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from ..errors import RuleError
+from . import data
 from .batch import Batch, FailedEvent, JoinHit, PlannedTask
 from .joins import join_variables, membership
 from .messages import build_message
@@ -45,7 +46,9 @@ class Planner:
         #: Done events of the messages this watcher's rules make come back here.
         self.done_queue = rules.spec.input_queue
 
-    def plan(self, events: Sequence[bytes], *, now: float | None = None) -> Batch:
+    def plan(
+        self, events: Sequence[bytes], *, now: float | None = None, envelopes: bool = False
+    ) -> Batch:
         """The batch of ``events``: tasks of every matching rule, in event and rule order.
 
         An event one of whose rules fails (a missing variable, a fetch that failed)
@@ -59,7 +62,7 @@ class Planner:
         # matched as the loop goes, so that an event's matches are freed before the next
         # event's: fewer objects live through the garbage collector's passes (they cost
         # a tenth of the time); all at once only where the fetches start together
-        found: Iterable[list[Match] | UnicodeDecodeError] = self._matched(events)
+        found: Iterable[list[Match] | UnicodeDecodeError] = self._matched(events, envelopes)
         if self.expander is not None:
             found = self._prefetched(list(found), self.expander)
         # the loop runs per event: its methods bound once, its rules counted by index
@@ -106,9 +109,16 @@ class Planner:
             expander.prefetch(fetching)
         return found
 
-    def _matched(self, events: Sequence[bytes]) -> Iterator[list[Match] | UnicodeDecodeError]:
-        """Per event, its matches, or why it is not UTF-8 (events are matched as text)."""
+    def _matched(
+        self, events: Sequence[bytes], envelopes: bool = False
+    ) -> Iterator[list[Match] | UnicodeDecodeError]:
+        """Per event, its matches, or why it is not UTF-8 (events are matched as text);
+        envelopes are read in a watcher with ``data: true`` and when told (a worker's
+        own)."""
         matches_of = self.rules.matches
+        if envelopes or self.rules.spec.data:
+            yield from map(self._matched_envelope, events)
+            return
         for event in events:
             if isinstance(event, str):  # a caller's text (decode_responses)
                 yield matches_of(event)
@@ -120,14 +130,35 @@ class Planner:
                 continue
             yield matches_of(text, event)
 
+    def _matched_envelope(self, event: bytes | str) -> list[Match] | UnicodeDecodeError:
+        """An event's matches, its payload's ``data.<field>`` variables added (the rule's
+        own win) when it is an envelope."""
+        found = data.parse(event)
+        if found is None:
+            if isinstance(event, str):
+                return self.rules.matches(event)
+            try:
+                return self.rules.matches(event.decode(), event)
+            except UnicodeDecodeError as e:
+                return e
+        text, payload = found
+        matches = self.rules.matches(text)
+        if matches:
+            fields = data.variables(payload)
+            for m in matches:
+                m.variables = fields | m.variables
+                m.data = payload
+        return matches
+
     def expand(self, match: Match) -> list[Task]:
         """The tasks of a matched rule, through the expander when it has fetchers."""
         if not match.rule.fetch:
-            return match.rule.make(match.index, match.variables)
+            return match.rule.make(match.index, match.variables, data=match.data)
         if self.expander is None:
             raise RuleError(f"rule {match.rule.name!r} has fetchers but no fetch client")
         make = match.rule.make
-        return [t for variables in self.expander(match) for t in make(match.index, variables)]
+        found = self.expander(match)
+        return [t for variables in found for t in make(match.index, variables, data=match.data)]
 
     def join_hit(self, match: Match, index: int, now_ms: int) -> JoinHit:
         """What ``match`` (of a join rule) does to its group, and what it fires if it
@@ -138,11 +169,13 @@ class Planner:
         if join.fail:
             group = join.group.render(variables)
             made = join_variables(variables, group, 0)
-            tasks = [self.planned(t, index, now_ms) for t in rule.make(match.index, made)]
+            made_tasks = rule.make(match.index, made, data=match.data)
+            tasks = [self.planned(t, index, now_ms) for t in made_tasks]
             return JoinHit("fail", index, rule.name, group, tasks=tasks)
         m = membership(join, variables)
         made = join_variables(variables, m.group, m.expect)
-        tasks = [self.planned(t, index, now_ms) for t in rule.make(match.index, made)]
+        made_tasks = rule.make(match.index, made, data=match.data)
+        tasks = [self.planned(t, index, now_ms) for t in made_tasks]
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
             join.deadline_ms, join.ttl_ms, tasks,

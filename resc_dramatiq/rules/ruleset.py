@@ -47,7 +47,7 @@ class RuleSet:
             rules = []
             for r, spec in enumerate(watcher.rules):
                 path = f"watchers[{w}].rules[{r}]"
-                rule = _compile_rule(spec, path, config, actor_queues, problems)
+                rule = _compile_rule(spec, path, config, actor_queues, problems, watcher.data)
                 if rule is not None:
                     rules.append(rule)
             watchers.append(WatcherRules(spec=watcher, rules=tuple(rules)))
@@ -81,6 +81,7 @@ def _compile_rule(
     config: Config,
     actor_queues: Mapping[str, str] | None,
     problems: list[str],
+    data: bool = False,
 ) -> Rule | None:
     try:
         pattern = compile_pattern(spec.on)
@@ -89,7 +90,7 @@ def _compile_rule(
         problems.append(f"{where}: invalid regex {spec.on!r} in rule {spec.name!r}: {e}")
         return None
     known = set(pattern.groupindex) | {"input_task"}
-    prefixes = {f.returns for f in spec.fetch}
+    prefixes = {f.returns for f in spec.fetch} | ({"data"} if data else set())
     for i, fetch in enumerate(spec.fetch):
         _check_names(
             Template.compile(fetch.url), known, set(), f"{path}.fetch[{i}].url", config, problems
@@ -175,6 +176,7 @@ def _compile_make(
         delay_ms=make.delay_ms,
         options=make.options,
         release=make.release,
+        data=make.data,
     )
     return Make(
         task=template(make.task, "task"),
@@ -235,6 +237,12 @@ def _check_names(
 ) -> None:
     for name in template.names:
         if name in known or (name.split(".", 1)[0] in prefixes and "." in name):
+            continue
+        if name.startswith("data.") and "data" not in prefixes:
+            problems.append(
+                f"{config.locate(path)}: ${{{name}}} is a payload field, but this watcher "
+                "reads no envelopes: give it 'data: true' (docs/data.md)"
+            )
             continue
         choices = sorted(known) + [f"{p}.<field>" for p in sorted(prefixes)]
         problems.append(

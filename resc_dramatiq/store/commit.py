@@ -58,6 +58,13 @@ class DoneMessage:
     event: str  # the done event: the message's task string
     done_queue: str  # the done list a watcher reads
     release_set: str | None  # the dedup set the event leaves now (release "done"), if any
+    #: the event with its payload, an envelope (rules/data.py); None: a plain event
+    envelope: bytes | None = None
+
+    @property
+    def element(self) -> bytes:
+        """What goes onto the done list: the envelope, or the event itself."""
+        return self.envelope if self.envelope is not None else self.event.encode()
 
     @property
     def markers(self) -> str:
@@ -213,7 +220,7 @@ class CommitCodec:
             unmatched=batch.unmatched,
             counters=[] if per_rule_later else [x for pair in batch.counters.items() for x in pair],
             later=per_rule_later,
-            release=done is not None and done.release_set is not None,
+            release=done.event if done is not None and done.release_set is not None else None,
             outbox=outbox.pack() if outbox is not None else None,
             joins=joins,
         )

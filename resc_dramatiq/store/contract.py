@@ -118,8 +118,9 @@ class CommitHeader:
     counters: list[Any]
     #: the per-rule counters are left to the caller: the reply carries them
     later: bool
-    #: mode 'message': release the event from KEYS[keys.release]
-    release: bool
+    #: mode 'message': the member released from KEYS[keys.release] (the event's text:
+    #: ``oldest`` may be an envelope), None: none
+    release: str | None
     #: the outbox entry: the tasks in other slots of a cluster (None: none)
     outbox: bytes | None
     #: per event of a join rule or a fan-out, a map of :data:`JOIN_HIT_FIELDS`

@@ -23,8 +23,11 @@ def emit(
     marker_ttl_ms: int,
     wait: ReplicaWait | None = None,
     replication: Replication | None = None,
+    element: bytes | None = None,
 ) -> bool:
-    """Push a message's done or failure ``event`` onto ``queue``, once per message.
+    """Push a message's done or failure ``event`` onto ``queue``, once per message
+    (``element``: what is pushed instead, the event's envelope; ``event`` is what the
+    dedup set releases).
 
     Returns False when this message's event was written before (nothing written now).
     Raises :class:`~resc_dramatiq.errors.WrongType` (nothing written) when a key
@@ -32,7 +35,8 @@ def emit(
     number of replicas that acknowledged goes to ``replication``.
     """
     keys = [markers, queue, release_set or markers]
-    args = [event, message_id, marker_ttl_ms, "1" if release_set else "0"]
+    pushed = element if element is not None else event
+    args = [pushed, message_id, marker_ttl_ms, "1" if release_set else "0", event]
     sent = scripts["emit"].send(keys, args, wait)
     reply = sent.replies()[0]
     if replication is not None and sent.acks is not None:

@@ -45,6 +45,7 @@ elsewhere (``outcome``, ``events``, ``inline``, ``retrying``, ``done_lists``,
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -57,6 +58,7 @@ from redis.cluster import RedisCluster
 
 from ..compat import broker_client
 from ..errors import ConfigError, RescError
+from ..rules import data
 from ..rules.messages import RESC_OPTION
 from ..store.commit import MARKER_TTL_MS
 from ..store.connect import is_cluster
@@ -64,6 +66,7 @@ from ..store.layout import check_at_boot
 from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.slots import done_list_problems
+from . import done_data
 from .deadlines import DeadlineRounds
 from .done_event import DoneEvent
 from .done_lists import written_lists
@@ -117,12 +120,14 @@ class Completion(Middleware):
         marker_ttl_s: float = MARKER_TTL_MS / 1000,
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
+        data_limit: int = data.DEFAULT_LIMIT,
     ) -> None:
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
         self.client = client
         self.done_queue = done_queue
         self.failed_queue = failed_queue
         self.marker_ttl_ms = int(marker_ttl_s * 1000)
+        self.data_limit = data_limit
         self.wait = ReplicaWait.of(wait_replicas, wait_timeout_ms)
         self.replication = (
             None if self.wait is None else Replication(self.logger, "done events", self.wait)
@@ -144,8 +149,8 @@ class Completion(Middleware):
 
     @property
     def actor_options(self) -> set[str]:
-        """Per-actor options: ``done_event``, ``done_queue``, ``failed_queue``."""
-        return {"done_event", "done_queue", "failed_queue"}
+        """Per-actor options: ``done_event``, ``done_queue``, ``failed_queue``, ``done_data``."""
+        return {"done_event", "done_queue", "failed_queue", "done_data"}
 
     @property
     def rules(self) -> Rules | None:
@@ -173,6 +178,9 @@ class Completion(Middleware):
 
     def before_declare_actor(self, broker: Broker, actor: Actor[Any, Any]) -> None:
         """Compile ``done_event`` when the actor is declared: bad templates fail at import."""
+        if "done_data" in actor.options:
+            where = f"actor {actor.actor_name!r}"
+            done_data.check(actor.options["done_data"], where=where)
         source = actor.options.get("done_event")
         if source is not None and source is not False:
             where = f"actor {actor.actor_name!r} done_event"
@@ -229,21 +237,25 @@ class Completion(Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        """Emit the done event on success, the failure event when failed for good."""
+        """Emit the done event on success (with its payload when the actor declares
+        ``done_data``), the failure event when failed for good."""
         if message.failed:
             self._settle(broker, message, failed=True)
         elif exception is None:
-            self._settle(broker, message, failed=False)
+            self._settle(broker, message, failed=False, result=result)
 
     def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
         """A message failed before running (e.g. ``AgeLimit``) is a failure too."""
         if message.failed:
             self._settle(broker, message, failed=True)
 
-    def _settle(self, broker: Broker, message: MessageProxy, *, failed: bool) -> None:
+    def _settle(
+        self, broker: Broker, message: MessageProxy, *, failed: bool, result: Any = None
+    ) -> None:
         """Emit ``message``'s done event (routed inline when it can be) or failure event;
         whatever goes wrong is logged as a loss, with the event (Dramatiq would log an
-        exception of a hook and ack anyway)."""
+        exception of a hook and ack anyway). A payload that cannot be sent fails the
+        message: its failure event is written instead."""
         what = "failure event" if failed else "done event"
         o: Outcome | None = None
         try:
@@ -251,13 +263,19 @@ class Completion(Middleware):
             if o is None:
                 return
             writer = self._writer(broker)
+            envelope = None if failed else self._envelope(broker, message, o, result)
+            if envelope is False:
+                failed, what = True, "failure event"
             if failed:
                 writer.emit(o.failure(), what)
             elif not o.emits_done:  # a leaf actor: only a due release is written
                 if o.released_when_done is not None:
                     writer.release(o.released_when_done, o.event)
             else:
-                finished = writer.apart(o.finished())  # what one script can write
+                finished = o.finished()
+                if isinstance(envelope, bytes):
+                    finished = dataclasses.replace(finished, envelope=envelope)
+                finished = writer.apart(finished)  # what one script can write
                 if not self.inline.route(finished):
                     writer.emit(finished, what)
         except Exception as e:
@@ -266,6 +284,26 @@ class Completion(Middleware):
                 "LOST: %s %s of message %s: %s: %s",
                 what, event, message.message_id, type(e).__name__, e, exc_info=True,
             )  # fmt: skip
+
+    def _envelope(
+        self, broker: Broker, message: MessageProxy, o: Outcome, result: Any
+    ) -> bytes | bool | None:
+        """The done event's envelope when the actor declares ``done_data`` (None: it
+        does not); False when its payload cannot be sent: the message is failed, said at
+        ERROR with the actor, the message and why."""
+        actor = broker.actors.get(message.actor_name)
+        option = actor.options.get("done_data") if actor is not None else None
+        if option is None:
+            return None
+        try:
+            return done_data.envelope(option, o.event, result, message, limit=self.data_limit)
+        except Exception as e:  # NotJSON, or the callable's own error
+            self.logger.error(
+                "actor %r, message %s: its done_data cannot be sent (%s: %s); the message "
+                "fails", message.actor_name, message.message_id, type(e).__name__, e,
+            )  # fmt: skip
+            message.fail()
+            return False
 
     def _outcome(self, broker: Broker, message: MessageProxy) -> Outcome | None:
         done, failed, templates = self.done_queue, self.failed_queue, self._templates

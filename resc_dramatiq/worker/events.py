@@ -78,6 +78,7 @@ class EventWriter:
                 message_id=record.message_id,
                 release_set=released,
                 marker_ttl_ms=self.marker_ttl_ms,
+                element=record.envelope,
                 wait=self.wait,
                 replication=self.replication,
             )

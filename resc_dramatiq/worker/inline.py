@@ -108,7 +108,7 @@ class InlineRouter:
         holds another type.
         """
         planner, store = self._watchers[finished.done_queue]
-        batch = planner.plan([finished.event.encode()])
+        batch = planner.plan([finished.element], envelopes=finished.envelope is not None)
         return store.commit_message(batch, finished)
 
 

@@ -87,7 +87,7 @@ if problem then return problem end
 local events
 if by_message then
     events = {h.oldest}
-    if h.release then redis.call('ZREM', KEYS[k.release], h.oldest) end
+    if h.release then redis.call('ZREM', KEYS[k.release], h.release) end
 else
     events = redis.call('LRANGE', KEYS[k.taken], -n, -1)
 end

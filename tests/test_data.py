@@ -1,0 +1,262 @@
+"""Data between stages: an event's payload, in its envelope, through rules and workers.
+
+Pure tests of the envelope and the planner, then the router on a real server (rules
+reading ``${data.<field>}``, actors receiving payload fields), a worker in Node pushing
+envelopes, and real Dramatiq workers whose ``done_data`` feeds the next stage, through
+the router and routed in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import pytest
+import redis
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Retries
+from pytest_redis.executor import RedisExecutor
+
+from resc_dramatiq import Completion, Config, ConfigError, Router, RuleSet
+from resc_dramatiq.rules import data
+from resc_dramatiq.rules.plan import Planner
+from tests.helpers import running, wait_for
+
+NODE_WORKER = Path(__file__).parent / "workers" / "node_worker.js"
+
+
+def watcher(*rules: dict[str, Any], accepts: bool = True, queue: str = "done") -> Config:
+    return Config.from_data(
+        {"watchers": [{"input_queue": queue, "data": accepts, "rules": list(rules)}]}
+    )
+
+
+def route(r: redis.Redis, cfg: Config, *events: bytes | str, queue: str = "done") -> None:
+    for event in events:
+        r.lpush(queue, event)
+    Router(ruleset=RuleSet.compile(cfg), client=r).run_until_idle()  # type: ignore[arg-type]
+
+
+THUMB = {
+    "name": "thumbnail",
+    "on": r"^transcode/(?P<video>\d+)$",
+    "make": {"task": "thumb/${video} from ${data.path}", "queue": "thumbs"},
+}
+
+
+def test_an_envelope_is_an_event_with_its_payload_and_only_that() -> None:
+    element = data.envelope("transcode/7", {"path": "/v/7.mp4", "size": 12, "hd": True})
+    assert json.loads(element) == {
+        "resc": 1,
+        "event": "transcode/7",
+        "data": {"path": "/v/7.mp4", "size": 12, "hd": True},
+    }
+    assert data.parse(element) == ("transcode/7", {"path": "/v/7.mp4", "size": 12, "hd": True})
+    for plain in (
+        b"transcode/7",
+        b'{"event": "x", "data": {}}',
+        b'{"resc": 2, "event": "x", "data": {}}',
+        b"{not json",
+    ):
+        assert data.parse(plain) is None
+    assert data.variables(
+        {"path": "p", "size": 12, "hd": True, "deep": {"a": 1}, "none": None}
+    ) == {
+        "data.path": "p",
+        "data.size": "12",
+        "data.hd": "true",
+    }
+
+
+def test_a_payload_that_is_no_json_object_or_too_big_is_refused() -> None:
+    with pytest.raises(data.NotJSON, match="a payload is a JSON object"):
+        data.envelope("e", [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(data.NotJSON, match="the payload is not JSON"):
+        data.envelope("e", {"when": object()})
+    with pytest.raises(data.NotJSON, match="over the limit of 100"):
+        data.envelope("e", {"blob": "x" * 200}, limit=100)
+
+
+def test_a_watcher_reads_envelopes_only_when_its_config_says_so() -> None:
+    element = data.envelope("transcode/7", {"path": "/v/7.mp4"})
+    plain = Planner(
+        RuleSet.compile(
+            watcher({**THUMB, "make": {"task": "t/${video}", "queue": "q"}}, accepts=False)
+        ).watchers[0]
+    )
+    assert plain.plan([element]).unmatched == [element]  # JSON text, matched as it is
+    reading = Planner(RuleSet.compile(watcher(THUMB)).watchers[0])
+    [task] = reading.plan([element]).tasks
+    assert task.task == b"thumb/7 from /v/7.mp4"
+
+
+def test_a_payload_field_in_a_watcher_without_envelopes_is_refused_at_load() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"\$\{data.path\} is a payload field, but this watcher reads no envelopes",
+    ):
+        RuleSet.compile(watcher(THUMB, accepts=False))
+
+
+def test_rules_use_the_payload_and_an_actor_gets_the_fields_its_make_names(
+    r: redis.Redis,
+) -> None:
+    to_actor = {
+        "name": "to actor",
+        "on": r"^transcode/(?P<video>\d+)$",
+        "make": [
+            {
+                "actor": "thumbnail",
+                "queue": "thumbs",
+                "task": "thumb/${video}",
+                "data": ["path", "size"],
+            },
+            {"actor": "archive", "queue": "archive", "task": "arch/${video}", "data": "payload"},
+        ],
+    }
+    route(
+        r,
+        watcher(THUMB, to_actor),
+        data.envelope("transcode/7", {"path": "/v/7.mp4", "size": 12, "video": "x"}),
+    )
+    assert r.lrange("thumbs", 0, -1) == [b"thumb/7 from /v/7.mp4"]
+    messages = [json.loads(m) for m in r.hvals("dramatiq:thumbs.msgs")]
+    assert [m["kwargs"] for m in messages] == [
+        {"path": "/v/7.mp4", "size": 12, "video": "7"}
+    ]  # rule wins
+    [archived] = [json.loads(m) for m in r.hvals("dramatiq:archive.msgs")]
+    assert archived["kwargs"] == {
+        "payload": {"path": "/v/7.mp4", "size": 12, "video": "x"},
+        "video": "7",
+    }
+
+
+def test_an_event_without_the_payload_field_a_rule_uses_is_dead_lettered_with_why(
+    r: redis.Redis,
+) -> None:
+    route(r, watcher(THUMB), data.envelope("transcode/8", {"size": 1}), b"transcode/9")
+    dead = [json.loads(e) for e in r.lrange("done/dead", 0, -1)]
+    assert sorted(d["error"] for d in dead) == [
+        "RuleError: variable 'data.path' has no value for this event",
+        "RuleError: variable 'data.path' has no value for this event",
+    ]
+    assert r.llen("thumbs") == 0
+
+
+def test_a_worker_in_node_pushes_envelopes_and_a_rule_uses_their_data(
+    redis_proc: RedisExecutor, r: redis.Redis
+) -> None:
+    measured = {
+        "name": "report",
+        "on": r"^clip/(?P<n>\d+)$",
+        "make": {"task": "report/${n} ${data.path} by ${data.worker}", "queue": "reports"},
+    }
+    r.lpush("clips", "clip/1", "clip/2")
+    node = subprocess.run(
+        ["node", str(NODE_WORKER), redis_proc.host, str(redis_proc.port), "clips", "done", "2"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert node.returncode == 0, node.stderr
+    route(r, watcher(measured))
+    assert sorted(r.lrange("reports", 0, -1)) == [
+        b"report/1 /out/clip/1.json by node",
+        b"report/2 /out/clip/2.json by node",
+    ]
+
+
+# A three-stage video pipeline: each stage's return value reaches the next one.
+PIPELINE = [
+    {
+        "name": "thumbnail",
+        "on": r"^transcode/(?P<video>\d+)$",
+        "make": {"actor": "thumbnail", "task": "thumb/${video}", "data": ["path"]},
+    },
+    {
+        "name": "publish",
+        "on": r"^thumb/(?P<video>\d+)$",
+        "make": {"actor": "publish", "task": "pub/${video}", "data": ["path", "thumb"]},
+    },
+]
+
+
+def declare(broker: RedisBroker, r: redis.Redis) -> Any:
+    @dramatiq.actor(broker=broker, done_event="transcode/${video}", done_data="result")
+    def transcode(video: int) -> dict[str, Any]:
+        return {"path": f"/videos/{video}.mp4"}
+
+    @dramatiq.actor(broker=broker, done_data=lambda result, message: {**result, "by": "t"})
+    def thumbnail(video: str, path: str) -> dict[str, Any]:
+        return {"path": path, "thumb": f"{path}.jpg"}
+
+    @dramatiq.actor(broker=broker, done_event=False)
+    def publish(video: str, path: str, thumb: str) -> None:
+        r.hset("published", video, f"{path} {thumb}")
+
+    return transcode
+
+
+@pytest.fixture
+def broker(redis_url: str) -> Iterator[RedisBroker]:
+    b = RedisBroker(url=redis_url)
+    yield b
+    b.client.connection_pool.disconnect()
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["in the worker", "through the router"])
+def test_each_stage_gets_what_the_previous_one_returned(
+    broker: RedisBroker, r: redis.Redis, inline: bool
+) -> None:
+    cfg = watcher(*PIPELINE, queue="global/done")
+    ruleset = RuleSet.compile(cfg)
+    broker.add_middleware(Completion(rules=ruleset) if inline else Completion(), before=Retries)
+    transcode = declare(broker, r)
+    for video in (1, 2):
+        transcode.send(video)
+    with running(broker):
+        for _ in range(3):  # the stages, each routed by the router in between
+            if not inline:
+                wait_for(lambda: r.llen("global/done") > 0 or r.hlen("published") == 2)
+                Router(ruleset=ruleset, client=r).run_until_idle()  # type: ignore[arg-type]
+        wait_for(lambda: r.hlen("published") == 2)
+    assert r.hgetall("published") == {
+        b"1": b"/videos/1.mp4 /videos/1.mp4.jpg",
+        b"2": b"/videos/2.mp4 /videos/2.mp4.jpg",
+    }
+
+
+def test_a_result_that_cannot_be_sent_fails_the_message_clearly(
+    broker: RedisBroker, r: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker.add_middleware(Completion(data_limit=64), before=Retries)
+
+    @dramatiq.actor(broker=broker, max_retries=0, done_event="big/${n}", done_data="result")
+    def big(n: int) -> Any:
+        return {"blob": "x" * 100} if n == 1 else {"when": object()}
+
+    caplog.set_level(logging.ERROR)
+    message_ids = [big.send(n).message_id for n in (1, 2)]
+    with running(broker):
+        wait_for(lambda: r.llen("global/done/failed") == 2)
+        broker.join(big.queue_name)
+    assert sorted(r.lrange("global/done/failed", 0, -1)) == [b"big/1", b"big/2"]
+    assert r.llen("global/done") == 0  # never a done event without its data
+    errors = [rec.getMessage() for rec in caplog.records if "done_data" in rec.getMessage()]
+    assert any(
+        f"actor 'big', message {message_ids[0]}" in e and "over the limit of 64" in e
+        for e in errors
+    )
+    assert any(f"message {message_ids[1]}" in e and "is not JSON" in e for e in errors)
+    assert r.zcard(f"dramatiq:{big.queue_name}.XQ") == 2  # failed, as Dramatiq failures are
+
+
+def test_done_data_must_be_result_or_a_callable(broker: RedisBroker) -> None:
+    broker.add_middleware(Completion(), before=Retries)
+    with pytest.raises(ConfigError, match="done_data is 'result'"):
+
+        @dramatiq.actor(broker=broker, done_data="return")
+        def wrong() -> None: ...
