@@ -22,9 +22,10 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 from pytest_redis.executor import RedisExecutor
 
-from resc_dramatiq import Completion, Config, ConfigError, Router, RuleSet
+from resc_dramatiq import Completion, Config, ConfigError, Registry, Router, RuleSet, build_ruleset
 from resc_dramatiq.rules import data
 from resc_dramatiq.rules.plan import Planner
+from resc_dramatiq.worker.app import App
 from tests.helpers import running, wait_for
 
 NODE_WORKER = Path(__file__).parent / "workers" / "node_worker.js"
@@ -260,3 +261,43 @@ def test_done_data_must_be_result_or_a_callable(broker: RedisBroker) -> None:
 
         @dramatiq.actor(broker=broker, done_data="return")
         def wrong() -> None: ...
+
+
+#: The registry of this module's code rules (the worker finds it in their module).
+REG = Registry()
+
+
+def test_a_code_rule_gets_payload_fields_and_the_apps_lists_read_envelopes(
+    broker: RedisBroker, r: redis.Redis
+) -> None:
+    broker.add_middleware(Completion(), before=Retries)
+
+    @dramatiq.actor(broker=broker, done_event="transcode/${video}", done_data="result")
+    def transcode(video: int) -> dict[str, Any]:
+        return {"path": f"/videos/{video}.mp4", "seconds": 61}
+
+    @REG.on_done(r"^transcode/(?P<video>\d+)$", data=("path", "seconds"))
+    @dramatiq.actor(broker=broker, done_event=False)
+    def thumbnail(video: str, path: str, seconds: int) -> None:
+        r.hset("thumbs", video, f"{path} {seconds + 1}")
+
+    try:
+        ruleset = build_ruleset(None, App.of_broker(broker))
+        assert [w.spec.data for w in ruleset.watchers] == [True]  # done_data writes there
+        transcode.send(3)
+        with running(broker):
+            wait_for(lambda: r.llen("global/done") == 1)
+            Router(ruleset=ruleset, client=r).run_until_idle()  # type: ignore[arg-type]
+            wait_for(lambda: r.hget("thumbs", "3"))
+        assert r.hget("thumbs", "3") == b"/videos/3.mp4 62"  # a JSON number stays one
+    finally:
+        REG.clear()
+
+
+def test_a_payload_field_that_is_no_parameter_is_refused_where_it_is_written() -> None:
+    with pytest.raises(ConfigError, match=r"payload field\(s\) size are no parameter"):
+
+        @REG.on_done(r"^t/(?P<video>\d+)$", data=("size",))
+        def thumbnail(video: str) -> None: ...
+
+    REG.clear()

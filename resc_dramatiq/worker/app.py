@@ -176,8 +176,34 @@ def build_ruleset(config: Config | None, app: App | None) -> RuleSet:
         config = Config.from_data(data, source=f"--app {app.spec}")
     else:
         config = merge(config, app.rules)
-    config = with_schedules(config, app)
+    config = with_schedules(with_envelopes(config, app), app)
     return RuleSet.compile(config, actor_queues=app.actor_queues)
+
+
+def with_envelopes(config: Config, app: App) -> Config:
+    """``config`` with ``data: true`` on the watchers whose events carry payloads the app
+    writes or reads: the lists its actors declaring ``done_data`` send their done events
+    to (``Completion``'s or the actor's done list; a rule-made message's watcher), and
+    the watchers of code rules with ``data=`` (docs/data.md)."""
+    lists = {b.rule.watcher for b in app.rules if b.rule.data}
+    writers = {n for n, a in app.broker.actors.items() if a.options.get("done_data")}
+    # Completion's done list (it is not imported here: it imports this module)
+    queues = [getattr(m, "done_queue", None) for m in app.broker.middleware]
+    done_queue = next((q for q in queues if isinstance(q, str)), None)
+    for name in writers:
+        options = app.broker.actors[name].options
+        if isinstance(options.get("done_event"), str):
+            lists.add(options.get("done_queue") or done_queue or DEFAULT_WATCHER)
+    for watcher in config.spec.watchers:
+        if any(m.actor in writers for rule in watcher.rules for m in rule.make):
+            lists.add(watcher.input_queue)
+    if not lists - {w.input_queue for w in config.spec.watchers if w.data}:
+        return config
+    watchers = tuple(
+        w.model_copy(update={"data": True}) if w.input_queue in lists else w
+        for w in config.spec.watchers
+    )
+    return config.with_spec(config.spec.model_copy(update={"watchers": watchers}))
 
 
 def with_schedules(config: Config, app: App) -> Config:
@@ -222,7 +248,8 @@ def _check_code_rules(app: App) -> None:
     """Compile each code rule on its own, so a problem names the function, not a path."""
     problems: list[str] = []
     for bound in app.rules:
-        data = {"watchers": [{"input_queue": bound.rule.watcher, "rules": [bound.data()]}]}
+        watcher = {"input_queue": bound.rule.watcher, "data": bool(bound.rule.data)}
+        data = {"watchers": [watcher | {"rules": [bound.data()]}]}
         try:
             RuleSet.compile(
                 Config.from_data(data, source=bound.rule.where), actor_queues=app.actor_queues

@@ -23,6 +23,7 @@ class InvalidDoneData(ConfigError, MiddlewareError):
     """Raised when an actor's ``done_data`` is neither ``"result"`` nor a callable
     (a ``MiddlewareError``: Dramatiq lets it out of ``@dramatiq.actor``)."""
 
+
 #: What ``done_data`` may be: ``"result"``, or a function of the result and the message.
 DoneData = str | Callable[[Any, Any], Any]
 

@@ -63,6 +63,7 @@ class CodeRule:
     release: Literal["taken", "done"]
     watcher: str
     join: Join | None = None
+    data: tuple[str, ...] = ()  # the parameters filled from the event's payload
 
     @property
     def where(self) -> str:
@@ -87,6 +88,8 @@ class CodeRule:
             make["set"] = self.set
         if self.delay_ms is not None:
             make["delay_ms"] = self.delay_ms
+        if self.data:
+            make["data"] = list(self.data)
         rule = {"name": f"@on_done {actor_name}", "on": self.pattern, "make": make}
         if self.join is not None:  # the function's parameters that groups fill, only
             names = _parameters(self.function)
@@ -191,6 +194,7 @@ class Registry:
         release: Literal["taken", "done"] = "taken",
         watcher: str = DEFAULT_WATCHER,
         join: Join | None = None,
+        data: tuple[str, ...] | list[str] = (),
     ) -> Callable[[F], F]:
         """Declare that the decorated actor runs when an event matching ``pattern`` is done.
 
@@ -201,7 +205,8 @@ class Registry:
         per group, when the group is complete (docs/joins.md): its parameters are filled
         from the named groups of the event that completed it (other groups, the member's
         for instance, need not be parameters), and ``task`` defaults to
-        ``<actor>/${join.group}``.
+        ``<actor>/${join.group}``. ``data`` names the parameters filled from the done
+        event's payload (docs/data.md): its watcher reads envelopes.
         """
 
         def decorate(target: F) -> F:
@@ -209,10 +214,21 @@ class Registry:
             function = actor.fn if actor is not None else target
             if not callable(function):
                 raise ConfigError(f"@on_done({pattern!r}) decorates {target!r}, not a function")
-            groups = _check(pattern, function, task, set, delay_ms, release, join)
+            fields = tuple(data)
+            groups = _check(pattern, function, task, set, delay_ms, release, join, fields)
             self.rules.append(
                 CodeRule(
-                    pattern, function, actor, groups, task, set, delay_ms, release, watcher, join
+                    pattern,
+                    function,
+                    actor,
+                    groups,
+                    task,
+                    set,
+                    delay_ms,
+                    release,
+                    watcher,
+                    join,
+                    fields,
                 )
             )
             return target
@@ -233,6 +249,7 @@ def _check(
     delay_ms: int | None,
     release: str,
     join: Join | None = None,
+    fields: tuple[str, ...] = (),
 ) -> tuple[str, ...]:
     where = f"@on_done({pattern!r}) on {function.__module__}.{function.__qualname__}"
     try:
@@ -240,7 +257,7 @@ def _check(
     except re.error as e:
         raise ConfigError(f"{where}: invalid regex: {e}") from None
     groups = tuple(compiled.groupindex)
-    problems = _parameter_problems(groups, function, joined=join is not None)
+    problems = _parameter_problems(groups, function, joined=join is not None, fields=fields)
     known = (*groups, "input_task")
     if join is not None:
         problems += _join_problems(join, known)
@@ -283,9 +300,14 @@ def _parameters(function: Callable[..., Any]) -> set[str]:
 
 
 def _parameter_problems(
-    groups: tuple[str, ...], function: Callable[..., Any], *, joined: bool = False
+    groups: tuple[str, ...],
+    function: Callable[..., Any],
+    *,
+    joined: bool = False,
+    fields: tuple[str, ...] = (),
 ) -> list[str]:
-    """``joined``: a join's groups fill the parameters they name; others may be left."""
+    """``joined``: a join's groups fill the parameters they name; others may be left.
+    ``fields``: parameters the payload fills."""
     params = inspect.signature(function).parameters.values()
     names = _parameters(function)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
@@ -296,10 +318,14 @@ def _parameter_problems(
         if p.default is inspect.Parameter.empty
         and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     ]
-    missing = [n for n in required if n not in groups]
+    missing = [n for n in required if n not in groups and n not in fields]
     if missing:
-        problems.append(f"required parameter(s) {', '.join(missing)} given by no named group")
+        given = "named group nor payload field (data=)" if fields else "named group"
+        problems.append(f"required parameter(s) {', '.join(missing)} given by no {given}")
     extra = [g for g in groups if g not in names and not takes_any and not joined]
+    unknown = [f for f in fields if f not in names and not takes_any]
+    if unknown:
+        problems.append(f"payload field(s) {', '.join(unknown)} are no parameter of the function")
     if extra:
         problems.append(f"named group(s) {', '.join(extra)} are no parameter of the function")
     return problems
