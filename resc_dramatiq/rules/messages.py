@@ -8,6 +8,9 @@ with its default JSON encoder, what each make's messages share is encoded once a
 the rest spliced in (:class:`_Layout`), byte for byte the same text.
 The ``resc`` option tells the completion middleware which task this message is,
 which dedup set holds it and where its done event goes.
+
+Over ~250 lines on purpose: the dict-built message and its spliced twin must be read
+side by side (the splice is checked against the dict, byte for byte).
 """
 
 from __future__ import annotations

@@ -10,7 +10,11 @@ it can see: the default one and any the module holds as an attribute, and their
 :func:`build_ruleset` merges the code rules with an optional config file: file rules
 come first, code rules join the watcher whose ``input_queue`` they name (a watcher is
 added when the file has none), code schedules join the file's ``schedules``, and every
-actor target (of rules and schedules) is checked against the app.
+actor target (of rules and schedules) is checked against the app. The watchers the
+app's own envelopes reach read them (:func:`with_envelopes`).
+
+Over ~250 lines on purpose: loading an app and merging what it declares (rules,
+schedules, envelopes) into a config is one concept, read top to bottom.
 """
 
 from __future__ import annotations
