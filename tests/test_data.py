@@ -301,3 +301,92 @@ def test_a_payload_field_that_is_no_parameter_is_refused_where_it_is_written() -
         def thumbnail(video: str) -> None: ...
 
     REG.clear()
+
+
+def pack_join(**make: Any) -> dict[str, Any]:
+    return {
+        "name": "pack",
+        "on": r"^(?P<stage>cut|weigh|inspect)/(?P<roll>\d+)$",
+        "join": {
+            "group": "roll/${roll}",
+            "member": "${stage}",
+            "expect": ["cut", "weigh", "inspect"],
+        },
+        "make": {"actor": "pack", "queue": "pack", "task": "pack/${roll}", "members": "stages"}
+        | make,
+    }
+
+
+def packed(r: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(m)["kwargs"] for m in r.hvals("dramatiq:pack.msgs")]
+
+
+def test_a_joins_make_receives_every_members_payload(r: redis.Redis) -> None:
+    cfg = watcher(pack_join())
+    route(r, cfg, data.envelope("cut/7", {"length": 3.5}), b"weigh/7")
+    route(
+        r,
+        cfg,
+        data.envelope("inspect/7", {"ok": True, "notes": ["edge"]}),
+        data.envelope("cut/7", {"length": 9}),
+    )
+    assert packed(r) == [
+        {
+            "stages": {
+                "cut": {"length": 3.5},
+                "weigh": None,
+                "inspect": {"ok": True, "notes": ["edge"]},
+            },
+            "stage": "inspect",
+            "roll": "7",
+        }
+    ]
+
+
+def test_a_groups_kept_payloads_are_bounded_and_the_rest_are_null(r: redis.Redis) -> None:
+    big = "x" * 40_000  # two of them pass the group's 64 KiB
+    route(
+        r,
+        watcher(pack_join()),
+        *(data.envelope(f"{s}/1", {"blob": big}) for s in ("cut", "weigh", "inspect")),
+    )
+    [kwargs] = packed(r)
+    assert kwargs["stages"] == {"cut": {"blob": big}, "weigh": None, "inspect": None}
+
+
+def test_only_a_joins_make_receives_members() -> None:
+    rule = {"name": "r", "on": "^x$", "make": {"actor": "a", "queue": "q", "members": "m"}}
+    with pytest.raises(ConfigError, match="only a join's make receives its members' payloads"):
+        RuleSet.compile(watcher(rule))
+
+
+def test_in_the_worker_a_join_gets_what_each_member_returned(
+    broker: RedisBroker, r: redis.Redis
+) -> None:
+    ruleset = RuleSet.compile(watcher(pack_join(queue="default"), queue="global/done"))
+    broker.add_middleware(Completion(rules=ruleset), before=Retries)
+    stages = {}
+    for stage in ("cut", "weigh", "inspect"):
+
+        def run(roll: int, stage: str = stage) -> dict[str, Any]:
+            return {"by": stage, "roll": roll}
+
+        stages[stage] = dramatiq.actor(
+            run,
+            broker=broker,
+            actor_name=stage,
+            done_event=f"{stage}/${{roll}}",
+            done_data="result",
+        )
+
+    @dramatiq.actor(broker=broker, done_event=False)
+    def pack(roll: str, stage: str, stages: dict[str, Any]) -> None:
+        r.hset("packs", roll, json.dumps(stages, sort_keys=True))
+
+    for stage in stages.values():
+        stage.send(4)
+    with running(broker):
+        wait_for(lambda: r.hget("packs", "4"))
+    assert json.loads(r.hget("packs", "4") or b"") == {
+        s: {"by": s, "roll": 4} for s in ("cut", "inspect", "weigh")
+    }

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 INPUT_TASK = "${input_task}"
 
 #: Keys of a make entry that only mean something for a Dramatiq message.
-DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release", "data")
+DRAMATIQ_ONLY = ("args", "kwargs", "delay_ms", "options", "release", "data", "members")
 
 #: Message options the router writes itself.
 RESERVED_OPTIONS = {
@@ -44,6 +44,9 @@ class MakeSpec(FrozenModel):
     #: the event's payload fields passed as keyword arguments (a list of field names), or
     #: the whole payload as one (its name); see rules/data.py
     data: tuple[str, ...] | str | None = None
+    #: a join's make: the members' payloads as one keyword argument of this name, a
+    #: mapping member -> payload (None for a member without one; see docs/joins.md)
+    members: str | None = Field(default=None, pattern=r"^[A-Za-z_]\w*$")
     ttl_s: int | None = Field(default=None, gt=0)
     #: the tasks this entry queues form this group (a template): a join with
     #: ``expect: "fan-out"`` waits for their done events (see config/joins.py)

@@ -46,6 +46,9 @@ class JoinHit:
     deadline_ms: int = 0  # after the first member; 0: none
     ttl_ms: int = 0  # a closed group's tombstone
     tasks: list[PlannedTask] = field(default_factory=list)
+    data: str = ""  # the member's payload, JSON, kept when the join's make wants it
+    #: the text in the tasks' messages that the members' payloads replace ('': none)
+    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)

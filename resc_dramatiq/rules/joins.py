@@ -9,12 +9,23 @@ atomically, whether this event completes the group (see ``store/lua/joins.lua``)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import RuleError
 from .model import Join
 from .templates import Template
+
+#: The variable holding, in a join make's message, the text the commit replaces with the
+#: members' payloads (its ``members:`` argument); no template may name it (``check``
+#: knows only ``join.group`` and ``join.size``), and a default kwargs skips dotted names.
+MEMBERS_VARIABLE = "join.members"
+
+#: What stands for the members' payloads in a join make made from its first member's
+#: event (a deadline round's ``ready`` group, an operator's ``complete``), as JSON text.
+MEMBERS_MARK = "\0resc:members\0"
+MEMBERS_TOKEN = json.dumps(MEMBERS_MARK)  # as it stands in the JSON of a message
 
 #: Most members a group may expect (a count, a list or a fan-out's tasks): the group's
 #: state lives in one Redis hash.

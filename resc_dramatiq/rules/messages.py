@@ -24,6 +24,7 @@ from typing import Any
 import dramatiq
 
 from .ids import new_id
+from .joins import MEMBERS_VARIABLE
 from .model import Make, Task
 from .templates import Template
 
@@ -180,7 +181,7 @@ class _Layout:
         """The encoded message of ``task`` (see the class)."""
         target = self.make.target
         args = "[]" if target.args is None else _encode_json(actor_args(task))
-        if target.kwargs is not None or target.data is not None:
+        if target.kwargs is not None or target.data is not None or target.members is not None:
             kwargs = _encode_json(actor_kwargs(task))
         elif target.args is not None:
             kwargs = "{}"
@@ -247,6 +248,8 @@ def actor_kwargs(task: Task) -> dict[str, Any]:
         kwargs = {}
     else:
         kwargs = {k: v for k, v in task.variables.items() if k != "input_task" and "." not in k}
+    if target.members is not None:  # filled by the commit that completes the join
+        kwargs = {target.members: task.variables.get(MEMBERS_VARIABLE)} | kwargs
     if target.data is None:
         return kwargs
     payload = task.data or {}

@@ -31,6 +31,7 @@ class Target:
     options: Mapping[str, Any] = field(default_factory=dict)
     release: str = "taken"
     data: tuple[str, ...] | str | None = None  # payload fields as kwargs, or all as one
+    members: str | None = None  # a join's make: the members' payloads, as this kwarg
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,8 @@ class Join:
     expired: tuple[Make, ...]
     ttl_ms: int
     fail: bool = False
+    #: its make passes the members' payloads (``members:``): each member's is kept
+    keeps_data: bool = False
 
 
 @dataclass(frozen=True, slots=True)

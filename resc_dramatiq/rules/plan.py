@@ -9,6 +9,7 @@ one done event, ``explain`` shows it, and the tests read it directly.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
@@ -16,7 +17,8 @@ from typing import Protocol
 from ..errors import RuleError
 from . import data
 from .batch import Batch, FailedEvent, JoinHit, PlannedTask
-from .joins import join_variables, membership
+from .ids import new_id
+from .joins import MEMBERS_MARK, MEMBERS_VARIABLE, join_variables, membership
 from .messages import build_message
 from .model import Match, Task, WatcherRules
 from .patterns import decode_event, not_utf8
@@ -174,11 +176,16 @@ class Planner:
             return JoinHit("fail", index, rule.name, group, tasks=tasks)
         m = membership(join, variables)
         made = join_variables(variables, m.group, m.expect)
+        payload = token = ""
+        if join.keeps_data:
+            payload = json.dumps(match.data, separators=(",", ":")) if match.data else ""
+            made[MEMBERS_VARIABLE] = f"\0resc:members:{new_id()}"
+            token = json.dumps(made[MEMBERS_VARIABLE])
         made_tasks = rule.make(match.index, made, data=match.data)
         tasks = [self.planned(t, index, now_ms) for t in made_tasks]
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
-            join.deadline_ms, join.ttl_ms, tasks,
+            join.deadline_ms, join.ttl_ms, tasks, payload, token,
         )  # fmt: skip
 
     def expired(self, rule: str, event: bytes | str, group: str, now_ms: int) -> list[PlannedTask]:
@@ -205,6 +212,7 @@ class Planner:
                     raise RuleError(f"join rule {rule!r} no longer matches {event!r}")
                 size = membership(r.join, variables).expect
                 made = join_variables(variables, group, size)
+                made[MEMBERS_VARIABLE] = MEMBERS_MARK  # the script puts the payloads there
                 tasks = r.make(index, made, r.join.expired if expired else None)
                 return [self.planned(t, -1, now_ms) for t in tasks]
         raise RuleError(f"no join rule {rule!r} in watcher {self.done_queue!r}")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config.joins import JoinSpec
@@ -101,6 +101,14 @@ def _compile_rule(
     join = None
     if spec.join is not None:
         join, known = _compile_join(spec.join, path, known, config, actor_queues, problems)
+        if any(m.members for m in spec.make) and not spec.join.fail:
+            join = replace(join, keeps_data=True)
+    for i, make in enumerate(spec.make):
+        if make.members and (spec.join is None or spec.join.fail):
+            problems.append(
+                f"{config.locate(f'{path}.make[{i}].members')}: only a join's make receives "
+                "its members' payloads"
+            )
     makes = []
     for i, make in enumerate(spec.make):
         where = f"{path}.make[{i}]"
@@ -180,6 +188,7 @@ def _compile_make(
         options=make.options,
         release=make.release,
         data=make.data,
+        members=make.members,
     )
     return Make(
         task=template(make.task, "task"),

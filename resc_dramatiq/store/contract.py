@@ -43,9 +43,12 @@ TASK_FIELDS = ("kind", "set", "queue", "messages", "task", "payload", "message_i
 #: ('member', 'fail', 'record'), KEYS index of its group's hash, its rule, member,
 #: expected count (0: not from this event), expected members, deadline (ms after the
 #: first member; 0: none), the tombstone's ttl (ms), its event's index in the batch (0:
-#: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each).
+#: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each),
+#: the member's payload (JSON, '' none), and the text of its tasks' messages that the
+#: members' payloads replace ('': none).
 JOIN_HIT_FIELDS = (
-    "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks"
+    "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks",
+    "data", "token",
 )  # fmt: skip
 
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a
@@ -54,6 +57,10 @@ PUSH_CHUNK = 4000
 
 #: A group a fan-out created, that no member joined, is forgotten after this long (ms).
 FAN_OUT_TTL_MS = 7 * 24 * 3600 * 1000
+
+#: Most bytes of its members' payloads a join group keeps (a member's payload that would
+#: pass it is not kept: its make receives null for that member).
+JOIN_DATA_LIMIT = 64 * 1024
 
 #: Most expired markers a script forgets per call.
 FORGET_CHUNK = 100
@@ -149,6 +156,6 @@ def lua_constants() -> str:
         f"{FORGET_EVERY}",
         f"local {', '.join(f'H_{name.upper()}' for name in JOIN_HIT_FIELDS)} = "
         f"{', '.join(str(i) for i in range(1, len(JOIN_HIT_FIELDS) + 1))}",
-        f"local FAN_OUT_TTL_MS = {FAN_OUT_TTL_MS}",
+        f"local FAN_OUT_TTL_MS, JOIN_DATA_LIMIT = {FAN_OUT_TTL_MS}, {JOIN_DATA_LIMIT}",
     ]
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ import redis
 
 from ..errors import RescError
 from ..rules.batch import PlannedTask
+from ..rules.joins import MEMBERS_TOKEN
 from ..rules.plan import Planner
 from .contract import Status
 from .joins import DEFAULT_TTL_MS, JoinKeys
@@ -214,6 +215,7 @@ def close_read(
         "channel": channel,
         "prefix": watcher.taken_base,
         "ttl": DEFAULT_TTL_MS,
+        "token": MEMBERS_TOKEN,
         "tasks": task_rows(tasks, call_keys, dramatiq, lambda t: group.key),
     }
     packed = msgpack.packb(header, use_bin_type=False)

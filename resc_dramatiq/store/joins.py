@@ -25,6 +25,7 @@ from ..config.joins import DEFAULT_TTL_S
 from ..config.model import WatcherSpec
 from ..errors import RescError
 from ..rules.batch import JoinHit, PlannedTask
+from ..rules.joins import MEMBERS_TOKEN
 from ..rules.model import Rule
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
@@ -100,6 +101,8 @@ def encode_hits(
             h.ttl_ms or DEFAULT_TTL_MS,
             h.event_index,
             task_rows(h.tasks, keys, dramatiq, _event_index) if h.tasks else (),
+            h.data,
+            h.token,
         ]
         for h in hits
     ]
@@ -199,6 +202,7 @@ class Deadlines:
             "channel": self.channel,
             "prefix": self.watcher.taken_base,
             "ttl": DEFAULT_TTL_MS,
+            "token": MEMBERS_TOKEN,
             "tasks": task_rows(tasks, keys, self.dramatiq, lambda t: group_key),
         }
         packed = msgpack.packb(header, use_bin_type=False)

@@ -149,6 +149,7 @@ if #h.joins > 0 then
         if kind == 'member' then
             local complete = join_member(hit, g, now)
             if complete then
+                fill_members(hit[H_TASKS], hit[H_TOKEN], g)
                 write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
                 close_group(g, 'done', now, hit[H_TTL])
                 count(rule, 'completed')

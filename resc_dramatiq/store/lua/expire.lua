@@ -6,7 +6,8 @@
 -- KEYS[1] the group's hash, KEYS[2] the slot's open groups (sorted set), KEYS[3] its
 --         deadlines (sorted set), KEYS[4] the open groups per rule (hash), KEYS[5] the
 --         watcher's stats hash; then the tasks' keys, each once.
--- ARGV[1] a MessagePack map: rule (the join rule), ready (true: the tasks are the join's
+-- ARGV[1] a MessagePack map: rule (the join rule), token (the text of the tasks'
+--         messages the members' payloads replace), ready (true: the tasks are the join's
 --         make, for a ready group; false: its expired make), tasks (planned tasks,
 --         contract.TASK_FIELDS; their event is the group key's text), score (the dedup
 --         score, unix s), channel (nil: none), prefix (of the notification lines), ttl
@@ -37,6 +38,7 @@ local deadline, ready = tonumber(f[1]), f[2] ~= false
 if ready ~= h.ready or not deadline or deadline > now then return {NOT_DUE, 0} end
 
 local queued = 0
+fill_members(h.tasks, h.token, g)
 write_tasks(h.tasks, 0, h.score,
     function(_, t)
         queued = queued + 1

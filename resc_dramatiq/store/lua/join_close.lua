@@ -7,7 +7,8 @@
 -- KEYS[1] the group's hash, KEYS[2] the slot's open groups (sorted set), KEYS[3] its
 --         deadlines (sorted set), KEYS[4] the open groups per rule (hash), KEYS[5] the
 --         stats hash of the join rule's watcher; then the tasks' keys, each once.
--- ARGV[1] a MessagePack map: action ('complete' or 'drop'), rule (the join rule the
+-- ARGV[1] a MessagePack map: action ('complete' or 'drop'), token (the text of the
+--         tasks' messages the members' payloads replace), rule (the join rule the
 --         group was read with; '' for a fan-out's group no member joined), first (its
 --         first member's time, ms, as read: the group planned for, not one opened anew
 --         since), tasks (complete: planned tasks,
@@ -37,6 +38,7 @@ if (f[1] or '') ~= h.rule or (f[2] or '') ~= h.first then return {BEFORE, 0, 're
 
 local queued = 0
 if h.action == 'complete' then
+    fill_members(h.tasks, h.token, g)
     write_tasks(h.tasks, 0, h.score,
         function(_, t)
             queued = queued + 1

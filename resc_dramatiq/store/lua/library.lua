@@ -150,17 +150,18 @@ local groups = {}
 local function read_group(index, member)
     local g = K[index]
     local f = redis.pcall('HMGET', g, 'state', 'expect', 'listed', 'seen', 'matched',
-        'm:' .. member, 'e:' .. member)
+        'bytes', 'm:' .. member, 'e:' .. member)
     if f.err then return {WRONG_TYPE, index, redis.call('TYPE', g)['ok'], 'hash'} end
     local group = groups[g]
     if not group then
         group = {state = f[1] or '', expect = tonumber(f[2]), listed = f[3] ~= false,
-            seen = tonumber(f[4]) or 0, matched = tonumber(f[5]) or 0, m = {}, e = {}}
+            seen = tonumber(f[4]) or 0, matched = tonumber(f[5]) or 0,
+            bytes = tonumber(f[6]) or 0, m = {}, e = {}}
         groups[g] = group
     end
     if member ~= '' then
-        group.m[member] = f[6] ~= false
-        group.e[member] = f[7] ~= false
+        group.m[member] = f[7] ~= false
+        group.e[member] = f[8] ~= false
     end
     return nil
 end
@@ -237,10 +238,50 @@ local function first_member(hit, g, now, fields)
     groups[g].state = 'open'
 end
 
+-- What a member's field holds: its payload (JSON) when its join keeps them and the
+-- group's kept payloads stay within JOIN_DATA_LIMIT bytes, else 1.
+local function member_value(group, hit, fields)
+    local data = hit[H_DATA]
+    if data == '' or group.bytes + #data > JOIN_DATA_LIMIT then return 1 end
+    group.bytes = group.bytes + #data
+    fields[#fields + 1] = 'bytes'
+    fields[#fields + 1] = group.bytes
+    return data
+end
+
+-- The members' payloads of group g as one JSON object, member -> payload (null: none).
+local function members_json(g)
+    local all, parts = redis.call('HGETALL', g), {}
+    for i = 1, #all, 2 do
+        if string.sub(all[i], 1, 2) == 'm:' then
+            local value = all[i + 1]
+            if value == '1' then value = 'null' end
+            parts[#parts + 1] = cjson.encode(string.sub(all[i], 3)) .. ':' .. value
+        end
+    end
+    return '{' .. table.concat(parts, ',') .. '}'
+end
+
+-- Put the members' payloads of group g in place of token in the planned tasks' messages.
+local function fill_members(tasks, token, g)
+    if token == '' then return end
+    local json = members_json(g)
+    for _, t in ipairs(tasks) do
+        if t[T_KIND] == 'd' then
+            local p = t[T_PAYLOAD]
+            local s, e = string.find(p, token, 1, true)
+            if s then t[T_PAYLOAD] = string.sub(p, 1, s - 1) .. json .. string.sub(p, e + 1) end
+        end
+    end
+end
+
 -- A new group, made by its first member in one write.
 local function new_group(hit, g, now)
     local group, member = groups[g], hit[H_MEMBER]
-    local fields = {'m:' .. member, 1, 'seen', 1}
+    local fields = {'seen', 1}
+    local value = member_value(group, hit, fields)
+    fields[#fields + 1] = 'm:' .. member
+    fields[#fields + 1] = value
     group.m[member], group.seen = true, 1
     local members = hit[H_MEMBERS]
     if #members > 0 then
@@ -283,8 +324,9 @@ local function join_member(hit, g, now)
         local member = hit[H_MEMBER]
         if not group.m[member] then
             group.m[member], group.seen = true, group.seen + 1
+            local value = member_value(group, hit, fields)
             fields[#fields + 1] = 'm:' .. member
-            fields[#fields + 1] = 1
+            fields[#fields + 1] = value
             fields[#fields + 1] = 'seen'
             fields[#fields + 1] = group.seen
             if group.listed and group.e[member] then
