@@ -18,11 +18,13 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
+from click.testing import CliRunner
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import Retries
 from pytest_redis.executor import RedisExecutor
 
 from resc_dramatiq import Completion, Config, ConfigError, Registry, Router, RuleSet, build_ruleset
+from resc_dramatiq.cli import main
 from resc_dramatiq.rules import data
 from resc_dramatiq.rules.plan import Planner
 from resc_dramatiq.worker.app import App
@@ -390,3 +392,20 @@ def test_in_the_worker_a_join_gets_what_each_member_returned(
     assert json.loads(r.hget("packs", "4") or b"") == {
         s: {"by": s, "roll": 4} for s in ("cut", "inspect", "weigh")
     }
+
+
+def test_explain_shows_what_an_event_with_its_payload_makes(tmp_path: Path) -> None:
+    config = tmp_path / "videos.json"
+    config.write_text(
+        json.dumps({"watchers": [{"input_queue": "done", "data": True, "rules": [THUMB]}]})
+    )
+    shown = CliRunner().invoke(
+        main, ["explain", str(config), "transcode/42", "--data", '{"path": "/v/42.mp4"}']
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "data.path = '/v/42.mp4'" in shown.output
+    assert "-> task 'thumb/42 from /v/42.mp4' to list 'thumbs'" in shown.output
+    missing = CliRunner().invoke(main, ["explain", str(config), "transcode/42"])
+    assert "variable 'data.path' has no value for this event" in missing.output
+    wrong = CliRunner().invoke(main, ["explain", str(config), "transcode/42", "--data", "[1]"])
+    assert wrong.exit_code == 2 and "--data is a JSON object ({...}), not list" in wrong.output

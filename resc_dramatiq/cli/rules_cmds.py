@@ -6,6 +6,7 @@ import json
 import os
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 
@@ -131,6 +132,12 @@ def _refuse_unwritable_lists(loaded: Loaded, redis_url: str | None) -> None:
     type=click.IntRange(1, 1000),
     help="With --schedules: firings shown per schedule.",
 )
+@click.option(
+    "--data",
+    "payload",
+    metavar="JSON",
+    help="The events' payload, a JSON object, as watchers with data: true read it.",
+)
 def explain(
     config: str | None,
     events: tuple[str, ...],
@@ -139,11 +146,13 @@ def explain(
     schedules: bool,
     at: str | None,
     count: int,
+    payload: str | None,
 ) -> None:
     """Show what the rules of CONFIG make of each EVENT, without Redis.
 
     With --app, CONFIG may be left out: a first argument that is no file is an EVENT.
     With --schedules, show the next firings of CONFIG's schedules instead.
+    With --data, each EVENT carries that payload (docs/data.md).
     """
     config, events = config_or_argument(config, app, events)
     if schedules:
@@ -151,12 +160,26 @@ def explain(
         return
     if not events:
         fail("give at least one EVENT")
+    data = _payload(payload)
     ruleset = load_rules(config, app)
-    reports = {event: explain_event(ruleset, event) for event in events}
+    reports = {event: explain_event(ruleset, event, data) for event in events}
     if as_json:
         click.echo(json.dumps([{"event": e, "matches": r} for e, r in reports.items()], indent=2))
     else:
         click.echo("\n".join(format_report(e, r) for e, r in reports.items()))
+
+
+def _payload(text: str | None) -> dict[str, Any] | None:
+    """``--data``: a JSON object; exit 2 saying why otherwise."""
+    if text is None:
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError as e:
+        fail(f"--data is not JSON: {e}")
+    if not isinstance(found, dict):
+        fail(f"--data is a JSON object ({{...}}), not {type(found).__name__}")
+    return found
 
 
 def _explain_schedules(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import RuleError
+from . import data as payload
 from .joins import join_variables, membership
 from .messages import actor_args, actor_kwargs
 from .model import Match, Task
@@ -16,17 +17,22 @@ from .schedule_ticks import next_ticks
 from .schedules import Schedule
 
 
-def explain_event(ruleset: RuleSet, event: str) -> list[dict[str, Any]]:
+def explain_event(
+    ruleset: RuleSet, event: str, data: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """For each watcher whose rules match ``event``: the rules, variables and tasks.
 
     The tasks are what the router's planner makes of the event (rules with fetchers
-    are shown with their calls: their tasks depend on the answers).
+    are shown with their calls: their tasks depend on the answers). ``data``: the
+    event's payload, as the watchers reading envelopes (``data: true``) see it.
     """
     text = decode_event(event)
     report = []
     for watcher in ruleset.watchers:
         planner = Planner(watcher)
         for m in watcher.matches(text):
+            if data is not None and watcher.spec.data:
+                m.variables, m.data = payload.variables(data) | m.variables, dict(data)
             entry: dict[str, Any] = {
                 "watcher": watcher.spec.input_queue,
                 "rule": m.rule.name,
