@@ -74,6 +74,7 @@ class SoakFigures:
 
     sends: int = 0
     kills: int = 0
+    deaths: int = 0  # worker processes that killed themselves, restarted
     replies_lost: int = 0
     duration_s: float = 0.0
 
@@ -159,7 +160,7 @@ class PipelineSoak:
             producer = threading.Thread(target=self.produce, args=(broker,), daemon=True)
             producer.start()
             chaos = threading.Thread(
-                target=self.chaos, args=(stack, url, proxy.url, config, workers, fleet, start)
+                target=self.chaos, args=(stack, url, proxy.url, rules, workers, fleet, start)
             )
             chaos.start()
             try:
@@ -214,16 +215,21 @@ class PipelineSoak:
         stack: ExitStack,
         url: str,
         lossy_url: str,
-        config: Path,
+        rules: Path | None,
         workers: list[SoakWorker],
         fleet: list[RouterProcess],
         start: Any,
     ) -> None:
         """SIGKILL a router (ROUTERS) or a worker (INLINE) now and then, restart it at
-        once; until told to calm down."""
+        once; restart a worker that killed itself (a soak's own fault); until told to
+        calm down."""
         generation = 0
         while not self.calm.wait(self.rng.uniform(*self.plan.kill_every_s)):
             generation += 1
+            for i, process in enumerate(workers):  # a worker that killed itself
+                if process.proc.poll() is not None:
+                    workers[i] = self.worker(stack, url, lossy_url, rules, 1000 + 10 * generation + i)
+                    self.figures.deaths += 1
             if self.plan.mode is Mode.ROUTERS:
                 victim = self.rng.randrange(len(fleet))
                 fleet[victim].kill()
@@ -233,7 +239,7 @@ class PipelineSoak:
                 victim = self.rng.randrange(len(workers))
                 workers[victim].kill()
                 index = len(workers) + generation
-                workers[victim] = self.worker(stack, url, lossy_url, config, index)
+                workers[victim] = self.worker(stack, url, lossy_url, rules, index)
             self.figures.kills += 1
 
     def quiet(self, r: redis.Redis) -> bool:
@@ -258,17 +264,18 @@ class SoakWorker(LoggedProcess):
         super().__init__(args, log=log, cwd=root, env=env)
 
 
-def worker_broker(url: str, lossy_url: str, rules: str) -> RedisBroker:
+def worker_broker(url: str, lossy_url: str, rules: str, *, lossy: bool = False) -> RedisBroker:
     """A worker process's broker: ``Completion`` (routing inline with ``rules``, a
-    config file, if given, its client then through ``lossy_url``), ``Redelivery``
-    bringing a killed worker's messages back within ~3 s, ``CurrentMessage``."""
+    config file, if given; its client through ``lossy_url`` then, or when ``lossy``),
+    ``Redelivery`` bringing a killed worker's messages back within ~3 s,
+    ``CurrentMessage``."""
     from dramatiq.middleware import CurrentMessage, Retries
 
     from resc_dramatiq.worker.completion import Completion
     from resc_dramatiq.worker.redelivery import Redelivery
 
     broker = RedisBroker(url=url)
-    client = redis.Redis.from_url(lossy_url) if rules else None
+    client = redis.Redis.from_url(lossy_url) if rules or lossy else None
     completion = Completion(done_queue=INPUT, rules=rules or None, client=client, attempts=12)
     broker.add_middleware(completion, before=Retries)
     broker.add_middleware(Redelivery(heartbeat_timeout_ms=3_000, interval_ms=500))
