@@ -17,6 +17,11 @@ processes on ``RedisBroker`` (``python -m tests.data_chaos worker ...``):
   payload; dedup set ``dc/todo3``) and pushes ``<n> ${data.thumb} ${data.area}`` onto
   ``dc/thumbs``; ``publish`` is a leaf (``done_event=False``).
 
+Besides the soak's faults (``Mode``), every worker process SIGKILLs itself after about
+one message in ``die_every``, right after Completion wrote that message's done event
+(or committed it, routed inline) and before its ack: ``Redelivery`` runs the message
+again, and its done event must not be written (nor routed) twice.
+
 Stages 2 and 3 record every run: ``HINCRBY dc/got<k>/<n> "<message id> <kwargs as
 JSON>"``, so the checks see how many Dramatiq messages each chain made per stage (one),
 how often each ran, and what every run received. The worker's Completion writes through
@@ -248,9 +253,7 @@ def worker_main(argv: list[str]) -> int:
         field = f"{message.message_id} {json.dumps(kwargs, sort_keys=True)}"
         r.hincrby(f"{GOT}{stage}/{n}", field, 1)
 
-    @dramatiq.actor(
-        broker=broker, queue_name="encode", done_event="enc/${n}", done_data="result"
-    )
+    @dramatiq.actor(broker=broker, queue_name="encode", done_event="enc/${n}", done_data="result")
     def encode(n: int) -> dict[str, Any]:
         message = CurrentMessage.get_current_message()
         assert message is not None

@@ -116,7 +116,8 @@ class PipelineSoak:
     def progress(self, r: redis.Redis) -> str:
         """Where the pipeline stands, for the message of a quiescence timeout."""
         queues = {q: r.llen(f"dramatiq:{q}") for q in self.queues}
-        return f"input {r.llen(INPUT)}, taken {taken_lists(r)}, queues {queues}"
+        dead = r.llen(f"{INPUT}/dead")
+        return f"input {r.llen(INPUT)}, dead {dead}, taken {taken_lists(r)}, queues {queues}"
 
     def check(self, r: redis.Redis) -> None:
         raise NotImplementedError
@@ -167,12 +168,7 @@ class PipelineSoak:
                 producer.join(timeout=self.plan.produce_s + 60)
                 if self.failure is not None:
                     raise self.failure
-                wait_for(
-                    lambda: self.quiet(r),
-                    timeout_s=self.plan.quiesce_timeout_s,
-                    poll_s=0.2,
-                    what=f"quiescence ({self.progress(r)})",
-                )
+                self.quiesce(r)
             finally:
                 self.calm.set()
                 chaos.join(timeout=30)
@@ -228,7 +224,9 @@ class PipelineSoak:
             generation += 1
             for i, process in enumerate(workers):  # a worker that killed itself
                 if process.proc.poll() is not None:
-                    workers[i] = self.worker(stack, url, lossy_url, rules, 1000 + 10 * generation + i)
+                    workers[i] = self.worker(
+                        stack, url, lossy_url, rules, 1000 + 10 * generation + i
+                    )
                     self.figures.deaths += 1
             if self.plan.mode is Mode.ROUTERS:
                 victim = self.rng.randrange(len(fleet))
@@ -241,6 +239,13 @@ class PipelineSoak:
                 index = len(workers) + generation
                 workers[victim] = self.worker(stack, url, lossy_url, rules, index)
             self.figures.kills += 1
+
+    def quiesce(self, r: redis.Redis) -> None:
+        """Wait (bounded) until :meth:`quiet`; a timeout says where things stand then."""
+        try:
+            wait_for(lambda: self.quiet(r), timeout_s=self.plan.quiesce_timeout_s, poll_s=0.2)
+        except AssertionError as e:
+            raise AssertionError(f"no quiescence: {e} ({self.progress(r)})") from None
 
     def quiet(self, r: redis.Redis) -> bool:
         """Everything produced went through, nothing is in flight."""

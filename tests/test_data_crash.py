@@ -1,6 +1,7 @@
 """Data between stages under real failures: a three-stage Dramatiq chain, each stage given
 what the previous one returned, through router processes killed and their commit
-replies lost, and routed in worker processes killed mid-message.
+replies lost, and routed in worker processes killed mid-message; in both, workers
+also kill themselves between a done event and its message's ack.
 
 The soaks (``tests/data_chaos.py``) run 150 chains, each first stage delivered 1 to 3
 times; their long variants (marked ``soak``: deselected unless chosen with ``-m soak``)
@@ -27,6 +28,7 @@ def test_router_kills_and_lost_replies_make_each_follow_up_once_with_its_data(
     print(figures.report())
     assert figures.kills >= 3 and figures.replies_lost >= 5
     assert figures.stage_1_runs > CHAINS  # first stages delivered more than once
+    assert figures.deaths >= 1  # a message ran again after its done event was written
 
 
 def test_worker_kills_with_in_worker_routing_make_each_follow_up_once_with_its_data(
@@ -37,6 +39,7 @@ def test_worker_kills_with_in_worker_routing_make_each_follow_up_once_with_its_d
     print(figures.report())
     assert figures.kills >= 3 and figures.replies_lost >= 5
     assert figures.stage_1_runs > CHAINS
+    assert figures.deaths >= 1
 
 
 @pytest.mark.soak
