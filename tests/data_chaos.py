@@ -31,6 +31,8 @@ reply must write them once).
 The checks (:meth:`DataSoak.check`): per chain, one message per stage, every run given
 exactly the data derived from ``n``; one line per chain in each raw list, with the
 right data; the dedup sets, the taken lists, the queues and the dead letters empty.
+
+Over ~250 lines on purpose: the pipeline, its checks and its worker process read together.
 """
 
 from __future__ import annotations

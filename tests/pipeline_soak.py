@@ -19,6 +19,8 @@ Dramatiq messages its producer sends (``messages``), the command of its worker p
 The producer streams its messages over ``produce_s``; then a bounded wait for
 quiescence (the soak's ``finished`` and nothing in flight), the processes are stopped,
 and the soak's ``check`` runs. Every wait is bounded.
+
+Over ~250 lines on purpose: one run's fleet, faults and waits are one piece.
 """
 
 from __future__ import annotations
