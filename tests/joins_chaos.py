@@ -31,30 +31,29 @@ members had first run; no incomplete group has any; the counters agree. Every wa
 
 from __future__ import annotations
 
-import enum
-import json
-import os
-import random
 import sys
-import threading
 import time
 from collections import Counter
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 from dramatiq import Message
-from dramatiq.brokers.redis import RedisBroker
 
 from resc_dramatiq.store.joins import JoinKeys
-from tests.chaos import taken_lists
-from tests.helpers import wait_for
-from tests.lossy_proxy import LossyProxy
-from tests.procs import LoggedProcess, RouterProcess, own_redis, routers, url_of, work_until_sigterm
+from tests.pipeline_soak import (
+    INPUT,
+    Mode,
+    PipelineSoak,
+    SoakFigures,
+    SoakPlan,
+    worker_broker,
+)
+from tests.procs import work_until_sigterm
 
-INPUT = "global/done"
+__all__ = ["JoinFigures", "JoinPlan", "JoinSoak", "Mode"]
+
 FAILED = "global/done/failed"
 DONE_AT = "jc/done/"  # + group: hash member -> ms of its first run
 JOINED = "jc/joined/"  # + group: hash join message id -> members run when it ran
@@ -87,44 +86,25 @@ def join_config(members: int) -> dict[str, Any]:
     return {"watchers": [{"input_queue": INPUT, "rules": [split, gather]}]}
 
 
-class Mode(enum.Enum):
-    ROUTERS = "routers"  # router processes killed, their replies lost
-    INLINE = "inline"  # routing in the workers, workers killed
-
-
 @dataclass(frozen=True)
-class JoinPlan:
-    """The size and the faults of one join soak."""
+class JoinPlan(SoakPlan):
+    """The size of one join soak (its faults: ``SoakPlan``)."""
 
-    mode: Mode
     groups: int = 30
     members: int = 50
     incomplete_every: int = 10  # group numbers ending so: member 0 fails, never complete
-    copies: tuple[int, int] = (1, 3)  # sends of split(g): members delivered this often
-    produce_s: float = 6.0
-    routers: int = 3
-    workers: int = 2
-    threads: int = 8
-    kill_every_s: tuple[float, float] = (1.0, 2.0)
-    loss: float = 0.10  # of the script replies through the proxy
-    quiesce_timeout_s: float = 60.0
-    seed: int = 1
 
     def incomplete(self, g: int) -> bool:
         return g % self.incomplete_every == self.incomplete_every - 1
 
 
 @dataclass
-class JoinFigures:
+class JoinFigures(SoakFigures):
     """What a join soak did."""
 
-    sends: int = 0
     member_runs: int = 0
     joins: int = 0
-    kills: int = 0
-    replies_lost: int = 0
     late: int = 0
-    duration_s: float = 0.0
     kill_log: list[str] = field(default_factory=list)
 
     def report(self) -> str:
@@ -135,149 +115,38 @@ class JoinFigures:
         )
 
 
-class JoinSoak:
+class JoinSoak(PipelineSoak):
     """One run of a ``JoinPlan`` in ``workdir``."""
 
+    queues = QUEUES
+    worker_module = "tests.joins_chaos"
+
     def __init__(self, *, plan: JoinPlan, workdir: Path) -> None:
-        self.plan = plan
-        self.workdir = workdir
-        self.rng = random.Random(plan.seed)
-        self.figures = JoinFigures()
-        self.produced = threading.Event()
-        self.calm = threading.Event()  # set: the chaos stops
-        self.failure: BaseException | None = None
+        super().__init__(plan=plan, workdir=workdir, figures=JoinFigures())
+        self.plan: JoinPlan = plan
+        self.figures: JoinFigures
 
-    def run(self) -> JoinFigures:
-        config = self.workdir / "joins.json"
-        config.write_text(json.dumps(join_config(self.plan.members)))
-        started = time.monotonic()
-        with ExitStack() as stack:
-            server = stack.enter_context(own_redis())
-            url = url_of(server)
-            r = redis.Redis.from_url(url)
-            stack.callback(r.close)
-            proxy = stack.enter_context(
-                LossyProxy(
-                    upstream=(server.host, server.port),
-                    drop={"EVALSHA", "EVAL"},
-                    probability=self.plan.loss,
-                    seed=self.plan.seed,
-                )
-            )
-            inline = self.plan.mode is Mode.INLINE
-            workers = [
-                self.worker(stack, url, proxy.url, config if inline else None, i)
-                for i in range(self.plan.workers)
-            ]
-            fleet: list[RouterProcess] = []
-            start = None
-            if not inline:
-                start = stack.enter_context(
-                    routers(config=config, redis_url=proxy.url, heartbeat_ttl_s=2, batch=50)
-                )
-                fleet = [
-                    start(instance=f"r{i}", log=self.workdir / f"r{i}.log")
-                    for i in range(self.plan.routers)
-                ]
-            broker = RedisBroker(url=url)
-            stack.callback(broker.close)
-            producer = threading.Thread(target=self.produce, args=(broker,), daemon=True)
-            producer.start()
-            chaos = threading.Thread(
-                target=self.chaos, args=(stack, url, proxy.url, config, workers, fleet, start)
-            )
-            chaos.start()
-            try:
-                producer.join(timeout=self.plan.produce_s + 60)
-                if self.failure is not None:
-                    raise self.failure
-                wait_for(
-                    lambda: self.quiet(r),
-                    timeout_s=self.plan.quiesce_timeout_s,
-                    poll_s=0.2,
-                    what=f"quiescence ({self.progress(r)})",
-                )
-            finally:
-                self.calm.set()
-                chaos.join(timeout=30)
-            for process in [*workers, *fleet]:  # before the last look: nothing runs on
-                process.stop()
-            self.figures.duration_s = time.monotonic() - started
-            self.figures.replies_lost = proxy.dropped.total()
-            self.check(r)
-        return self.figures
+    def config(self) -> dict[str, Any]:
+        return join_config(self.plan.members)
 
-    # the processes
+    def messages(self) -> list[Message[Any]]:
+        """``split(g)`` 1-3 times per group (each send a message of its own), shuffled."""
+        sends = [
+            g for g in range(self.plan.groups) for _ in range(self.rng.randint(*self.plan.copies))
+        ]
+        self.rng.shuffle(sends)
+        return [Message("split", "split", (), {"g": str(g)}, {}) for g in sends]
 
-    def worker(
-        self, stack: ExitStack, url: str, lossy_url: str, rules: Path | None, index: int
-    ) -> JoinWorker:
-        log = self.workdir / f"w{index}.log"
-        process = JoinWorker(url=url, lossy_url=lossy_url, rules=rules, log=log, plan=self.plan)
-        stack.callback(process.stop)
-        return process
-
-    def produce(self, broker: RedisBroker) -> None:
-        """Send ``split(g)`` 1-3 times per group, in a random order, over ``produce_s``."""
-        try:
-            sends = [
-                g
-                for g in range(self.plan.groups)
-                for _ in range(self.rng.randint(*self.plan.copies))
-            ]
-            self.rng.shuffle(sends)
-            chunks = max(1, int(self.plan.produce_s / 0.1))
-            size = -(-len(sends) // chunks)
-            begin = time.monotonic()
-            for k, first in enumerate(range(0, len(sends), size)):
-                for g in sends[first : first + size]:
-                    broker.enqueue(Message("split", "split", (), {"g": str(g)}, {}))
-                pause = begin + (k + 1) * self.plan.produce_s / chunks - time.monotonic()
-                time.sleep(max(0.0, pause))  # a stream, not one burst
-            self.figures.sends = len(sends)
-        except BaseException as error:
-            self.failure = error
-        finally:
-            self.produced.set()
-
-    def chaos(
-        self,
-        stack: ExitStack,
-        url: str,
-        lossy_url: str,
-        config: Path,
-        workers: list[JoinWorker],
-        fleet: list[RouterProcess],
-        start: Any,
-    ) -> None:
-        """SIGKILL a router (ROUTERS) or a worker (INLINE) now and then, restart it at
-        once; until told to calm down."""
-        generation = 0
-        while not self.calm.wait(self.rng.uniform(*self.plan.kill_every_s)):
-            generation += 1
-            if self.plan.mode is Mode.ROUTERS:
-                victim = self.rng.randrange(len(fleet))
-                fleet[victim].kill()
-                # every other restart under a new name: both the own-list recovery at
-                # start and the heartbeat reclaim by another router run
-                name = f"r{victim}" if generation % 2 else f"r{victim}-{generation}"
-                fleet[victim] = start(instance=name, log=self.workdir / f"r{victim}.log")
-            else:
-                victim = self.rng.randrange(len(workers))
-                workers[victim].kill()
-                index = len(workers) + generation
-                workers[victim] = self.worker(stack, url, lossy_url, config, index)
-            self.figures.kills += 1
+    def worker_args(self) -> list[str]:
+        return [str(self.plan.incomplete_every)]
 
     # the checks
 
     def complete_groups(self) -> list[int]:
         return [g for g in range(self.plan.groups) if not self.plan.incomplete(g)]
 
-    def quiet(self, r: redis.Redis) -> bool:
-        """Every member ran, every complete group ran its join, nothing in flight."""
-        if not self.produced.is_set():
-            return False
+    def finished(self, r: redis.Redis) -> bool:
+        """Every member ran, every complete group ran its join."""
         pipe = r.pipeline(transaction=False)
         for g in range(self.plan.groups):
             pipe.hlen(f"{DONE_AT}{g}")
@@ -288,19 +157,11 @@ class JoinSoak:
             wanted = self.plan.members - 1 if self.plan.incomplete(g) else self.plan.members
             if ran < wanted or (joined == 0 and not self.plan.incomplete(g)):
                 return False
-        if r.llen(INPUT) or taken_lists(r):
-            return False
-        if any(r.llen(f"dramatiq:{q}") for q in QUEUES):
-            return False
-        return not any(r.scard(k) for k in r.scan_iter("dramatiq:__acks__.*"))
+        return True
 
     def progress(self, r: redis.Redis) -> str:
         joined = sum(bool(r.hlen(f"{JOINED}{g}")) for g in range(self.plan.groups))
-        queues = {q: r.llen(f"dramatiq:{q}") for q in QUEUES}
-        return (
-            f"groups joined {joined}/{len(self.complete_groups())}, input {r.llen(INPUT)}, "
-            f"taken {taken_lists(r)}, queues {queues}"
-        )
+        return f"groups joined {joined}/{len(self.complete_groups())}, {super().progress(r)}"
 
     def check(self, r: redis.Redis) -> None:
         """Each complete group joined once, after all of its members; no other did."""
@@ -332,41 +193,17 @@ class JoinSoak:
         self.figures.late = stats.get("gather|late", 0)
 
 
-class JoinWorker(LoggedProcess):
-    """``python -m tests.joins_chaos worker URL ...``: a Dramatiq worker process."""
-
-    stop_timeout_s = 15.0
-
-    def __init__(
-        self, *, url: str, lossy_url: str, rules: Path | None, log: Path, plan: JoinPlan
-    ) -> None:
-        args = [sys.executable, "-m", "tests.joins_chaos", "worker", url, lossy_url]
-        args += [str(plan.threads), str(plan.incomplete_every), str(rules or "")]
-        root = Path(__file__).parent.parent
-        env = {**os.environ, "PYTHONPATH": str(root)}
-        super().__init__(args, log=log, cwd=root, env=env)
-
-
 def worker_main(argv: list[str]) -> int:
-    """``worker URL LOSSY_URL THREADS INCOMPLETE_EVERY RULES``: runs until SIGTERM.
+    """``worker URL LOSSY_URL RULES THREADS INCOMPLETE_EVERY``: runs until SIGTERM.
 
     With ``RULES`` (a config file), done events are routed in the worker, and
-    Completion's client goes through ``LOSSY_URL``. ``Redelivery`` brings a killed
-    worker's messages back within ~3 s.
+    Completion's client goes through ``LOSSY_URL`` (see ``worker_broker``).
     """
     import dramatiq
-    from dramatiq.middleware import CurrentMessage, Retries
+    from dramatiq.middleware import CurrentMessage
 
-    from resc_dramatiq.worker.completion import Completion
-    from resc_dramatiq.worker.redelivery import Redelivery
-
-    url, lossy_url, threads, every, rules = argv[1], argv[2], int(argv[3]), int(argv[4]), argv[5]
-    broker = RedisBroker(url=url)
-    client = redis.Redis.from_url(lossy_url) if rules else None
-    completion = Completion(done_queue=INPUT, rules=rules or None, client=client, attempts=12)
-    broker.add_middleware(completion, before=Retries)
-    broker.add_middleware(Redelivery(heartbeat_timeout_ms=3_000, interval_ms=500))
-    broker.add_middleware(CurrentMessage())
+    url, lossy_url, rules, threads, every = argv[1], argv[2], argv[3], int(argv[4]), int(argv[5])
+    broker = worker_broker(url, lossy_url, rules)
     r: redis.Redis = broker.client
 
     @dramatiq.actor(broker=broker, queue_name="split", done_event="batch/${g}")
