@@ -419,3 +419,27 @@ def test_check_says_which_watchers_read_envelopes(tmp_path: Path) -> None:
     shown = CliRunner().invoke(main, ["check", str(config)])
     assert shown.exit_code == 0, shown.output
     assert "watcher 'done' (taken 'done/taken', dead 'done/dead', reads envelopes)" in shown.output
+
+
+def test_check_warns_where_a_rules_own_argument_hides_a_payload_field(tmp_path: Path) -> None:
+    hiding = {
+        "name": "hiding",
+        "on": r"^transcode/(?P<video>\d+)$",
+        "make": {
+            "actor": "thumbnail",
+            "queue": "q",
+            "task": "t/${video}",
+            "data": ["video", "path"],
+        },
+    }
+    config = tmp_path / "videos.json"
+    config.write_text(
+        json.dumps({"watchers": [{"input_queue": "done", "data": True, "rules": [hiding]}]})
+    )
+    shown = CliRunner().invoke(main, ["check", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "warning: rule 'hiding' make[0]: the payload field 'video' is hidden by the rule's own "
+        "argument 'video' (the rule's wins)"
+    ) in shown.output
+    assert "'path' is hidden" not in shown.output

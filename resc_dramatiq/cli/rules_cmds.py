@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..errors import ConfigError
+from ..rules.data import hidden_fields
 from ..rules.explain import explain_event, explain_schedules, format_report, format_schedules
 from ..rules.fetch import check_headers
 from ..rules.joins import describe_join
@@ -63,7 +64,8 @@ def check(config: str | None, app: str | None, redis_url: str | None) -> None:
                 f"warning: {problem} here; the router will refuse to start without it", err=True
             )
     click.echo(f"{config or app}: valid")
-    for warning in join_warnings(ruleset):
+    hidden = [w for watcher in ruleset.watchers for r in watcher.rules for w in hidden_fields(r)]
+    for warning in join_warnings(ruleset) + hidden:
         click.echo(f"warning: {warning}", err=True)
     dramatiq = DramatiqKeys(namespace_for(loaded) or ruleset.config.spec.namespace)
     for watcher, server in zip(ruleset.watchers, servers, strict=True):

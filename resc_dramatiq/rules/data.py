@@ -21,6 +21,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .model import Rule
+
 #: The envelope's version mark: ``"resc": 1``.
 VERSION = 1
 
@@ -78,4 +80,23 @@ def variables(data: Mapping[str, Any]) -> dict[str, str]:
             found[PREFIX + key] = value
         elif isinstance(value, bool | int | float):
             found[PREFIX + key] = json.dumps(value)
+    return found
+
+
+def hidden_fields(rule: Rule) -> list[str]:
+    """Where a rule's own arguments hide payload fields its makes pass by name (the
+    rule's win): one line per make and field, for ``check``."""
+    found = []
+    groups = set(rule.pattern.groupindex)
+    for i, make in enumerate(rule.makes):
+        target = make.target
+        if not isinstance(target.data, tuple):
+            continue
+        own = set(target.kwargs or ()) if target.kwargs is not None else groups
+        for field in target.data:
+            if field in own:
+                found.append(
+                    f"rule {rule.name!r} make[{i}]: the payload field {field!r} is hidden by "
+                    f"the rule's own argument {field!r} (the rule's wins)"
+                )
     return found
