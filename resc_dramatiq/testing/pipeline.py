@@ -12,6 +12,7 @@ where.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -34,6 +35,8 @@ from .made import ruleset_of
 from .pending import Pending, pending
 from .recorder import Recorder, Run
 
+#: The totals of a watcher's counters, 0 when never written.
+TOTALS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead")
 #: How long a round waits before looking again, in seconds.
 POLL_S = 0.005
 
@@ -153,9 +156,15 @@ class Pipeline:
             if (actor is None or r.actor == actor) and (outcome is None or r.outcome == outcome)
         ]
 
-    def calls(self, actor: str) -> list[tuple[Any, ...]]:
-        """The positional arguments of each successful run of ``actor``, sorted."""
-        return sorted(r.args for r in self.runs(actor, outcome="done"))
+    def calls(self, actor: str) -> list[dict[str, Any]]:
+        """The arguments of each successful run of ``actor`` by parameter name (however
+        the message passed them: a rule-made message passes keywords), sorted."""
+        signature = inspect.signature(self.broker.get_actor(actor).fn)
+        bound = [
+            dict(signature.bind(*r.args, **r.kwargs).arguments)
+            for r in self.runs(actor, outcome="done")
+        ]
+        return sorted(bound, key=repr)
 
     def counts(self) -> dict[str, int]:
         """Successful runs per actor."""
@@ -169,9 +178,11 @@ class Pipeline:
         return sorted(r.task for r in self.runs(outcome="done") if r.task is not None)
 
     def stats(self, watcher: str | None = None) -> dict[str, int]:
-        """The counters of a watcher (the first one when not named): events, tasks,
-        duplicates, unmatched, dead..."""
-        return counters(self.client, f"{self._watcher(watcher)}/stats")
+        """The totals of a watcher (the first one when not named): ``events``,
+        ``queued``, ``deduplicated``, ``unmatched``, ``retried``, ``dead`` (0 when never
+        written) and the per-rule ``<rule>|matched``... counters (docs/status.md)."""
+        found = counters(self.client, f"{self._watcher(watcher)}/stats")
+        return dict.fromkeys(TOTALS, 0) | found
 
     def dead_letters(self, watcher: str | None = None) -> list[DeadLetter]:
         """The events a watcher dead-lettered (with rule, error, attempts), newest first."""
