@@ -34,7 +34,9 @@ def _clear_registry() -> Iterator[None]:
 def shop(broker: RedisBroker) -> Actors:
     """README's ``shop.py``: acquire -> treat (once per product) -> report."""
 
-    @dramatiq.actor(broker=broker, queue_name="acquire", done_event="acq/${process_id}/${product_id}")
+    @dramatiq.actor(
+        broker=broker, queue_name="acquire", done_event="acq/${process_id}/${product_id}"
+    )
     def acquire(process_id: str, product_id: str) -> None: ...
 
     @REG.on_done(r"^acq/(?P<process_id>\d+)/(?P<product_id>\d+)$", set="treat/${product_id}/todo")
@@ -79,7 +81,9 @@ def test_the_dedup_set_keeps_one_treat_per_product_while_it_is_pending(
     actors["acquire"].send("1", "42")
     with pytest.raises(NotIdle) as raised:
         pipeline.run_until_idle(timeout_s=0.5)
-    assert "queue 'treat' (dramatiq:treat): 1 -> treat(process_id='1', product_id='42')" in str(raised.value)
+    assert "queue 'treat' (dramatiq:treat): 1 -> treat(process_id='1', product_id='42')" in str(
+        raised.value
+    )
     assert pipeline.stats()["deduplicated"] == 1
 
 
@@ -181,8 +185,11 @@ def test_a_stub_broker_with_completion_refuses_to_boot() -> None:
     broker.add_middleware(Completion(), before=Retries)
     broker.emit_after("process_boot")
     worker = dramatiq.Worker(broker, worker_threads=1)
-    with pytest.raises(BootRefused, match=r"a StubBroker cannot run them; test with "
-                       r"resc_dramatiq\.testing \(docs/testing\.md\)"):
+    with pytest.raises(
+        BootRefused,
+        match=r"a StubBroker cannot run them; test with "
+        r"resc_dramatiq\.testing \(docs/testing\.md\)",
+    ):
         worker.start()
     worker.stop()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -41,9 +42,8 @@ def pending(client: redis.Redis, namespace: str, watchers: Iterable[WatcherSpec]
     found = _dramatiq(client, namespace)
     for spec in watchers:
         found += _lists(client, [spec.input_queue], f"input list {spec.input_queue!r}")
-        taken = [spec.taken_queue] + sorted(
-            _text(k) for k in client.scan_iter(match=_glob(spec.taken_queue) + "/*", count=500)
-        )
+        others = client.scan_iter(match=_glob(spec.taken_queue) + "/*", count=500)
+        taken = [spec.taken_queue, *sorted(_text(k) for k in others)]
         found += _lists(client, taken, f"taken list of {spec.input_queue!r}")
     return found
 
@@ -75,7 +75,7 @@ def _messages(client: redis.Redis, msgs: str, ids: list[str]) -> tuple[str, ...]
     shown = []
     for i, payload in zip(ids, client.hmget(msgs, ids), strict=True):
         try:
-            data = json.loads(payload) if payload is not None else None
+            data: Any = json.loads(payload or "")
             args = ", ".join(repr(a) for a in data["args"])
             kwargs = ", ".join(f"{k}={v!r}" for k, v in data["kwargs"].items())
             shown.append(f"{data['actor_name']}({', '.join(p for p in (args, kwargs) if p)})")

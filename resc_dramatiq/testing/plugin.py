@@ -37,7 +37,7 @@ def resc_server() -> RescTestServer:
 def resc_broker(resc_server: RescTestServer) -> Iterator[RedisBroker]:
     """A RedisBroker with Completion on the flushed server, the global broker meanwhile."""
     before = dramatiq.get_broker() if _has_global_broker() else None
-    broker = RedisBroker(url=resc_server.url)
+    broker = RedisBroker(url=resc_server.url)  # type: ignore[no-untyped-call]
     broker.add_middleware(Completion(), before=Retries)
     dramatiq.set_broker(broker)
     yield broker
