@@ -5,8 +5,11 @@ join through the harness, the pure ``made_by`` and the StubBroker refusal."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -18,6 +21,7 @@ from dramatiq.middleware import Retries
 from resc_dramatiq import Completion, Join, Registry
 from resc_dramatiq.testing import NotIdle, Pipeline, RescTestServer, made_by
 from resc_dramatiq.worker.completion import BootRefused
+from tests.test_docs import ROOT, blocks_of
 
 #: The registry of this module's code rules (the kit finds it in the actors' module).
 REG = Registry()
@@ -201,3 +205,15 @@ def test_the_session_server_is_one_and_flushed_per_test(resc_server: RescTestSer
         client.set("left/behind", "1")  # the next test's flush takes it away
     finally:
         client.close()
+
+
+def test_the_example_of_docs_testing_md_passes_as_written(tmp_path: Path) -> None:
+    """The page's files, written out, pass under pytest with the kit's plugin (in a
+    process of their own: the example's ``@on_done`` rules go to the default registry)."""
+    for block in blocks_of(ROOT / "docs" / "testing.md"):
+        if block.marker is not None and block.marker[0] == "file":
+            (tmp_path / block.marker[1]).write_text(block.text)
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_factory.py"]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout
