@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -63,7 +64,7 @@ class Pipeline:
         self,
         broker: Broker,
         *,
-        rules: str | Config | RuleSet | Any = None,
+        rules: str | Path | Config | RuleSet | None = None,
         inline: bool = True,
         queues: set[str] | None = None,
         worker_threads: int = 2,
@@ -210,7 +211,7 @@ class Pipeline:
         return self.ruleset.config.spec.watchers[0].input_queue
 
 
-def _ruleset(rules: Any, broker: Broker) -> RuleSet | None:
+def _ruleset(rules: str | Path | Config | RuleSet | None, broker: Broker) -> RuleSet | None:
     """The rules routed: given ones merged with the ``@on_done`` ones; None when
     neither a file nor the app has any (done events are then only written)."""
     if rules is None:
