@@ -52,6 +52,7 @@ from typing import Any
 import redis
 from dramatiq import Actor, Broker, Middleware, Worker
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.stub import StubBroker
 from dramatiq.logging import get_logger
 from dramatiq.middleware import MiddlewareError
 from redis.cluster import RedisCluster
@@ -76,6 +77,12 @@ from .outcome import Outcome, outcome_of
 from .retrying import DEFAULT_ATTEMPTS, Retrying
 
 DEFAULT_DONE_QUEUE = "global/done"
+
+#: Why a worker on a ``StubBroker`` is refused, and what to use instead.
+STUB_REFUSED = (
+    "Completion writes through Redis scripts: a StubBroker cannot run them; test with "
+    "resc_dramatiq.testing (docs/testing.md)"
+)
 
 
 class BootRefused(ConfigError, MiddlewareError):
@@ -192,7 +199,11 @@ class Completion(Middleware):
         (:class:`BootRefused`), never a message. Dramatiq lets a ``MiddlewareError`` of a
         ``before_`` hook through (``Worker.start`` raises it; the ``dramatiq`` command's
         worker process dies of it, and the command exits non-zero); in
-        ``after_worker_boot`` it would be swallowed."""
+        ``after_worker_boot`` it would be swallowed. A ``StubBroker`` is refused: the
+        follow-ups would land in a Redis the stub never reads."""
+        if isinstance(broker, StubBroker):
+            self.logger.critical("Worker boot refused: %s", STUB_REFUSED)
+            raise BootRefused(f"Completion: {STUB_REFUSED}")
         try:
             scripts = self._writer(broker).scripts
             check_at_boot(scripts.client, "worker", self.logger)  # LayoutRefused
