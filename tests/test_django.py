@@ -120,9 +120,7 @@ def test_the_django_worker_and_router_run_the_chain_once(
 ) -> None:
     router = start("router", CLI, "router", "--app", "django")
     worker = start("worker", DRAMATIQ, "django_dramatiq.setup", "media.tasks", "--processes", "1")
-    send = "import django; django.setup(); from media.tasks import transcode\n"
-    send += "for n in range(3): transcode.send(n)"
-    subprocess.run([sys.executable, "-c", send], cwd=PROJECT, env=env, check=True, timeout=60)
+    send(env, 3)
     # transcode's done events matched the rule; thumbnail's own matched none: all routed
     wait_for(
         lambda: r.hget("global/done/stats", "unmatched") == b"3",
@@ -130,10 +128,36 @@ def test_the_django_worker_and_router_run_the_chain_once(
         what=f"the chain routed; worker: {worker.output()[-2000:]} router: {router.output()}",
     )
     worker.stop()  # graceful: what it held is done or back on its queue
-    assert r.llen("dramatiq:media") == r.llen("dramatiq:thumbs") == 0
+    assert_ran_once(r, 3)
+
+
+def test_a_django_worker_with_completion_routing_inline_runs_the_chain_once(
+    env: Env, start: Callable[..., LoggedProcess], r: redis.Redis
+) -> None:
+    env["DJANGO_SETTINGS_MODULE"] = "mysite.settings_inline"
+    worker = start("worker", DRAMATIQ, "django_dramatiq.setup", "media.tasks", "--processes", "1")
+    send(env, 3)
+    wait_for(
+        lambda: r.hget("global/done/stats", "unmatched") == b"3",
+        timeout_s=60,
+        what=f"the chain routed in the worker: {worker.output()[-2000:]}",
+    )
+    worker.stop()
+    assert_ran_once(r, 3)
+
+
+def send(env: Env, count: int) -> None:
+    """Send ``transcode`` ``count`` times from a Django process of the project."""
+    code = "import django; django.setup(); from media.tasks import transcode\n"
+    code += f"for n in range({count}): transcode.send(n)"
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT, env=env, check=True, timeout=60)
+
+
+def assert_ran_once(r: redis.Redis, count: int) -> None:
+    """Each stage ran once per video; nothing left on a queue or the done list."""
+    assert r.llen("dramatiq:media") == r.llen("dramatiq:thumbs") == r.llen("global/done") == 0
     runs = {k.decode(): int(v) for k, v in r.hgetall(RUNS).items()}
     assert runs == {
-        **{f"transcode/{n}": 1 for n in range(3)},
-        **{f"thumbnail/{n}": 1 for n in range(3)},
+        **{f"transcode/{n}": 1 for n in range(count)},
+        **{f"thumbnail/{n}": 1 for n in range(count)},
     }
-    assert r.llen("global/done") == 0
