@@ -35,7 +35,9 @@ app_option = click.option(
     metavar="MODULE[:BROKER]",
     help="Dramatiq app to import as the dramatiq command does: its @on_done rules join "
     "CONFIG (then optional), actor targets are checked against its actors, and commands "
-    "that talk to Redis use its broker's server and namespace unless CONFIG names them.",
+    "that talk to Redis use its broker's server and namespace unless CONFIG names them. "
+    "A Django project: django (DJANGO_SETTINGS_MODULE) or django:SETTINGS sets Django up "
+    "and imports its installed apps' tasks modules.",
 )
 redis_url_option = click.option(
     "--redis-url",

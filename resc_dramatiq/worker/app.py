@@ -5,7 +5,8 @@
 broker; without it the global broker is used), then collects the actors (name ->
 queue) and the ``@on_done`` rules of every :class:`~resc_dramatiq.worker.registry.Registry`
 it can see: the default one and any the module holds as an attribute, and their
-``@on_schedule`` schedules.
+``@on_schedule`` schedules. ``load_app("django")`` (or ``"django:mysite.settings"``) sets a
+Django project up instead and reads its installed apps' tasks modules (``django_app``).
 
 :func:`build_ruleset` merges the code rules with an optional config file: file rules
 come first, code rules join the watcher whose ``input_queue`` they name (a watcher is
@@ -20,8 +21,9 @@ schedules, envelopes) into a config is one concept, read top to bottom.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +37,7 @@ from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
 from ..rules.ruleset import RuleSet
 from ..rules.schedules import compile_schedules
+from .django_app import is_django_spec, setup_django
 from .registry import DEFAULT_WATCHER, CodeRule, CodeSchedule, Registry, registry
 
 
@@ -85,7 +88,7 @@ class App:
             for v in vars(sys.modules.get(name) or ModuleType(name)).values()
             if isinstance(v, Registry)
         ]
-        rules, _ = _bind(registries, broker, owner=None, spec="the worker's broker")
+        rules, _ = _bind(registries, broker, owners=(), spec="the worker's broker")
         return cls(spec="the worker's broker", module=None, broker=broker, rules=rules)
 
     @property
@@ -95,25 +98,44 @@ class App:
 
 
 def load_app(spec: str, *, path: str | Path | None = ".") -> App:
-    """Import ``module[:attr]`` as ``dramatiq`` does; raise :class:`ConfigError`."""
+    """Import ``module[:attr]`` as ``dramatiq`` does, or set up the Django project of
+    ``django[:settings]``; raise :class:`ConfigError`."""
     if path is not None and str(path) not in sys.path:
         sys.path.insert(0, str(path))
     modname, _, attr = spec.partition(":")
+    if is_django_spec(spec):  # a Django project (Django itself is imported only then)
+        broker, modules = setup_django(spec)
+        return _collect(spec, None, broker, modules)
     try:
         module = importlib.import_module(modname)
     except Exception as e:
-        raise ConfigError(f"--app {spec!r}: cannot import {modname!r}: {e}") from None
-    broker = _broker_of(spec, module, attr)
-    registries = [registry, *(v for v in vars(module).values() if isinstance(v, Registry))]
-    rules, problems = _bind(registries, broker, owner=module.__name__, spec=spec)
-    schedules, more = _bind_schedules(registries, broker, owner=module.__name__, spec=spec)
+        hint = ""
+        if os.environ.get("DJANGO_SETTINGS_MODULE"):
+            hint = " (a Django project? --app django sets it up first)"
+        raise ConfigError(f"--app {spec!r}: cannot import {modname!r}: {e}{hint}") from None
+    return _collect(spec, module, _broker_of(spec, module, attr), [module])
+
+
+def _collect(
+    spec: str, module: ModuleType | None, broker: Broker, modules: list[ModuleType]
+) -> App:
+    """The app of ``broker``: the code rules and schedules of the default registry and of
+    the registries ``modules`` hold; each of theirs whose function is no actor of
+    ``broker`` is a problem."""
+    registries = [
+        registry,
+        *(v for m in modules for v in vars(m).values() if isinstance(v, Registry)),
+    ]
+    owners = {m.__name__ for m in modules}
+    rules, problems = _bind(registries, broker, owners=owners, spec=spec)
+    schedules, more = _bind_schedules(registries, broker, owners=owners, spec=spec)
     if problems or more:
         raise ConfigError(problems + more)
     return App(spec=spec, module=module, broker=broker, rules=rules, schedules=schedules)
 
 
 def _bind_schedules(
-    registries: list[Registry], broker: Broker, *, owner: str, spec: str
+    registries: list[Registry], broker: Broker, *, owners: Collection[str], spec: str
 ) -> tuple[tuple[BoundSchedule, ...], list[str]]:
     """The code schedules whose actor is on ``broker`` (as :func:`_bind` for rules)."""
     bound: list[BoundSchedule] = []
@@ -122,23 +144,23 @@ def _bind_schedules(
         actor = code.actor_on(broker)
         if actor is not None:
             bound.append(BoundSchedule(code, actor.actor_name, actor.queue_name))
-        elif code.function.__module__ == owner:
+        elif code.function.__module__ in owners:
             problems.append(f"{code.where}: the function is no actor of {spec!r}'s broker")
     return tuple(bound), problems
 
 
 def _bind(
-    registries: list[Registry], broker: Broker, *, owner: str | None, spec: str
+    registries: list[Registry], broker: Broker, *, owners: Collection[str], spec: str
 ) -> tuple[tuple[BoundRule, ...], list[str]]:
     """The code rules whose actor is on ``broker``; a problem for each rule of module
-    ``owner`` whose function is no actor there."""
+    of ``owners`` whose function is no actor there."""
     rules: list[BoundRule] = []
     problems: list[str] = []
     for code_rule in dict.fromkeys(r for reg in registries for r in reg.rules):
         actor = code_rule.actor_on(broker)
         if actor is not None:
             rules.append(BoundRule(code_rule, actor.actor_name, actor.queue_name))
-        elif code_rule.function.__module__ == owner:
+        elif code_rule.function.__module__ in owners:
             problems.append(f"{code_rule.where}: the function is no actor of {spec!r}'s broker")
     return tuple(rules), problems
 
