@@ -23,8 +23,8 @@ BROKEN_MESSAGES = {
     " queue name",
     "bad_regex.json": ":8: watchers[0].rules[0].on: invalid regex '^acq/(?P<id>\\\\d+$' in"
     " rule 'unclosed group': missing ): ^acq/(?P<id>\\d+$",
-    "bad_release.json": ":6: watchers[0].rules[0].make[0].release: Input should be 'taken' or"
-    " 'done'",
+    "bad_release.json": ":6: watchers[0].rules[0].make[0].release: Input should be 'taken',"
+    " 'done' or 'never'",
     "control_character.yaml": ":4: invalid YAML: unacceptable character #x0007",
     "dramatiq_key_on_raw.json": ":6: watchers[0].rules[0].make[1]: delay_ms only apply to an"
     " 'actor' target",
