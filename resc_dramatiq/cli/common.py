@@ -163,3 +163,14 @@ def stacked(*options: Callable[[F], F]) -> Callable[[F], F]:
         return command
 
     return apply
+
+
+#: CONFIG, --app, --redis-url and --watcher: where the watchers of a command are.
+watchers_option = stacked(
+    optional_config_argument,
+    app_option,
+    redis_url_option,
+    click.option(
+        "--watcher", metavar="INPUT", help="Only the watcher of this input list (default: all)."
+    ),
+)

@@ -22,15 +22,13 @@ from ..store.keys import WatcherKeys
 from . import main
 from .common import (
     EXIT_FAILED,
-    app_option,
     config_or_argument,
     fail,
     load,
-    optional_config_argument,
     reaching,
-    redis_url_option,
     stacked,
     utc,
+    watchers_option,
 )
 from .servers import Server, servers_for
 
@@ -48,14 +46,7 @@ def dead() -> None:
     """The dead letters of the watchers: events that failed max_attempts times."""
 
 
-_where = stacked(
-    optional_config_argument,
-    app_option,
-    redis_url_option,
-    click.option(
-        "--watcher", metavar="INPUT", help="Only the watcher of this input list (default: all)."
-    ),
-)
+_where = watchers_option
 """The options that say which watchers, on which Redis."""
 
 

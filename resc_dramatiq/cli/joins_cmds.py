@@ -25,14 +25,11 @@ from ..store.keys import DramatiqKeys, WatcherKeys
 from . import main
 from .common import (
     EXIT_FAILED,
-    app_option,
     config_or_argument,
     fail,
     load,
-    optional_config_argument,
     reaching,
-    redis_url_option,
-    stacked,
+    watchers_option,
 )
 from .joins_table import deadline, describe
 from .servers import Server, namespace_for, servers_for
@@ -56,14 +53,7 @@ def joins() -> None:
     """The join groups: open ones per join rule, one group, completing or dropping one."""
 
 
-_where = stacked(
-    optional_config_argument,
-    app_option,
-    redis_url_option,
-    click.option(
-        "--watcher", metavar="INPUT", help="Only the watcher of this input list (default: all)."
-    ),
-)
+_where = watchers_option
 _group = click.argument("group", metavar="GROUP", required=False)
 
 

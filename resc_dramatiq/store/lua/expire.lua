@@ -37,16 +37,7 @@ local deadline, ready = tonumber(f[1]), f[2] ~= false
 -- the group is now
 if ready ~= h.ready or not deadline or deadline > now then return {NOT_DUE, 0} end
 
-local queued = 0
-fill_members(h.tasks, h.token, g)
-write_tasks(h.tasks, 0, h.score,
-    function(_, t)
-        queued = queued + 1
-        if h.channel then
-            redis.call('PUBLISH', h.channel, h.prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
-        end
-    end,
-    function() end)
+local queued = queue_join_tasks(h.tasks, h.token, g, h.score, h.channel, h.prefix)
 close_group(g, ready and 'done' or 'expired', now, h.ttl)
 redis.call('HINCRBY', KEYS[5], h.rule .. (ready and '|completed' or '|expired'), 1)
 if queued > 0 then redis.call('HINCRBY', KEYS[5], h.rule .. '|queued', queued) end

@@ -38,15 +38,7 @@ if (f[1] or '') ~= h.rule or (f[2] or '') ~= h.first then return {BEFORE, 0, 're
 
 local queued = 0
 if h.action == 'complete' then
-    fill_members(h.tasks, h.token, g)
-    write_tasks(h.tasks, 0, h.score,
-        function(_, t)
-            queued = queued + 1
-            if h.channel then
-                redis.call('PUBLISH', h.channel, h.prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
-            end
-        end,
-        function() end)
+    queued = queue_join_tasks(h.tasks, h.token, g, h.score, h.channel, h.prefix)
 end
 local now = now_ms()
 if h.action == 'complete' then

@@ -375,3 +375,21 @@ local function join_record(hit, g, now)
         redis.call('ZADD', J.due, now, g)
     end
 end
+
+-- Queue a join's planned tasks (their K indexes from 1; their event is a text) with the
+-- members' payloads of group g put in place of token, each queued one said on channel
+-- (nil: none) as '<prefix> TRIGGER <event> -> <task>'; the count queued. The closing
+-- steps an upkeep round or an operator takes (expire.lua, join_close.lua) share it.
+local function queue_join_tasks(planned, token, g, score, channel, prefix)
+    local queued = 0
+    fill_members(planned, token, g)
+    write_tasks(planned, 0, score,
+        function(_, t)
+            queued = queued + 1
+            if channel then
+                redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
+            end
+        end,
+        function() end)
+    return queued
+end
