@@ -57,9 +57,17 @@ class LocalCluster:
     nodes: list[Node] = field(default_factory=list)
 
     def start(self, name: str, port: int = 0, bus_port: int = 0) -> Node:
-        """Start a node (see :func:`start_node`), its process group watched by the reaper."""
-        node = start_node(name, self.workdir, port=port, bus_port=bus_port)
-        self.reaper.watch(node.proc.pid)
+        """Start a node (see :func:`start_node`), its process group watched by the reaper.
+
+        A new node (no ports given) whose server exits at once, because another process
+        took one of its free ports between their choice and the bind, is started again
+        on new ports (three tries)."""
+        for _ in range(3 if not (port or bus_port) else 1):
+            node = start_node(name, self.workdir, port=port, bus_port=bus_port)
+            self.reaper.watch(node.proc.pid)
+            up = wait_for(lambda n=node: n.ping() or n.proc.poll() is not None, 30, f"{name}")
+            if up and node.proc.poll() is None:
+                return node
         return node
 
     @property
