@@ -43,6 +43,7 @@ NAMES = (
     "xq",
     "fire",
     "expire",
+    "pending",
     "join_close",
 )
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from fnmatch import fnmatchcase
+from typing import Any, cast
 
 import redis
 
 from ..config.model import WatcherSpec
+from ..store.scripts import Scripts
 
 #: Items shown per place.
 SHOWN = 3
@@ -38,40 +40,49 @@ class Pending:
 
 
 def pending(client: redis.Redis, namespace: str, watchers: Iterable[WatcherSpec]) -> list[Pending]:
-    """Every non-empty queue, delay queue, acks set, input list and taken list."""
-    found = _dramatiq(client, namespace)
+    """Every non-empty queue, delay queue, acks set, input list and taken list, found in
+    one step (``pending.lua``: read key by key, a message moving between two keys could
+    be missed); their first items are read after, for the message."""
+    prefix = f"{namespace}:"
+    lists: dict[str, str] = {}  # watcher list or glob -> what it is
     for spec in watchers:
-        found += _lists(client, [spec.input_queue], f"input list {spec.input_queue!r}")
-        others = client.scan_iter(match=_glob(spec.taken_queue) + "/*", count=500)
-        taken = [spec.taken_queue, *sorted(_text(k) for k in others)]
-        found += _lists(client, taken, f"taken list of {spec.input_queue!r}")
-    return found
-
-
-def _dramatiq(client: redis.Redis, ns: str) -> list[Pending]:
+        lists[spec.input_queue] = f"input list {spec.input_queue!r}"
+        for name in (spec.taken_queue, _glob(spec.taken_queue) + "/*"):
+            lists[name] = f"taken list of {spec.input_queue!r}"
+    reply = Scripts(client)["pending"](keys=[], args=[_glob(prefix) + "*", prefix, *lists])
     found: list[Pending] = []
-    prefix = f"{ns}:"
-    for raw in sorted(client.scan_iter(match=_glob(prefix) + "*", count=500)):
-        key = _text(raw)
-        name = key[len(prefix) :]
-        if name.startswith("__acks__."):
-            ids = [_text(i) for i in client.smembers(key)] if client.type(key) == b"set" else []
-            queue = name[len("__acks__.") :].split(".", 1)[-1]
-            where = f"in flight from queue {queue!r}"
-        elif client.type(key) == b"list" and not name.startswith("__"):
-            ids = [_text(i) for i in client.lrange(key, 0, -1)]
-            queue = name
-            where = f"delay queue {name[:-3]!r}" if name.endswith(".DQ") else f"queue {name!r}"
+    for i in range(0, len(reply), 2):
+        key, count = _text(reply[i]), int(reply[i + 1])
+        if key.startswith(prefix):
+            found.append(_dramatiq(client, prefix, key, count))
         else:
-            continue
-        if ids:
-            first = _messages(client, f"{prefix}{queue}.msgs", ids[:SHOWN])
-            found.append(Pending(where, key, len(ids), first))
+            where = lists.get(key) or next(
+                (w for g, w in lists.items() if g.endswith("/*") and fnmatchcase(key, g)),
+                "a watcher's list",
+            )
+            first = tuple(repr(_text(e)) for e in client.lrange(key, -SHOWN, -1)[::-1])
+            found.append(Pending(where, key, count, first))
     return found
+
+
+def _dramatiq(client: redis.Redis, prefix: str, key: str, count: int) -> Pending:
+    name = key[len(prefix) :]
+    if name.startswith("__acks__."):
+        members = cast(list[bytes], client.srandmember(key, SHOWN) or [])
+        ids = [_text(i) for i in members]
+        queue = name[len("__acks__.") :].split(".", 1)[-1]
+        where = f"in flight from queue {queue!r}"
+    else:
+        ids = [_text(i) for i in client.lrange(key, 0, SHOWN - 1)]
+        queue = name
+        where = f"delay queue {name[:-3]!r}" if name.endswith(".DQ") else f"queue {name!r}"
+    return Pending(where, key, count, _messages(client, f"{prefix}{queue}.msgs", ids))
 
 
 def _messages(client: redis.Redis, msgs: str, ids: list[str]) -> tuple[str, ...]:
     """``actor(args)`` of each message id (its id when the payload is gone)."""
+    if not ids:
+        return ()
     shown = []
     for i, payload in zip(ids, client.hmget(msgs, ids), strict=True):
         try:
@@ -82,18 +93,6 @@ def _messages(client: redis.Redis, msgs: str, ids: list[str]) -> tuple[str, ...]
         except (ValueError, TypeError, KeyError):
             shown.append(f"message {i}")
     return tuple(shown)
-
-
-def _lists(client: redis.Redis, keys: list[str], where: str) -> list[Pending]:
-    found = []
-    for key in keys:
-        if client.type(key) != b"list":
-            continue
-        count = int(client.llen(key))
-        # producers LPUSH, routers take from the right: the oldest first
-        first = tuple(repr(_text(e)) for e in client.lrange(key, -SHOWN, -1)[::-1])
-        found.append(Pending(where, key, count, first))
-    return found
 
 
 def _glob(text: str) -> str:

@@ -40,6 +40,7 @@ class Recorder(Middleware):
         self._lock = threading.Lock()
         self._runs: list[Run] = []
         self._busy = 0
+        self._current: dict[str, str] = {}  # message id -> ``actor(args)``, being processed
 
     @property
     def runs(self) -> list[Run]:
@@ -53,14 +54,24 @@ class Recorder(Middleware):
         with self._lock:
             return self._busy
 
+    @property
+    def processing(self) -> list[str]:
+        """``actor(args)`` of each message being processed right now."""
+        with self._lock:
+            return list(self._current.values())
+
     def clear(self) -> None:
         """Forget the runs recorded so far."""
         with self._lock:
             self._runs.clear()
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        args = ", ".join(repr(a) for a in message.args)
+        kwargs = ", ".join(f"{k}={v!r}" for k, v in message.kwargs.items())
+        shown = f"{message.actor_name}({', '.join(p for p in (args, kwargs) if p)})"
         with self._lock:
             self._busy += 1
+            self._current[message.message_id] = shown
 
     def after_process_message(
         self,
@@ -94,3 +105,4 @@ class Recorder(Middleware):
         with self._lock:
             self._runs.append(run)
             self._busy = max(0, self._busy - 1)  # a skip may come without its before
+            self._current.pop(message.message_id, None)
