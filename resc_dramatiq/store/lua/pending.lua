@@ -10,8 +10,9 @@
 -- namespace not starting with '__'), acks set ('__acks__.*'), and watcher list.
 
 local found = {}
+-- count: a reply of LLEN or SCARD; an error reply (another type) is no work
 local function add(key, count)
-    if count > 0 then
+    if type(count) == 'number' and count > 0 then
         found[#found + 1] = key
         found[#found + 1] = count
     end
@@ -24,18 +25,15 @@ local function scan(pattern, each)
         for _, key in ipairs(r[2]) do each(key) end
     until cursor == '0'
 end
-local function list_length(key)
-    if redis.call('TYPE', key)['ok'] == 'list' then add(key, redis.call('LLEN', key)) end
-end
+local function list_length(key) add(key, redis.pcall('LLEN', key)) end
 
 local prefix = ARGV[2]
 scan(ARGV[1], function(key)
     local name = string.sub(key, #prefix + 1)
-    local kind = redis.call('TYPE', key)['ok']
     if string.sub(name, 1, 9) == '__acks__.' then
-        if kind == 'set' then add(key, redis.call('SCARD', key)) end
-    elseif kind == 'list' and string.sub(name, 1, 2) ~= '__' then
-        add(key, redis.call('LLEN', key))
+        add(key, redis.pcall('SCARD', key))
+    elseif string.sub(name, 1, 2) ~= '__' then
+        list_length(key)
     end
 end)
 for i = 3, #ARGV do
