@@ -46,7 +46,6 @@ def dead() -> None:
     """The dead letters of the watchers: events that failed max_attempts times."""
 
 
-_where = watchers_option
 """The options that say which watchers, on which Redis."""
 
 
@@ -101,7 +100,7 @@ def as_dict(letter: DeadLetter) -> dict[str, Any]:
 
 
 @dead.command("list")
-@_where
+@watchers_option
 @click.option("--match", "pattern", metavar="REGEX", help="Only events this regex finds.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
@@ -159,7 +158,7 @@ _selection = stacked(
 
 
 @dead.command()
-@_where
+@watchers_option
 @_selection
 def requeue(
     config: str | None,
@@ -180,7 +179,7 @@ def requeue(
 
 
 @dead.command()
-@_where
+@watchers_option
 @_selection
 def drop(
     config: str | None,

@@ -53,7 +53,6 @@ def joins() -> None:
     """The join groups: open ones per join rule, one group, completing or dropping one."""
 
 
-_where = watchers_option
 _group = click.argument("group", metavar="GROUP", required=False)
 
 
@@ -74,7 +73,7 @@ def _watchers(
 
 
 @joins.command("list")
-@_where
+@watchers_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def list_command(
@@ -123,7 +122,7 @@ def list_command(
 
 
 @joins.command()
-@_where
+@watchers_option
 @_group
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def show(
@@ -149,7 +148,7 @@ def show(
 
 
 @joins.command()
-@_where
+@watchers_option
 @_group
 @click.option("--dry-run", is_flag=True, help="Show the tasks it would queue; change nothing.")
 def complete(
@@ -166,7 +165,7 @@ def complete(
 
 
 @joins.command()
-@_where
+@watchers_option
 @_group
 def drop(
     config: str | None,

@@ -39,19 +39,15 @@ class Outcome:
 
     def finished(self) -> DoneMessage:
         """The done event: to the done list (or routed inline), released if due."""
-        return DoneMessage(self.message_id, self.event, self.done, self._released)
+        return DoneMessage(self.message_id, self.event, self.done, self.released_when_done)
 
     def failure(self) -> DoneMessage:
         """The failure event: the same record, to the failure list."""
-        return DoneMessage(self.message_id, self.event, self.failed, self._released)
+        return DoneMessage(self.message_id, self.event, self.failed, self.released_when_done)
 
     @property
     def released_when_done(self) -> str | None:
         """The dedup set released when the message ends (``release: done``), else None."""
-        return self._released
-
-    @property
-    def _released(self) -> str | None:
         return self.set if self.release == "done" else None
 
 
