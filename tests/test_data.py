@@ -443,3 +443,12 @@ def test_check_warns_where_a_rules_own_argument_hides_a_payload_field(tmp_path: 
         "argument 'video' (the rule's wins)"
     ) in shown.output
     assert "'path' is hidden" not in shown.output
+
+
+def test_a_hostile_envelope_nested_past_the_parsers_depth_stays_one_plain_event(
+    r: redis.Redis,
+) -> None:
+    deep = b'{"resc":1,"event":"transcode/1","data":{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}}"
+    route(r, watcher(THUMB), deep, data.envelope("transcode/2", {"path": "/v/2.mp4"}))
+    assert r.lrange("thumbs", 0, -1) == [b"thumb/2 from /v/2.mp4"]  # the batch went on
+    assert r.hget("done/stats", "unmatched") == b"1"  # the hostile one: a plain event

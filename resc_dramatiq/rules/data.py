@@ -39,12 +39,12 @@ class NotJSON(ValueError):
 
 def parse(element: bytes | str) -> tuple[str, dict[str, Any]] | None:
     """The event and payload of an envelope; None when ``element`` is no envelope (a
-    plain event)."""
+    plain event; also JSON nested too deeply to parse, which no rule then matches)."""
     if not element or (element[0] != 123 and element[0] != "{"):  # b"{"[0] == 123
         return None
     try:
         found = json.loads(element)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past the parser's depth
         return None
     if (
         not isinstance(found, dict)
