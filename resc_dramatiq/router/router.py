@@ -144,7 +144,9 @@ class Router:
     def run_until_idle(self, *, max_rounds: int = 1_000) -> int:
         """Process batches until every input list is empty; return the events committed.
 
-        For tests and embedding: each watcher runs its production loop
+        For tests and embedding: the due schedule ticks and join deadlines are fired and
+        the outbox swept first, as the router's threads would; then each watcher runs its
+        production loop
         (:meth:`WatcherLoop.run <.loop.WatcherLoop.run>`) until it finds nothing to take,
         again while a pass over the watchers commits anything (one watcher's tasks may
         be another's events); a refused commit, or an outage that lasts, is raised.
@@ -154,6 +156,7 @@ class Router:
         if self.scheduler is not None:
             self.scheduler.fire_due()
         self.upkeep.sweep_outbox(0)
+        self.upkeep.fire_deadlines()
         total = 0
         for _ in range(max_rounds):
             done = sum(loop.run(self._stop, until_idle=True) for loop in self.loops)

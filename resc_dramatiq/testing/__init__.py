@@ -7,6 +7,8 @@
   :meth:`~Pipeline.run_until_idle` until nothing is pending (else :class:`NotIdle`
   says what is where), and readers of what happened (:class:`Run`\\ s, counters, dead
   letters);
+* :class:`TestClock`: the pipeline's time, moved by :meth:`~Pipeline.advance` through
+  schedule ticks, join deadlines and Dramatiq's delays, without sleeping;
 * :func:`made_by`: what an event would make, with no server at all.
 
 Importing it starts nothing and needs no pytest; with pytest, the ``testing`` extra
@@ -16,6 +18,7 @@ See docs/testing.md.
 
 from __future__ import annotations
 
+from .clock import TestClock
 from .made import made_by, ruleset_of
 from .pending import Pending
 from .pipeline import NotIdle, Pipeline
@@ -29,6 +32,7 @@ __all__ = [
     "Recorder",
     "RescTestServer",
     "Run",
+    "TestClock",
     "made_by",
     "ruleset_of",
     "session_server",

@@ -10,6 +10,7 @@ list. :func:`pending` lists each of those that is not empty, with its first item
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -22,6 +23,8 @@ from ..store.scripts import Scripts
 
 #: Items shown per place.
 SHOWN = 3
+#: A delay queue (or its acks set) up to this many messages has every eta read.
+DELAYED_READ = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,8 @@ class Pending:
     key: str
     count: int
     first: tuple[str, ...]  # the first items, readable
+    #: a delay queue's messages, all due later than now: waiting for the clock, not work
+    later: bool = False
 
     def __str__(self) -> str:
         shown = ", ".join(self.first)
@@ -39,10 +44,19 @@ class Pending:
         return f"{self.where} ({self.key}): {self.count} -> {shown}{more}"
 
 
-def pending(client: redis.Redis, namespace: str, watchers: Iterable[WatcherSpec]) -> list[Pending]:
+def pending(
+    client: redis.Redis,
+    namespace: str,
+    watchers: Iterable[WatcherSpec],
+    *,
+    now_ms: int | None = None,
+    horizon_ms: int | None = None,
+) -> list[Pending]:
     """Every non-empty queue, delay queue, acks set, input list and taken list, found in
     one step (``pending.lua``: read key by key, a message moving between two keys could
-    be missed); their first items are read after, for the message."""
+    be missed); their first items are read after, for the message. A delayed message
+    says when it is due (relative to ``now_ms``, the real time when None); a place whose
+    messages are all due after ``horizon_ms`` (default: now) is marked ``later``."""
     prefix = f"{namespace}:"
     lists: dict[str, str] = {}  # watcher list or glob -> what it is
     for spec in watchers:
@@ -54,7 +68,7 @@ def pending(client: redis.Redis, namespace: str, watchers: Iterable[WatcherSpec]
     for i in range(0, len(reply), 2):
         key, count = _text(reply[i]), int(reply[i + 1])
         if key.startswith(prefix):
-            found.append(_dramatiq(client, prefix, key, count))
+            found.append(_dramatiq(client, prefix, key, count, now_ms, horizon_ms))
         else:
             where = lists.get(key) or next(
                 (w for g, w in lists.items() if g.endswith("/*") and fnmatchcase(key, g)),
@@ -65,34 +79,58 @@ def pending(client: redis.Redis, namespace: str, watchers: Iterable[WatcherSpec]
     return found
 
 
-def _dramatiq(client: redis.Redis, prefix: str, key: str, count: int) -> Pending:
+def _dramatiq(
+    client: redis.Redis,
+    prefix: str,
+    key: str,
+    count: int,
+    now_ms: int | None,
+    horizon_ms: int | None,
+) -> Pending:
     name = key[len(prefix) :]
-    if name.startswith("__acks__."):
-        members = cast(list[bytes], client.srandmember(key, SHOWN) or [])
-        ids = [_text(i) for i in members]
-        queue = name[len("__acks__.") :].split(".", 1)[-1]
+    acks = name.startswith("__acks__.")
+    queue = name[len("__acks__.") :].split(".", 1)[-1] if acks else name
+    delayed = queue.endswith(".DQ") and count <= DELAYED_READ
+    read = count if delayed else SHOWN  # a delay queue's etas, all read: is it all later?
+    if acks:
+        members = client.smembers(key) if delayed else client.srandmember(key, read)
+        ids = sorted(_text(i) for i in cast(Iterable[bytes], members or []))
         where = f"in flight from queue {queue!r}"
     else:
-        ids = [_text(i) for i in client.lrange(key, 0, SHOWN - 1)]
-        queue = name
-        where = f"delay queue {name[:-3]!r}" if name.endswith(".DQ") else f"queue {name!r}"
-    return Pending(where, key, count, _messages(client, f"{prefix}{queue}.msgs", ids))
+        ids = [_text(i) for i in client.lrange(key, 0, read - 1)]
+        where = f"delay queue {name[:-3]!r}" if queue.endswith(".DQ") else f"queue {name!r}"
+    now = time.time() * 1000 if now_ms is None else now_ms
+    shown, etas = _messages(client, f"{prefix}{queue}.msgs", ids, now)
+    horizon = now if horizon_ms is None else horizon_ms
+    later = delayed and len(etas) == count and all(eta > horizon for eta in etas)
+    return Pending(where, key, count, tuple(shown[:SHOWN]), later=later)
 
 
-def _messages(client: redis.Redis, msgs: str, ids: list[str]) -> tuple[str, ...]:
-    """``actor(args)`` of each message id (its id when the payload is gone)."""
+def _messages(
+    client: redis.Redis, msgs: str, ids: list[str], now_ms: float
+) -> tuple[list[str], list[float]]:
+    """``actor(args)`` of each message id (its id when the payload is gone), with when
+    it is due for a delayed one; and the etas found."""
     if not ids:
-        return ()
-    shown = []
+        return [], []
+    shown: list[str] = []
+    etas: list[float] = []
     for i, payload in zip(ids, client.hmget(msgs, ids), strict=True):
         try:
             data: Any = json.loads(payload or "")
             args = ", ".join(repr(a) for a in data["args"])
             kwargs = ", ".join(f"{k}={v!r}" for k, v in data["kwargs"].items())
-            shown.append(f"{data['actor_name']}({', '.join(p for p in (args, kwargs) if p)})")
-        except (ValueError, TypeError, KeyError):
+            call = f"{data['actor_name']}({', '.join(p for p in (args, kwargs) if p)})"
+            eta = data["options"].get("eta")
+        except (ValueError, TypeError, KeyError, AttributeError):
             shown.append(f"message {i}")
-    return tuple(shown)
+            continue
+        if isinstance(eta, int | float) and not isinstance(eta, bool):
+            etas.append(eta)
+            left_s = (eta - now_ms) / 1000
+            call += f" due in {left_s:.1f} s" if left_s > 0 else " due now"
+        shown.append(call)
+    return shown, etas
 
 
 def _glob(text: str) -> str:

@@ -3,15 +3,21 @@
 A real ``dramatiq.Worker`` (few threads) runs the broker's actors; done events are
 routed either in the worker (``inline=True``: ``Completion`` routes them) or by an
 in-process :class:`~resc_dramatiq.router.router.Router` driven on its production loop
-(``Router.run_until_idle``). :meth:`Pipeline.run_until_idle` repeats until every Dramatiq
-queue, delay queue and acks set of the broker's namespace, every watcher's input and
-taken lists are empty and no message is being processed (see :mod:`.pending`); after
-``timeout_s`` it raises :class:`NotIdle`, an ``AssertionError`` listing what is pending
-where.
+(``Router.run_until_idle``). The router is there in both modes when the rules have
+watchers: it routes what reaches an input list from elsewhere (a schedule's ticks, a
+test's own events), fires the due ticks and join deadlines, as production's router does.
+:meth:`Pipeline.run_until_idle` repeats until every Dramatiq queue, delay queue and acks
+set of the broker's namespace, every watcher's input and taken lists are empty and no
+message is being processed (see :mod:`.pending`); after ``timeout_s`` it raises
+:class:`NotIdle`, an ``AssertionError`` listing what is pending where.
+
+Time is the pipeline's :class:`~.clock.TestClock`: :meth:`Pipeline.advance` moves it
+through every schedule tick in between, running until idle at each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from pathlib import Path
@@ -30,8 +36,11 @@ from ..ops.dramatiq_dead import DeadMessage, list_dead_messages
 from ..router.options import RouterOptions
 from ..router.router import Router
 from ..rules.ruleset import RuleSet
+from ..rules.schedule_ticks import between
+from ..store.joins import JoinKeys
 from ..store.keyspace import counters
 from ..worker.completion import Completion
+from .clock import TestClock, shift_deadlines
 from .made import ruleset_of
 from .pending import Pending, pending
 from .recorder import Recorder, Run
@@ -40,6 +49,8 @@ from .recorder import Recorder, Run
 TOTALS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead")
 #: How long a round waits before looking again, in seconds.
 POLL_S = 0.005
+#: The most schedule ticks one :meth:`Pipeline.advance` steps through.
+MAX_TICKS = 1_000
 
 
 class NotIdle(AssertionError):
@@ -81,13 +92,18 @@ class Pipeline:
         self.inline, self.queues, self.worker_threads = inline, queues, worker_threads
         self.ruleset = _ruleset(rules, broker)
         self.recorder = Recorder()
+        #: The time delays, schedules and join deadlines run on; see :meth:`advance`.
+        self.clock = TestClock()
         self.router: Router | None = None
-        if not inline and self.ruleset is not None:
+        if self.ruleset is not None and self.ruleset.watchers:
             options = RouterOptions(namespace=self.namespace, block_s=0.05)
             self.router = Router(ruleset=self.ruleset, client=client, options=options)
+            if self.router.scheduler is not None:
+                self.router.scheduler.clock = self.clock.now
         self._rules: Any = None
         self._worker: dramatiq.Worker | None = None
         self._saved: tuple[Any, bool] | None = None
+        self._clock_installed: contextlib.ExitStack | None = None
 
     def start(self) -> Pipeline:
         """Set Completion's routing, add the recorder, start the worker."""
@@ -99,6 +115,8 @@ class Pipeline:
         c.route_inline = self.inline and self.ruleset is not None
         has_retries = any(isinstance(m, Retries) for m in self.broker.middleware)
         self.broker.add_middleware(self.recorder, before=Retries if has_retries else None)
+        self._clock_installed = contextlib.ExitStack()
+        self._clock_installed.enter_context(self.clock.installed())
         self._worker = dramatiq.Worker(
             self.broker, queues=self.queues, worker_threads=self.worker_threads, worker_timeout=20
         )
@@ -119,6 +137,9 @@ class Pipeline:
         if self._saved is not None:
             self.completion.rules, self.completion.route_inline = self._saved
             self._saved = None
+        installed, self._clock_installed = self._clock_installed, None
+        if installed is not None:
+            installed.close()
 
     def __enter__(self) -> Pipeline:
         return self.start()
@@ -128,13 +149,18 @@ class Pipeline:
 
     def run_until_idle(self, timeout_s: float = 5.0) -> float:
         """Run until nothing is pending; return the seconds it took. Raise
-        :class:`NotIdle` (an ``AssertionError``) after ``timeout_s``."""
+        :class:`NotIdle` (an ``AssertionError``) after ``timeout_s``. A message delayed (a
+        ``delay``, a retry's backoff) until after the timeout, with as much again to spare
+        (twice ``timeout_s`` from now on the pipeline's clock), is left waiting for
+        :meth:`advance`, as are schedule ticks and join deadlines to come; the clock
+        never jumps here: sooner delays are waited for."""
         self.start()
         began = time.monotonic()
+        horizon_ms = self.clock.millis() + round(2 * timeout_s * 1000)
         quiet = 0
         while True:
-            routed = self.router.run_until_idle() if self.router is not None else 0
-            left = self.pending()
+            routed = self._route()
+            left = self._due(horizon_ms)
             # twice quiet in a row: a message between two of our reads is seen
             quiet = quiet + 1 if not routed and not left and not self.recorder.busy else 0
             if quiet >= 2:
@@ -143,14 +169,67 @@ class Pipeline:
                 for _ in range(3):  # a message acked between the look and its payload's
                     if not any(f.startswith("message ") for p in left for f in p.first):
                         break
-                    left = self.pending()
-                raise NotIdle(timeout_s, left, self.recorder.processing)
+                    left = self._due(horizon_ms)
+                waiting = [p for p in self.pending() if p.key not in {q.key for q in left}]
+                raise NotIdle(timeout_s, left + waiting, self.recorder.processing)
             time.sleep(POLL_S)
+
+    def _due(self, horizon_ms: int) -> list[Pending]:
+        """What is pending, but for delayed messages due after ``horizon_ms`` (clock)."""
+        now_ms = self.clock.millis()
+        watchers = self.ruleset.config.spec.watchers if self.ruleset is not None else ()
+        found = pending(self.client, self.namespace, watchers, now_ms=now_ms, horizon_ms=horizon_ms)
+        return [p for p in found if not p.later]
+
+    def advance(self, seconds: float, *, timeout_s: float = 5.0) -> None:
+        """Move the clock ``seconds`` forward as if that time had passed: through each
+        schedule tick in between (at most :data:`MAX_TICKS`), running until idle at
+        each, then to the end, running until idle. Delayed messages and join deadlines
+        come due on the way; each run may raise :class:`NotIdle`."""
+        if not seconds >= 0:
+            raise ValueError(f"Pipeline.advance: {seconds!r} is not a number of seconds >= 0")
+        self.start()
+        end = self.clock.now() + seconds
+        for tick in self._ticks(int(self.clock.now()), int(end)):
+            self._move_clock(tick)
+            self.run_until_idle(timeout_s)
+        self._move_clock(end)
+        self.run_until_idle(timeout_s)
+
+    def _move_clock(self, to: float) -> None:
+        """The clock to ``to`` (or just past it), the join deadlines as far back."""
+        step_ms = self.clock.advance(max(0.0, to - self.clock.now()))
+        if step_ms and self.ruleset is not None:
+            keys = [JoinKeys.of(w.input_queue) for w in self.ruleset.config.spec.watchers]
+            shift_deadlines(self.client, keys, step_ms)
+
+    def _ticks(self, after: int, until: int) -> list[int]:
+        """The schedule ticks later than ``after``, at or before ``until``, in order."""
+        scheduler = self.router.scheduler if self.router is not None else None
+        if scheduler is None:
+            return []
+        found: set[int] = set()
+        for schedule in scheduler.schedules:
+            for tick in between(schedule.ticks, after, until):
+                found.add(tick)
+                if len(found) > MAX_TICKS:
+                    raise ValueError(
+                        f"Pipeline.advance: more than {MAX_TICKS} schedule ticks in "
+                        f"{until - after} s (schedule {schedule.name!r}); advance in "
+                        "smaller steps"
+                    )
+        return sorted(found)
+
+    def _route(self) -> int:
+        """One pass of the in-process router (due ticks, deadlines, input lists)."""
+        if self.router is None:
+            return 0
+        return self.router.run_until_idle()
 
     def pending(self) -> list[Pending]:
         """What is still queued, delayed, in flight or waiting to be routed."""
         watchers = self.ruleset.config.spec.watchers if self.ruleset is not None else ()
-        return pending(self.client, self.namespace, watchers)
+        return pending(self.client, self.namespace, watchers, now_ms=self.clock.millis())
 
     # -- what happened --------------------------------------------------------------
 

@@ -79,8 +79,9 @@ class App:
 
     @classmethod
     def of_broker(cls, broker: Broker) -> App:
-        """The app a worker runs, seen from its ``broker``: the ``@on_done`` rules of the
-        default registry and of every registry the actors' modules hold."""
+        """The app a worker runs, seen from its ``broker``: the ``@on_done`` rules and
+        ``@on_schedule`` schedules of the default registry and of every registry the
+        actors' modules hold."""
         modules = {actor.fn.__module__ for actor in broker.actors.values()}
         registries = [registry] + [
             v
@@ -88,8 +89,10 @@ class App:
             for v in vars(sys.modules.get(name) or ModuleType(name)).values()
             if isinstance(v, Registry)
         ]
-        rules, _ = _bind(registries, broker, owners=(), spec="the worker's broker")
-        return cls(spec="the worker's broker", module=None, broker=broker, rules=rules)
+        spec = "the worker's broker"
+        rules, _ = _bind(registries, broker, owners=(), spec=spec)
+        schedules, _ = _bind_schedules(registries, broker, owners=(), spec=spec)
+        return cls(spec=spec, module=None, broker=broker, rules=rules, schedules=schedules)
 
     @property
     def actor_queues(self) -> Mapping[str, str]:
