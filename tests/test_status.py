@@ -110,6 +110,7 @@ def test_status_json_gives_each_watcher_figure(
         "unmatched": 4,
         "retried": 2,
         "dead": 2,
+        "leaf": 0,
     }
     assert s["more_keys"] == {}
     assert s["redis"] == redis_url

@@ -71,7 +71,9 @@ def test_the_shop_chain_runs_to_idle(
         {"process_id": "2", "product_id": "7"},
     ]
     assert pipeline.tasks() == ["report/1/42", "report/2/7", "treat/1/42", "treat/2/7"]
-    assert pipeline.stats()["unmatched"] == 2  # report's own done events feed nothing
+    # report's own done events feed nothing: not written in the worker (counted as
+    # leaves when the worker stops), counted as unmatched by the router
+    assert pipeline.stats()["unmatched"] == (0 if inline else 2)
     assert pipeline.pending() == [] and pipeline.dead_letters() == []
 
 

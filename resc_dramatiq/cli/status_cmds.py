@@ -246,6 +246,7 @@ def _watcher_table(s: WatcherStatus) -> Table:
         ["in flight", str(s.in_flight)],
         ["dead-lettered (list)", str(s.dead_letter)],
         ["unmatched (counted)", str(c["unmatched"])],
+        ["not written (leaf)", str(c["leaf"])],
     ]
     if s.unmatched_kept is not None:
         rows.append(["unmatched (kept)", str(s.unmatched_kept)])

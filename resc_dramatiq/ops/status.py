@@ -39,7 +39,8 @@ from .target_status import MAX_KEYS, SetStatus, TargetStatus, targets_and_sets
 __all__ = ["MAX_KEYS", "SetStatus", "TargetStatus", "WatcherStatus", "as_json", "gather"]
 
 #: The router's counters of a watcher, as named in its stats hash.
-WATCHER_COUNTERS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead")
+#: ``leaf``: done events the workers did not write (worker/leaves.py).
+WATCHER_COUNTERS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead", "leaf")
 #: The per-rule counters (``<rule>|<counter>`` in the stats hash).
 RULE_COUNTERS = ("matched", "queued", "deduplicated", "retried", "dead")
 

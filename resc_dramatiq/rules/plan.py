@@ -232,6 +232,10 @@ class Planner:
             found.members += (t.task,)
         return [*hits, *records.values()]
 
+    def matches(self, event: bytes | str) -> bool:
+        """True when a rule matches ``event``."""
+        return bool(self.rules.matches(decode_event(event)))
+
     def needs_fetch(self, event: bytes | str) -> bool:
         """True when a rule with fetchers matches ``event`` (the worker leaves it to the router)."""
         return any(m.rule.fetch for m in self.rules.matches(decode_event(event)))

@@ -46,7 +46,7 @@ from .pending import Pending, pending
 from .recorder import Recorder, Run
 
 #: The totals of a watcher's counters, 0 when never written.
-TOTALS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead")
+TOTALS = ("events", "queued", "deduplicated", "unmatched", "retried", "dead", "leaf")
 #: How long a round waits before looking again, in seconds.
 POLL_S = 0.005
 #: The most schedule ticks one :meth:`Pipeline.advance` steps through.

@@ -73,6 +73,7 @@ from .done_event import DoneEvent
 from .done_lists import written_lists
 from .events import EventWriter
 from .inline import InlineRouting, Rules
+from .leaves import LeafCounts
 from .outcome import Outcome, outcome_of
 from .retrying import DEFAULT_ATTEMPTS, Retrying
 
@@ -153,6 +154,7 @@ class Completion(Middleware):
         self._lock = threading.Lock()
         self._templates: dict[str, DoneEvent] = {}
         self._rounds: dict[Worker, DeadlineRounds] = {}
+        self._leaves = LeafCounts(logger=self.logger)
 
     @property
     def actor_options(self) -> set[str]:
@@ -225,11 +227,14 @@ class Completion(Middleware):
                 self._rounds[worker] = DeadlineRounds(deadlines, logger=self.logger).start()
 
     def before_worker_shutdown(self, broker: Broker, worker: Worker) -> None:
-        """Stop this worker's deadline thread, if it runs one."""
+        """Stop this worker's deadline thread, if it runs one; write its leaf counts."""
         with self._lock:
             rounds = self._rounds.pop(worker, None)
+            events = self._events
         if rounds is not None:
             rounds.stop()
+        if events is not None:
+            self._leaves.flush(events.scripts.client)
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Release ``release="taken"`` dedup entries as the worker takes the message."""
@@ -279,9 +284,11 @@ class Completion(Middleware):
                 failed, what = True, "failure event"
             if failed:
                 writer.emit(o.failure(), what)
-            elif not o.emits_done:  # a leaf actor: only a due release is written
+            elif not o.emits_done or self.inline.feeds_nothing(o.finished()):
+                # a leaf actor, or a done event no rule matches: only a due release
                 if o.released_when_done is not None:
                     writer.release(o.released_when_done, o.event)
+                self._leaves.add(writer.scripts.client, o.done)
             else:
                 finished = o.finished()
                 if isinstance(envelope, bytes):

@@ -101,6 +101,14 @@ class InlineRouter:
         found = self._watchers.get(finished.done_queue)
         return found is not None and not found[0].needs_fetch(finished.event)
 
+    def feeds_nothing(self, finished: DoneMessage) -> bool:
+        """True when the watcher of ``finished``'s done list has no rule that matches its
+        event and keeps no unmatched list: committing it would only count it."""
+        found = self._watchers.get(finished.done_queue)
+        if found is None or found[0].rules.spec.unmatched_queue:
+            return False
+        return not found[0].matches(finished.event)
+
     def commit(self, finished: DoneMessage) -> CommitResult:
         """Plan and commit the event; ``repeated`` when this message's commit was made before.
 
@@ -187,6 +195,12 @@ class InlineRouting:
         if committed is not None and committed.repeated:
             self.logger.info("message %s was routed before; nothing written", finished.message_id)
         return committed is not None
+
+    def feeds_nothing(self, finished: DoneMessage) -> bool:
+        """True when ``finished``'s event is routed here and no rule matches it (a leaf
+        by the rules: see :mod:`.leaves`)."""
+        router = self._router_or_none() if self.enabled else None
+        return router is not None and router.feeds_nothing(finished)
 
     def deadlines(self) -> list[Deadlines]:
         """The join deadlines of the compiled rules (none before they compile)."""
