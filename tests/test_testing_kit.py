@@ -218,4 +218,4 @@ def test_the_example_of_docs_testing_md_passes_as_written(tmp_path: Path) -> Non
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_factory.py"]
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 passed" in done.stdout
+    assert "6 passed" in done.stdout

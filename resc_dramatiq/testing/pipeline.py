@@ -127,6 +127,11 @@ class Pipeline(Happened):
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop()
+            # the worker's own middleware stays on the broker after its stop: taken off,
+            # so that the next pipeline's worker is the only one to get its queues
+            self.broker.middleware[:] = [
+                m for m in self.broker.middleware if getattr(m, "worker", None) is not worker
+            ]
         if self.recorder in self.broker.middleware:
             self.broker.middleware.remove(self.recorder)
         if self._saved is not None:
@@ -175,6 +180,11 @@ class Pipeline(Happened):
         watchers = self.ruleset.config.spec.watchers if self.ruleset is not None else ()
         found = pending(self.client, self.namespace, watchers, now_ms=now_ms, horizon_ms=horizon_ms)
         return [p for p in found if not p.later]
+
+    def push(self, event: str, *, watcher: str | None = None) -> None:
+        """Put ``event`` on a watcher's input list (the first watcher's when not named),
+        as a producer outside the app would; the next run routes it."""
+        self.client.lpush(self._watcher(watcher), event)
 
     def advance(self, seconds: float, *, timeout_s: float = 5.0) -> None:
         """Move the clock ``seconds`` forward as if that time had passed: through each
