@@ -409,6 +409,11 @@ def test_explain_shows_what_an_event_with_its_payload_makes(tmp_path: Path) -> N
     assert "variable 'data.path' has no value for this event" in missing.output
     wrong = CliRunner().invoke(main, ["explain", str(config), "transcode/42", "--data", "[1]"])
     assert wrong.exit_code == 2 and "--data is a JSON object ({...}), not list" in wrong.output
+    deep = '{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    nested = CliRunner().invoke(main, ["explain", str(config), "transcode/42", "--data", deep])
+    assert nested.exit_code == 2 and "--data is not JSON this package reads: nested too deeply" in (
+        nested.output
+    )
 
 
 def test_check_says_which_watchers_read_envelopes(tmp_path: Path) -> None:

@@ -179,6 +179,8 @@ def _payload(text: str | None) -> dict[str, Any] | None:
         found = json.loads(text)
     except ValueError as e:
         fail(f"--data is not JSON: {e}")
+    except RecursionError:  # nested past the parser's depth
+        fail("--data is not JSON this package reads: nested too deeply")
     if not isinstance(found, dict):
         fail(f"--data is a JSON object ({{...}}), not {type(found).__name__}")
     return found
