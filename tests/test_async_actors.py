@@ -53,8 +53,10 @@ def test_async_actors_chain_through_on_done_rules_once(broker: RedisBroker, r: r
         **{f"parse/{n}": 1 for n in range(5)},
     }
     assert r.llen("global/done") == 0  # routed in the worker
-    # parse's own done events (rule-made messages) matched no rule: counted, inline
-    assert r.hget("global/done/stats", "unmatched") == b"5"
+    # parse's own done events (rule-made messages) match no rule: not written, counted
+    # as leaves (the worker wrote its last counts as it stopped)
+    assert r.hget("global/done/stats", "unmatched") is None
+    assert r.hget("global/done/stats", "leaf") == b"5"
 
 
 def test_an_async_actor_failed_for_good_writes_its_failure_event(
