@@ -156,8 +156,7 @@ def test_the_router_routes_the_same_chain(
         for p, q in PRODUCTS:
             acquire.send(p, q)
         wait_for(lambda: every_stage_ran_once(r))
-        # the reports' done events match no rule: not written, so not among the events
-    wait_for(lambda: int(r.hget(f"{DONE}/stats", "events") or 0) == 3 * len(PRODUCTS))
+        wait_for(lambda: int(r.hget(f"{DONE}/stats", "events") or 0) == 4 * len(PRODUCTS))
     finally:
         router.stop()
         thread.join(10)
