@@ -23,6 +23,7 @@ class PlannedTask:
     event_index: int  # index of its event in the batch (0: oldest)
     rule: str
     message: Envelope | None = None
+    lineage: bytes = b""  # its lineage record (rules/lineage.py), b"": none kept
 
 
 @dataclass(slots=True)

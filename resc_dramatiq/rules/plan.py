@@ -19,6 +19,7 @@ from . import data
 from .batch import Batch, FailedEvent, JoinHit, PlannedTask
 from .ids import new_id
 from .joins import MEMBERS_MARK, MEMBERS_VARIABLE, join_variables, membership
+from .lineage import Cause, DoneCause, record
 from .messages import build_message
 from .model import Match, Task, WatcherRules
 from .patterns import decode_event, not_utf8
@@ -47,6 +48,10 @@ class Planner:
         self.expander = expander
         #: Done events of the messages this watcher's rules make come back here.
         self.done_queue = rules.spec.input_queue
+        #: This watcher reads envelopes: its messages' done events carry their cause.
+        self.reads_envelopes = rules.spec.data or rules.spec.lineage is not None
+        #: Lineage records are kept (the commit writes each task's).
+        self.keeps_lineage = rules.spec.lineage is not None
 
     def plan(
         self, events: Sequence[bytes], *, now: float | None = None, envelopes: bool = False
@@ -79,6 +84,7 @@ class Planner:
                 continue
             tasks: list[Task] = []
             hits: list[JoinHit] = []
+            parent = matches[0].cause
             for m in matches:
                 try:
                     if m.rule.join is None:
@@ -92,8 +98,12 @@ class Planner:
             else:
                 for m in matches:
                     matched[m.index] = matched.get(m.index, 0) + 1
+                causes: dict[int, Cause] = {}  # per rule: its tasks share one cause
                 for t in tasks:
-                    add(planned(t, index, now_ms))
+                    cause = causes.get(t.rule)
+                    if cause is None:
+                        cause = causes[t.rule] = self.cause(t, parent)
+                    add(planned(t, index, now_ms, cause))
                 if hits or any(t.make.group is not None for t in tasks):
                     batch.joins += self._recorded(hits, tasks, index)
         for rule_index, count in matched.items():  # rules may share a name
@@ -118,7 +128,7 @@ class Planner:
         envelopes are read in a watcher with ``data: true`` and when told (a worker's
         own)."""
         matches_of = self.rules.matches
-        if envelopes or self.rules.spec.data:
+        if envelopes or self.reads_envelopes:
             yield from map(self._matched_envelope, events)
             return
         for event in events:
@@ -135,7 +145,7 @@ class Planner:
     def _matched_envelope(self, event: bytes | str) -> list[Match] | UnicodeDecodeError:
         """An event's matches, its payload's ``data.<field>`` variables added (the rule's
         own win) when it is an envelope."""
-        found = data.parse(event)
+        found = data.parse_caused(event)
         if found is None:
             if isinstance(event, str):
                 return self.rules.matches(event)
@@ -143,13 +153,14 @@ class Planner:
                 return self.rules.matches(event.decode(), event)
             except UnicodeDecodeError as e:
                 return e
-        text, payload = found
+        text, payload, cause = found
         matches = self.rules.matches(text)
         if matches:
             fields = data.variables(payload)
             for m in matches:
                 m.variables = fields | m.variables
                 m.data = payload
+                m.cause = cause
         return matches
 
     def expand(self, match: Match) -> list[Task]:
@@ -172,7 +183,8 @@ class Planner:
             group = join.group.render(variables)
             made = join_variables(variables, group, 0)
             made_tasks = rule.make(match.index, made, data=match.data)
-            tasks = [self.planned(t, index, now_ms) for t in made_tasks]
+            cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
+            tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
             return JoinHit("fail", index, rule.name, group, tasks=tasks)
         m = membership(join, variables)
         made = join_variables(variables, m.group, m.expect)
@@ -182,7 +194,8 @@ class Planner:
             made[MEMBERS_VARIABLE] = f"\0resc:members:{new_id()}"
             token = json.dumps(made[MEMBERS_VARIABLE])
         made_tasks = rule.make(match.index, made, data=match.data)
-        tasks = [self.planned(t, index, now_ms) for t in made_tasks]
+        cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
+        tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
             join.deadline_ms, join.ttl_ms, tasks, payload, token,
@@ -214,7 +227,7 @@ class Planner:
                 made = join_variables(variables, group, size)
                 made[MEMBERS_VARIABLE] = MEMBERS_MARK  # the script puts the payloads there
                 tasks = r.make(index, made, r.join.expired if expired else None)
-                return [self.planned(t, -1, now_ms) for t in tasks]
+                return [self.planned(t, -1, now_ms, self.cause(t, None)) for t in tasks]
         raise RuleError(f"no join rule {rule!r} in watcher {self.done_queue!r}")
 
     def _recorded(self, hits: list[JoinHit], tasks: list[Task], index: int) -> list[JoinHit]:
@@ -236,10 +249,30 @@ class Planner:
         """True when a rule with fetchers matches ``event`` (the worker leaves it to the router)."""
         return any(m.rule.fetch for m in self.rules.matches(decode_event(event)))
 
-    def planned(self, task: Task, index: int, now_ms: int) -> PlannedTask:
-        """What the commit writes for ``task``, its Dramatiq message built if it has one."""
+    def cause(self, task: Task, parent: DoneCause | None) -> Cause:
+        """Why ``task`` exists: its event (and the message whose done event it is), its
+        rule, this watcher (see :mod:`.lineage`)."""
+        event = task.variables.get("input_task", "")
+        rule = self.rules.rules[task.rule].name
+        return Cause(parent, event, rule, self.done_queue, self.reads_envelopes)
+
+    def planned(
+        self, task: Task, index: int, now_ms: int, cause: Cause | None = None
+    ) -> PlannedTask:
+        """What the commit writes for ``task``, its Dramatiq message built if it has one
+        (with its ``cause``), its lineage record when this watcher keeps them."""
         rule = self.rules.rules[task.rule].name
         message = None
+        if cause is None:
+            cause = self.cause(task, None)
         if task.make.target.actor is not None:  # Task.actor, without the property's call
-            message = build_message(task, now_ms=now_ms, done_queue=self.done_queue)
-        return PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)
+            message = build_message(task, now_ms=now_ms, done_queue=self.done_queue, cause=cause)
+        planned = PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)
+        if self.keeps_lineage:
+            ids = None
+            if message is not None:
+                actor = task.make.target.actor or ""
+                ids = (message.message_id, message.redis_message_id, actor)
+            planned.lineage = record(task.task, planned.queue, cause, ids, now_ms)
+        return planned
+

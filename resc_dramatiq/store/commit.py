@@ -60,11 +60,18 @@ class DoneMessage:
     release_set: str | None  # the dedup set the event leaves now (release "done"), if any
     #: the event with its payload, an envelope (rules/data.py); None: a plain event
     envelope: bytes | None = None
+    #: the envelope routed in the worker (with the message's cause), None: ``element``
+    routed: bytes | None = None
 
     @property
     def element(self) -> bytes:
         """What goes onto the done list: the envelope, or the event itself."""
         return self.envelope if self.envelope is not None else self.event.encode()
+
+    @property
+    def routed_element(self) -> bytes:
+        """What a worker routing the event inline plans: ``routed``, else ``element``."""
+        return self.routed if self.routed is not None else self.element
 
     @property
     def markers(self) -> str:
@@ -85,6 +92,9 @@ class CommitSettings:
     #: On a Redis Cluster, the hash slot of the watcher's keys: tasks in other slots go
     #: to the outbox (see :mod:`.outbox`). None on a single server.
     home_slot: int | None = None
+    #: lineage records: how long each is kept (ms; 0: none kept) and how many at most
+    lineage_ttl_ms: int = 0
+    lineage_max: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +205,9 @@ class CommitCodec:
             roles["outbox_at"] = keys.add(k.outbox_at)
         rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
         joins: list[Any] = []
+        if s.lineage_ttl_ms:
+            roles["lineage"] = keys.add(k.lineage)
+            roles["lineage_at"] = keys.add(k.lineage_at)
         if batch.joins:
             jk = JoinKeys.of(k.input)
             roles["join_open"] = keys.add(jk.open)
@@ -223,6 +236,8 @@ class CommitCodec:
             release=done.event if done is not None and done.release_set is not None else None,
             outbox=outbox.pack() if outbox is not None else None,
             joins=joins,
+            lineage_ttl_ms=s.lineage_ttl_ms,
+            lineage_max=s.lineage_max,
         )
         call = Call(script("commit"), keys.names, [header.pack()])
         return EncodedCommit(call, batch, s, roles, per_rule_later, tasks, outbox)

@@ -36,8 +36,11 @@ class Status(IntEnum):
 #: raw, 'd' Dramatiq), KEYS index of its dedup set (0: none), of its target list, of its
 #: messages hash (0: raw), task, payload ('' raw), Redis message id ('' raw), its event
 #: (commit.lua: its index in the batch, 0 the oldest; apply.lua: its text, '' without a
-#: listener channel), rule ('' when the commit leaves per-rule counters to the caller).
-TASK_FIELDS = ("kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule")
+#: listener channel), rule ('' when the commit leaves per-rule counters to the caller),
+#: its lineage record ('' none; commit.lua keeps it, see rules/lineage.py).
+TASK_FIELDS = (
+    "kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule", "lineage",
+)  # fmt: skip
 
 #: The fields of a join hit (``h.joins``, an array each: ``hit[H_KIND]`` ...): kind
 #: ('member', 'fail', 'record'), KEYS index of its group's hash, its rule, member,
@@ -87,6 +90,8 @@ COMMIT_KEYS = {
     "join_open": "open join groups",
     "join_due": "join deadlines",
     "join_counts": "open join groups per rule",
+    "lineage": "lineage records",
+    "lineage_at": "lineage record times",
 }
 
 
@@ -132,6 +137,9 @@ class CommitHeader:
     outbox: bytes | None
     #: per event of a join rule or a fan-out, a map of :data:`JOIN_HIT_FIELDS`
     joins: list[Any]
+    #: how long a lineage record is kept (ms; 0: none kept), and how many at most
+    lineage_ttl_ms: int = 0
+    lineage_max: int = 0
 
     def pack(self) -> bytes:
         """The header as commit.lua's ARGV[1] (bytes as MessagePack's str: Redis's

@@ -15,7 +15,9 @@ A watcher's keys (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 * ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list;
 * ``I/outbox`` hash (batch id -> entry) and ``I/outbox/at`` sorted set (batch id -> ms):
   on a Redis Cluster, the parts of committed batches that fall in other hash slots,
-  until each is applied in its slot (see :mod:`.outbox`).
+  until each is applied in its slot (see :mod:`.outbox`);
+* ``I/lineage`` hash (``t:<task>``, ``m:<message id>`` -> lineage record) and
+  ``I/lineage/at`` sorted set (field -> ms), with ``lineage`` on (docs/lineage.md).
 
 In each other slot a batch's part is applied in, ``resc/applied/{t}`` (batch id ->
 result) and ``resc/applied/at/{t}`` (batch id -> ms) record the parts applied there,
@@ -76,6 +78,8 @@ class WatcherKeys:
     unmatched: str | None
     outbox: str
     outbox_at: str
+    lineage: str
+    lineage_at: str
 
     @classmethod
     def of(cls, spec: WatcherSpec, instance: str) -> WatcherKeys:
@@ -94,6 +98,8 @@ class WatcherKeys:
             unmatched=spec.unmatched_queue,
             outbox=f"{spec.input_queue}/outbox",
             outbox_at=f"{spec.input_queue}/outbox/at",
+            lineage=f"{spec.input_queue}/lineage",
+            lineage_at=f"{spec.input_queue}/lineage/at",
         )
 
     def history_at(self, minute: int) -> str:
@@ -128,7 +134,8 @@ def own_key(name: str, specs: Iterable[WatcherSpec]) -> bool:
         return True
     for spec in specs:
         k = WatcherKeys.of(spec, "")
-        fixed = (k.taken_base, k.stats, k.attempts, k.dead, k.outbox, k.outbox_at)
+        fixed = (k.taken_base, k.stats, k.attempts, k.dead, k.outbox, k.outbox_at, k.lineage)
+        fixed += (k.lineage_at,)
         prefixes = (f"{k.taken_base}/", f"{k.history}/", f"{k.input}/committed/")
         if name in fixed or name.startswith(prefixes):
             return True

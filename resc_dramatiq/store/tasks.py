@@ -59,7 +59,7 @@ def task_rows(
         m = t.message
         if m is None:
             queue = index.get(t.queue) or add_key(t.queue)
-            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule))
+            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule, t.lineage))
             continue
         found = queues.get(m.queue_name)
         if found is None:
@@ -67,7 +67,8 @@ def task_rows(
                 add_key(dramatiq.queue(m.queue_name)),
                 add_key(dramatiq.messages(m.queue_name)),
             )
-        add(("d", dedup, found[0], found[1], t.task, m.payload, m.redis_message_id, event(t), rule))
+        row = ("d", dedup, found[0], found[1], t.task, m.payload, m.redis_message_id, event(t))
+        add((*row, rule, t.lineage))
     return rows
 
 

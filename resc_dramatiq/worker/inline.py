@@ -108,7 +108,9 @@ class InlineRouter:
         holds another type.
         """
         planner, store = self._watchers[finished.done_queue]
-        batch = planner.plan([finished.element], envelopes=finished.envelope is not None)
+        element = finished.routed_element
+        envelopes = finished.envelope is not None or finished.routed is not None
+        batch = planner.plan([element], envelopes=envelopes)
         return store.commit_message(batch, finished)
 
 

@@ -19,6 +19,13 @@
 --          history: the minute's counters (every counter of stats is added there too;
 --          it expires h.history_ttl_s after the minute's last commit).
 --
+-- lineage: with h.lineage_ttl_ms > 0, each task queued now leaves its lineage record
+--          (the task row's T_LINEAGE, JSON) in KEYS[k.lineage], a hash: 't:<task>' and,
+--          for a Dramatiq message, 'm:<message id>'; KEYS[k.lineage_at] scores each field
+--          by when (ms). Fields older than the ttl are forgotten a bounded number per
+--          commit, the oldest beyond h.lineage_max too; both keys expire a ttl after
+--          the last commit that wrote one.
+--
 -- h.joins   per event of a join rule or a fan-out, in event order, a join hit
 --          (contract.JOIN_HIT_FIELDS, read as hit[H_KIND] ...; its group is
 --          KEYS[hit[H_GROUP]]): see library.lua's joins and store/joins.py.
@@ -71,6 +78,10 @@ if h.outbox then
     needs[#needs + 1] = {k.outbox, 'hash'}
     needs[#needs + 1] = {k.outbox_at, 'zset'}
 end
+if h.lineage_ttl_ms > 0 then
+    needs[#needs + 1] = {k.lineage, 'hash'}
+    needs[#needs + 1] = {k.lineage_at, 'zset'}
+end
 if #h.joins > 0 then
     needs[#needs + 1] = {k.join_open, 'zset'}
     needs[#needs + 1] = {k.join_due, 'zset'}
@@ -104,6 +115,20 @@ local function count(rule, what, increment)
     per_rule[field] = (per_rule[field] or 0) + (increment or 1)
 end
 
+-- the lineage records of the tasks queued now: field, record pairs
+local lineage = {}
+local function keep(t)
+    local found = t[T_LINEAGE]
+    if found ~= nil and found ~= '' then
+        if t[T_KIND] == 'd' then
+            lineage[#lineage + 1] = 'm:' .. t[T_MESSAGE_ID]
+            lineage[#lineage + 1] = found
+        end
+        lineage[#lineage + 1] = 't:' .. t[T_TASK]
+        lineage[#lineage + 1] = found
+    end
+end
+
 local channel, prefix, later = h.channel, h.prefix, h.later
 local queued, deduplicated = 0, 0
 local queued_by_rule, deduplicated_by_rule = {}, {}
@@ -111,6 +136,7 @@ local deduplicated_at = {}  -- with 'later': the positions of the deduplicated t
 write_tasks(h.tasks, 0, h.score,
     function(_, t)
         queued = queued + 1
+        keep(t)
         if not later then queued_by_rule[t[T_RULE]] = (queued_by_rule[t[T_RULE]] or 0) + 1 end
         if channel then
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. events[n - t[T_EVENT]] .. ' -> ' .. t[T_TASK])
@@ -135,6 +161,7 @@ if #h.joins > 0 then
     JOIN_EVENT = function(hit) return events[n - hit[H_EVENT]] end
     local function hit_queued(_, t)
         queued = queued + 1
+        keep(t)
         count(t[T_RULE], 'queued')
         if channel then
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. events[n - t[T_EVENT]] .. ' -> ' .. t[T_TASK])
@@ -234,6 +261,27 @@ redis.call('EXPIRE', KEYS[k.history], h.history_ttl_s)
 if h.outbox then
     redis.call('HSET', KEYS[k.outbox], h.id, h.outbox)
     redis.call('ZADD', KEYS[k.outbox_at], now, h.id)
+end
+if #lineage > 0 then
+    local records, at = KEYS[k.lineage], KEYS[k.lineage_at]
+    local scores = {}
+    for i = 1, #lineage, 2 do
+        scores[#scores + 1] = now
+        scores[#scores + 1] = lineage[i]
+    end
+    for i = 1, #lineage, PUSH_CHUNK do
+        redis.call('HSET', records, unpack(lineage, i, math.min(i + PUSH_CHUNK - 1, #lineage)))
+        redis.call('ZADD', at, unpack(scores, i, math.min(i + PUSH_CHUNK - 1, #scores)))
+    end
+    forget(at, now, h.lineage_ttl_ms, records)
+    local over = redis.call('ZCARD', at) - h.lineage_max
+    if over > 0 then
+        local oldest = redis.call('ZRANGE', at, 0, math.min(over, PUSH_CHUNK) - 1)
+        redis.call('ZREM', at, unpack(oldest))
+        redis.call('HDEL', records, unpack(oldest))
+    end
+    redis.call('PEXPIRE', records, h.lineage_ttl_ms)
+    redis.call('PEXPIRE', at, h.lineage_ttl_ms)
 end
 if by_message then
     mark(KEYS[k.marker], h.id, now, h.marker_ttl_ms)
