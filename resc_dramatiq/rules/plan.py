@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from ..errors import RuleError
@@ -73,7 +73,7 @@ class Planner:
         if self.expander is not None:
             found = self._prefetched(list(found), self.expander)
         # the loop runs per event: its methods bound once, its rules counted by index
-        expand, planned, add = self.expand, self.planned, batch.tasks.append
+        expand, add = self.expand, batch.tasks.append
         matched: dict[int, int] = {}  # rule index -> events it matched, in first-seen order
         for index, matches in enumerate(found):
             if not matches:
@@ -98,18 +98,29 @@ class Planner:
             else:
                 for m in matches:
                     matched[m.index] = matched.get(m.index, 0) + 1
-                causes: dict[int, Cause] = {}  # per rule: its tasks share one cause
-                for t in tasks:
-                    cause = causes.get(t.rule)
-                    if cause is None:
-                        cause = causes[t.rule] = self.cause(t, parent)
-                    add(planned(t, index, now_ms, cause))
+                self._add(tasks, parent, index, now_ms, add)
                 if hits or any(t.make.group is not None for t in tasks):
                     batch.joins += self._recorded(hits, tasks, index)
         for rule_index, count in matched.items():  # rules may share a name
             name = f"{self.rules.rules[rule_index].name}|matched"
             batch.counters[name] = batch.counters.get(name, 0) + count
         return batch
+
+    def _add(
+        self,
+        tasks: list[Task],
+        parent: DoneCause | None,
+        index: int,
+        now_ms: int,
+        add: Callable[[PlannedTask], None],
+    ) -> None:
+        """Plan ``tasks`` of event ``index`` (the tasks of one rule share one cause)."""
+        causes: dict[int, Cause] = {}
+        for t in tasks:
+            cause = causes.get(t.rule)
+            if cause is None:
+                cause = causes[t.rule] = self.cause(t, parent)
+            add(self.planned(t, index, now_ms, cause))
 
     @staticmethod
     def _prefetched(
@@ -275,4 +286,3 @@ class Planner:
                 ids = (message.message_id, message.redis_message_id, actor)
             planned.lineage = record(task.task, planned.queue, cause, ids, now_ms)
         return planned
-

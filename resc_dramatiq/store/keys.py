@@ -134,8 +134,8 @@ def own_key(name: str, specs: Iterable[WatcherSpec]) -> bool:
         return True
     for spec in specs:
         k = WatcherKeys.of(spec, "")
-        fixed = (k.taken_base, k.stats, k.attempts, k.dead, k.outbox, k.outbox_at, k.lineage)
-        fixed += (k.lineage_at,)
+        fixed = {k.taken_base, k.stats, k.attempts, k.dead, k.outbox, k.outbox_at, k.lineage}
+        fixed.add(k.lineage_at)
         prefixes = (f"{k.taken_base}/", f"{k.history}/", f"{k.input}/committed/")
         if name in fixed or name.startswith(prefixes):
             return True
