@@ -37,7 +37,8 @@ class Status(IntEnum):
 #: messages hash (0: raw), task, payload ('' raw), Redis message id ('' raw), its event
 #: (commit.lua: its index in the batch, 0 the oldest; apply.lua: its text, '' without a
 #: listener channel), rule ('' when the commit leaves per-rule counters to the caller),
-#: its lineage record ('' none; commit.lua keeps it, see rules/lineage.py).
+#: its lineage ('' none; else [Dramatiq message id ('' raw), record], kept by
+#: commit.lua, see rules/lineage.py).
 TASK_FIELDS = (
     "kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule", "lineage",
 )  # fmt: skip

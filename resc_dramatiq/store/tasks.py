@@ -59,7 +59,7 @@ def task_rows(
         m = t.message
         if m is None:
             queue = index.get(t.queue) or add_key(t.queue)
-            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule, t.lineage))
+            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule, _lineage(t, "")))
             continue
         found = queues.get(m.queue_name)
         if found is None:
@@ -68,8 +68,13 @@ def task_rows(
                 add_key(dramatiq.messages(m.queue_name)),
             )
         row = ("d", dedup, found[0], found[1], t.task, m.payload, m.redis_message_id, event(t))
-        add((*row, rule, t.lineage))
+        add((*row, rule, _lineage(t, m.message_id)))
     return rows
+
+
+def _lineage(task: PlannedTask, message_id: str) -> tuple[str, bytes] | str:
+    """A task's lineage field: (its message id ('' raw), its record), '' none."""
+    return (message_id, task.lineage) if task.lineage else ""
 
 
 def target_slot(task: PlannedTask, dramatiq: DramatiqKeys) -> int:

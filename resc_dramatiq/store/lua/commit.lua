@@ -20,7 +20,7 @@
 --          it expires h.history_ttl_s after the minute's last commit).
 --
 -- lineage: with h.lineage_ttl_ms > 0, each task queued now leaves its lineage record
---          (the task row's T_LINEAGE, JSON) in KEYS[k.lineage], a hash: 't:<task>' and,
+--          (the task row's T_LINEAGE: {message id ('' raw), record}) in KEYS[k.lineage], a hash: 't:<task>' and,
 --          for a Dramatiq message, 'm:<message id>'; KEYS[k.lineage_at] scores each field
 --          by when (ms). Fields older than the ttl are forgotten a bounded number per
 --          commit, the oldest beyond h.lineage_max too; both keys expire a ttl after
@@ -119,13 +119,13 @@ end
 local lineage = {}
 local function keep(t)
     local found = t[T_LINEAGE]
-    if found ~= nil and found ~= '' then
-        if t[T_KIND] == 'd' then
-            lineage[#lineage + 1] = 'm:' .. t[T_MESSAGE_ID]
-            lineage[#lineage + 1] = found
+    if type(found) == 'table' then
+        if found[1] ~= '' then
+            lineage[#lineage + 1] = 'm:' .. found[1]
+            lineage[#lineage + 1] = found[2]
         end
         lineage[#lineage + 1] = 't:' .. t[T_TASK]
-        lineage[#lineage + 1] = found
+        lineage[#lineage + 1] = found[2]
     end
 end
 
