@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dramatiq
@@ -24,6 +25,7 @@ from resc_dramatiq.rules.lineage import CAUSE_OPTION, TRACE_OPTION
 from resc_dramatiq.rules.ruleset import RuleSet
 from resc_dramatiq.worker.completion import Completion
 from tests.helpers import wait_for
+from tests.procs import routers
 from tests.test_middleware_routing import declare_chain, make_broker
 
 DONE = "global/done"
@@ -33,11 +35,16 @@ TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 def lineage_rules(*, lineage: Any = True) -> RuleSet:
     """acq -> treat -> propagate -> report, on a watcher keeping lineage records."""
     ids = r"(?P<process_id>\d+)/(?P<product_id>\d+)"
+    p = "${process_id}/${product_id}"
+
+    def rule(name: str, on: str, task: str) -> dict[str, Any]:
+        return {"name": name, "on": on, "make": {"actor": name, "task": task}}
+
     rules = [
-        {"name": "treat", "on": f"^acq/{ids}$", "make": {"actor": "treat", "task": "trt/${process_id}/${product_id}"}},
-        {"name": "propagate", "on": f"^trt/{ids}$", "make": {"actor": "propagate", "task": "prop/${process_id}/${product_id}"}},
-        {"name": "report", "on": f"^prop/{ids}$", "make": {"actor": "report", "task": "rep/${process_id}/${product_id}"}},
-    ]  # fmt: skip
+        rule("treat", f"^acq/{ids}$", f"trt/{p}"),
+        rule("propagate", f"^trt/{ids}$", f"prop/{p}"),
+        rule("report", f"^prop/{ids}$", f"rep/{p}"),
+    ]
     watcher: dict[str, Any] = {"input_queue": DONE, "rules": rules}
     if lineage is not None:
         watcher["lineage"] = lineage
@@ -169,3 +176,58 @@ def test_every_rule_made_message_carries_its_cause_in_its_options(
     }
     assert r.exists(f"{DONE}/lineage") == 0  # lineage off: no record
 
+
+def test_why_walks_every_chain_back_after_a_router_was_killed_mid_stream(
+    redis_url: str,
+    r: redis.Redis,
+    worker_for: Callable[[RedisBroker], dramatiq.Worker],
+    tmp_path: Path,
+) -> None:
+    ruleset = lineage_rules()
+    config = tmp_path / "lineage.json"
+    config.write_text(json.dumps(ruleset.config.spec.model_dump(exclude_defaults=True)))
+    broker = make_broker(redis_url, Completion(lineage=True))
+    acquire = declare_chain(broker, r)
+    chains = 40
+    with routers(config=config, redis_url=redis_url, log=tmp_path / "router.log", batch=4) as start:
+        first = start(instance="a")
+        worker_for(broker)
+        roots = {n: acquire.send(1, n).message_id for n in range(chains)}
+        wait_for(lambda: len(r.hkeys("runs")) >= chains + 10, what="the chains under way")
+        first.kill()  # SIGKILL, mid-stream: its taken events wait for the next router
+        killed_at_runs = len(r.hkeys("runs"))
+        start(instance="a")  # the same instance: it commits what the killed one had taken
+        wait_for(lambda: len(r.hkeys("runs")) == 4 * chains, timeout_s=30, what="every stage")
+    assert killed_at_runs < 4 * chains
+    assert set(r.hvals("runs")) == {b"1"}  # every stage ran once
+    for n in range(chains):
+        chain = chain_of(r, ruleset, f"rep/1/{n}")
+        assert [s.task for s in chain.steps[:3]] == [f"rep/1/{n}", f"prop/1/{n}", f"trt/1/{n}"]
+        assert chain.steps[3].name == roots[n] and chain.steps[3].rule is None
+        assert {s.root for s in chain.steps[:3]} == {roots[n]}
+
+
+def test_a_message_delivered_twice_keeps_its_cause_and_makes_its_follow_up_once(
+    redis_url: str, r: redis.Redis, worker_for: Callable[[RedisBroker], dramatiq.Worker]
+) -> None:
+    ruleset = lineage_rules()
+    r.lpush(DONE, "acq/1/7")  # from outside: treat's message is its own root
+    Router(ruleset=ruleset, client=r).run_until_idle()
+    [raw] = r.hvals("dramatiq:default.msgs")
+    treat = dramatiq.Message.decode(raw)
+    broker = make_broker(redis_url, Completion(rules=ruleset))
+    declare_chain(broker, r)
+    broker.enqueue(treat)  # the very same message again, as after a lost ack
+    worker_for(broker)
+    wait_for(lambda: r.hget("runs", "treat/1/7") == b"2", what="treat ran twice")
+    wait_for(lambda: r.hget("runs", "report/1/7") == b"1", what="the chain's end")
+    chain = chain_of(r, ruleset, "rep/1/7")
+    assert [(s.kind, s.task or s.name) for s in chain.steps] == [
+        ("message", "rep/1/7"),
+        ("message", "prop/1/7"),
+        ("message", "trt/1/7"),
+        ("event", "acq/1/7"),
+    ]
+    assert chain.steps[2].name == treat.message_id
+    assert {s.root for s in chain.steps[:3]} == {treat.message_id}  # no new root
+    assert r.hget("runs", "propagate/1/7") == b"1"

@@ -166,7 +166,9 @@ def record(
         found["message"], found["redis"], found["actor"] = message
     if cause is not None:
         own = message[0] if message is not None else ""
-        found["cause"] = cause.as_dict(own)
+        kept = cause.as_dict(own)
+        kept.pop("envelope", None)  # what the worker is told, not why the task exists
         if message is None and cause.parent is None:
-            found["cause"]["root"] = None
+            kept["root"] = None
+        found["cause"] = kept
     return json.dumps(found, separators=(",", ":")).encode()
