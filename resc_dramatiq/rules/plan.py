@@ -54,14 +54,21 @@ class Planner:
         self.keeps_lineage = rules.spec.lineage is not None
 
     def plan(
-        self, events: Sequence[bytes], *, now: float | None = None, envelopes: bool = False
+        self,
+        events: Sequence[bytes],
+        *,
+        now: float | None = None,
+        envelopes: bool = False,
+        cause: DoneCause | None = None,
     ) -> Batch:
         """The batch of ``events``: tasks of every matching rule, in event and rule order.
 
         An event one of whose rules fails (a missing variable, a fetch that failed)
         makes no task at all and is listed as failed, so it can be retried whole; so is
         an event that is not valid UTF-8 (never matched as replaced text, where
-        ``ok/\\xff`` and ``ok/\\xfe`` would make the same task).
+        ``ok/\\xff`` and ``ok/\\xfe`` would make the same task). ``cause``: the
+        message whose done event the events are, when not told by their envelopes (a
+        worker routing one inline).
         """
         now = time.time() if now is None else now
         batch = Batch(events=events, taken_at=now)
@@ -84,12 +91,13 @@ class Planner:
                 continue
             tasks: list[Task] = []
             hits: list[JoinHit] = []
-            parent = matches[0].cause
+            parent = matches[0].cause or cause
             for m in matches:
                 try:
                     if m.rule.join is None:
                         tasks += expand(m)
                     else:
+                        m.cause = m.cause or cause
                         hits.append(self.join_hit(m, index, now_ms))
                 except Exception as e:  # a poison event must not block the batch
                     error = f"{type(e).__name__}: {e}"
@@ -231,7 +239,8 @@ class Planner:
     ) -> list[PlannedTask]:
         for index, r in enumerate(self.rules.rules):
             if r.name == rule and r.join is not None and not r.join.fail:
-                variables = r.match(decode_event(event))
+                found = data.parse(event)  # the first member's element: maybe an envelope
+                variables = r.match(decode_event(event) if found is None else found[0])
                 if variables is None:
                     raise RuleError(f"join rule {rule!r} no longer matches {event!r}")
                 size = membership(r.join, variables).expect

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.batch import Batch, FailedEvent, PlannedTask
+from ..rules.lineage import DoneCause
 from .contract import COMMIT_KEYS, CommitHeader, Status
 from .joins import JoinKeys, encode_hits
 from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
@@ -60,19 +61,13 @@ class DoneMessage:
     release_set: str | None  # the dedup set the event leaves now (release "done"), if any
     #: the event with its payload, an envelope (rules/data.py); None: a plain event
     envelope: bytes | None = None
-    #: the envelope routed in the worker (with the message's cause), None: ``element``
-    routed: bytes | None = None
+    #: the finished message's cause, for the tasks its event makes (routed inline)
+    cause: DoneCause | None = None
 
     @property
     def element(self) -> bytes:
         """What goes onto the done list: the envelope, or the event itself."""
         return self.envelope if self.envelope is not None else self.event.encode()
-
-    @property
-    def routed_element(self) -> bytes:
-        """What a worker routing the event inline plans: ``routed``, else ``element``."""
-        return self.routed if self.routed is not None else self.element
-
     @property
     def markers(self) -> str:
         """The done list's markers: the ids of the messages committed inline."""

@@ -5,7 +5,8 @@ its envelope, so that the tasks it makes name their parent and root. It goes ont
 done list as an envelope only where the list's watcher reads envelopes: the message's
 own cause says so (``"envelope": true``, a rule-made message of such a watcher), the
 event is an envelope already (``done_data``), or the worker is told every list does
-(``Completion(lineage=True)``). Routed in the worker, the event always carries it.
+(``Completion(lineage=True)``). Routed in the worker, the cause goes with the event
+to the planner (``DoneMessage.cause``), whatever the list reads.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from ..store.commit import DoneMessage
 
 
 def with_cause(finished: DoneMessage, options: Mapping[str, Any], *, always: bool) -> DoneMessage:
-    """``finished`` with its message's cause: in the envelope routed inline, and in the
-    element pushed onto its list when that list reads envelopes (see the module)."""
+    """``finished`` with its message's cause: for the planner when it is routed inline,
+    and in the element pushed onto its list when that list reads envelopes (see the
+    module)."""
     cause = done_cause(finished.message_id, options)
-    routed = data.with_cause(finished.envelope or data.envelope(finished.event, {}), cause)
     listed = finished.envelope
     if listed is not None or always or carries(options):
-        listed = routed
-    return dataclasses.replace(finished, envelope=listed, routed=routed)
+        listed = data.with_cause(listed or data.envelope(finished.event, {}), cause)
+    return dataclasses.replace(finished, envelope=listed, cause=cause)

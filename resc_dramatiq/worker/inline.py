@@ -108,9 +108,8 @@ class InlineRouter:
         holds another type.
         """
         planner, store = self._watchers[finished.done_queue]
-        element = finished.routed_element
-        envelopes = finished.envelope is not None or finished.routed is not None
-        batch = planner.plan([element], envelopes=envelopes)
+        envelopes = finished.envelope is not None
+        batch = planner.plan([finished.element], envelopes=envelopes, cause=finished.cause)
         return store.commit_message(batch, finished)
 
 
