@@ -231,3 +231,58 @@ def test_a_message_delivered_twice_keeps_its_cause_and_makes_its_follow_up_once(
     assert chain.steps[2].name == treat.message_id
     assert {s.root for s in chain.steps[:3]} == {treat.message_id}  # no new root
     assert r.hget("runs", "propagate/1/7") == b"1"
+
+
+def join_rules() -> RuleSet:
+    """go/<roll> makes cut and weigh; when both are done, pack (a join)."""
+    made = [{"actor": s, "task": f"{s}/${{roll}}"} for s in ("cut", "weigh")]
+    rules = [
+        {"name": "stages", "on": r"^go/(?P<roll>\d+)$", "make": made},
+        {
+            "name": "pack",
+            "on": r"^(?P<stage>cut|weigh)/(?P<roll>\d+)$",
+            "join": {"group": "roll/${roll}", "member": "${stage}", "expect": ["cut", "weigh"]},
+            "make": {"actor": "pack", "task": "pack/${roll}", "kwargs": {"roll": "${roll}"}},
+        },
+    ]
+    watcher = {"input_queue": DONE, "lineage": True, "rules": rules}
+    return RuleSet.compile(Config.from_data({"watchers": [watcher]}))
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["router", "inline"])
+def test_a_joins_make_names_the_completing_member_and_lists_every_members_message(
+    redis_url: str,
+    r: redis.Redis,
+    worker_for: Callable[[RedisBroker], dramatiq.Worker],
+    inline: bool,
+) -> None:
+    ruleset = join_rules()
+    broker = make_broker(redis_url, Completion(rules=ruleset) if inline else Completion())
+    for stage in ("cut", "weigh", "pack"):
+
+        def run(roll: str, stage: str = stage) -> None:
+            r.hincrby("runs", f"{stage}/{roll}", 1)
+
+        dramatiq.actor(run, actor_name=stage, broker=broker)
+    router = Router(ruleset=ruleset, client=r)
+    r.lpush(DONE, "go/1")
+    router.run_until_idle()  # go/1 -> cut, weigh (their own roots)
+    thread = None if inline else threading.Thread(target=router.run)
+    if thread is not None:
+        thread.start()
+    try:
+        worker_for(broker)
+        wait_for(lambda: r.hget("runs", "pack/1") == b"1", what="pack ran")
+        chain = wait_for(
+            lambda: (c := chain_of(r, ruleset, "pack/1")).steps[0].status == "done" and c
+        )
+    finally:
+        if thread is not None:
+            router.stop()
+            thread.join(10)
+    pack = chain.steps[0]
+    members = {chain_of(r, ruleset, f"{s}/1").steps[0].name for s in ("cut", "weigh")}
+    assert set(pack.members) == members
+    assert pack.parent in members and chain.steps[1].name == pack.parent  # the completing one
+    assert pack.rule == "pack" and pack.event in ("cut/1", "weigh/1")
+    assert [s.kind for s in chain.steps] == ["message", "message", "event"]

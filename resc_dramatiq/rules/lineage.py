@@ -15,7 +15,8 @@ Every Dramatiq message a rule makes carries its **cause** in the message option
 * ``trace`` (only when known): the W3C ``traceparent`` of the finishing message (its
   in-memory option ``resc_trace``, :data:`TRACE_OPTION`), validated, passed on unchanged;
 * ``members`` (a join's make only): the message ids of the group's members that came
-  with one (at most :data:`MEMBERS_LIMIT`);
+  with one (at most :data:`MEMBERS_LIMIT`), filled in by the commit that completes the
+  group (the planner leaves a ``"resc-ids-<id>"`` string there for it);
 * ``envelope`` (only when true): the done list this message reports to reads
   envelopes, so ``Completion`` writes its done event as one with a ``cause``.
 
@@ -125,7 +126,8 @@ class Cause:
     rule: str
     watcher: str
     envelope: bool = False
-    members: Sequence[str] | None = None
+    #: the members' message ids, or the string the commit replaces with them
+    members: Sequence[str] | str | None = None
     _tail: str | None = None  # the JSON after the root, encoded once
 
     def as_dict(self, own_id: str) -> dict[str, Any]:
@@ -140,7 +142,9 @@ class Cause:
         }
         if p is not None and p.trace is not None:
             found["trace"] = p.trace
-        if self.members is not None:
+        if isinstance(self.members, str):
+            found["members"] = self.members
+        elif self.members is not None:
             found["members"] = list(self.members[:MEMBERS_LIMIT])
         if self.envelope:
             found["envelope"] = True

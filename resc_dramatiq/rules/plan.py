@@ -213,11 +213,15 @@ class Planner:
             made[MEMBERS_VARIABLE] = f"\0resc:members:{new_id()}"
             token = json.dumps(made[MEMBERS_VARIABLE])
         made_tasks = rule.make(match.index, made, data=match.data)
+        ids = f"resc-ids-{new_id()}"  # the commit that completes the group fills them in
         cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
+        if cause is not None:
+            cause.members = ids
         tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
+        parent = match.cause.message if match.cause is not None else ""
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
-            join.deadline_ms, join.ttl_ms, tasks, payload, token,
+            join.deadline_ms, join.ttl_ms, tasks, payload, token, parent, ids,
         )  # fmt: skip
 
     def expired(self, rule: str, event: bytes | str, group: str, now_ms: int) -> list[PlannedTask]:

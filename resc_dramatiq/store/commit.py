@@ -68,6 +68,7 @@ class DoneMessage:
     def element(self) -> bytes:
         """What goes onto the done list: the envelope, or the event itself."""
         return self.envelope if self.envelope is not None else self.event.encode()
+
     @property
     def markers(self) -> str:
         """The done list's markers: the ids of the messages committed inline."""

@@ -16,6 +16,8 @@ from typing import Any
 
 import msgpack
 
+from ..rules.lineage import MEMBERS_LIMIT
+
 
 class Status(IntEnum):
     """The first value of a script's reply."""
@@ -48,11 +50,13 @@ TASK_FIELDS = (
 #: expected count (0: not from this event), expected members, deadline (ms after the
 #: first member; 0: none), the tombstone's ttl (ms), its event's index in the batch (0:
 #: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each),
-#: the member's payload (JSON, '' none), and the text of its tasks' messages that the
-#: members' payloads replace ('': none).
+#: the member's payload (JSON, '' none), the text of its tasks' messages that the
+#: members' payloads replace ('': none), the member's message id (its event's cause;
+#: '' none), and the JSON string in its tasks' causes that the members' message ids
+#: replace ('' none; see rules/lineage.py).
 JOIN_HIT_FIELDS = (
     "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks",
-    "data", "token",
+    "data", "token", "parent", "ids",
 )  # fmt: skip
 
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a
@@ -166,5 +170,6 @@ def lua_constants() -> str:
         f"local {', '.join(f'H_{name.upper()}' for name in JOIN_HIT_FIELDS)} = "
         f"{', '.join(str(i) for i in range(1, len(JOIN_HIT_FIELDS) + 1))}",
         f"local FAN_OUT_TTL_MS, JOIN_DATA_LIMIT = {FAN_OUT_TTL_MS}, {JOIN_DATA_LIMIT}",
+        f"local MEMBERS_LIMIT = {MEMBERS_LIMIT}",
     ]
     return "\n".join(lines) + "\n"

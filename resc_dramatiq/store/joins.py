@@ -103,6 +103,8 @@ def encode_hits(
             task_rows(h.tasks, keys, dramatiq, _event_index) if h.tasks else (),
             h.data,
             h.token,
+            h.parent,
+            h.ids,
         ]
         for h in hits
     ]

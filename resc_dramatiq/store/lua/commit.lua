@@ -177,6 +177,7 @@ if #h.joins > 0 then
             local complete = join_member(hit, g, now)
             if complete then
                 fill_members(hit[H_TASKS], hit[H_TOKEN], g)
+                fill_ids(hit[H_TASKS], hit[H_IDS], g)
                 write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
                 close_group(g, 'done', now, hit[H_TTL])
                 count(rule, 'completed')
