@@ -4,7 +4,11 @@
 the templates, expands rules with fetchers through an :class:`Expander`, builds the
 Dramatiq messages and sorts the events into planned, failed and unmatched. It knows no
 Redis and no router: the router commits what it returns, the worker commits it for
-one done event, ``explain`` shows it, and the tests read it directly.
+one done event, ``explain`` shows it, and the tests read it directly. Each planned
+task carries its cause (:mod:`.lineage`): the event's, and the message it came from.
+
+Over ~250 lines on purpose: the one planning step (matches, joins, causes) reads top to
+bottom; split, each part would reach back into the planner's state.
 """
 
 from __future__ import annotations
