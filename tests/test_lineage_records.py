@@ -157,3 +157,44 @@ def test_the_why_command_exits_1_for_an_unknown_task_and_2_for_an_empty_one(
     assert missing.exit_code == 1 and "no lineage record of 't/none'" in missing.output
     empty = run_cli("why", str(config), "", "--redis-url", redis_url)
     assert empty.exit_code == 2
+
+
+def test_a_schedules_actor_tick_and_a_joins_expired_make_carry_their_cause() -> None:
+    from resc_dramatiq.rules.lineage import CAUSE_OPTION
+    from resc_dramatiq.rules.plan import Planner
+    from resc_dramatiq.rules.schedules import compile_schedules
+
+    config = Config.from_data(
+        {
+            "watchers": [
+                {
+                    "input_queue": INPUT,
+                    "rules": [
+                        {
+                            "name": "pack",
+                            "on": r"^(?P<s>cut|weigh)/(?P<r>\d+)$",
+                            "join": {
+                                "group": "roll/${r}",
+                                "member": "${s}",
+                                "expect": ["cut", "weigh"],
+                                "deadline_s": 60,
+                                "expired": {"actor": "late", "task": "late/${r}"},
+                            },
+                            "make": {"actor": "pack", "task": "pack/${r}"},
+                        }
+                    ],
+                }
+            ],
+            "schedules": [{"name": "tick", "every_s": 5, "actor": "beat", "queue": "q"}],
+        }
+    )
+    [schedule] = compile_schedules(config)
+    firing = schedule.firing(1000, now_ms=1_000_000)
+    cause = json.loads(firing.payload)["options"][CAUSE_OPTION]
+    assert cause["parent"] is None and cause["rule"] == "schedule tick"
+    assert cause["event"] == schedule.render(1000) and cause["watcher"] == INPUT
+    [expired] = Planner(RuleSet.compile(config).watchers[0]).expired("pack", b"cut/7", "roll/7", 0)
+    assert expired.message is not None
+    cause = json.loads(expired.message.payload)["options"][CAUSE_OPTION]
+    assert cause["event"] == "cut/7" and cause["rule"] == "pack" and cause["parent"] is None
+    assert cause["root"] == expired.message.message_id  # from no message: its own root
