@@ -56,7 +56,7 @@ def router_row(
     with_lineage(cfg, on)
     stages = {routerbench.STAGE: routerbench.INPUT}
     t = routerbench.route(client, url, cfg, stages=stages, events=events, batch=500)
-    if on and not client.hlen(f"{routerbench.INPUT}/lineage"):
+    if on and not client.keys(f"{routerbench.INPUT}/lineage/*"):
         raise RuntimeError("lineage on, but no record written")
     return t.events_per_s
 
@@ -74,7 +74,7 @@ def chain_row(
         )  # fmt: skip
     finally:
         chainbench.write_rules = plain  # type: ignore[assignment]
-    if on and not client.hlen(f"{chainbench.chain_worker.DONE}/lineage"):
+    if on and not client.keys(f"{chainbench.chain_worker.DONE}/lineage/*"):
         raise RuntimeError("lineage on, but no record written")
     return result.messages_per_s
 

@@ -76,13 +76,15 @@ def test_the_why_page_says_when_there_is_no_record_and_refuses_a_huge_question(
 def test_the_why_page_names_odd_keys_and_survives_broken_records(
     r: redis.Redis, site: DashboardProcess
 ) -> None:
-    r.hset("done/lineage", mapping={"t:a": "{broken", "t:b": '{"task": "b", "queue": "odd"}'})
+    route(r, "e/0")
+    [bucket] = r.scan_iter("done/lineage/*")
+    r.hset(bucket, mapping={"t:a": "{broken", "t:b": '{"task": "b", "queue": "odd"}'})
     r.hset("odd", "x", "y")
     assert 'id="why-missing"' in httpx.get(f"{site.url}/why", params={"q": "a"}).text
     b = httpx.get(f"{site.url}/why", params={"q": "b"})
     assert b.status_code == 200 and "odd key:" in b.text
-    r.delete("done/lineage")
-    r.set("done/lineage", "a string")
+    r.delete(bucket)
+    r.set(bucket, "a string")
     assert 'id="why-missing"' in httpx.get(f"{site.url}/why", params={"q": "a"}).text
 
 

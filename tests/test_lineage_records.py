@@ -44,15 +44,22 @@ def route(r: redis.Redis, ruleset: RuleSet, *events: str) -> None:
     Router(ruleset=ruleset, client=r).run_until_idle()
 
 
+def buckets(r: redis.Redis) -> list[bytes]:
+    return sorted(r.scan_iter(f"{INPUT}/lineage/*"))
+
+
 def record(r: redis.Redis, task: str) -> dict[str, Any] | None:
-    raw = r.hget(f"{INPUT}/lineage", f"t:{task}")
-    return None if raw is None else dict(json.loads(raw))
+    for key in buckets(r):
+        raw = r.hget(key, f"t:{task}")
+        if raw is not None:
+            return dict(json.loads(raw))
+    return None
 
 
 def test_raw_tasks_leave_no_record_when_lineage_is_off(r: redis.Redis) -> None:
     route(r, raw_rules(), "e/1")
     assert r.lrange("out", 0, -1) == [b"t/1"]
-    assert r.keys(f"{INPUT}/lineage*") == []
+    assert buckets(r) == []
 
 
 def test_a_raw_task_leaves_its_record_in_the_commit_that_queues_it(r: redis.Redis) -> None:
@@ -67,7 +74,8 @@ def test_a_raw_task_leaves_its_record_in_the_commit_that_queues_it(r: redis.Redi
         "rule": "raw",
         "watcher": INPUT,
     }
-    assert 0 < r.pttl(f"{INPUT}/lineage") <= 86400 * 1000  # a day by default
+    [bucket] = buckets(r)
+    assert 86400 * 1000 < r.pttl(bucket) <= (86400 + 86400 / 8) * 1000  # a day and a span
 
 
 def test_a_deduplicated_task_leaves_no_record(r: redis.Redis) -> None:
@@ -83,16 +91,18 @@ def test_a_deduplicated_task_leaves_no_record(r: redis.Redis) -> None:
 def test_records_expire_after_their_ttl(r: redis.Redis) -> None:
     route(r, raw_rules({"ttl_s": 1}), "e/1")
     assert record(r, "t/1") is not None
-    assert 0 < r.pttl(f"{INPUT}/lineage") <= 1000
-    wait_for(lambda: not r.exists(f"{INPUT}/lineage", f"{INPUT}/lineage/at"), timeout_s=5)
+    [bucket] = buckets(r)
+    assert 1000 < r.pttl(bucket) <= 1125
+    wait_for(lambda: not buckets(r), timeout_s=5)
 
 
 def test_records_are_bounded_in_number_and_size(r: redis.Redis) -> None:
-    bounded = raw_rules({"max_records": 5})
+    bounded = raw_rules({"max_records": 40})  # 5 per bucket (an eighth of the ttl)
     route(r, bounded, *[f"e/{n}" for n in range(20)])
-    assert r.hlen(f"{INPUT}/lineage") == 5 and r.zcard(f"{INPUT}/lineage/at") == 5
-    route(r, bounded, "e/50")  # a later commit: its record stays, an older one goes
-    assert r.hlen(f"{INPUT}/lineage") == 5 and record(r, "t/50") is not None
+    [bucket] = buckets(r)
+    assert r.hlen(bucket) == 5
+    route(r, bounded, "e/50")  # the bucket is full: no more records until the next one
+    assert r.hlen(bucket) == 5 and record(r, "t/50") is None
     route(r, raw_rules(True), "e/99" + "x" * 10_000)
     found = record(r, "t/99")
     assert found is not None and len(found["cause"]["event"]) == EVENT_LIMIT
@@ -128,14 +138,17 @@ def test_why_refuses_an_empty_or_huge_question(r: redis.Redis, asked: str) -> No
 def test_why_reads_keys_of_other_types_and_broken_records_as_absent(r: redis.Redis) -> None:
     ruleset = raw_rules(True)
     specs = [w.spec for w in ruleset.watchers]
-    r.set(f"{INPUT}/lineage", "not a hash")
-    assert why(r, specs, "dramatiq", "t/1") is None
-    r.delete(f"{INPUT}/lineage")
-    r.hset(f"{INPUT}/lineage", mapping={"t:a": "{not json", "t:b": "[1, 2]", "m:x y": "{}"})
+    route(r, ruleset, "e/0")
+    [bucket] = buckets(r)
+    r.delete(bucket)
+    r.set(bucket, "not a hash")
+    assert why(r, specs, "dramatiq", "t/0") is None
+    r.delete(bucket)
+    r.hset(bucket, mapping={"t:a": "{not json", "t:b": "[1, 2]", "m:x y": "{}"})
     for asked in ("a", "b", "x y", "../../etc", "\x00\xff"):
         assert why(r, specs, "dramatiq", asked) is None
     # a record whose queue holds another type: the step's status is unknown, the key named
-    r.hset(f"{INPUT}/lineage", "t:c", json.dumps({"task": "c", "queue": "odd", "cause": []}))
+    r.hset(bucket, "t:c", json.dumps({"task": "c", "queue": "odd", "cause": []}))
     r.hset("odd", "a", "b")
     chain = why(r, specs, "dramatiq", "c")
     assert chain is not None and chain.steps[0].status == "taken"

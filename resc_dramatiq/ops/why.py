@@ -1,12 +1,14 @@
 """``why``: a task's or a message's causes, walked back to the root, each with its status.
 
 A watcher with ``lineage`` on keeps a record per task its commits queued (see
-:mod:`resc_dramatiq.rules.lineage`) in its ``I/lineage`` hash: ``t:<task>`` and, for
-a Dramatiq message, ``m:<message id>``. :func:`why` starts from the record of a message
-id or a task string, and follows each record's cause to its parent message's record
-(or, for an event with no parent message, to the record of the task whose done event
-it is: a raw task), until the chain's root: a message no rule made, or an event that
-came from outside. Each step gets its status, read now (:func:`message_status`).
+:mod:`resc_dramatiq.rules.lineage`) in its ``I/lineage/<n>`` hashes, one per stretch of
+time (:meth:`~...store.keys.WatcherKeys.lineage_recent`): ``t:<task>`` and, for a
+Dramatiq message, ``m:<message id>``; the newest record of a name wins.
+:func:`why` starts from the record of a message id or a task string, and follows each
+record's cause to its parent message's record (or, for an event with no parent
+message, to the record of the task whose done event it is: a raw task), until the
+chain's root: a message no rule made, or an event that came from outside. Each step
+gets its status, read now.
 
 Every read is bounded and typed: a key holding another type reads as empty and is
 reported (``odd``); a record that is no JSON object ends the walk with a note.
@@ -102,21 +104,29 @@ class _Walk:
     def __init__(self, client: redis.Redis, specs: Sequence[WatcherSpec], d: DramatiqKeys) -> None:
         self.client, self.specs, self.dramatiq = client, specs, d
         self.reads = Reads(client)
+        seconds, micros = client.time()
+        self.now_ms = seconds * 1000 + micros // 1000
 
     def record(self, name: str) -> tuple[dict[str, Any], str] | None:
-        """The record ``name`` (``t:…``/``m:…``) in the first watcher holding it."""
+        """The record ``name`` (``t:…``/``m:…``) in the newest bucket of the first watcher
+        holding it (watchers with ``lineage`` on only: the others keep none)."""
         c = self.client
         for spec in self.specs:
-            key = WatcherKeys.of(spec, "").lineage
-            raw: Any = self.reads.read(key, "hash", partial(c.hget, key, name), None)
-            if raw is None:
+            if spec.lineage is None:
                 continue
-            try:
-                found = json.loads(raw)
-            except ValueError:
-                found = None
-            if isinstance(found, dict):
-                return found, spec.input_queue
+            buckets = WatcherKeys.of(spec, "").lineage_recent(
+                self.now_ms, spec.lineage.ttl_s * 1000
+            )
+            for key in buckets:
+                raw: Any = self.reads.read(key, "hash", partial(c.hget, key, name), None)
+                if raw is None:
+                    continue
+                try:
+                    found = json.loads(raw)
+                except ValueError:
+                    found = None
+                if isinstance(found, dict):
+                    return found, spec.input_queue
         return None
 
     def step(self, record: dict[str, Any]) -> Step:

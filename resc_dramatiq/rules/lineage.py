@@ -31,6 +31,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 #: The message option holding a rule-made message's cause.
@@ -129,6 +130,7 @@ class Cause:
     #: the members' message ids, or the string the commit replaces with them
     members: Sequence[str] | str | None = None
     _tail: str | None = None  # the JSON after the root, encoded once
+    _kept: str | None = None  # the same, as a lineage record keeps it
 
     def as_dict(self, own_id: str) -> dict[str, Any]:
         """The ``resc_cause`` option of the message ``own_id``."""
@@ -159,20 +161,29 @@ class Cause:
         root = self.parent.root if self.parent is not None else own_id
         return '{"root":' + json.dumps(root) + "," + self._tail
 
+    def kept(self, own_id: str | None) -> str:
+        """The cause as a lineage record keeps it (JSON): no ``envelope`` (what the
+        worker is told, not why the task exists); ``own_id`` None: a raw task, whose
+        root is its parent's, else null."""
+        if self._kept is None:
+            whole = self.as_dict("")
+            whole.pop("envelope", None)
+            text = json.dumps(whole, separators=(",", ":"))
+            self._kept = text[text.index('"parent"') :]
+        root = self.parent.root if self.parent is not None else own_id
+        return '{"root":' + json.dumps(root) + "," + self._kept
+
 
 def record(
     task: str, queue: str, cause: Cause | None, message: tuple[str, str, str] | None, at_ms: int
 ) -> bytes:
-    """A task's lineage record (JSON): what it is, where it went, why; ``message`` is
-    (message id, Redis message id, actor) for a Dramatiq message."""
-    found: dict[str, Any] = {"task": clip(task), "queue": queue, "at": at_ms}
+    """A task's lineage record (JSON, as ``json.dumps`` writes it): what it is, where it
+    went, why; ``message`` is (message id, Redis message id, actor) for a Dramatiq
+    message. Built by parts: the cause's are encoded once per event and rule."""
+    esc = encode_basestring_ascii
+    found = f'{{"task":{esc(clip(task))},"queue":{esc(queue)},"at":{at_ms}'
     if message is not None:
-        found["message"], found["redis"], found["actor"] = message
+        found += f',"message":{esc(message[0])},"redis":{esc(message[1])},"actor":{esc(message[2])}'
     if cause is not None:
-        own = message[0] if message is not None else ""
-        kept = cause.as_dict(own)
-        kept.pop("envelope", None)  # what the worker is told, not why the task exists
-        if message is None and cause.parent is None:
-            kept["root"] = None
-        found["cause"] = kept
-    return json.dumps(found, separators=(",", ":")).encode()
+        found += ',"cause":' + cause.kept(message[0] if message is not None else None)
+    return (found + "}").encode()

@@ -23,7 +23,14 @@ from ..rules.batch import Batch, FailedEvent, PlannedTask
 from ..rules.lineage import DoneCause
 from .contract import COMMIT_KEYS, CommitHeader, Status
 from .joins import JoinKeys, encode_hits
-from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
+from .keys import (
+    HISTORY_TTL_S,
+    LINEAGE_BUCKETS,
+    DramatiqKeys,
+    WatcherKeys,
+    lineage_span_ms,
+    message_markers,
+)
 from .keyspace import text
 from .outbox import Entry, parts_of
 from .scripts import refusal, script
@@ -201,9 +208,11 @@ class CommitCodec:
             roles["outbox_at"] = keys.add(k.outbox_at)
         rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
         joins: list[Any] = []
+        lineage_expiry_ms = lineage_max = 0
         if s.lineage_ttl_ms:
-            roles["lineage"] = keys.add(k.lineage)
-            roles["lineage_at"] = keys.add(k.lineage_at)
+            roles["lineage"] = keys.add(k.lineage_at(int(batch.taken_at * 1000), s.lineage_ttl_ms))
+            lineage_expiry_ms = s.lineage_ttl_ms + lineage_span_ms(s.lineage_ttl_ms)
+            lineage_max = -(-s.lineage_max // LINEAGE_BUCKETS)
         if batch.joins:
             jk = JoinKeys.of(k.input)
             roles["join_open"] = keys.add(jk.open)
@@ -232,8 +241,8 @@ class CommitCodec:
             release=done.event if done is not None and done.release_set is not None else None,
             outbox=outbox.pack() if outbox is not None else None,
             joins=joins,
-            lineage_ttl_ms=s.lineage_ttl_ms,
-            lineage_max=s.lineage_max,
+            lineage_ttl_ms=lineage_expiry_ms,
+            lineage_max=lineage_max,
         )
         call = Call(script("commit"), keys.names, [header.pack()])
         return EncodedCommit(call, batch, s, roles, per_rule_later, tasks, outbox)

@@ -96,7 +96,6 @@ COMMIT_KEYS = {
     "join_due": "join deadlines",
     "join_counts": "open join groups per rule",
     "lineage": "lineage records",
-    "lineage_at": "lineage record times",
 }
 
 
@@ -142,7 +141,7 @@ class CommitHeader:
     outbox: bytes | None
     #: per event of a join rule or a fan-out, a map of :data:`JOIN_HIT_FIELDS`
     joins: list[Any]
-    #: how long a lineage record is kept (ms; 0: none kept), and how many at most
+    #: the lineage bucket's expiry (ms; 0: no record kept), and its most fields
     lineage_ttl_ms: int = 0
     lineage_max: int = 0
 

@@ -20,11 +20,11 @@
 --          it expires h.history_ttl_s after the minute's last commit).
 --
 -- lineage: with h.lineage_ttl_ms > 0, each task queued now leaves its lineage record
---          (the task row's T_LINEAGE: {message id ('' raw), record}) in KEYS[k.lineage], a hash: 't:<task>' and,
---          for a Dramatiq message, 'm:<message id>'; KEYS[k.lineage_at] scores each field
---          by when (ms). Fields older than the ttl are forgotten a bounded number per
---          commit, the oldest beyond h.lineage_max too; both keys expire a ttl after
---          the last commit that wrote one.
+--          (the task row's T_LINEAGE: {message id ('' raw), record}) in KEYS[k.lineage],
+--          the hash of this stretch of time (store/keys.py, lineage_at): 't:<task>' and,
+--          for a Dramatiq message, 'm:<message id>'; at most h.lineage_max fields (the
+--          records past it are not kept); it expires h.lineage_ttl_ms after the last
+--          commit that wrote to it.
 --
 -- h.joins   per event of a join rule or a fan-out, in event order, a join hit
 --          (contract.JOIN_HIT_FIELDS, read as hit[H_KIND] ...; its group is
@@ -78,10 +78,7 @@ if h.outbox then
     needs[#needs + 1] = {k.outbox, 'hash'}
     needs[#needs + 1] = {k.outbox_at, 'zset'}
 end
-if h.lineage_ttl_ms > 0 then
-    needs[#needs + 1] = {k.lineage, 'hash'}
-    needs[#needs + 1] = {k.lineage_at, 'zset'}
-end
+if h.lineage_ttl_ms > 0 then needs[#needs + 1] = {k.lineage, 'hash'} end
 if #h.joins > 0 then
     needs[#needs + 1] = {k.join_open, 'zset'}
     needs[#needs + 1] = {k.join_due, 'zset'}
@@ -264,25 +261,12 @@ if h.outbox then
     redis.call('ZADD', KEYS[k.outbox_at], now, h.id)
 end
 if #lineage > 0 then
-    local records, at = KEYS[k.lineage], KEYS[k.lineage_at]
-    local scores = {}
-    for i = 1, #lineage, 2 do
-        scores[#scores + 1] = now
-        scores[#scores + 1] = lineage[i]
+    local records = KEYS[k.lineage]
+    local n = math.min(#lineage, 2 * math.max(0, h.lineage_max - redis.call('HLEN', records)))
+    for i = 1, n, PUSH_CHUNK do
+        redis.call('HSET', records, unpack(lineage, i, math.min(i + PUSH_CHUNK - 1, n)))
     end
-    for i = 1, #lineage, PUSH_CHUNK do
-        redis.call('HSET', records, unpack(lineage, i, math.min(i + PUSH_CHUNK - 1, #lineage)))
-        redis.call('ZADD', at, unpack(scores, i, math.min(i + PUSH_CHUNK - 1, #scores)))
-    end
-    forget(at, now, h.lineage_ttl_ms, records)
-    local over = redis.call('ZCARD', at) - h.lineage_max
-    if over > 0 then
-        local oldest = redis.call('ZRANGE', at, 0, math.min(over, PUSH_CHUNK) - 1)
-        redis.call('ZREM', at, unpack(oldest))
-        redis.call('HDEL', records, unpack(oldest))
-    end
-    redis.call('PEXPIRE', records, h.lineage_ttl_ms)
-    redis.call('PEXPIRE', at, h.lineage_ttl_ms)
+    if n > 0 then redis.call('PEXPIRE', records, h.lineage_ttl_ms) end
 end
 if by_message then
     mark(KEYS[k.marker], h.id, now, h.marker_ttl_ms)
