@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument(
         "--off-only", action="store_true", help="only the rows with lineage off (older code)"
     )
+    parser.add_argument("--only", choices=("router", "chain"), help="only these rows")
     args = parser.parse_args()
     rows: dict[str, float] = {}
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
@@ -95,13 +96,13 @@ def main() -> None:
         for _ in range(args.repeat):  # alternating, best of each
             for on in (False,) if args.off_only else (False, True):
                 state = "on" if on else "off"
-                for target in ("actor", "raw"):
+                for target in ("actor", "raw") if args.only != "chain" else ():
                     rate = router_row(
                         client, url, workdir, target=target, on=on, events=args.events
                     )
                     key = f"router {target}, lineage {state}, events/s"
                     rows[key] = max(rows.get(key, 0.0), rate)
-                for mode in ("b", "c"):
+                for mode in ("b", "c") if args.only != "router" else ():
                     rate = chain_row(client, url, workdir, mode=mode, on=on, chains=args.chains)
                     key = f"chain ({mode}), lineage {state}, msg/s"
                     rows[key] = max(rows.get(key, 0.0), rate)
@@ -109,11 +110,11 @@ def main() -> None:
     if args.off_only:
         print(json.dumps(out, indent=2))
         return
-    for what in ("router actor", "router raw"):
+    for what in ("router actor", "router raw") if args.only != "chain" else ():
         out[f"{what}: on / off"] = (
             rows[f"{what}, lineage on, events/s"] / rows[f"{what}, lineage off, events/s"]
         )
-    for mode in ("b", "c"):
+    for mode in ("b", "c") if args.only != "router" else ():
         out[f"chain ({mode}): on / off"] = (
             rows[f"chain ({mode}), lineage on, msg/s"] / rows[f"chain ({mode}), lineage off, msg/s"]
         )

@@ -125,6 +125,9 @@ class _Walk:
                     found = json.loads(raw)
                 except ValueError:
                     found = None
+                if isinstance(found, dict) and set(found) == {"see"} and name[:2] == "t:":
+                    see = valid_id(found["see"])  # a message's task: its record by id
+                    return self.record("m:" + see) if see is not None else None
                 if isinstance(found, dict):
                     return found, spec.input_queue
         return None

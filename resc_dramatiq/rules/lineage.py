@@ -27,7 +27,6 @@ A done event carries its message's cause in its envelope (``rules/data.py``):
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -153,25 +152,41 @@ class Cause:
         return found
 
     def encoded(self, own_id: str) -> str:
-        """:meth:`as_dict` as compact JSON (byte for byte ``json.dumps``'s), its constant
-        part encoded once."""
+        """:meth:`as_dict` as compact JSON (byte for byte ``json.dumps``'s), its part
+        after the root encoded once."""
         if self._tail is None:
-            whole = json.dumps(self.as_dict(""), separators=(",", ":"))
-            self._tail = whole[whole.index('"parent"') :]
+            kept = self._kept = self._kept or self._after_root()
+            self._tail = kept[:-1] + ',"envelope":true}' if self.envelope else kept
         root = self.parent.root if self.parent is not None else own_id
-        return '{"root":' + json.dumps(root) + "," + self._tail
+        return '{"root":' + encode_basestring_ascii(root) + "," + self._tail
 
     def kept(self, own_id: str | None) -> str:
         """The cause as a lineage record keeps it (JSON): no ``envelope`` (what the
         worker is told, not why the task exists); ``own_id`` None: a raw task, whose
         root is its parent's, else null."""
         if self._kept is None:
-            whole = self.as_dict("")
-            whole.pop("envelope", None)
-            text = json.dumps(whole, separators=(",", ":"))
-            self._kept = text[text.index('"parent"') :]
+            self._kept = self._after_root()
         root = self.parent.root if self.parent is not None else own_id
-        return '{"root":' + json.dumps(root) + "," + self._kept
+        text = "null" if root is None else encode_basestring_ascii(root)
+        return '{"root":' + text + "," + self._kept
+
+    def _after_root(self) -> str:
+        """The JSON of :meth:`as_dict` after its root, as ``json.dumps`` writes it, but
+        for ``envelope``."""
+        esc, p = encode_basestring_ascii, self.parent
+        parent = "null" if p is None else esc(p.message)
+        found = (
+            f'"parent":{parent},"event":{esc(clip(self.event))},"rule":{esc(self.rule)},'
+            f'"watcher":{esc(self.watcher)}'
+        )
+        if p is not None and p.trace is not None:
+            found += f',"trace":{esc(p.trace)}'
+        if isinstance(self.members, str):
+            found += f',"members":{esc(self.members)}'
+        elif self.members is not None:
+            ids = ",".join(esc(m) for m in self.members[:MEMBERS_LIMIT])
+            found += f',"members":[{ids}]'
+        return found + "}"
 
 
 def record(

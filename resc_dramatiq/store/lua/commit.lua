@@ -21,8 +21,9 @@
 --
 -- lineage: with h.lineage_ttl_ms > 0, each task queued now leaves its lineage record
 --          (the task row's T_LINEAGE: {message id ('' raw), record}) in KEYS[k.lineage],
---          the hash of this stretch of time (store/keys.py, lineage_at): 't:<task>' and,
---          for a Dramatiq message, 'm:<message id>'; at most h.lineage_max fields (the
+--          the hash of this stretch of time (store/keys.py, lineage_at): 't:<task>' or,
+--          for a Dramatiq message, 'm:<message id>' and 't:<task>' -> {"see": <message
+--          id>} (the message's id is a UUID); at most h.lineage_max fields (the
 --          records past it are not kept); it expires h.lineage_ttl_ms after the last
 --          commit that wrote to it.
 --
@@ -117,11 +118,11 @@ local lineage = {}
 local function keep(t)
     local found = t[T_LINEAGE]
     if type(found) == 'table' then
-        if found[1] ~= '' then
-            lineage[#lineage + 1] = 'm:' .. found[1]
-            lineage[#lineage + 1] = found[2]
-        end
         lineage[#lineage + 1] = 't:' .. t[T_TASK]
+        if found[1] ~= '' then  -- a message: its task's field points to its record
+            lineage[#lineage + 1] = '{"see":"' .. found[1] .. '"}'
+            lineage[#lineage + 1] = 'm:' .. found[1]
+        end
         lineage[#lineage + 1] = found[2]
     end
 end
