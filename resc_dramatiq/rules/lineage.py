@@ -197,8 +197,8 @@ def record(
     message. Built by parts: the cause's are encoded once per event and rule."""
     esc = encode_basestring_ascii
     found = f'{{"task":{esc(clip(task))},"queue":{esc(queue)},"at":{at_ms}'
-    if message is not None:
-        found += f',"message":{esc(message[0])},"redis":{esc(message[1])},"actor":{esc(message[2])}'
+    if message is not None:  # the ids are UUIDs (rules/ids.py): nothing to escape
+        found += f',"message":"{message[0]}","redis":"{message[1]}","actor":{esc(message[2])}'
     if cause is not None:
         found += ',"cause":' + cause.kept(message[0] if message is not None else None)
     return (found + "}").encode()
