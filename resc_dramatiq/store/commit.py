@@ -206,7 +206,10 @@ class CommitCodec:
         if outbox is not None:
             roles["outbox"] = keys.add(k.outbox)
             roles["outbox_at"] = keys.add(k.outbox_at)
-        rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
+        records: list[bytes | str] | None = [] if s.lineage_ttl_ms else None
+        rows = task_rows(
+            tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later, records=records
+        )
         joins: list[Any] = []
         lineage_expiry_ms = lineage_max = 0
         if s.lineage_ttl_ms:
@@ -218,7 +221,7 @@ class CommitCodec:
             roles["join_open"] = keys.add(jk.open)
             roles["join_due"] = keys.add(jk.due)
             roles["join_counts"] = keys.add(jk.counts)
-            joins = encode_hits(batch.joins, keys, jk, s.dramatiq)
+            joins = encode_hits(batch.joins, keys, jk, s.dramatiq, records)
         at = int(batch.taken_at)
         header = CommitHeader(
             mode="taken" if done is None else "message",
@@ -243,6 +246,7 @@ class CommitCodec:
             joins=joins,
             lineage_ttl_ms=lineage_expiry_ms,
             lineage_max=lineage_max,
+            records=records or [],
         )
         call = Call(script("commit"), keys.names, [header.pack()])
         return EncodedCommit(call, batch, s, roles, per_rule_later, tasks, outbox)

@@ -10,7 +10,7 @@ not declared here, and every one that is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
@@ -39,8 +39,8 @@ class Status(IntEnum):
 #: messages hash (0: raw), task, payload ('' raw), Redis message id ('' raw), its event
 #: (commit.lua: its index in the batch, 0 the oldest; apply.lua: its text, '' without a
 #: listener channel), rule ('' when the commit leaves per-rule counters to the caller),
-#: its lineage ('' none; else [Dramatiq message id ('' raw), record], kept by
-#: commit.lua, see rules/lineage.py).
+#: its lineage record's position in commit.lua's ``h.records`` (0: none; see
+#: rules/lineage.py).
 TASK_FIELDS = (
     "kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule", "lineage",
 )  # fmt: skip
@@ -144,6 +144,9 @@ class CommitHeader:
     #: the lineage bucket's expiry (ms; 0: no record kept), and its most fields
     lineage_ttl_ms: int = 0
     lineage_max: int = 0
+    #: the tasks' lineage records, field, value pairs: a raw task's one pair, a
+    #: message's two (``t:<task>`` pointing to ``m:<id>``); a task row names its first
+    records: list[Any] = field(default_factory=list)
 
     def pack(self) -> bytes:
         """The header as commit.lua's ARGV[1] (bytes as MessagePack's str: Redis's

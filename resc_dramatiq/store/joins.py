@@ -84,7 +84,11 @@ class JoinKeys:
 
 
 def encode_hits(
-    hits: Sequence[JoinHit], keys: KeyList, join_keys: JoinKeys, dramatiq: DramatiqKeys
+    hits: Sequence[JoinHit],
+    keys: KeyList,
+    join_keys: JoinKeys,
+    dramatiq: DramatiqKeys,
+    records: list[bytes | str] | None = None,
 ) -> list[list[Any]]:
     """``hits`` as ``commit.lua``'s ``h.joins`` (:data:`~.contract.JOIN_HIT_FIELDS`
     each, in order): their group keys and tasks' keys added to
@@ -100,7 +104,7 @@ def encode_hits(
             h.deadline_ms,
             h.ttl_ms or DEFAULT_TTL_MS,
             h.event_index,
-            task_rows(h.tasks, keys, dramatiq, _event_index) if h.tasks else (),
+            task_rows(h.tasks, keys, dramatiq, _event_index, records=records) if h.tasks else (),
             h.data,
             h.token,
             h.parent,

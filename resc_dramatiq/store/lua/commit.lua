@@ -20,10 +20,10 @@
 --          it expires h.history_ttl_s after the minute's last commit).
 --
 -- lineage: with h.lineage_ttl_ms > 0, each task queued now leaves its lineage record
---          (the task row's T_LINEAGE: {message id ('' raw), record}) in KEYS[k.lineage],
+--          (h.records from the task row's T_LINEAGE: field, value pairs) in KEYS[k.lineage],
 --          the hash of this stretch of time (store/keys.py, lineage_at): 't:<task>' or,
---          for a Dramatiq message, 'm:<message id>' and 't:<task>' -> {"see": <message
---          id>} (the message's id is a UUID); at most h.lineage_max fields (the
+--          for a Dramatiq message, 't:<task>' -> {"see": <message id>} and
+--          'm:<message id>' -> the record; at most h.lineage_max fields (the
 --          records past it are not kept); it expires h.lineage_ttl_ms after the last
 --          commit that wrote to it.
 --
@@ -116,14 +116,15 @@ end
 -- the lineage records of the tasks queued now: field, record pairs
 local lineage = {}
 local function keep(t)
-    local found = t[T_LINEAGE]
-    if type(found) == 'table' then
-        lineage[#lineage + 1] = 't:' .. t[T_TASK]
-        if found[1] ~= '' then  -- a message: its task's field points to its record
-            lineage[#lineage + 1] = '{"see":"' .. found[1] .. '"}'
-            lineage[#lineage + 1] = 'm:' .. found[1]
+    local at = t[T_LINEAGE]
+    if at ~= nil and at > 0 then
+        local records = h.records
+        lineage[#lineage + 1] = records[at]
+        lineage[#lineage + 1] = records[at + 1]
+        if t[T_KIND] == 'd' then
+            lineage[#lineage + 1] = records[at + 2]
+            lineage[#lineage + 1] = records[at + 3]
         end
-        lineage[#lineage + 1] = found[2]
     end
 end
 
@@ -175,7 +176,7 @@ if #h.joins > 0 then
             local complete = join_member(hit, g, now)
             if complete then
                 fill_members(hit[H_TASKS], hit[H_TOKEN], g)
-                fill_ids(hit[H_TASKS], hit[H_IDS], g)
+                fill_ids(hit[H_TASKS], hit[H_IDS], g, h.records)
                 write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
                 close_group(g, 'done', now, hit[H_TTL])
                 count(rule, 'completed')

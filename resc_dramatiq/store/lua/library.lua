@@ -281,9 +281,10 @@ local function fill_members(tasks, token, g)
 end
 
 -- The message ids of group g's members (at most MEMBERS_LIMIT, kept as 'i:<member>')
--- in place of the JSON string token ('' none) in the planned tasks' messages and
--- lineage records (rules/lineage.py: a join's make names its members).
-local function fill_ids(tasks, token, g)
+-- in place of the JSON string token ('' none) in the planned tasks' messages and their
+-- lineage records in records (field, value pairs: see commit.lua; nil: none), so that
+-- a join's make names its members (rules/lineage.py).
+local function fill_ids(tasks, token, g, records)
     if token == '' then return end
     local all, ids = redis.call('HGETALL', g), {}
     for i = 1, #all, 2 do
@@ -299,7 +300,11 @@ local function fill_ids(tasks, token, g)
     end
     for _, t in ipairs(tasks) do
         if t[T_KIND] == 'd' then t[T_PAYLOAD] = put(t[T_PAYLOAD]) end
-        if type(t[T_LINEAGE]) == 'table' then t[T_LINEAGE][2] = put(t[T_LINEAGE][2]) end
+        local at = t[T_LINEAGE]
+        if records and at ~= nil and at > 0 then
+            local value = at + (t[T_KIND] == 'd' and 3 or 1)
+            records[value] = put(records[value])
+        end
     end
 end
 
