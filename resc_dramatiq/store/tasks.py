@@ -16,6 +16,9 @@ from ..rules.batch import PlannedTask
 from .keys import DramatiqKeys
 from .slots import key_slot
 
+#: commit.lua's ``h.records`` as it is built (None: no lineage records kept).
+Records = list[bytes | str] | None
+
 
 class KeyList:
     """The ``KEYS`` of one script call, each name once, by index (from 1; from
@@ -44,7 +47,7 @@ def task_rows(
     event: Callable[[PlannedTask], Any],
     *,
     with_rules: bool = True,
-    records: list[bytes | str] | None = None,
+    records: Records = None,
 ) -> list[tuple[Any, ...]]:
     """``tasks`` as the scripts' rows; their keys are added to ``keys``. ``event(task)`` is
     what the script gets as the task's event (its index in the batch, or its text).
