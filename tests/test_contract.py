@@ -55,7 +55,7 @@ def test_join_hits_are_read_by_the_declared_fields_and_sent_with_all_of_them() -
     read = set(re.findall(r"\bhit\[H_(\w+)\]", body("commit") + body("library")))
     assert read == {name.upper() for name in JOIN_HIT_FIELDS}
     hit = JoinHit("member", 0, "r", "g", "m", 2, ("m", "n"), 1000, 5000, [])
-    [encoded] = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys())
+    [encoded] = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys(), None)
     assert len(encoded) == len(JOIN_HIT_FIELDS)
     assert encoded[JOIN_HIT_FIELDS.index("member")] == "m"
     assert encoded[JOIN_HIT_FIELDS.index("deadline")] == 1000

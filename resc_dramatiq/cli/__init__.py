@@ -24,6 +24,7 @@ from . import (  # noqa: E402  (register)
     router_cmds,
     rules_cmds,
     status_cmds,
+    why_cmds,
 )
 
 __all__ = [
@@ -37,4 +38,5 @@ __all__ = [
     "router_cmds",
     "rules_cmds",
     "status_cmds",
+    "why_cmds",
 ]

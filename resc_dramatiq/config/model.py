@@ -128,6 +128,14 @@ class RuleSpec(FrozenModel):
         return self
 
 
+class LineageSpec(FrozenModel):
+    """A watcher's lineage records (docs/lineage.md): how long each is kept, and how
+    many at most (the oldest are forgotten first)."""
+
+    ttl_s: int = Field(default=86400, ge=1, le=30 * 86400)
+    max_records: int = Field(default=1_000_000, ge=1, le=100_000_000)
+
+
 class WatcherSpec(FrozenModel):
     """One input list, its bookkeeping lists and its rules."""
 
@@ -139,11 +147,16 @@ class WatcherSpec(FrozenModel):
     max_attempts: int = Field(default=3, ge=1)
     #: its events may be envelopes, events with a payload (see rules/data.py)
     data: bool = False
+    #: its commits keep lineage records, and its events may carry their cause (envelopes)
+    lineage: LineageSpec | None = None
     rules: tuple[RuleSpec, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
     def _defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("lineage"), bool):
+            data = dict(data)
+            data["lineage"] = {} if data["lineage"] else None
         if isinstance(data, dict) and isinstance(data.get("input_queue"), str):
             data = dict(data)
             data.setdefault("taken_queue", f"{data['input_queue']}/taken")
@@ -280,6 +293,7 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
             ("join", RuleSpec): JoinSpec,
             ("expired", JoinSpec): MakeSpec,
             ("schedules", ConfigSpec): ScheduleSpec,
+            ("lineage", WatcherSpec): LineageSpec,
         }
         inner = RedisSettings if name == "redis" else children.get((name, model))
         if inner is None:

@@ -20,7 +20,7 @@ from . import actions
 from .context import Context
 from .following import Following, FollowingMiddleware
 from .hosts import AllowedHosts
-from .pages import dedup, joins, pipeline, processes, schedules, targets, watchers
+from .pages import dedup, joins, pipeline, processes, schedules, targets, watchers, why
 from .render import HERE, Renderer
 from .security import Guard
 from .site import Settings, Site
@@ -69,6 +69,7 @@ def create_app(site: Site, settings: Settings | None = None) -> ASGIApp:
         *processes.routes(context),
         *schedules.routes(context),
         *joins.routes(context),
+        *why.routes(context),
         *actions.routes(context),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]

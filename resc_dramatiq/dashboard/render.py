@@ -33,6 +33,7 @@ NAV = (
     ("/processes", "Processes"),
     ("/schedules", "Schedules"),
     ("/joins", "Joins"),
+    ("/why", "Why"),
 )
 
 #: The largest offset or cursor a page takes (far past any list; Redis's own limit is

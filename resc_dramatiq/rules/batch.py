@@ -23,6 +23,7 @@ class PlannedTask:
     event_index: int  # index of its event in the batch (0: oldest)
     rule: str
     message: Envelope | None = None
+    lineage: bytes = b""  # its lineage record (rules/lineage.py), b"": none kept
 
 
 @dataclass(slots=True)
@@ -49,6 +50,10 @@ class JoinHit:
     data: str = ""  # the member's payload, JSON, kept when the join's make wants it
     #: the text in the tasks' messages that the members' payloads replace ('': none)
     token: str = ""
+    #: the member's message id (its event's cause), '' none
+    parent: str = ""
+    #: the JSON string in the tasks' causes the members' message ids replace ('': none)
+    ids: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,10 @@ looks like one is a plain event, as it always was.
 The payload's top-level scalar fields are the rule variables ``data.<field>`` (strings
 as they are, numbers and booleans as JSON writes them); nested values and ``null`` are
 no variables, but an actor target's ``data`` option passes them as they are.
+
+An envelope may also carry its message's **cause** (``"cause": {"message": id, "root":
+id, "trace": …}``, see :mod:`.lineage`): the message whose done event it is, for the
+lineage of the tasks it makes. An invalid cause is ignored, never the event.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .lineage import DoneCause
 from .model import Rule
 
 #: The envelope's version mark: ``"resc": 1``.
@@ -40,6 +45,13 @@ class NotJSON(ValueError):
 def parse(element: bytes | str) -> tuple[str, dict[str, Any]] | None:
     """The event and payload of an envelope; None when ``element`` is no envelope (a
     plain event; also JSON nested too deeply to parse, which no rule then matches)."""
+    found = parse_caused(element)
+    return None if found is None else found[:2]
+
+
+def parse_caused(element: bytes | str) -> tuple[str, dict[str, Any], DoneCause | None] | None:
+    """The event, payload and cause (None: none, or invalid) of an envelope; None when
+    ``element`` is no envelope (see :func:`parse`)."""
     if not element or (element[0] != 123 and element[0] != "{"):  # b"{"[0] == 123
         return None
     try:
@@ -53,7 +65,7 @@ def parse(element: bytes | str) -> tuple[str, dict[str, Any]] | None:
         or not isinstance(found.get("data"), dict)
     ):
         return None
-    return found["event"], found["data"]
+    return found["event"], found["data"], DoneCause.read(found.get("cause"))
 
 
 def envelope(event: str, data: Mapping[str, Any], *, limit: int = DEFAULT_LIMIT) -> bytes:
@@ -70,6 +82,12 @@ def envelope(event: str, data: Mapping[str, Any], *, limit: int = DEFAULT_LIMIT)
         raise NotJSON(f"the payload is {size} bytes of JSON, over the limit of {limit}")
     head = json.dumps({"resc": VERSION, "event": event}, separators=(",", ":"))
     return f'{head[:-1]},"data":{payload}}}'.encode()
+
+
+def with_cause(element: bytes, cause: DoneCause) -> bytes:
+    """The envelope ``element`` (one :func:`envelope` wrote) with its message's cause."""
+    field = json.dumps(cause.as_dict(), separators=(",", ":")).encode()
+    return element[:-1] + b',"cause":' + field + b"}"
 
 
 def variables(data: Mapping[str, Any]) -> dict[str, str]:

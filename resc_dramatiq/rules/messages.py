@@ -7,7 +7,8 @@ Payloads are encoded with Dramatiq's global encoder, so custom encoders keep wor
 with its default JSON encoder, what each make's messages share is encoded once and
 the rest spliced in (:class:`_Layout`), byte for byte the same text.
 The ``resc`` option tells the completion middleware which task this message is,
-which dedup set holds it and where its done event goes.
+which dedup set holds it and where its done event goes; ``resc_cause`` why it exists
+(see :mod:`.lineage`).
 
 Over ~250 lines on purpose: the dict-built message and its spliced twin must be read
 side by side (the splice is checked against the dict, byte for byte).
@@ -25,6 +26,7 @@ import dramatiq
 
 from .ids import new_id
 from .joins import MEMBERS_VARIABLE
+from .lineage import CAUSE_OPTION, Cause
 from .model import Make, Task
 from .templates import Template
 
@@ -71,15 +73,20 @@ def encode(message: dict[str, Any]) -> bytes:
 
 @dataclass(slots=True)  # not frozen: made per message, and a frozen init costs
 class Envelope:
-    """A message ready to push: the Redis queue name, its Redis id and its payload."""
+    """A message ready to push: the Redis queue name, its Redis id, its payload and its
+    Dramatiq message id."""
 
     queue_name: str
     redis_message_id: str
     payload: bytes
+    message_id: str = ""
 
 
-def build_message(task: Task, *, now_ms: int, done_queue: str | None) -> Envelope:
-    """The Dramatiq message of an actor task, encoded."""
+def build_message(
+    task: Task, *, now_ms: int, done_queue: str | None, cause: Cause | None = None
+) -> Envelope:
+    """The Dramatiq message of an actor task, encoded, with its ``cause`` (the
+    ``resc_cause`` option) when given."""
     target = task.make.target
     assert target.actor is not None
     redis_message_id, message_id = new_id(), new_id()
@@ -88,11 +95,11 @@ def build_message(task: Task, *, now_ms: int, done_queue: str | None) -> Envelop
         layout = _layout(task, now_ms, done_queue)
         if layout.usable:
             payload = layout.payload(
-                task, queue_name, redis_message_id, message_id, now_ms, done_queue
+                task, queue_name, redis_message_id, message_id, now_ms, done_queue, cause
             )
-            return Envelope(queue_name, redis_message_id, payload)
-    message = _message(task, queue_name, redis_message_id, message_id, now_ms, done_queue)
-    return Envelope(queue_name, redis_message_id, encode(message))
+            return Envelope(queue_name, redis_message_id, payload, message_id)
+    message = _message(task, queue_name, redis_message_id, message_id, now_ms, done_queue, cause)
+    return Envelope(queue_name, redis_message_id, encode(message), message_id)
 
 
 def _message(
@@ -102,6 +109,7 @@ def _message(
     message_id: str,
     now_ms: int,
     done_queue: str | None,
+    cause: Cause | None = None,
 ) -> dict[str, Any]:
     """The message as a dict, in the key order Dramatiq's ``Message.asdict`` gives."""
     target = task.make.target
@@ -113,6 +121,8 @@ def _message(
         "release": target.release,
         "done": done_queue,
     }
+    if cause is not None:
+        options[CAUSE_OPTION] = cause.as_dict(message_id)
     if target.delay_ms is not None:
         options["eta"] = now_ms + target.delay_ms
     return {
@@ -155,7 +165,7 @@ class _Layout:
         options = dict(target.options)
         layout = cls(
             make=task.make,
-            usable=not options.keys() & {"redis_message_id", RESC_OPTION, "eta"},
+            usable=not options.keys() & {"redis_message_id", RESC_OPTION, CAUSE_OPTION, "eta"},
             actor=encode_basestring_ascii(target.actor),
             options=_encode_json(options)[1:-1] + "," if options else "",
             release=encode_basestring_ascii(target.release),
@@ -163,10 +173,12 @@ class _Layout:
         )
         if layout.usable:
             ids = new_id(), new_id()
-            spliced = layout.payload(task, task.queue, *ids, now_ms, done_queue)
-            expected = _message(task, task.queue, *ids, now_ms, done_queue)
-            if spliced != _encode_json(expected).encode("utf-8"):
-                layout = replace(layout, usable=False)
+            cause = Cause(None, 'x"\u00e9', "r", "w", envelope=True, members=("m",))
+            for c in (None, cause):
+                spliced = layout.payload(task, task.queue, *ids, now_ms, done_queue, c)
+                expected = _message(task, task.queue, *ids, now_ms, done_queue, c)
+                if spliced != _encode_json(expected).encode("utf-8"):
+                    return replace(layout, usable=False)
         return layout
 
     def payload(
@@ -177,6 +189,7 @@ class _Layout:
         message_id: str,
         now_ms: int,
         done_queue: str | None,
+        cause: Cause | None = None,
     ) -> bytes:
         """The encoded message of ``task`` (see the class)."""
         target = self.make.target
@@ -191,6 +204,8 @@ class _Layout:
         dedup_set = "null" if task.set is None else esc(task.set)
         done = "null" if done_queue is None else esc(done_queue)
         eta = "" if target.delay_ms is None else f',"eta":{now_ms + target.delay_ms!r}'
+        if cause is not None:
+            eta = f',"{CAUSE_OPTION}":{cause.encoded(message_id)}{eta}'
         return (
             f'{{"queue_name":{esc(queue_name)},"actor_name":{self.actor},"args":{args},'
             f'"kwargs":{kwargs},"options":{{{self.options}"redis_message_id":"{redis_message_id}",'

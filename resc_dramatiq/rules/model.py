@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config.model import FetchSpec, WatcherSpec
 from ..errors import RuleError
+from .lineage import DoneCause
 from .patterns import Pattern
 from .prefilter import Prefilter
 from .templates import Template
@@ -145,6 +146,7 @@ class Match:
     rule: Rule
     variables: dict[str, str]
     data: dict[str, Any] | None = None  # the event's payload (an envelope's)
+    cause: DoneCause | None = None  # the message whose done event it is (an envelope's)
 
 
 @dataclass(frozen=True, slots=True)

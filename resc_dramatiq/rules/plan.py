@@ -4,14 +4,18 @@
 the templates, expands rules with fetchers through an :class:`Expander`, builds the
 Dramatiq messages and sorts the events into planned, failed and unmatched. It knows no
 Redis and no router: the router commits what it returns, the worker commits it for
-one done event, ``explain`` shows it, and the tests read it directly.
+one done event, ``explain`` shows it, and the tests read it directly. Each planned
+task carries its cause (:mod:`.lineage`): the event's, and the message it came from.
+
+Over ~250 lines on purpose: the one planning step (matches, joins, causes) reads top to
+bottom; split, each part would reach back into the planner's state.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from ..errors import RuleError
@@ -19,6 +23,7 @@ from . import data
 from .batch import Batch, FailedEvent, JoinHit, PlannedTask
 from .ids import new_id
 from .joins import MEMBERS_MARK, MEMBERS_VARIABLE, join_variables, membership
+from .lineage import Cause, DoneCause, record
 from .messages import build_message
 from .model import Match, Task, WatcherRules
 from .patterns import decode_event, not_utf8
@@ -47,16 +52,27 @@ class Planner:
         self.expander = expander
         #: Done events of the messages this watcher's rules make come back here.
         self.done_queue = rules.spec.input_queue
+        #: This watcher reads envelopes: its messages' done events carry their cause.
+        self.reads_envelopes = rules.spec.data or rules.spec.lineage is not None
+        #: Lineage records are kept (the commit writes each task's).
+        self.keeps_lineage = rules.spec.lineage is not None
 
     def plan(
-        self, events: Sequence[bytes], *, now: float | None = None, envelopes: bool = False
+        self,
+        events: Sequence[bytes],
+        *,
+        now: float | None = None,
+        envelopes: bool = False,
+        cause: DoneCause | None = None,
     ) -> Batch:
         """The batch of ``events``: tasks of every matching rule, in event and rule order.
 
         An event one of whose rules fails (a missing variable, a fetch that failed)
         makes no task at all and is listed as failed, so it can be retried whole; so is
         an event that is not valid UTF-8 (never matched as replaced text, where
-        ``ok/\\xff`` and ``ok/\\xfe`` would make the same task).
+        ``ok/\\xff`` and ``ok/\\xfe`` would make the same task). ``cause``: the
+        message whose done event the events are, when not told by their envelopes (a
+        worker routing one inline).
         """
         now = time.time() if now is None else now
         batch = Batch(events=events, taken_at=now)
@@ -68,7 +84,7 @@ class Planner:
         if self.expander is not None:
             found = self._prefetched(list(found), self.expander)
         # the loop runs per event: its methods bound once, its rules counted by index
-        expand, planned, add = self.expand, self.planned, batch.tasks.append
+        expand, add = self.expand, batch.tasks.append
         matched: dict[int, int] = {}  # rule index -> events it matched, in first-seen order
         for index, matches in enumerate(found):
             if not matches:
@@ -79,11 +95,13 @@ class Planner:
                 continue
             tasks: list[Task] = []
             hits: list[JoinHit] = []
+            parent = matches[0].cause or cause
             for m in matches:
                 try:
                     if m.rule.join is None:
                         tasks += expand(m)
                     else:
+                        m.cause = m.cause or cause
                         hits.append(self.join_hit(m, index, now_ms))
                 except Exception as e:  # a poison event must not block the batch
                     error = f"{type(e).__name__}: {e}"
@@ -92,14 +110,29 @@ class Planner:
             else:
                 for m in matches:
                     matched[m.index] = matched.get(m.index, 0) + 1
-                for t in tasks:
-                    add(planned(t, index, now_ms))
+                self._add(tasks, parent, index, now_ms, add)
                 if hits or any(t.make.group is not None for t in tasks):
                     batch.joins += self._recorded(hits, tasks, index)
         for rule_index, count in matched.items():  # rules may share a name
             name = f"{self.rules.rules[rule_index].name}|matched"
             batch.counters[name] = batch.counters.get(name, 0) + count
         return batch
+
+    def _add(
+        self,
+        tasks: list[Task],
+        parent: DoneCause | None,
+        index: int,
+        now_ms: int,
+        add: Callable[[PlannedTask], None],
+    ) -> None:
+        """Plan ``tasks`` of event ``index`` (the tasks of one rule share one cause)."""
+        causes: dict[int, Cause] = {}
+        for t in tasks:
+            cause = causes.get(t.rule)
+            if cause is None:
+                cause = causes[t.rule] = self.cause(t, parent)
+            add(self.planned(t, index, now_ms, cause))
 
     @staticmethod
     def _prefetched(
@@ -118,7 +151,7 @@ class Planner:
         envelopes are read in a watcher with ``data: true`` and when told (a worker's
         own)."""
         matches_of = self.rules.matches
-        if envelopes or self.rules.spec.data:
+        if envelopes or self.reads_envelopes:
             yield from map(self._matched_envelope, events)
             return
         for event in events:
@@ -135,7 +168,7 @@ class Planner:
     def _matched_envelope(self, event: bytes | str) -> list[Match] | UnicodeDecodeError:
         """An event's matches, its payload's ``data.<field>`` variables added (the rule's
         own win) when it is an envelope."""
-        found = data.parse(event)
+        found = data.parse_caused(event)
         if found is None:
             if isinstance(event, str):
                 return self.rules.matches(event)
@@ -143,13 +176,14 @@ class Planner:
                 return self.rules.matches(event.decode(), event)
             except UnicodeDecodeError as e:
                 return e
-        text, payload = found
+        text, payload, cause = found
         matches = self.rules.matches(text)
         if matches:
             fields = data.variables(payload)
             for m in matches:
                 m.variables = fields | m.variables
                 m.data = payload
+                m.cause = cause
         return matches
 
     def expand(self, match: Match) -> list[Task]:
@@ -172,7 +206,8 @@ class Planner:
             group = join.group.render(variables)
             made = join_variables(variables, group, 0)
             made_tasks = rule.make(match.index, made, data=match.data)
-            tasks = [self.planned(t, index, now_ms) for t in made_tasks]
+            cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
+            tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
             return JoinHit("fail", index, rule.name, group, tasks=tasks)
         m = membership(join, variables)
         made = join_variables(variables, m.group, m.expect)
@@ -182,10 +217,15 @@ class Planner:
             made[MEMBERS_VARIABLE] = f"\0resc:members:{new_id()}"
             token = json.dumps(made[MEMBERS_VARIABLE])
         made_tasks = rule.make(match.index, made, data=match.data)
-        tasks = [self.planned(t, index, now_ms) for t in made_tasks]
+        ids = f"resc-ids-{new_id()}"  # the commit that completes the group fills them in
+        cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
+        if cause is not None:
+            cause.members = ids
+        tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
+        parent = match.cause.message if match.cause is not None else ""
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
-            join.deadline_ms, join.ttl_ms, tasks, payload, token,
+            join.deadline_ms, join.ttl_ms, tasks, payload, token, parent, ids,
         )  # fmt: skip
 
     def expired(self, rule: str, event: bytes | str, group: str, now_ms: int) -> list[PlannedTask]:
@@ -207,14 +247,15 @@ class Planner:
     ) -> list[PlannedTask]:
         for index, r in enumerate(self.rules.rules):
             if r.name == rule and r.join is not None and not r.join.fail:
-                variables = r.match(decode_event(event))
+                found = data.parse(event)  # the first member's element: maybe an envelope
+                variables = r.match(decode_event(event) if found is None else found[0])
                 if variables is None:
                     raise RuleError(f"join rule {rule!r} no longer matches {event!r}")
                 size = membership(r.join, variables).expect
                 made = join_variables(variables, group, size)
                 made[MEMBERS_VARIABLE] = MEMBERS_MARK  # the script puts the payloads there
                 tasks = r.make(index, made, r.join.expired if expired else None)
-                return [self.planned(t, -1, now_ms) for t in tasks]
+                return [self.planned(t, -1, now_ms, self.cause(t, None)) for t in tasks]
         raise RuleError(f"no join rule {rule!r} in watcher {self.done_queue!r}")
 
     def _recorded(self, hits: list[JoinHit], tasks: list[Task], index: int) -> list[JoinHit]:
@@ -240,10 +281,29 @@ class Planner:
         """True when a rule with fetchers matches ``event`` (the worker leaves it to the router)."""
         return any(m.rule.fetch for m in self.rules.matches(decode_event(event)))
 
-    def planned(self, task: Task, index: int, now_ms: int) -> PlannedTask:
-        """What the commit writes for ``task``, its Dramatiq message built if it has one."""
+    def cause(self, task: Task, parent: DoneCause | None) -> Cause:
+        """Why ``task`` exists: its event (and the message whose done event it is), its
+        rule, this watcher (see :mod:`.lineage`)."""
+        event = task.variables.get("input_task", "")
+        rule = self.rules.rules[task.rule].name
+        return Cause(parent, event, rule, self.done_queue, self.reads_envelopes)
+
+    def planned(
+        self, task: Task, index: int, now_ms: int, cause: Cause | None = None
+    ) -> PlannedTask:
+        """What the commit writes for ``task``, its Dramatiq message built if it has one
+        (with its ``cause``), its lineage record when this watcher keeps them."""
         rule = self.rules.rules[task.rule].name
         message = None
+        if cause is None:
+            cause = self.cause(task, None)
         if task.make.target.actor is not None:  # Task.actor, without the property's call
-            message = build_message(task, now_ms=now_ms, done_queue=self.done_queue)
-        return PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)
+            message = build_message(task, now_ms=now_ms, done_queue=self.done_queue, cause=cause)
+        planned = PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)
+        if self.keeps_lineage:
+            ids = None
+            if message is not None:
+                actor = task.make.target.actor or ""
+                ids = (message.message_id, message.redis_message_id, actor)
+            planned.lineage = record(task.task, planned.queue, cause, ids, now_ms)
+        return planned

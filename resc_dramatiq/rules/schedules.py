@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from ..config.model import Config
 from ..config.schedules import ScheduleSpec, zone
 from ..errors import ConfigError
+from .lineage import Cause
 from .messages import build_message
 from .model import Make, Target, Task
 from .ruleset import DRAMATIQ_QUEUE
@@ -89,7 +90,8 @@ class Schedule:
         task = self.task(tick)
         if task is None:
             return Firing(tick, self.render(tick).encode())
-        envelope = build_message(task, now_ms=now_ms, done_queue=self.owner)
+        cause = Cause(None, task.task, f"schedule {self.spec.name}", self.owner)
+        envelope = build_message(task, now_ms=now_ms, done_queue=self.owner, cause=cause)
         return Firing(tick, envelope.payload, envelope.redis_message_id)
 
 

@@ -20,9 +20,17 @@ from typing import Any
 
 from ..errors import OwnershipLost, WrongType
 from ..rules.batch import Batch, FailedEvent, PlannedTask
+from ..rules.lineage import DoneCause
 from .contract import COMMIT_KEYS, CommitHeader, Status
 from .joins import JoinKeys, encode_hits
-from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
+from .keys import (
+    HISTORY_TTL_S,
+    LINEAGE_BUCKETS,
+    DramatiqKeys,
+    WatcherKeys,
+    lineage_span_ms,
+    message_markers,
+)
 from .keyspace import text
 from .outbox import Entry, parts_of
 from .scripts import refusal, script
@@ -60,6 +68,8 @@ class DoneMessage:
     release_set: str | None  # the dedup set the event leaves now (release "done"), if any
     #: the event with its payload, an envelope (rules/data.py); None: a plain event
     envelope: bytes | None = None
+    #: the finished message's cause, for the tasks its event makes (routed inline)
+    cause: DoneCause | None = None
 
     @property
     def element(self) -> bytes:
@@ -85,6 +95,9 @@ class CommitSettings:
     #: On a Redis Cluster, the hash slot of the watcher's keys: tasks in other slots go
     #: to the outbox (see :mod:`.outbox`). None on a single server.
     home_slot: int | None = None
+    #: lineage records: how long each is kept (ms; 0: none kept) and how many at most
+    lineage_ttl_ms: int = 0
+    lineage_max: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,14 +206,22 @@ class CommitCodec:
         if outbox is not None:
             roles["outbox"] = keys.add(k.outbox)
             roles["outbox_at"] = keys.add(k.outbox_at)
-        rows = task_rows(tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later)
+        records: list[bytes | str] | None = [] if s.lineage_ttl_ms else None
+        rows = task_rows(
+            tasks, keys, s.dramatiq, _event_index, with_rules=not per_rule_later, records=records
+        )
         joins: list[Any] = []
+        lineage_expiry_ms = lineage_max = 0
+        if s.lineage_ttl_ms:
+            roles["lineage"] = keys.add(k.lineage_at(int(batch.taken_at * 1000), s.lineage_ttl_ms))
+            lineage_expiry_ms = s.lineage_ttl_ms + lineage_span_ms(s.lineage_ttl_ms)
+            lineage_max = -(-s.lineage_max // LINEAGE_BUCKETS)
         if batch.joins:
             jk = JoinKeys.of(k.input)
             roles["join_open"] = keys.add(jk.open)
             roles["join_due"] = keys.add(jk.due)
             roles["join_counts"] = keys.add(jk.counts)
-            joins = encode_hits(batch.joins, keys, jk, s.dramatiq)
+            joins = encode_hits(batch.joins, keys, jk, s.dramatiq, records)
         at = int(batch.taken_at)
         header = CommitHeader(
             mode="taken" if done is None else "message",
@@ -223,6 +244,9 @@ class CommitCodec:
             release=done.event if done is not None and done.release_set is not None else None,
             outbox=outbox.pack() if outbox is not None else None,
             joins=joins,
+            lineage_ttl_ms=lineage_expiry_ms,
+            lineage_max=lineage_max,
+            records=records or [],
         )
         call = Call(script("commit"), keys.names, [header.pack()])
         return EncodedCommit(call, batch, s, roles, per_rule_later, tasks, outbox)

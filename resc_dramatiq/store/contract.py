@@ -10,11 +10,13 @@ not declared here, and every one that is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import Any
 
 import msgpack
+
+from ..rules.lineage import MEMBERS_LIMIT
 
 
 class Status(IntEnum):
@@ -36,19 +38,25 @@ class Status(IntEnum):
 #: raw, 'd' Dramatiq), KEYS index of its dedup set (0: none), of its target list, of its
 #: messages hash (0: raw), task, payload ('' raw), Redis message id ('' raw), its event
 #: (commit.lua: its index in the batch, 0 the oldest; apply.lua: its text, '' without a
-#: listener channel), rule ('' when the commit leaves per-rule counters to the caller).
-TASK_FIELDS = ("kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule")
+#: listener channel), rule ('' when the commit leaves per-rule counters to the caller),
+#: its lineage record's position in commit.lua's ``h.records`` (0: none; see
+#: rules/lineage.py).
+TASK_FIELDS = (
+    "kind", "set", "queue", "messages", "task", "payload", "message_id", "event", "rule", "lineage",
+)  # fmt: skip
 
 #: The fields of a join hit (``h.joins``, an array each: ``hit[H_KIND]`` ...): kind
 #: ('member', 'fail', 'record'), KEYS index of its group's hash, its rule, member,
 #: expected count (0: not from this event), expected members, deadline (ms after the
 #: first member; 0: none), the tombstone's ttl (ms), its event's index in the batch (0:
 #: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each),
-#: the member's payload (JSON, '' none), and the text of its tasks' messages that the
-#: members' payloads replace ('': none).
+#: the member's payload (JSON, '' none), the text of its tasks' messages that the
+#: members' payloads replace ('': none), the member's message id (its event's cause;
+#: '' none), and the JSON string in its tasks' causes that the members' message ids
+#: replace ('' none; see rules/lineage.py).
 JOIN_HIT_FIELDS = (
     "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks",
-    "data", "token",
+    "data", "token", "parent", "ids",
 )  # fmt: skip
 
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a
@@ -87,6 +95,7 @@ COMMIT_KEYS = {
     "join_open": "open join groups",
     "join_due": "join deadlines",
     "join_counts": "open join groups per rule",
+    "lineage": "lineage records",
 }
 
 
@@ -132,6 +141,12 @@ class CommitHeader:
     outbox: bytes | None
     #: per event of a join rule or a fan-out, a map of :data:`JOIN_HIT_FIELDS`
     joins: list[Any]
+    #: the lineage bucket's expiry (ms; 0: no record kept), and its most fields
+    lineage_ttl_ms: int = 0
+    lineage_max: int = 0
+    #: the tasks' lineage records, field, value pairs: a raw task's one pair, a
+    #: message's two (``t:<task>`` pointing to ``m:<id>``); a task row names its first
+    records: list[Any] = field(default_factory=list)
 
     def pack(self) -> bytes:
         """The header as commit.lua's ARGV[1] (bytes as MessagePack's str: Redis's
@@ -157,5 +172,6 @@ def lua_constants() -> str:
         f"local {', '.join(f'H_{name.upper()}' for name in JOIN_HIT_FIELDS)} = "
         f"{', '.join(str(i) for i in range(1, len(JOIN_HIT_FIELDS) + 1))}",
         f"local FAN_OUT_TTL_MS, JOIN_DATA_LIMIT = {FAN_OUT_TTL_MS}, {JOIN_DATA_LIMIT}",
+        f"local MEMBERS_LIMIT = {MEMBERS_LIMIT}",
     ]
     return "\n".join(lines) + "\n"

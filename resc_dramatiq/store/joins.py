@@ -33,7 +33,7 @@ from .contract import Status
 from .keys import DramatiqKeys, WatcherKeys, hash_tag
 from .keyspace import text
 from .scripts import Scripts, refusal, script, wrong_type
-from .tasks import KeyList, task_rows
+from .tasks import KeyList, Records, task_rows
 from .wire import Call, send
 
 logger = logging.getLogger(__name__)
@@ -84,15 +84,14 @@ class JoinKeys:
 
 
 def encode_hits(
-    hits: Sequence[JoinHit], keys: KeyList, join_keys: JoinKeys, dramatiq: DramatiqKeys
+    hits: Sequence[JoinHit], keys: KeyList, jk: JoinKeys, dramatiq: DramatiqKeys, records: Records
 ) -> list[list[Any]]:
-    """``hits`` as ``commit.lua``'s ``h.joins`` (:data:`~.contract.JOIN_HIT_FIELDS`
-    each, in order): their group keys and tasks' keys added to
-    ``keys`` (the tasks carry their rule: ``|queued`` is counted by the script)."""
+    """``hits`` as ``h.joins`` (:data:`~.contract.JOIN_HIT_FIELDS` each): group and task keys
+    added to ``keys``, lineage records to ``records`` (see :func:`~.tasks.task_rows`)."""
     return [
         [
             h.kind,
-            keys.add(join_keys.group(h.group)),
+            keys.add(jk.group(h.group)),
             h.rule,
             h.member,
             h.expect,
@@ -100,9 +99,11 @@ def encode_hits(
             h.deadline_ms,
             h.ttl_ms or DEFAULT_TTL_MS,
             h.event_index,
-            task_rows(h.tasks, keys, dramatiq, _event_index) if h.tasks else (),
+            task_rows(h.tasks, keys, dramatiq, _event_index, records=records) if h.tasks else (),
             h.data,
             h.token,
+            h.parent,
+            h.ids,
         ]
         for h in hits
     ]

@@ -15,7 +15,10 @@ A watcher's keys (``T`` is its ``taken_queue``, ``I`` its ``input_queue``):
 * ``dead_queue`` dead-letter list, ``unmatched_queue`` optional list;
 * ``I/outbox`` hash (batch id -> entry) and ``I/outbox/at`` sorted set (batch id -> ms):
   on a Redis Cluster, the parts of committed batches that fall in other hash slots,
-  until each is applied in its slot (see :mod:`.outbox`).
+  until each is applied in its slot (see :mod:`.outbox`);
+* ``I/lineage/<n>`` hashes (``t:<task>``, ``m:<message id>`` -> lineage record), with
+  ``lineage`` on: one per :data:`LINEAGE_BUCKETS`-th of its ttl (``<n>`` is the time in
+  ms // that span), each expiring a ttl and a span after its last write (docs/lineage.md).
 
 In each other slot a batch's part is applied in, ``resc/applied/{t}`` (batch id ->
 result) and ``resc/applied/at/{t}`` (batch id -> ms) record the parts applied there,
@@ -76,6 +79,7 @@ class WatcherKeys:
     unmatched: str | None
     outbox: str
     outbox_at: str
+    lineage: str  # prefix of the lineage buckets, see lineage_at
 
     @classmethod
     def of(cls, spec: WatcherSpec, instance: str) -> WatcherKeys:
@@ -94,15 +98,35 @@ class WatcherKeys:
             unmatched=spec.unmatched_queue,
             outbox=f"{spec.input_queue}/outbox",
             outbox_at=f"{spec.input_queue}/outbox/at",
+            lineage=f"{spec.input_queue}/lineage",
         )
 
     def history_at(self, minute: int) -> str:
         """The hash of the counters of ``minute`` (unix seconds // 60)."""
         return f"{self.history}/{minute}"
 
+    def lineage_at(self, now_ms: int, ttl_ms: int) -> str:
+        """The lineage bucket written at ``now_ms`` (records kept ``ttl_ms``)."""
+        return f"{self.lineage}/{now_ms // lineage_span_ms(ttl_ms)}"
+
+    def lineage_recent(self, now_ms: int, ttl_ms: int) -> list[str]:
+        """The lineage buckets that may hold a record at ``now_ms``, newest first (one
+        span ahead too: a router's clock may run ahead of Redis's)."""
+        n = now_ms // lineage_span_ms(ttl_ms)
+        return [f"{self.lineage}/{i}" for i in range(n + 1, n - LINEAGE_BUCKETS - 1, -1)]
+
     def taken_of(self, instance: str) -> str:
         """The taken list of another ``instance`` (``""``: resc's own taken list)."""
         return _taken(self.taken_base, instance)
+
+
+#: A watcher's lineage records are kept in this many buckets of time per ttl.
+LINEAGE_BUCKETS = 8
+
+
+def lineage_span_ms(ttl_ms: int) -> int:
+    """How long one lineage bucket is written to (ms)."""
+    return max(1, -(-ttl_ms // LINEAGE_BUCKETS))
 
 
 def _taken(taken_queue: str, instance: str) -> str:
@@ -129,7 +153,7 @@ def own_key(name: str, specs: Iterable[WatcherSpec]) -> bool:
     for spec in specs:
         k = WatcherKeys.of(spec, "")
         fixed = (k.taken_base, k.stats, k.attempts, k.dead, k.outbox, k.outbox_at)
-        prefixes = (f"{k.taken_base}/", f"{k.history}/", f"{k.input}/committed/")
+        prefixes = (f"{k.taken_base}/", f"{k.history}/", f"{k.input}/committed/", f"{k.lineage}/")
         if name in fixed or name.startswith(prefixes):
             return True
     return False

@@ -102,6 +102,7 @@ class WatcherStore:
         ``cluster`` on the cluster client (for the outbox's other slots); ``wait``:
         every commit, and each step of the outbox, waits for that many replicas.
         """
+        lineage = rules.spec.lineage
         settings = CommitSettings(
             keys=WatcherKeys.of(rules.spec, instance),
             dramatiq=DramatiqKeys(namespace),
@@ -109,6 +110,8 @@ class WatcherStore:
             max_attempts=rules.spec.max_attempts,
             marker_ttl_ms=marker_ttl_ms,
             home_slot=None if cluster is None else key_slot(rules.spec.input_queue),
+            lineage_ttl_ms=lineage.ttl_s * 1000 if lineage is not None else 0,
+            lineage_max=lineage.max_records if lineage is not None else 0,
         )
         return cls(
             scripts=scripts,

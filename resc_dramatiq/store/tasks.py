@@ -16,6 +16,9 @@ from ..rules.batch import PlannedTask
 from .keys import DramatiqKeys
 from .slots import key_slot
 
+#: commit.lua's ``h.records`` as it is built (None: no lineage records kept).
+Records = list[bytes | str] | None
+
 
 class KeyList:
     """The ``KEYS`` of one script call, each name once, by index (from 1; from
@@ -44,9 +47,13 @@ def task_rows(
     event: Callable[[PlannedTask], Any],
     *,
     with_rules: bool = True,
+    records: Records = None,
 ) -> list[tuple[Any, ...]]:
     """``tasks`` as the scripts' rows; their keys are added to ``keys``. ``event(task)`` is
-    what the script gets as the task's event (its index in the batch, or its text)."""
+    what the script gets as the task's event (its index in the batch, or its text).
+    ``records`` (commit.lua's ``h.records``) gets each task's lineage record, as field,
+    value pairs (``t:<task>``, and for a message ``m:<id>`` the record and
+    ``t:<task>`` a pointer to it), its row the position of its first (0: none)."""
     # per task, the indexes are looked up without a call: they start at 1, so
     # ``index.get(name) or keys.add(name)`` calls add() only for a key not seen yet
     index, add_key = keys.index, keys.add
@@ -59,7 +66,8 @@ def task_rows(
         m = t.message
         if m is None:
             queue = index.get(t.queue) or add_key(t.queue)
-            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule))
+            kept = _kept(t, "", records) if t.lineage and records is not None else 0
+            add(("r", dedup, queue, 0, t.task, b"", "", event(t), rule, kept))
             continue
         found = queues.get(m.queue_name)
         if found is None:
@@ -67,8 +75,21 @@ def task_rows(
                 add_key(dramatiq.queue(m.queue_name)),
                 add_key(dramatiq.messages(m.queue_name)),
             )
-        add(("d", dedup, found[0], found[1], t.task, m.payload, m.redis_message_id, event(t), rule))
+        row = ("d", dedup, found[0], found[1], t.task, m.payload, m.redis_message_id, event(t))
+        kept = _kept(t, m.message_id, records) if t.lineage and records is not None else 0
+        add((*row, rule, kept))
     return rows
+
+
+def _kept(task: PlannedTask, message_id: str, records: list[bytes | str]) -> int:
+    """Add ``task``'s lineage record to ``records`` (see :func:`task_rows`); its position."""
+    at = len(records) + 1
+    name = b"t:" + task.task
+    if message_id:
+        records += (name, f'{{"see":"{message_id}"}}', f"m:{message_id}", task.lineage)
+    else:
+        records += (name, task.lineage)
+    return at
 
 
 def target_slot(task: PlannedTask, dramatiq: DramatiqKeys) -> int:

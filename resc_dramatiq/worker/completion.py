@@ -68,6 +68,7 @@ from ..store.resilience import Replication, ReplicaWait
 from ..store.scripts import Scripts
 from ..store.slots import done_list_problems
 from . import done_data
+from .causes import with_cause
 from .deadlines import DeadlineRounds
 from .done_event import DoneEvent
 from .done_lists import written_lists
@@ -114,6 +115,8 @@ class Completion(Middleware):
     docs/high-availability.md); fewer acks are logged once, and the worker goes on.
     On a Redis Cluster, every done and failure list the worker writes to needs a hash tag
     (see :mod:`.done_lists`); the boot is refused otherwise.
+    ``lineage=True`` sends every done event with its message's cause (an envelope; see
+    :mod:`.causes`): only where every watcher of the done lists reads envelopes.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class Completion(Middleware):
         wait_replicas: int = 0,
         wait_timeout_ms: int = 1000,
         data_limit: int = data.DEFAULT_LIMIT,
+        lineage: bool = False,
     ) -> None:
         self.logger = get_logger(__name__, type(self))  # type: ignore[no-untyped-call]
         self.client = client
@@ -136,6 +140,7 @@ class Completion(Middleware):
         self.failed_queue = failed_queue
         self.marker_ttl_ms = int(marker_ttl_s * 1000)
         self.data_limit = data_limit
+        self.lineage = lineage
         self.wait = ReplicaWait.of(wait_replicas, wait_timeout_ms)
         self.replication = (
             None if self.wait is None else Replication(self.logger, "done events", self.wait)
@@ -293,6 +298,7 @@ class Completion(Middleware):
                 finished = o.finished()
                 if isinstance(envelope, bytes):
                     finished = dataclasses.replace(finished, envelope=envelope)
+                finished = with_cause(finished, message.options, always=self.lineage)
                 finished = writer.apart(finished)  # what one script can write
                 if not self.inline.route(finished):
                     writer.emit(finished, what)

@@ -103,11 +103,16 @@ class InlineRouter:
 
     def feeds_nothing(self, finished: DoneMessage) -> bool:
         """True when the watcher of ``finished``'s done list has no rule that matches its
-        event and keeps no unmatched list: committing it would only count it."""
+        event, keeps no unmatched list and no lineage (whose ``why`` reads the message's
+        marker to say it is done): committing it would only count it."""
         found = self._watchers.get(finished.done_queue)
-        if found is None or found[0].rules.spec.unmatched_queue:
+        if found is None:
             return False
-        return not found[0].matches(finished.event)
+        planner = found[0]
+        spec = planner.rules.spec
+        if spec.unmatched_queue or spec.lineage is not None:
+            return False
+        return not planner.matches(finished.event)
 
     def commit(self, finished: DoneMessage) -> CommitResult:
         """Plan and commit the event; ``repeated`` when this message's commit was made before.
@@ -116,7 +121,8 @@ class InlineRouter:
         holds another type.
         """
         planner, store = self._watchers[finished.done_queue]
-        batch = planner.plan([finished.element], envelopes=finished.envelope is not None)
+        envelopes = finished.envelope is not None
+        batch = planner.plan([finished.element], envelopes=envelopes, cause=finished.cause)
         return store.commit_message(batch, finished)
 
 

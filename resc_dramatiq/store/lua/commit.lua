@@ -19,6 +19,14 @@
 --          history: the minute's counters (every counter of stats is added there too;
 --          it expires h.history_ttl_s after the minute's last commit).
 --
+-- lineage: with h.lineage_ttl_ms > 0, each task queued now leaves its lineage record
+--          (h.records from the task row's T_LINEAGE: field, value pairs) in KEYS[k.lineage],
+--          the hash of this stretch of time (store/keys.py, lineage_at): 't:<task>' or,
+--          for a Dramatiq message, 't:<task>' -> {"see": <message id>} and
+--          'm:<message id>' -> the record; at most h.lineage_max fields (the
+--          records past it are not kept); it expires h.lineage_ttl_ms after the last
+--          commit that wrote to it.
+--
 -- h.joins   per event of a join rule or a fan-out, in event order, a join hit
 --          (contract.JOIN_HIT_FIELDS, read as hit[H_KIND] ...; its group is
 --          KEYS[hit[H_GROUP]]): see library.lua's joins and store/joins.py.
@@ -71,6 +79,7 @@ if h.outbox then
     needs[#needs + 1] = {k.outbox, 'hash'}
     needs[#needs + 1] = {k.outbox_at, 'zset'}
 end
+if h.lineage_ttl_ms > 0 then needs[#needs + 1] = {k.lineage, 'hash'} end
 if #h.joins > 0 then
     needs[#needs + 1] = {k.join_open, 'zset'}
     needs[#needs + 1] = {k.join_due, 'zset'}
@@ -104,6 +113,21 @@ local function count(rule, what, increment)
     per_rule[field] = (per_rule[field] or 0) + (increment or 1)
 end
 
+-- the lineage records of the tasks queued now: field, record pairs
+local lineage = {}
+local function keep(t)
+    local at = t[T_LINEAGE]
+    if at ~= nil and at > 0 then
+        local records = h.records
+        lineage[#lineage + 1] = records[at]
+        lineage[#lineage + 1] = records[at + 1]
+        if t[T_KIND] == 'd' then
+            lineage[#lineage + 1] = records[at + 2]
+            lineage[#lineage + 1] = records[at + 3]
+        end
+    end
+end
+
 local channel, prefix, later = h.channel, h.prefix, h.later
 local queued, deduplicated = 0, 0
 local queued_by_rule, deduplicated_by_rule = {}, {}
@@ -111,6 +135,7 @@ local deduplicated_at = {}  -- with 'later': the positions of the deduplicated t
 write_tasks(h.tasks, 0, h.score,
     function(_, t)
         queued = queued + 1
+        keep(t)
         if not later then queued_by_rule[t[T_RULE]] = (queued_by_rule[t[T_RULE]] or 0) + 1 end
         if channel then
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. events[n - t[T_EVENT]] .. ' -> ' .. t[T_TASK])
@@ -135,6 +160,7 @@ if #h.joins > 0 then
     JOIN_EVENT = function(hit) return events[n - hit[H_EVENT]] end
     local function hit_queued(_, t)
         queued = queued + 1
+        keep(t)
         count(t[T_RULE], 'queued')
         if channel then
             redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. events[n - t[T_EVENT]] .. ' -> ' .. t[T_TASK])
@@ -150,6 +176,7 @@ if #h.joins > 0 then
             local complete = join_member(hit, g, now)
             if complete then
                 fill_members(hit[H_TASKS], hit[H_TOKEN], g)
+                fill_ids(hit[H_TASKS], hit[H_IDS], g, h.records)
                 write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
                 close_group(g, 'done', now, hit[H_TTL])
                 count(rule, 'completed')
@@ -234,6 +261,14 @@ redis.call('EXPIRE', KEYS[k.history], h.history_ttl_s)
 if h.outbox then
     redis.call('HSET', KEYS[k.outbox], h.id, h.outbox)
     redis.call('ZADD', KEYS[k.outbox_at], now, h.id)
+end
+if #lineage > 0 then
+    local records = KEYS[k.lineage]
+    local n = math.min(#lineage, 2 * math.max(0, h.lineage_max - redis.call('HLEN', records)))
+    for i = 1, n, PUSH_CHUNK do
+        redis.call('HSET', records, unpack(lineage, i, math.min(i + PUSH_CHUNK - 1, n)))
+    end
+    if n > 0 then redis.call('PEXPIRE', records, h.lineage_ttl_ms) end
 end
 if by_message then
     mark(KEYS[k.marker], h.id, now, h.marker_ttl_ms)

@@ -280,6 +280,42 @@ local function fill_members(tasks, token, g)
     end
 end
 
+-- The message ids of group g's members (at most MEMBERS_LIMIT, kept as 'i:<member>')
+-- in place of the JSON string token ('' none) in the planned tasks' messages and their
+-- lineage records in records (field, value pairs: see commit.lua; nil: none), so that
+-- a join's make names its members (rules/lineage.py).
+local function fill_ids(tasks, token, g, records)
+    if token == '' then return end
+    local all, ids = redis.call('HGETALL', g), {}
+    for i = 1, #all, 2 do
+        if string.sub(all[i], 1, 2) == 'i:' and #ids < MEMBERS_LIMIT then
+            ids[#ids + 1] = cjson.encode(all[i + 1])
+        end
+    end
+    local quoted, json = '"' .. token .. '"', '[' .. table.concat(ids, ',') .. ']'
+    local function put(text)
+        local s, e = string.find(text, quoted, 1, true)
+        if s then return string.sub(text, 1, s - 1) .. json .. string.sub(text, e + 1) end
+        return text
+    end
+    for _, t in ipairs(tasks) do
+        if t[T_KIND] == 'd' then t[T_PAYLOAD] = put(t[T_PAYLOAD]) end
+        local at = t[T_LINEAGE]
+        if records and at ~= nil and at > 0 then
+            local value = at + (t[T_KIND] == 'd' and 3 or 1)
+            records[value] = put(records[value])
+        end
+    end
+end
+
+-- A member's message id, kept in its group's fields (the first MEMBERS_LIMIT only).
+local function member_id(group, hit, fields)
+    if hit[H_PARENT] ~= '' and group.seen <= MEMBERS_LIMIT then
+        fields[#fields + 1] = 'i:' .. hit[H_MEMBER]
+        fields[#fields + 1] = hit[H_PARENT]
+    end
+end
+
 -- A new group, made by its first member in one write.
 local function new_group(hit, g, now)
     local group, member = groups[g], hit[H_MEMBER]
@@ -288,6 +324,7 @@ local function new_group(hit, g, now)
     fields[#fields + 1] = 'm:' .. member
     fields[#fields + 1] = value
     group.m[member], group.seen = true, 1
+    member_id(group, hit, fields)
     local members = hit[H_MEMBERS]
     if #members > 0 then
         group.listed, group.expect, group.matched = true, #members, 0
@@ -334,6 +371,7 @@ local function join_member(hit, g, now)
             fields[#fields + 1] = value
             fields[#fields + 1] = 'seen'
             fields[#fields + 1] = group.seen
+            member_id(group, hit, fields)
             if group.listed and group.e[member] then
                 group.matched = group.matched + 1
                 fields[#fields + 1] = 'matched'

@@ -1,0 +1,140 @@
+"""Lineage's cost: the router's events/s and the chain's messages/s, lineage off and on.
+
+``python benchmarks/lineagebench.py [--events N] [--chains N] [--repeat K]`` starts the
+embedded server and measures, alternating off and on in one run (best of ``--repeat``):
+
+* the router (one ``resc-dramatiq router`` process, batch 500) on ``N`` new events, the
+  rule of ``routerbench.py`` (a dedup set) to a Dramatiq actor, then to a raw list: a
+  watcher without ``lineage`` against the same with ``lineage: true`` (a record per
+  queued task, two per message, in the commit);
+* the chain of ``chainbench.py`` (three no-op actors, one worker process, 8 threads):
+  (b) routed in the worker and (c) through the router, with its rules without and with
+  ``lineage: true`` (the done events then carry their cause, the commits keep records).
+
+Every rule-made message carries its ``resc_cause`` option either way: "off" is
+lineage's records and envelopes off, not the option. Prints JSON with the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import chainbench  # noqa: E402
+import routerbench  # noqa: E402
+
+from resc_dramatiq.ops.embedded import EmbeddedRedis  # noqa: E402
+
+
+def with_lineage(path: Path, on: bool) -> Path:
+    """The config at ``path`` with ``lineage: true`` on its watchers when ``on``."""
+    config = json.loads(path.read_text())
+    for watcher in config["watchers"]:
+        if on:
+            watcher["lineage"] = True
+    path.write_text(json.dumps(config))
+    return path
+
+
+#: CPU µs per event (router and server processes), the least of each router row's
+#: runs: steadier than events/s on a shared machine.
+cpu_us: dict[str, float] = {}
+
+
+def router_row(
+    client: redis.Redis, url: str, workdir: Path, *, target: str, on: bool, events: int
+) -> float:
+    """Events per second of one router process."""
+    client.flushdb()
+    routerbench.prefill(client, routerbench.STAGE, events)
+    cfg = routerbench.write_config(workdir / f"{target}-{on}.json", target=target)
+    with_lineage(cfg, on)
+    stages = {routerbench.STAGE: routerbench.INPUT}
+    t = routerbench.route(client, url, cfg, stages=stages, events=events, batch=500)
+    if on and not client.keys(f"{routerbench.INPUT}/lineage/*"):
+        raise RuntimeError("lineage on, but no record written")
+    key = f"router {target}, lineage {'on' if on else 'off'}"
+    used = round((t.router_cpu + t.server_cpu) * t.seconds / events * 1e6, 2)
+    cpu_us[key] = min(cpu_us.get(key, used), used)
+    return t.events_per_s
+
+
+def chain_row(
+    client: redis.Redis, url: str, workdir: Path, *, mode: str, on: bool, chains: int
+) -> float:
+    """Messages per second of the chain in ``mode`` (b or c)."""
+    plain: Callable[[Path], Path] = chainbench.write_rules
+    chainbench.write_rules = lambda path: with_lineage(plain(path), on)  # type: ignore[assignment]
+    try:
+        result = chainbench.run_chain(
+            client, url, workdir, mode=mode, chains=chains, threads=8,
+            latency_chains=10, latency_rate=50.0,
+        )  # fmt: skip
+    finally:
+        chainbench.write_rules = plain  # type: ignore[assignment]
+    if on and not client.keys(f"{chainbench.chain_worker.DONE}/lineage/*"):
+        raise RuntimeError("lineage on, but no record written")
+    return result.messages_per_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--chains", type=int, default=4_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--off-only", action="store_true", help="only the rows with lineage off (older code)"
+    )
+    parser.add_argument("--only", choices=("router", "chain"), help="only these rows")
+    args = parser.parse_args()
+    rows: dict[str, float] = {}
+    runs: dict[str, list[float]] = {}
+    with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
+        client, url, workdir = redis.Redis.from_url(server.url), server.url, Path(tmp)
+        for _ in range(args.repeat):  # alternating, best of each
+            for on in (False,) if args.off_only else (False, True):
+                state = "on" if on else "off"
+                for target in ("actor", "raw") if args.only != "chain" else ():
+                    rate = router_row(
+                        client, url, workdir, target=target, on=on, events=args.events
+                    )
+                    key = f"router {target}, lineage {state}, events/s"
+                    rows[key] = max(rows.get(key, 0.0), rate)
+                    runs.setdefault(key, []).append(round(rate))
+                for mode in ("b", "c") if args.only != "router" else ():
+                    rate = chain_row(client, url, workdir, mode=mode, on=on, chains=args.chains)
+                    key = f"chain ({mode}), lineage {state}, msg/s"
+                    rows[key] = max(rows.get(key, 0.0), rate)
+                    runs.setdefault(key, []).append(round(rate))
+    out: dict[str, Any] = dict(rows)
+    out["every run"] = runs
+    out["CPU µs per event (router + server), least"] = cpu_us
+    if args.off_only:
+        print(json.dumps(out, indent=2))
+        return
+    for what in ("router actor", "router raw") if args.only != "chain" else ():
+        out[f"{what}: on / off"] = (
+            rows[f"{what}, lineage on, events/s"] / rows[f"{what}, lineage off, events/s"]
+        )
+    for mode in ("b", "c") if args.only != "router" else ():
+        out[f"chain ({mode}): on / off"] = (
+            rows[f"chain ({mode}), lineage on, msg/s"] / rows[f"chain ({mode}), lineage off, msg/s"]
+        )
+    print(json.dumps(out, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
