@@ -83,7 +83,7 @@ class Pipeline:
         self.recorder = Recorder()
         self.router: Router | None = None
         if not inline and self.ruleset is not None:
-            options = RouterOptions(namespace=self.namespace, block_s=0.05)
+            options = RouterOptions(namespace=self.namespace, block_s=0.05, trace=_traced(broker))
             self.router = Router(ruleset=self.ruleset, client=client, options=options)
         self._rules: Any = None
         self._worker: dramatiq.Worker | None = None
@@ -227,3 +227,9 @@ def _ruleset(rules: str | Path | Config | RuleSet | None, broker: Broker) -> Rul
                 return None
             raise
     return ruleset_of(rules, broker)
+
+
+def _traced(broker: Broker) -> bool:
+    """True when the broker carries the tracing middleware (then the in-process router
+    records its commit spans too)."""
+    return any(type(m).__module__.startswith("resc_dramatiq.tracing") for m in broker.middleware)
