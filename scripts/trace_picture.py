@@ -17,7 +17,7 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-ROW, LEFT, BAR_W, TOP = 26, 330, 560, 46
+ROW, LEFT, BAR_W, TOP = 26, 420, 520, 46
 
 
 def waterfall(spans: Sequence[ReadableSpan], title: str) -> str:
@@ -48,6 +48,7 @@ def waterfall(spans: Sequence[ReadableSpan], title: str) -> str:
     ]
     traces = sorted({s.context.trace_id for s in spans})
     colours = ["#4878cf", "#d65f5f", "#6acc65", "#b47cc7"]
+    links_drawn = 0
     for i, (s, depth) in enumerate(order):
         y = TOP + i * ROW
         x0 = LEFT + ((s.start_time or 0) - start) * scale
@@ -64,12 +65,16 @@ def waterfall(spans: Sequence[ReadableSpan], title: str) -> str:
         )
         for link in s.links:
             j = row_of.get(link.context.span_id)
-            if j is not None:
-                out.append(
-                    f'<line x1="{LEFT - 8}" y1="{TOP + j * ROW + 11}" x2="{LEFT - 8}" '
-                    f'y2="{y + 11}" stroke="#999" stroke-dasharray="3,3"/>'
-                    f'<circle cx="{LEFT - 8}" cy="{y + 11}" r="3" fill="#999"/>'
-                )
+            if j is None:
+                continue
+            links_drawn += 1
+            x = LEFT - 8 - 7 * (links_drawn % 12)
+            y0, y1 = TOP + j * ROW + 11, y + 11
+            out.append(
+                f'<path d="M {LEFT - 2} {y0} H {x} V {y1} H {LEFT - 2}" fill="none" '
+                f'stroke="{colour}" stroke-opacity="0.6" stroke-dasharray="3,2"/>'
+                f'<circle cx="{LEFT - 2}" cy="{y1}" r="2.5" fill="{colour}"/>'
+            )
     legend = "one colour per trace; dashed: a span link (join members, commit batches)"
     out.append(f'<text x="12" y="{height - 14}" fill="#555">{legend}</text></svg>')
     return "\n".join(out)

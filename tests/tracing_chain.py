@@ -8,6 +8,7 @@ process: OpenTelemetry allows one), which :func:`spans` reads and clears.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ from resc_dramatiq.testing import Pipeline
 from resc_dramatiq.tracing import Tracing
 
 EXPORTER = InMemorySpanExporter()
+#: What each stage does: a few ms, so that the spans have a width in the picture.
+WORK_S = 0.003
 REG = Registry()
 
 
@@ -49,22 +52,26 @@ def declare(broker: RedisBroker) -> dict[str, Any]:
     """The chain's actors on ``broker`` (their rules in :data:`REG`)."""
 
     @dramatiq.actor(broker=broker, queue_name="cut", done_event="cut/${roll}")
-    def cut(roll: str) -> None: ...
+    def cut(roll: str) -> None:
+        time.sleep(WORK_S)
 
     @REG.on_done(r"^cut/(?P<roll>\d+)$")
     @dramatiq.actor(broker=broker, queue_name="weigh")
-    def weigh(roll: str) -> None: ...
+    def weigh(roll: str) -> None:
+        time.sleep(WORK_S)
 
     @REG.on_done(r"^cut/(?P<roll>\d+)$")
     @dramatiq.actor(broker=broker, queue_name="inspect")
-    def inspect(roll: str) -> None: ...
+    def inspect(roll: str) -> None:
+        time.sleep(WORK_S)
 
     @REG.on_done(
         r"^(?P<stage>weigh|inspect)/(?P<roll>\d+)$",
         join=Join(group="roll/${roll}", member="${stage}", expect=["weigh", "inspect"]),
     )
     @dramatiq.actor(broker=broker, queue_name="pack", done_event=False)
-    def pack(roll: str) -> None: ...
+    def pack(roll: str) -> None:
+        time.sleep(WORK_S)
 
     return {"cut": cut, "weigh": weigh, "inspect": inspect, "pack": pack}
 
