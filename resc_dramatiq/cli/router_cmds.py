@@ -129,6 +129,13 @@ def routers_for(
     type=click.IntRange(0, 600_000),
     help="Longest wait for the replicas of --wait-replicas (0: no limit).",
 )
+@click.option(
+    "--trace",
+    is_flag=True,
+    help="An OpenTelemetry span per committed batch, linked to its events' spans, on the "
+    "global tracer provider (the otel extra; run under opentelemetry-instrument, or set a "
+    "provider up: docs/tracing.md).",
+)
 def router(
     config: str | None,
     app: str | None,
@@ -144,6 +151,7 @@ def router(
     metrics_host: str,
     wait_replicas: int,
     wait_timeout_ms: int,
+    trace: bool,
 ) -> None:
     """Watch the input lists of CONFIG (and --app's rules) and route until SIGTERM/SIGINT."""
     loaded = load(config, app)
@@ -161,15 +169,20 @@ def router(
         namespace=namespace_for(loaded),
         wait_replicas=wait_replicas,
         wait_timeout_ms=wait_timeout_ms,
+        trace=trace,
     )
     try:
         expander = Fetcher.for_ruleset(ruleset)
     except ConfigError as e:
         fail(str(e))
     observer = start_metrics(ruleset, metrics_host, metrics_port)
-    started = routers_for(
-        ruleset, servers, instance=instance, options=options, expander=expander, observer=observer
-    )
+    try:
+        started = routers_for(
+            ruleset, servers, instance=instance, options=options, expander=expander,
+            observer=observer,
+        )  # fmt: skip
+    except ConfigError as e:  # --trace without the otel extra
+        fail(str(e))
     for r, server in started:
         watching = ", ".join(repr(loop.spec.input_queue) for loop in r.loops)
         logger.info(

@@ -25,7 +25,7 @@ from ..rules.plan import Planner
 from ..store.commit import CommitResult
 from ..store.resilience import Availability, Backoff, is_transient
 from ..store.store import PendingTake, WatcherStore
-from .options import Observer, RouterOptions
+from .options import CommitSpans, Observer, RouterOptions
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class WatcherLoop:
         self.healthy = False  # a full take-commit round succeeded since the last start
         self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
         self.flight = InFlight()
+        #: Records a span per committed batch (``RouterOptions.trace``; None: none).
+        self.tracer: CommitSpans | None = None
 
     def register(self) -> None:
         """Put this instance among the live ones before taking anything.
@@ -284,3 +286,11 @@ class WatcherLoop:
             done - started,
             time.time() - batch.taken_at,
         )
+        if self.tracer is not None:
+            self.tracer.committed(
+                self.spec.input_queue,
+                batch.traces,
+                events=len(batch.events),
+                queued=result.queued,
+                taken_at=batch.taken_at,
+            )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..store.commit import CommitResult
 from ..store.resilience import ReplicaWait
@@ -23,11 +25,22 @@ class RouterOptions:
     #: docs/high-availability.md).
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    #: An OpenTelemetry span per committed batch, linked to its events' spans (the
+    #: ``otel`` extra; docs/tracing.md), on the global tracer provider.
+    trace: bool = False
 
     @property
     def replica_wait(self) -> ReplicaWait | None:
         """The ``WAIT`` after each commit, None when not asked for."""
         return ReplicaWait.of(self.wait_replicas, self.wait_timeout_ms)
+
+
+class CommitSpans(Protocol):
+    """Records a span per committed batch (:class:`resc_dramatiq.tracing.CommitTracer`)."""
+
+    def committed(
+        self, watcher: str, traces: Sequence[str], *, events: int, queued: int, taken_at: float
+    ) -> None: ...
 
 
 class Observer:

@@ -27,6 +27,7 @@ from typing import cast
 
 import redis
 
+from ..errors import ConfigError
 from ..rules.plan import Expander, Planner
 from ..rules.ruleset import RuleSet
 from ..store.cluster import slot_client
@@ -46,7 +47,7 @@ from ..store.schedules import ScheduleStore
 from ..store.scripts import Scripts
 from ..store.store import WatcherStore
 from .loop import WatcherLoop
-from .options import Observer, RouterOptions
+from .options import CommitSpans, Observer, RouterOptions
 from .scheduler import Scheduler
 from .upkeep import Upkeep
 
@@ -104,6 +105,10 @@ class Router:
             )
             for rules in ruleset.watchers
         ]
+        if self.options.trace:
+            spans = commit_spans()
+            for loop in self.loops:
+                loop.tracer = spans
         self.failed: BaseException | None = None
         #: This instance's upkeep: heartbeats, reclaims, the outbox's sweep, pruning.
         self.upkeep = Upkeep(
@@ -257,3 +262,14 @@ def scripts_of(client: redis.Redis) -> tuple[Callable[[str], Scripts], Scripts |
         return (lambda key: Scripts(slot_client(cluster, key))), Scripts(cast(redis.Redis, cluster))
     shared = Scripts(client)
     return (lambda key: shared), None
+
+
+def commit_spans() -> CommitSpans:
+    """The commit spans of ``RouterOptions.trace`` (ConfigError without the otel extra)."""
+    try:
+        from ..tracing import CommitTracer  # the otel extra, imported only when asked for
+    except ImportError as e:
+        raise ConfigError(
+            f"tracing needs the otel extra (pip install 'resc-dramatiq[otel]'): {e}"
+        ) from None
+    return CommitTracer()

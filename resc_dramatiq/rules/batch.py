@@ -54,6 +54,8 @@ class JoinHit:
     parent: str = ""
     #: the JSON string in the tasks' causes the members' message ids replace ('': none)
     ids: str = ""
+    #: the member's trace (its event's cause's traceparent), '' none
+    trace: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,3 +79,5 @@ class Batch:
     unmatched: list[bytes] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)  # '<rule>|matched' -> count
     joins: list[JoinHit] = field(default_factory=list)  # in event order
+    #: the traceparents the matched events' causes carry (the commit span's links)
+    traces: list[str] = field(default_factory=list)

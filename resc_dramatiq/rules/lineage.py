@@ -17,6 +17,9 @@ Every Dramatiq message a rule makes carries its **cause** in the message option
 * ``members`` (a join's make only): the message ids of the group's members that came
   with one (at most :data:`MEMBERS_LIMIT`), filled in by the commit that completes the
   group (the planner leaves a ``"resc-ids-<id>"`` string there for it);
+* ``member_traces`` (a join's make only, beside ``members``): the traceparents of the
+  members that came with one, as many and filled in the same way, for a tracing
+  middleware's span links;
 * ``envelope`` (only when true): the done list this message reports to reads
   envelopes, so ``Completion`` writes its done event as one with a ``cause``.
 
@@ -143,8 +146,9 @@ class Cause:
         }
         if p is not None and p.trace is not None:
             found["trace"] = p.trace
-        if isinstance(self.members, str):
+        if isinstance(self.members, str):  # the commit's token: "resc-ids-<x>"
             found["members"] = self.members
+            found["member_traces"] = "resc-traces-" + self.members.removeprefix("resc-ids-")
         elif self.members is not None:
             found["members"] = list(self.members[:MEMBERS_LIMIT])
         if self.envelope:
@@ -182,7 +186,8 @@ class Cause:
         if p is not None and p.trace is not None:
             found += f',"trace":{esc(p.trace)}'
         if isinstance(self.members, str):
-            found += f',"members":{esc(self.members)}'
+            traces = "resc-traces-" + self.members.removeprefix("resc-ids-")
+            found += f',"members":{esc(self.members)},"member_traces":{esc(traces)}'
         elif self.members is not None:
             ids = ",".join(esc(m) for m in self.members[:MEMBERS_LIMIT])
             found += f',"members":[{ids}]'

@@ -96,6 +96,8 @@ class Planner:
             tasks: list[Task] = []
             hits: list[JoinHit] = []
             parent = matches[0].cause or cause
+            if parent is not None and parent.trace is not None:
+                batch.traces.append(parent.trace)
             for m in matches:
                 try:
                     if m.rule.join is None:
@@ -223,9 +225,10 @@ class Planner:
             cause.members = ids
         tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
         parent = match.cause.message if match.cause is not None else ""
+        trace = (match.cause.trace or "") if match.cause is not None else ""
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
-            join.deadline_ms, join.ttl_ms, tasks, payload, token, parent, ids,
+            join.deadline_ms, join.ttl_ms, tasks, payload, token, parent, ids, trace,
         )  # fmt: skip
 
     def expired(self, rule: str, event: bytes | str, group: str, now_ms: int) -> list[PlannedTask]:

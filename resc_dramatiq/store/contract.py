@@ -52,11 +52,12 @@ TASK_FIELDS = (
 #: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each),
 #: the member's payload (JSON, '' none), the text of its tasks' messages that the
 #: members' payloads replace ('': none), the member's message id (its event's cause;
-#: '' none), and the JSON string in its tasks' causes that the members' message ids
-#: replace ('' none; see rules/lineage.py).
+#: '' none), the JSON string in its tasks' causes that the members' message ids
+#: replace ('' none; see rules/lineage.py; ``resc-ids-<x>``: the members' traces replace
+#: ``resc-traces-<x>``), and the member's trace (its event's cause's; '' none).
 JOIN_HIT_FIELDS = (
     "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks",
-    "data", "token", "parent", "ids",
+    "data", "token", "parent", "ids", "trace",
 )  # fmt: skip
 
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a

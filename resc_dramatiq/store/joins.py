@@ -104,6 +104,7 @@ def encode_hits(
             h.token,
             h.parent,
             h.ids,
+            h.trace,
         ]
         for h in hits
     ]

@@ -44,3 +44,16 @@ def made_by(
             raise ConfigError(f"rule {entry['rule']!r} on {event!r}: {entry['error']}")
         tasks += entry["tasks"]
     return tasks
+
+
+def routed_ruleset(rules: RulesLike | None, broker: Broker) -> RuleSet | None:
+    """The rules a pipeline routes: given ones merged with the ``@on_done`` ones of
+    ``broker``'s actors; None when neither has any (done events are then only written)."""
+    if rules is None:
+        try:
+            return ruleset_of(broker)
+        except ConfigError as e:
+            if any("no @on_done rules" in p for p in e.problems):
+                return None
+            raise
+    return ruleset_of(rules, broker)

@@ -38,7 +38,7 @@ from ..store.joins import JoinKeys
 from ..worker.completion import Completion
 from .clock import TestClock, shift_deadlines
 from .happened import Happened
-from .made import ruleset_of
+from .made import routed_ruleset
 from .pending import Pending, pending
 from .recorder import Recorder
 
@@ -85,13 +85,13 @@ class Pipeline(Happened):
         self.broker, self.client, self.completion = broker, client, completions[0]
         self.namespace = broker_namespace(broker)
         self.inline, self.queues, self.worker_threads = inline, queues, worker_threads
-        self.ruleset = _ruleset(rules, broker)
+        self.ruleset = routed_ruleset(rules, broker)
         self.recorder = Recorder()
         #: The time delays, schedules and join deadlines run on; see :meth:`advance`.
         self.clock = TestClock()
         self.router: Router | None = None
         if self.ruleset is not None and self.ruleset.watchers:
-            options = RouterOptions(namespace=self.namespace, block_s=0.05)
+            options = RouterOptions(namespace=self.namespace, block_s=0.05, trace=_traced(broker))
             self.router = Router(ruleset=self.ruleset, client=client, options=options)
             if self.router.scheduler is not None:
                 self.router.scheduler.clock = self.clock.now
@@ -237,14 +237,7 @@ class Pipeline(Happened):
         return pending(self.client, self.namespace, watchers, now_ms=self.clock.millis())
 
 
-def _ruleset(rules: str | Path | Config | RuleSet | None, broker: Broker) -> RuleSet | None:
-    """The rules routed: given ones merged with the ``@on_done`` ones; None when
-    neither a file nor the app has any (done events are then only written)."""
-    if rules is None:
-        try:
-            return ruleset_of(broker)
-        except ConfigError as e:
-            if any("no @on_done rules" in p for p in e.problems):
-                return None
-            raise
-    return ruleset_of(rules, broker)
+def _traced(broker: Broker) -> bool:
+    """True when the broker carries the tracing middleware (then the in-process router
+    records its commit spans too)."""
+    return any(type(m).__module__.startswith("resc_dramatiq.tracing") for m in broker.middleware)

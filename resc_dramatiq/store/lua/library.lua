@@ -286,16 +286,24 @@ end
 -- a join's make names its members (rules/lineage.py).
 local function fill_ids(tasks, token, g, records)
     if token == '' then return end
-    local all, ids = redis.call('HGETALL', g), {}
+    local all, ids, traces = redis.call('HGETALL', g), {}, {}
     for i = 1, #all, 2 do
-        if string.sub(all[i], 1, 2) == 'i:' and #ids < MEMBERS_LIMIT then
+        local kind = string.sub(all[i], 1, 2)
+        if kind == 'i:' and #ids < MEMBERS_LIMIT then
             ids[#ids + 1] = cjson.encode(all[i + 1])
+        elseif kind == 'k:' and #traces < MEMBERS_LIMIT then
+            traces[#traces + 1] = cjson.encode(all[i + 1])
         end
     end
-    local quoted, json = '"' .. token .. '"', '[' .. table.concat(ids, ',') .. ']'
+    local lists = {
+        {'"' .. token .. '"', '[' .. table.concat(ids, ',') .. ']'},
+        {'"resc-traces-' .. string.sub(token, 10) .. '"', '[' .. table.concat(traces, ',') .. ']'},
+    }
     local function put(text)
-        local s, e = string.find(text, quoted, 1, true)
-        if s then return string.sub(text, 1, s - 1) .. json .. string.sub(text, e + 1) end
+        for _, pair in ipairs(lists) do
+            local s, e = string.find(text, pair[1], 1, true)
+            if s then text = string.sub(text, 1, s - 1) .. pair[2] .. string.sub(text, e + 1) end
+        end
         return text
     end
     for _, t in ipairs(tasks) do
@@ -308,11 +316,17 @@ local function fill_ids(tasks, token, g, records)
     end
 end
 
--- A member's message id, kept in its group's fields (the first MEMBERS_LIMIT only).
+-- A member's message id and trace, kept in its group's fields ('i:<member>',
+-- 'k:<member>'; the first MEMBERS_LIMIT only).
 local function member_id(group, hit, fields)
-    if hit[H_PARENT] ~= '' and group.seen <= MEMBERS_LIMIT then
+    if group.seen > MEMBERS_LIMIT then return end
+    if hit[H_PARENT] ~= '' then
         fields[#fields + 1] = 'i:' .. hit[H_MEMBER]
         fields[#fields + 1] = hit[H_PARENT]
+    end
+    if hit[H_TRACE] ~= '' then
+        fields[#fields + 1] = 'k:' .. hit[H_MEMBER]
+        fields[#fields + 1] = hit[H_TRACE]
     end
 end
 

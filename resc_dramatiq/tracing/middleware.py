@@ -1,0 +1,148 @@
+"""``Tracing``: a Dramatiq middleware giving each message a consumer span in its chain's
+trace (see the package's docstring and docs/tracing.md).
+
+The parent of a message's span is, in order: the trace context of its cause
+(``resc_cause.trace``: the span of the message whose done event made it), the
+``traceparent`` option a sender's producer span put on it, or a stand-in derived from
+its chain's root (:func:`~.context.stand_in`), so that every delivery of one message is
+in one trace. A join's make links the spans of its group's members. The span is current
+while the actor runs (its own spans nest under it) and its context goes, in memory, into
+the message's ``resc_trace`` option, which ``Completion`` puts into the done event's
+cause for the follow-ups.
+
+Messaging semantic conventions: span ``process <queue>`` of kind ``CONSUMER`` with
+``messaging.system`` ``dramatiq``, ``messaging.operation.type`` ``process``,
+``messaging.destination.name``, ``messaging.message.id``; the producer span of a message
+sent from code is ``send <queue>`` of kind ``PRODUCER``. The rule's facts are
+``resc.rule``, ``resc.event``, ``resc.watcher``, ``resc.root``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any
+
+from dramatiq import Broker, Message, Middleware
+from dramatiq.broker import MessageProxy
+from opentelemetry import context, trace
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from ..rules.lineage import CAUSE_OPTION, TRACE_OPTION, valid_id, valid_trace
+from .context import PROPAGATOR, context_of, span_context_of, stand_in, traceparent_of
+
+#: The option a sent message's producer span context travels in (W3C ``traceparent``).
+TRACEPARENT_OPTION = "traceparent"
+#: The ``messaging.system`` of the spans.
+SYSTEM = "dramatiq"
+
+
+class Tracing(Middleware):
+    """Consumer spans per message, producer spans per message sent from code.
+
+    ``tracer_provider``: the provider to take the tracer from (default: the global one,
+    which the application or ``opentelemetry-instrument`` sets up)."""
+
+    def __init__(self, *, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self.tracer = trace.get_tracer(
+            "resc_dramatiq", version("resc-dramatiq"), tracer_provider=tracer_provider
+        )
+        self._local = threading.local()  # the worker thread's open span and its token
+
+    def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
+        """A message sent from code (no cause, no context yet) gets a producer span, whose
+        context it carries: each of its deliveries and retries is that span's child."""
+        options = message.options
+        if TRACEPARENT_OPTION in options or CAUSE_OPTION in options:
+            return
+        attributes = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "send",
+            "messaging.destination.name": message.queue_name,
+            "messaging.message.id": message.message_id,
+        }
+        name = f"send {message.queue_name}"
+        with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes):
+            carrier: dict[str, str] = {}
+            PROPAGATOR.inject(carrier)
+        if "traceparent" in carrier:
+            options[TRACEPARENT_OPTION] = carrier["traceparent"]
+
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
+        """Start the message's consumer span, current while the actor runs."""
+        cause = _cause(message.options)
+        attributes: dict[str, str] = {
+            "messaging.system": SYSTEM,
+            "messaging.operation.type": "process",
+            "messaging.destination.name": message.queue_name,
+            "messaging.message.id": message.message_id,
+        }
+        for key in ("rule", "event", "watcher", "root"):
+            if isinstance(cause.get(key), str):
+                attributes[f"resc.{key}"] = cause[key]
+        span = self.tracer.start_span(
+            f"process {message.queue_name}",
+            context=self._parent(message, cause),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=_member_links(cause),
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        self._local.open = (message.message_id, span, token)
+        traceparent = traceparent_of(span)
+        if traceparent is not None:
+            message.options[TRACE_OPTION] = traceparent
+
+    def after_process_message(
+        self,
+        broker: Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        """End the span (an error when the actor raised)."""
+        self._end(message, exception)
+
+    def after_skip_message(self, broker: Broker, message: MessageProxy) -> None:
+        """A message skipped before running (e.g. ``AgeLimit``) ends its span."""
+        self._end(message, None)
+
+    def _end(self, message: MessageProxy, exception: BaseException | None) -> None:
+        open_ = getattr(self._local, "open", None)
+        if open_ is None or open_[0] != message.message_id:
+            return
+        self._local.open = None
+        _, span, token = open_
+        if exception is not None:
+            span.record_exception(exception)
+            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+        span.end()
+        context.detach(token)
+
+    def _parent(self, message: MessageProxy, cause: Mapping[str, Any]) -> context.Context:
+        for traceparent in (
+            valid_trace(cause.get("trace")),
+            message.options.get(TRACEPARENT_OPTION),
+        ):
+            if isinstance(traceparent, str):
+                found = context_of(traceparent)
+                if found is not None:
+                    return found
+        root = valid_id(cause.get("root")) or message.message_id
+        return stand_in(root)
+
+
+def _cause(options: Mapping[str, Any]) -> Mapping[str, Any]:
+    cause = options.get(CAUSE_OPTION)
+    return cause if isinstance(cause, dict) else {}
+
+
+def _member_links(cause: Mapping[str, Any]) -> list[Link]:
+    """Links to the spans of a join make's members (their traces, as the cause lists)."""
+    traces = cause.get("member_traces")
+    if not isinstance(traces, list):
+        return []
+    found = (span_context_of(t) for t in traces if valid_trace(t) is not None)
+    return [Link(c, {"resc.link": "join member"}) for c in found if c is not None]
