@@ -17,7 +17,8 @@ embedded server and measures, in one run:
   at least as fast as (a), and once where (a) fires twice;
 * **memory**: ``used_memory`` per open group, 100,000 groups with one member each.
 
-Prints the rows and their ratios, and writes them as JSON with ``--json-out``.
+Prints the rows and their ratios, and writes them as JSON with ``--json-out``;
+``--skip-fanin`` and ``--skip-memory`` leave those rows out (the router rows alone).
 """
 
 from __future__ import annotations
@@ -210,6 +211,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--memory-groups", type=int, default=100_000)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--skip-fanin", action="store_true", help="skip the fan-in rows")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the memory row")
     args = parser.parse_args()
     out: dict[str, Any] = {}
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
@@ -219,13 +222,15 @@ def main() -> None:
         joined = router_row(client, url, workdir, join=True, events=args.events)
         out["router"] = {"plain_events_per_s": plain, "join_events_per_s": joined}
         out["router"]["join / plain"] = joined / plain
-        a = dramatiq_fan_in(url, args.groups, args.members)
-        b = joined_fan_in(url, args.groups, args.members)
-        out["fan_in"] = {"dramatiq_group_callbacks": a, "join_in_worker": b}
-        out["fan_in"]["join / dramatiq"] = b["members_per_s"] / a["members_per_s"]
-        out["memory_bytes_per_open_group"] = memory_per_group(
-            client, url, workdir, args.memory_groups
-        )
+        if not args.skip_fanin:
+            a = dramatiq_fan_in(url, args.groups, args.members)
+            b = joined_fan_in(url, args.groups, args.members)
+            out["fan_in"] = {"dramatiq_group_callbacks": a, "join_in_worker": b}
+            out["fan_in"]["join / dramatiq"] = b["members_per_s"] / a["members_per_s"]
+        if not args.skip_memory:
+            out["memory_bytes_per_open_group"] = memory_per_group(
+                client, url, workdir, args.memory_groups
+            )
     print(json.dumps(out, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(out, indent=2))
