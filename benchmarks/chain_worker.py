@@ -36,6 +36,8 @@ QUEUE = "chain"
 DONE = "chain/done"
 FINISHED = "bench:chain:finished"
 READY = "bench:chain:ready"
+#: Set to 1: the worker traces (``Tracing``, ``Completion(lineage=True)``): traced.py.
+TRACE_ENV = "CHAIN_TRACE"
 
 _lock = threading.Lock()
 _starts: dict[int, list[float]] = {}  # chain id -> start time of s1, s2, s3
@@ -51,9 +53,17 @@ def _record(stage: int, i: int) -> None:
 def build(mode: str, url: str, rules: str) -> RedisBroker:
     """The broker and the three actors of ``mode``."""
     broker = RedisBroker(url=url)
+    traced = os.environ.get(TRACE_ENV) == "1"
+    if traced:  # the traced rows: the spans of a production process, dropped
+        from traced import provider
+
+        from resc_dramatiq.tracing import Tracing
+
+        broker.add_middleware(Tracing(tracer_provider=provider()))
     if mode != "a":
         ruleset = RuleSet.compile(Config.load(rules)) if mode == "b" else None
-        broker.add_middleware(Completion(rules=ruleset, done_queue=DONE), before=Retries)
+        completion = Completion(rules=ruleset, done_queue=DONE, lineage=traced)
+        broker.add_middleware(completion, before=Retries)
     dramatiq.set_broker(broker)
     piped = mode == "a"
     s1_options: dict[str, Any] = {} if piped else {"done_event": "s1/${i}"}

@@ -12,16 +12,21 @@ embedded server and measures, alternating off and on in one run (best of ``--rep
   ``lineage: true`` (the done events then carry their cause, the commits keep records).
 
 Every rule-made message carries its ``resc_cause`` option either way: "off" is
-lineage's records and envelopes off, not the option. Prints JSON with the ratios.
+lineage's records and envelopes off, not the option. ``traced`` is lineage on and
+OpenTelemetry on as well (traced.py: an SDK provider, batched spans, dropped): the
+router runs with ``--trace``, the worker with ``Tracing`` and ``Completion(lineage=True)``.
+Prints JSON with the ratios; the target: on / off and traced / off >= 0.9.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +37,28 @@ sys.path.insert(0, str(ROOT))
 
 import chainbench  # noqa: E402
 import routerbench  # noqa: E402
+import traced  # noqa: E402
 
 from resc_dramatiq.ops.embedded import EmbeddedRedis  # noqa: E402
+
+#: The states measured: lineage off, on, and on with tracing.
+STATES = ("off", "on", "traced")
+
+
+@contextlib.contextmanager
+def tracing(on: bool) -> Iterator[None]:
+    """Routers started meanwhile run traced (traced.py), workers trace (CHAIN_TRACE)."""
+    if not on:
+        yield
+        return
+    plain_cli = routerbench.CLI
+    routerbench.CLI = [sys.executable, str(Path(traced.__file__))]
+    os.environ[chainbench.chain_worker.TRACE_ENV] = "1"
+    try:
+        yield
+    finally:
+        routerbench.CLI = plain_cli
+        del os.environ[chainbench.chain_worker.TRACE_ENV]
 
 
 def with_lineage(path: Path, on: bool) -> Path:
@@ -52,18 +77,19 @@ cpu_us: dict[str, float] = {}
 
 
 def router_row(
-    client: redis.Redis, url: str, workdir: Path, *, target: str, on: bool, events: int
+    client: redis.Redis, url: str, workdir: Path, *, target: str, state: str, events: int
 ) -> float:
-    """Events per second of one router process."""
+    """Events per second of one router process (``state``: see :data:`STATES`)."""
+    on = state != "off"
     client.flushdb()
     routerbench.prefill(client, routerbench.STAGE, events)
-    cfg = routerbench.write_config(workdir / f"{target}-{on}.json", target=target)
+    cfg = routerbench.write_config(workdir / f"{target}-{state}.json", target=target)
     with_lineage(cfg, on)
     stages = {routerbench.STAGE: routerbench.INPUT}
     t = routerbench.route(client, url, cfg, stages=stages, events=events, batch=500)
     if on and not client.keys(f"{routerbench.INPUT}/lineage/*"):
         raise RuntimeError("lineage on, but no record written")
-    key = f"router {target}, lineage {'on' if on else 'off'}"
+    key = f"router {target}, lineage {state}"
     used = round((t.router_cpu + t.server_cpu) * t.seconds / events * 1e6, 2)
     cpu_us[key] = min(cpu_us.get(key, used), used)
     return t.events_per_s
@@ -103,17 +129,19 @@ def main() -> None:
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
         client, url, workdir = redis.Redis.from_url(server.url), server.url, Path(tmp)
         for _ in range(args.repeat):  # alternating, best of each
-            for on in (False,) if args.off_only else (False, True):
-                state = "on" if on else "off"
+            for state in ("off",) if args.off_only else STATES:
+                on = state != "off"
                 for target in ("actor", "raw") if args.only != "chain" else ():
-                    rate = router_row(
-                        client, url, workdir, target=target, on=on, events=args.events
-                    )
+                    with tracing(state == "traced"):
+                        rate = router_row(
+                            client, url, workdir, target=target, state=state, events=args.events
+                        )
                     key = f"router {target}, lineage {state}, events/s"
                     rows[key] = max(rows.get(key, 0.0), rate)
                     runs.setdefault(key, []).append(round(rate))
                 for mode in ("b", "c") if args.only != "router" else ():
-                    rate = chain_row(client, url, workdir, mode=mode, on=on, chains=args.chains)
+                    with tracing(state == "traced"):
+                        rate = chain_row(client, url, workdir, mode=mode, on=on, chains=args.chains)
                     key = f"chain ({mode}), lineage {state}, msg/s"
                     rows[key] = max(rows.get(key, 0.0), rate)
                     runs.setdefault(key, []).append(round(rate))
@@ -123,14 +151,16 @@ def main() -> None:
     if args.off_only:
         print(json.dumps(out, indent=2))
         return
-    for what in ("router actor", "router raw") if args.only != "chain" else ():
-        out[f"{what}: on / off"] = (
-            rows[f"{what}, lineage on, events/s"] / rows[f"{what}, lineage off, events/s"]
-        )
-    for mode in ("b", "c") if args.only != "router" else ():
-        out[f"chain ({mode}): on / off"] = (
-            rows[f"chain ({mode}), lineage on, msg/s"] / rows[f"chain ({mode}), lineage off, msg/s"]
-        )
+    for state in STATES[1:]:
+        for what in ("router actor", "router raw") if args.only != "chain" else ():
+            out[f"{what}: {state} / off"] = (
+                rows[f"{what}, lineage {state}, events/s"] / rows[f"{what}, lineage off, events/s"]
+            )
+        for mode in ("b", "c") if args.only != "router" else ():
+            out[f"chain ({mode}): {state} / off"] = (
+                rows[f"chain ({mode}), lineage {state}, msg/s"]
+                / rows[f"chain ({mode}), lineage off, msg/s"]
+            )
     print(json.dumps(out, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(out, indent=2))
