@@ -60,6 +60,7 @@ def test_a_chain_with_a_join_is_one_trace(
     }
     assert pack.attributes is not None
     assert pack.attributes["messaging.destination.name"] == "pack"
+    assert pack.attributes["messaging.dramatiq.actor"] == "pack"
     assert pack.attributes["messaging.system"] == "dramatiq"
     assert pack.attributes["resc.rule"] and pack.attributes["resc.watcher"] == "global/done"
     commits = [s for s in found if s.name == "resc commit global/done"]

@@ -10,10 +10,12 @@ while the actor runs (its own spans nest under it) and its context goes, in memo
 the message's ``resc_trace`` option, which ``Completion`` puts into the done event's
 cause for the follow-ups.
 
-Messaging semantic conventions: span ``process <queue>`` of kind ``CONSUMER`` with
-``messaging.system`` ``dramatiq``, ``messaging.operation.type`` ``process``,
-``messaging.destination.name``, ``messaging.message.id``; the producer span of a message
-sent from code is ``send <queue>`` of kind ``PRODUCER``. The rule's facts are
+Messaging semantic conventions, but for the span's name: ``process <actor>`` of kind
+``CONSUMER`` (the actor, low in cardinality, says more than a queue many actors share),
+with ``messaging.system`` ``dramatiq``, ``messaging.operation.type`` ``process``,
+``messaging.destination.name`` (the queue), ``messaging.message.id``,
+``messaging.dramatiq.actor``; the producer span of a message sent from code is
+``send <actor>`` of kind ``PRODUCER``. The rule's facts are
 ``resc.rule``, ``resc.event``, ``resc.watcher``, ``resc.root``.
 """
 
@@ -61,8 +63,9 @@ class Tracing(Middleware):
             "messaging.operation.type": "send",
             "messaging.destination.name": message.queue_name,
             "messaging.message.id": message.message_id,
+            "messaging.dramatiq.actor": message.actor_name,
         }
-        name = f"send {message.queue_name}"
+        name = f"send {message.actor_name}"
         with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes):
             carrier: dict[str, str] = {}
             PROPAGATOR.inject(carrier)
@@ -77,12 +80,13 @@ class Tracing(Middleware):
             "messaging.operation.type": "process",
             "messaging.destination.name": message.queue_name,
             "messaging.message.id": message.message_id,
+            "messaging.dramatiq.actor": message.actor_name,
         }
         for key in ("rule", "event", "watcher", "root"):
             if isinstance(cause.get(key), str):
                 attributes[f"resc.{key}"] = cause[key]
         span = self.tracer.start_span(
-            f"process {message.queue_name}",
+            f"process {message.actor_name}",
             context=self._parent(message, cause),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
