@@ -7,11 +7,13 @@ so a fresh machine needs nothing installed by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dramatiq
 import pytest
 import redis
+from dramatiq.brokers.redis import RedisBroker
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 
@@ -71,3 +73,21 @@ def fetcher() -> Iterator[Fetcher]:
     fetcher = Fetcher(options=FAST)
     yield fetcher
     fetcher.close()
+
+
+@pytest.fixture
+def worker_for() -> Iterator[Callable[[RedisBroker], dramatiq.Worker]]:
+    """Start a ``dramatiq.Worker`` (2 threads) on a broker; every one is stopped, and
+    its broker's connections closed, after the test."""
+    started: list[tuple[dramatiq.Worker, RedisBroker]] = []
+
+    def start(broker: RedisBroker) -> dramatiq.Worker:
+        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
+        worker.start()
+        started.append((worker, broker))
+        return worker
+
+    yield start
+    for worker, broker in started:
+        worker.stop()
+        broker.client.connection_pool.disconnect()

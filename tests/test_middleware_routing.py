@@ -98,22 +98,6 @@ def _close_extra_connections(r: redis.Redis) -> Iterator[None]:
     r.connection_pool.disconnect()
 
 
-@pytest.fixture
-def worker_for() -> Iterator[Callable[[RedisBroker], dramatiq.Worker]]:
-    started: list[tuple[dramatiq.Worker, RedisBroker]] = []
-
-    def start(broker: RedisBroker) -> dramatiq.Worker:
-        worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=50)
-        worker.start()
-        started.append((worker, broker))
-        return worker
-
-    yield start
-    for worker, broker in started:
-        worker.stop()
-        broker.client.connection_pool.disconnect()
-
-
 def every_stage_ran_once(r: redis.Redis) -> bool:
     runs = {k.decode(): int(v) for k, v in r.hgetall("runs").items()}
     expected = {
