@@ -212,3 +212,16 @@ def test_a_bad_config_exits_2_before_any_process_starts(redis_url: str, tmp_path
     )
     assert done.returncode == 2
     assert "bad.json" in done.stderr and "supervisor" not in done.stderr
+
+
+def test_the_processes_get_the_supervisors_flags_as_flags() -> None:
+    """A flag (``--trace``) reaches each child as itself when set, and not at all when
+    not (``--trace False`` would be refused as an extra argument)."""
+    from resc_dramatiq.cli.router_cmds import router
+    from resc_dramatiq.cli.router_processes import _child_argv
+
+    for args, traced in ((["cfg.json", "--trace"], True), (["cfg.json"], False)):
+        ctx = router.make_context("router", [*args, "--processes", "2"])
+        argv = _child_argv(ctx, instance="r-0", index=0)
+        assert ("--trace" in argv) is traced
+        assert "True" not in argv and "False" not in argv

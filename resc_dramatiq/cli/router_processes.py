@@ -82,6 +82,8 @@ def _child_argv(ctx: click.Context, *, instance: str, index: int) -> list[str]:
             value = int(value) + index
         if isinstance(param, click.Argument):
             argv.append(str(value))
+        elif isinstance(param, click.Option) and param.is_flag:
+            argv += [param.opts[0]] if value else []
         else:
             argv += [param.opts[0], str(value)]
     argv += ["--instance", instance]
