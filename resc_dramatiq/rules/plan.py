@@ -276,13 +276,9 @@ class Planner:
             found.members += (t.task,)
         return [*hits, *records.values()]
 
-    def matches(self, event: bytes | str) -> bool:
-        """True when a rule matches ``event``."""
-        return bool(self.rules.matches(decode_event(event)))
-
-    def needs_fetch(self, event: bytes | str) -> bool:
-        """True when a rule with fetchers matches ``event`` (the worker leaves it to the router)."""
-        return any(m.rule.fetch for m in self.rules.matches(decode_event(event)))
+    def matching(self, event: bytes | str) -> list[Match]:
+        """The rules that match the text ``event``, in config order."""
+        return self.rules.matches(decode_event(event))
 
     def cause(self, task: Task, parent: DoneCause | None) -> Cause:
         """Why ``task`` exists: its event (and the message whose done event it is), its

@@ -160,7 +160,8 @@ class Pipeline(Happened):
         quiet = 0
         while True:
             routed = self._route()
-            left = self._due(horizon_ms)
+            found = self.pending(horizon_ms)
+            left = [p for p in found if not p.later]
             # twice quiet in a row: a message between two of our reads is seen
             quiet = quiet + 1 if not routed and not left and not self.recorder.busy else 0
             if quiet >= 2:
@@ -169,17 +170,11 @@ class Pipeline(Happened):
                 for _ in range(3):  # a message acked between the look and its payload's
                     if not any(f.startswith("message ") for p in left for f in p.first):
                         break
-                    left = self._due(horizon_ms)
-                waiting = [p for p in self.pending() if p.key not in {q.key for q in left}]
+                    found = self.pending(horizon_ms)
+                    left = [p for p in found if not p.later]
+                waiting = [p for p in found if p.later]
                 raise NotIdle(timeout_s, left + waiting, self.recorder.processing)
             time.sleep(POLL_S)
-
-    def _due(self, horizon_ms: int) -> list[Pending]:
-        """What is pending, but for delayed messages due after ``horizon_ms`` (clock)."""
-        now_ms = self.clock.millis()
-        watchers = self.ruleset.config.spec.watchers if self.ruleset is not None else ()
-        found = pending(self.client, self.namespace, watchers, now_ms=now_ms, horizon_ms=horizon_ms)
-        return [p for p in found if not p.later]
 
     def push(self, event: str, *, watcher: str | None = None) -> None:
         """Put ``event`` on a watcher's input list (the first watcher's when not named),
@@ -231,10 +226,13 @@ class Pipeline(Happened):
             return 0
         return self.router.run_until_idle()
 
-    def pending(self) -> list[Pending]:
-        """What is still queued, delayed, in flight or waiting to be routed."""
+    def pending(self, horizon_ms: int | None = None) -> list[Pending]:
+        """What is still queued, delayed, in flight or waiting to be routed; a delay
+        queue whose messages are all due after ``horizon_ms`` (the clock's ms; default:
+        now) is marked ``later``."""
         watchers = self.ruleset.config.spec.watchers if self.ruleset is not None else ()
-        return pending(self.client, self.namespace, watchers, now_ms=self.clock.millis())
+        now_ms = self.clock.millis()
+        return pending(self.client, self.namespace, watchers, now_ms=now_ms, horizon_ms=horizon_ms)
 
 
 def _traced(broker: Broker) -> bool:

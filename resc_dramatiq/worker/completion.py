@@ -61,7 +61,7 @@ from ..compat import broker_client
 from ..errors import ConfigError, RescError
 from ..rules import data
 from ..rules.messages import RESC_OPTION
-from ..store.commit import MARKER_TTL_MS
+from ..store.commit import MARKER_TTL_MS, DoneMessage
 from ..store.connect import is_cluster
 from ..store.layout import check_at_boot
 from ..store.resilience import Replication, ReplicaWait
@@ -289,18 +289,18 @@ class Completion(Middleware):
                 failed, what = True, "failure event"
             if failed:
                 writer.emit(o.failure(), what)
-            elif not o.emits_done or self.inline.feeds_nothing(o.finished()):
-                # a leaf actor, or a done event no rule matches: only a due release
-                if o.released_when_done is not None:
-                    writer.release(o.released_when_done, o.event)
-                self._leaves.add(writer.scripts.client, o.done)
+            elif not o.emits_done:  # a leaf actor: only a due release is written
+                self._leaf(writer, o.finished())
             else:
                 finished = o.finished()
                 if isinstance(envelope, bytes):
                     finished = dataclasses.replace(finished, envelope=envelope)
                 finished = with_cause(finished, message.options, always=self.lineage)
                 finished = writer.apart(finished)  # what one script can write
-                if not self.inline.route(finished):
+                how = self.inline.route(finished)
+                if how == "leaf":  # no rule matches it: as for a leaf actor
+                    self._leaf(writer, finished)
+                elif how == "router":
                     writer.emit(finished, what)
         except Exception as e:
             event = f"{o.event!r}" if o is not None else f"of {message.actor_name}"
@@ -308,6 +308,13 @@ class Completion(Middleware):
                 "LOST: %s %s of message %s: %s: %s",
                 what, event, message.message_id, type(e).__name__, e, exc_info=True,
             )  # fmt: skip
+
+    def _leaf(self, writer: EventWriter, finished: DoneMessage) -> None:
+        """A done event not written (see :mod:`.leaves`): its due release (unless
+        ``apart`` made it already), and counted."""
+        if finished.release_set is not None:
+            writer.release(finished.release_set, finished.event)
+        self._leaves.add(writer.scripts.client, finished.done_queue)
 
     def _envelope(
         self, broker: Broker, message: MessageProxy, o: Outcome, result: Any

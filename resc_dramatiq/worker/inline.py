@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Literal
 
 from dramatiq import Broker
 
@@ -49,6 +50,9 @@ Rules = str | Path | Config | RuleSet
 
 #: The instance name of inline commits (they use no taken list).
 INLINE_INSTANCE = "inline"
+
+#: How a worker handles a done event (:meth:`InlineRouter.handling`).
+Handling = Literal["commit", "leaf", "router"]
 
 
 class InlineRouter:
@@ -95,24 +99,23 @@ class InlineRouter:
                     )
                 )
 
-    def routes(self, finished: DoneMessage) -> bool:
-        """True when ``finished``'s event is routed here (a watcher reads its done list,
-        and no rule with fetchers matches it)."""
-        found = self._watchers.get(finished.done_queue)
-        return found is not None and not found[0].needs_fetch(finished.event)
-
-    def feeds_nothing(self, finished: DoneMessage) -> bool:
-        """True when the watcher of ``finished``'s done list has no rule that matches its
-        event, keeps no unmatched list and no lineage (whose ``why`` reads the message's
-        marker to say it is done): committing it would only count it."""
+    def handling(self, finished: DoneMessage) -> Handling:
+        """How ``finished``'s event is handled, its rules matched once: ``"router"`` when
+        no watcher here reads its done list or a rule with fetchers matches it (fetchers
+        need the router's HTTP client); ``"leaf"`` when no rule matches it and its
+        watcher keeps no unmatched list nor lineage (whose ``why`` reads the message's
+        marker to say it is done): committing it would only count it; else ``"commit"``."""
         found = self._watchers.get(finished.done_queue)
         if found is None:
-            return False
+            return "router"
         planner = found[0]
+        matches = planner.matching(finished.event)
+        if any(m.rule.fetch for m in matches):
+            return "router"
         spec = planner.rules.spec
-        if spec.unmatched_queue or spec.lineage is not None:
-            return False
-        return not planner.matches(finished.event)
+        if not matches and not spec.unmatched_queue and spec.lineage is None:
+            return "leaf"
+        return "commit"
 
     def commit(self, finished: DoneMessage) -> CommitResult:
         """Plan and commit the event; ``repeated`` when this message's commit was made before.
@@ -181,32 +184,28 @@ class InlineRouting:
         router = self._router
         return () if router is None else tuple(w.spec.input_queue for w in router.ruleset.watchers)
 
-    def route(self, finished: DoneMessage) -> bool:
-        """Commit ``finished``'s event here; True when done (nothing more to write).
+    def route(self, finished: DoneMessage) -> Handling:
+        """Commit ``finished``'s event here: ``"commit"`` when done (nothing more to
+        write); ``"leaf"`` when it feeds nothing (nothing written: see :mod:`.leaves`).
 
-        False leaves the event to its list, for the router: no routing, no watcher of its
-        list, a rule with fetchers, rules assigned since the boot that do not compile
-        (said at ERROR), a commit refused (a key of the wrong type, said at ERROR) or lost
-        (logged as ``LOST:`` by ``retrying``).
+        ``"router"`` leaves the event to its list, for the router: no routing, no watcher
+        of its list, a rule with fetchers, rules assigned since the boot that do not
+        compile (said at ERROR), a commit refused (a key of the wrong type, said at ERROR)
+        or lost (logged as ``LOST:`` by ``retrying``).
         """
         router = self._router_or_none() if self.enabled else None
-        if router is None or not router.routes(finished):
-            return False
+        how: Handling = "router" if router is None else router.handling(finished)
+        if router is None or how != "commit":
+            return how
         what = f"inline routing of {finished.event!r}"
         try:
             committed = self.retrying.run(what, lambda: router.commit(finished))
         except RescError as e:  # refused (a key of the wrong type): nothing was written
             self.logger.error("%s refused: %s; handing the event to the router", what, e)
-            return False
+            return "router"
         if committed is not None and committed.repeated:
             self.logger.info("message %s was routed before; nothing written", finished.message_id)
-        return committed is not None
-
-    def feeds_nothing(self, finished: DoneMessage) -> bool:
-        """True when ``finished``'s event is routed here and no rule matches it (a leaf
-        by the rules: see :mod:`.leaves`)."""
-        router = self._router_or_none() if self.enabled else None
-        return router is not None and router.feeds_nothing(finished)
+        return "commit" if committed is not None else "router"
 
     def deadlines(self) -> list[Deadlines]:
         """The join deadlines of the compiled rules (none before they compile)."""
