@@ -32,7 +32,7 @@ from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from ..rules.lineage import CAUSE_OPTION, TRACE_OPTION, valid_id, valid_trace
-from .context import PROPAGATOR, context_of, span_context_of, stand_in, traceparent_of
+from .context import context_of, span_context_of, stand_in, traceparent_of
 
 #: The option a sent message's producer span context travels in (W3C ``traceparent``).
 TRACEPARENT_OPTION = "traceparent"
@@ -58,30 +58,18 @@ class Tracing(Middleware):
         options = message.options
         if TRACEPARENT_OPTION in options or CAUSE_OPTION in options:
             return
-        attributes = {
-            "messaging.system": SYSTEM,
-            "messaging.operation.type": "send",
-            "messaging.destination.name": message.queue_name,
-            "messaging.message.id": message.message_id,
-            "messaging.dramatiq.actor": message.actor_name,
-        }
-        name = f"send {message.actor_name}"
-        with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER, attributes=attributes):
-            carrier: dict[str, str] = {}
-            PROPAGATOR.inject(carrier)
-        if "traceparent" in carrier:
-            options[TRACEPARENT_OPTION] = carrier["traceparent"]
+        name, attributes = f"send {message.actor_name}", _attributes(message, "send")
+        with self.tracer.start_as_current_span(
+            name, kind=SpanKind.PRODUCER, attributes=attributes
+        ) as span:
+            traceparent = traceparent_of(span)
+        if traceparent is not None:
+            options[TRACEPARENT_OPTION] = traceparent
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Start the message's consumer span, current while the actor runs."""
         cause = _cause(message.options)
-        attributes: dict[str, str] = {
-            "messaging.system": SYSTEM,
-            "messaging.operation.type": "process",
-            "messaging.destination.name": message.queue_name,
-            "messaging.message.id": message.message_id,
-            "messaging.dramatiq.actor": message.actor_name,
-        }
+        attributes = _attributes(message, "process")
         for key in ("rule", "event", "watcher", "root"):
             if isinstance(cause.get(key), str):
                 attributes[f"resc.{key}"] = cause[key]
@@ -136,6 +124,17 @@ class Tracing(Middleware):
                     return found
         root = valid_id(cause.get("root")) or message.message_id
         return stand_in(root)
+
+
+def _attributes(message: Message[Any] | MessageProxy, operation: str) -> dict[str, str]:
+    """The messaging attributes of ``message``'s span of ``operation``."""
+    return {
+        "messaging.system": SYSTEM,
+        "messaging.operation.type": operation,
+        "messaging.destination.name": message.queue_name,
+        "messaging.message.id": message.message_id,
+        "messaging.dramatiq.actor": message.actor_name,
+    }
 
 
 def _cause(options: Mapping[str, Any]) -> Mapping[str, Any]:
