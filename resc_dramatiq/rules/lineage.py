@@ -50,8 +50,9 @@ ID_LIMIT = 128
 TRACE_LIMIT = 256
 #: A planned message's lineage record when it is the message itself (see :func:`record`).
 MESSAGE_IS_RECORD = b"="
-#: Longest message kept as its own record (a longer one gets a record of its own).
-MESSAGE_RECORD_LIMIT = 4096
+#: Longest message kept as its own record (a longer one, with a large payload, gets a
+#: record of its own, whose task and event are cut to EVENT_LIMIT).
+MESSAGE_RECORD_LIMIT = 2048
 
 _TRACE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[0-9a-zA-Z._-]+)*")
 _ID = re.compile(r"[0-9A-Za-z._:-]+")
