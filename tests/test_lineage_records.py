@@ -15,7 +15,7 @@ from resc_dramatiq.cli import main
 from resc_dramatiq.config.model import Config
 from resc_dramatiq.ops.why import WhyError, why
 from resc_dramatiq.router.router import Router
-from resc_dramatiq.rules.lineage import EVENT_LIMIT
+from resc_dramatiq.rules.lineage import EVENT_LIMIT, MESSAGE_RECORD_LIMIT
 from resc_dramatiq.rules.ruleset import RuleSet
 from tests.helpers import wait_for
 
@@ -211,3 +211,46 @@ def test_a_schedules_actor_tick_and_a_joins_expired_make_carry_their_cause() -> 
     cause = json.loads(expired.message.payload)["options"][CAUSE_OPTION]
     assert cause["event"] == "cut/7" and cause["rule"] == "pack" and cause["parent"] is None
     assert cause["root"] == expired.message.message_id  # from no message: its own root
+
+
+def actor_rules(note: str = "") -> RuleSet:
+    """Each event ``e/<n>`` makes a Dramatiq message ``t/<n>`` for actor ``work``."""
+    make = {"actor": "work", "task": "t/${n}", "kwargs": {"note": note}}
+    watcher = {
+        "input_queue": INPUT,
+        "lineage": True,
+        "rules": [{"name": "msg", "on": r"^e/(?P<n>\d+)$", "make": make}],
+    }
+    return RuleSet.compile(Config.from_data({"watchers": [watcher]}))
+
+
+def message_of(r: redis.Redis) -> dict[str, Any]:
+    [payload] = r.hvals("dramatiq:default.msgs")
+    return dict(json.loads(payload))
+
+
+def test_a_message_is_kept_as_its_own_record_and_read_back_as_one(r: redis.Redis) -> None:
+    ruleset = actor_rules()
+    route(r, ruleset, "e/7")
+    message = message_of(r)
+    [bucket] = buckets(r)
+    assert json.loads(r.hget(bucket, "t:t/7") or b"") == {"see": message["message_id"]}
+    assert json.loads(r.hget(bucket, "m:" + message["message_id"]) or b"") == message
+    chain = why(r, [w.spec for w in ruleset.watchers], "dramatiq", "t/7")
+    assert chain is not None
+    [step, root] = chain.steps
+    assert (step.kind, step.name, step.status) == ("message", message["message_id"], "queued")
+    assert (step.task, step.queue, step.actor, step.rule, step.watcher, step.event) == (
+        "t/7", "default", "work", "msg", INPUT, "e/7"
+    )  # fmt: skip
+    assert step.root == message["message_id"] and step.at_ms == message["message_timestamp"]
+    assert (root.kind, root.name) == ("event", "e/7")
+
+
+def test_a_message_past_the_limit_gets_a_record_of_its_own(r: redis.Redis) -> None:
+    route(r, actor_rules(note="x" * MESSAGE_RECORD_LIMIT), "e/8")
+    message = message_of(r)
+    [bucket] = buckets(r)
+    kept = json.loads(r.hget(bucket, "m:" + message["message_id"]) or b"")
+    assert kept["task"] == "t/8" and kept["actor"] == "work" and "options" not in kept
+    assert kept["cause"]["event"] == "e/8" and len(json.dumps(kept)) < 1000

@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from resc_dramatiq.testing import RescTestServer
+from resc_dramatiq.testing import Pipeline, RescTestServer
 from tests import tracing_chain
 from tests.tracing_chain import pipeline, spans
 
@@ -115,3 +115,31 @@ def test_a_retry_stays_in_its_trace_and_the_failure_is_recorded(
     assert len(found) == 2 and len({s.context.trace_id for s in found}) == 1
     assert len({s.parent.span_id for s in found if s.parent}) == 1
     assert [s.status.status_code for s in found] == [StatusCode.ERROR, StatusCode.UNSET]
+
+
+def test_an_async_actors_own_spans_nest_under_its_message_span(
+    resc_server: RescTestServer, tmp_path: Path
+) -> None:
+    from dramatiq.middleware.asyncio import AsyncIO
+    from opentelemetry import trace
+
+    broker = tracing_chain.traced_broker(resc_server.url)
+    broker.add_middleware(AsyncIO())
+    tracer = trace.get_tracer("app")
+
+    @dramatiq.actor(broker=broker, queue_name="fetch")
+    async def fetch(roll: str) -> None:
+        with tracer.start_as_current_span("download"):
+            pass
+
+    try:
+        with Pipeline(broker, rules=tracing_chain.config(tmp_path), inline=True) as running:
+            fetch.send("9")
+            running.run_until_idle()
+    finally:
+        broker.close()
+    found = spans()
+    (process,) = named(found, "process fetch")
+    (download,) = named(found, "download")
+    assert download.parent is not None and download.parent.span_id == process.context.span_id
+    assert download.context.trace_id == process.context.trace_id

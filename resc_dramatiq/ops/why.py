@@ -26,7 +26,7 @@ import redis
 
 from ..config.model import WatcherSpec
 from ..rules.lineage import valid_id
-from ..rules.messages import delay_queue_name
+from ..rules.messages import delay_queue_name, read_message_record
 from ..store.keys import DramatiqKeys, WatcherKeys, message_markers
 from .odd_keys import Reads
 
@@ -125,6 +125,8 @@ class _Walk:
                     found = json.loads(raw)
                 except ValueError:
                     found = None
+                if isinstance(found, dict) and "options" in found:  # a message as its record
+                    found = read_message_record(found)
                 if isinstance(found, dict) and set(found) == {"see"} and name[:2] == "t:":
                     see = valid_id(found["see"])  # a message's task: its record by id
                     return self.record("m:" + see) if see is not None else None

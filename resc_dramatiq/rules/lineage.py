@@ -48,6 +48,11 @@ MEMBERS_LIMIT = 100
 ID_LIMIT = 128
 #: Longest traceparent kept (version 00 is 55 characters; later versions may add fields).
 TRACE_LIMIT = 256
+#: A planned message's lineage record when it is the message itself (see :func:`record`).
+MESSAGE_IS_RECORD = b"="
+#: Longest message kept as its own record (a longer one, with a large payload, gets a
+#: record of its own, whose task and event are cut to EVENT_LIMIT).
+MESSAGE_RECORD_LIMIT = 2048
 
 _TRACE = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[0-9a-zA-Z._-]+)*")
 _ID = re.compile(r"[0-9A-Za-z._:-]+")
@@ -192,6 +197,23 @@ class Cause:
             ids = ",".join(esc(m) for m in self.members[:MEMBERS_LIMIT])
             found += f',"members":[{ids}]'
         return found + "}"
+
+
+def record_of_message(
+    task: str,
+    queue: str,
+    cause: Cause | None,
+    message: tuple[str, str, str],
+    payload: bytes,
+    at_ms: int,
+) -> bytes:
+    """A Dramatiq message's lineage record: :data:`MESSAGE_IS_RECORD` (the commit keeps
+    the message's JSON itself, which holds all a record says: nothing more to encode or
+    send) unless the message is longer than :data:`MESSAGE_RECORD_LIMIT` bytes (a large
+    payload): then a record of its own (:func:`record`)."""
+    if len(payload) <= MESSAGE_RECORD_LIMIT:
+        return MESSAGE_IS_RECORD
+    return record(task, queue, cause, message, at_ms)
 
 
 def record(

@@ -82,6 +82,29 @@ class Envelope:
     message_id: str = ""
 
 
+def read_message_record(message: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The lineage record (as :func:`.lineage.record` writes it) of a Dramatiq message
+    kept as its own record; None when ``message`` is no rule-made message."""
+    options = message.get("options")
+    if not isinstance(options, Mapping) or "message_id" not in message:
+        return None
+    resc, cause = options.get(RESC_OPTION), options.get(CAUSE_OPTION)
+    if not isinstance(resc, Mapping):
+        return None
+    queue = message.get("queue_name")
+    found: dict[str, Any] = {
+        "task": resc.get("task"),
+        "queue": queue.removesuffix(delay_queue_name("")) if isinstance(queue, str) else None,
+        "at": message.get("message_timestamp"),
+        "message": message.get("message_id"),
+        "redis": options.get("redis_message_id"),
+        "actor": message.get("actor_name"),
+    }
+    if isinstance(cause, Mapping):
+        found["cause"] = {k: v for k, v in cause.items() if k != "envelope"}
+    return found
+
+
 def build_message(
     task: Task, *, now_ms: int, done_queue: str | None, cause: Cause | None = None
 ) -> Envelope:

@@ -23,7 +23,7 @@ from . import data
 from .batch import Batch, FailedEvent, JoinHit, PlannedTask
 from .ids import new_id
 from .joins import MEMBERS_MARK, MEMBERS_VARIABLE, join_variables, membership
-from .lineage import Cause, DoneCause, record
+from .lineage import Cause, DoneCause, record, record_of_message
 from .messages import build_message
 from .model import Match, Task, WatcherRules
 from .patterns import decode_event, not_utf8
@@ -300,9 +300,12 @@ class Planner:
             message = build_message(task, now_ms=now_ms, done_queue=self.done_queue, cause=cause)
         planned = PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)
         if self.keeps_lineage:
-            ids = None
-            if message is not None:
+            if message is None:
+                planned.lineage = record(task.task, planned.queue, cause, None, now_ms)
+            else:
                 actor = task.make.target.actor or ""
                 ids = (message.message_id, message.redis_message_id, actor)
-            planned.lineage = record(task.task, planned.queue, cause, ids, now_ms)
+                planned.lineage = record_of_message(
+                    task.task, planned.queue, cause, ids, message.payload, now_ms
+                )
         return planned

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ..rules.batch import PlannedTask
+from ..rules.lineage import MESSAGE_IS_RECORD
 from .keys import DramatiqKeys
 from .slots import key_slot
 
@@ -52,8 +53,9 @@ def task_rows(
     """``tasks`` as the scripts' rows; their keys are added to ``keys``. ``event(task)`` is
     what the script gets as the task's event (its index in the batch, or its text).
     ``records`` (commit.lua's ``h.records``) gets each task's lineage record, as field,
-    value pairs (``t:<task>``, and for a message ``m:<id>`` the record and
-    ``t:<task>`` a pointer to it), its row the position of its first (0: none)."""
+    value pairs (``t:<task>``, and for a message ``m:<id>`` the record, empty when it is
+    the message itself, and ``t:<task>`` a pointer to it), its row the position of its
+    first (0: none)."""
     # per task, the indexes are looked up without a call: they start at 1, so
     # ``index.get(name) or keys.add(name)`` calls add() only for a key not seen yet
     index, add_key = keys.index, keys.add
@@ -86,7 +88,8 @@ def _kept(task: PlannedTask, message_id: str, records: list[bytes | str]) -> int
     at = len(records) + 1
     name = b"t:" + task.task
     if message_id:
-        records += (name, f'{{"see":"{message_id}"}}', f"m:{message_id}", task.lineage)
+        kept = b"" if task.lineage == MESSAGE_IS_RECORD else task.lineage  # b"": the message
+        records += (name, f'{{"see":"{message_id}"}}', f"m:{message_id}", kept)
     else:
         records += (name, task.lineage)
     return at

@@ -23,7 +23,8 @@
 --          (h.records from the task row's T_LINEAGE: field, value pairs) in KEYS[k.lineage],
 --          the hash of this stretch of time (store/keys.py, lineage_at): 't:<task>' or,
 --          for a Dramatiq message, 't:<task>' -> {"see": <message id>} and
---          'm:<message id>' -> the record; at most h.lineage_max fields (the
+--          'm:<message id>' -> the record (empty in h.records: the message's JSON,
+--          T_PAYLOAD, is its record); at most h.lineage_max fields (the
 --          records past it are not kept); it expires h.lineage_ttl_ms after the last
 --          commit that wrote to it.
 --
@@ -123,7 +124,9 @@ local function keep(t)
         lineage[#lineage + 1] = records[at + 1]
         if t[T_KIND] == 'd' then
             lineage[#lineage + 1] = records[at + 2]
-            lineage[#lineage + 1] = records[at + 3]
+            local record = records[at + 3]
+            if record == '' then record = t[T_PAYLOAD] end  -- the message is its record
+            lineage[#lineage + 1] = record
         end
     end
 end
