@@ -10,6 +10,7 @@ the tests save the screenshots of docs/dashboard.md there.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,7 +83,8 @@ def test_the_watcher_page_lists_the_dead_letters_redis_holds(
     assert text(page, "#dead-count") == "3"
     rows = page.locator("#dead-letters tr").all_inner_texts()[1:]
     assert [row.split("\t")[1] for row in rows] == ["a/2", "a/1", "a/0"]
-    assert "RuleError: number 2" in rows[0] and "1m 30s" in rows[0]
+    assert "RuleError: number 2" in rows[0]
+    assert re.search(r"\t1m 3[0-4]s\t", rows[0])  # 90 s old, and the page took a moment
     shot(page, "watcher")
 
 
