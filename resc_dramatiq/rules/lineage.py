@@ -199,7 +199,11 @@ class Cause:
 
 
 def record_of_message(
-    task: str, queue: str, cause: Cause | None, message: tuple[str, str, str], payload: bytes,
+    task: str,
+    queue: str,
+    cause: Cause | None,
+    message: tuple[str, str, str],
+    payload: bytes,
     at_ms: int,
 ) -> bytes:
     """A Dramatiq message's lineage record: :data:`MESSAGE_IS_RECORD` (the commit keeps

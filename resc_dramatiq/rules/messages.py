@@ -83,8 +83,8 @@ class Envelope:
 
 
 def read_message_record(message: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The lineage record (as :func:`.lineage.record` writes it) of a Dramatiq message kept as its own
-    record; None when ``message`` is no rule-made message."""
+    """The lineage record (as :func:`.lineage.record` writes it) of a Dramatiq message
+    kept as its own record; None when ``message`` is no rule-made message."""
     options = message.get("options")
     if not isinstance(options, Mapping) or "message_id" not in message:
         return None
