@@ -49,7 +49,7 @@ from .worker.completion import Completion
 from .worker.done_data import InvalidDoneData
 from .worker.done_event import InvalidDoneEvent
 from .worker.redelivery import Redelivery
-from .worker.registry import Registry, on_done, on_schedule, registry
+from .worker.registry import Registry, keep_lineage, on_done, on_schedule, registry
 
 __all__ = [
     "App",
@@ -93,6 +93,7 @@ __all__ = [
     "drop_dead",
     "drop_messages",
     "explain_event",
+    "keep_lineage",
     "list_dead",
     "list_dead_messages",
     "load_app",

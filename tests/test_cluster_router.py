@@ -21,6 +21,7 @@ from dramatiq.middleware import Retries
 from redis.cluster import RedisCluster
 
 from resc_dramatiq import Completion, Config, Router, RuleSet
+from resc_dramatiq.ops.why import why
 from resc_dramatiq.store.keys import WatcherKeys, applied_keys, schedule_state
 from resc_dramatiq.store.slots import key_slot
 from tests.cluster import LocalCluster
@@ -246,6 +247,24 @@ def test_a_schedule_on_a_cluster_fires_each_tick_once_with_its_state_in_its_targ
     assert cluster_client.hget(state, "fired") == b"1"
     stats = {k.decode(): int(v) for k, v in cluster_client.hgetall(KEYS.stats).items()}
     assert stats["unmatched"] == 1  # the one event, routed (no rule matches a tick)
+
+
+@pytest.mark.parametrize("namespace", ["{w}", "{dq}"], ids=["same-slot", "other-slot"])
+def test_a_schedules_actor_tick_on_a_cluster_keeps_its_record_where_its_queue_shares_the_slot(
+    cluster_client: RedisCluster, namespace: str
+) -> None:
+    schedule = {"name": "beat", "every_s": 60, "event": "beat/${epoch}", "actor": "beat"}
+    watchers = [{**RULES["watchers"][0], "lineage": True}]
+    rules = {**RULES, "namespace": namespace, "watchers": watchers, "schedules": [schedule]}
+    ruleset = RuleSet.compile(Config.from_data(rules))
+    tick = 1_800_000_000 // 60 * 60
+    Router(ruleset=ruleset, client=cluster_client, clock=lambda: tick + 1.5).run_until_idle()
+    assert cluster_client.llen(f"{namespace}:default") == 1  # fired, no CROSSSLOT
+    chain = why(cluster_client, [w.spec for w in ruleset.watchers], namespace, f"beat/{tick}")
+    if namespace == "{w}":
+        assert chain is not None and chain.steps[0].rule == "schedule beat"
+    else:  # its queue is in another slot than the watcher's lineage hashes
+        assert chain is None
 
 
 def script_calls(client: RedisCluster) -> int:

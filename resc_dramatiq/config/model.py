@@ -128,12 +128,16 @@ class RuleSpec(FrozenModel):
         return self
 
 
+#: A watcher's lineage records are kept this long (s), this many at most, by default.
+LINEAGE_TTL_S, LINEAGE_MAX_RECORDS = 86400, 1_000_000
+
+
 class LineageSpec(FrozenModel):
     """A watcher's lineage records (docs/lineage.md): how long each is kept, and how
     many at most (the oldest are forgotten first)."""
 
-    ttl_s: int = Field(default=86400, ge=1, le=30 * 86400)
-    max_records: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    ttl_s: int = Field(default=LINEAGE_TTL_S, ge=1, le=30 * 86400)
+    max_records: int = Field(default=LINEAGE_MAX_RECORDS, ge=1, le=100_000_000)
 
 
 class WatcherSpec(FrozenModel):

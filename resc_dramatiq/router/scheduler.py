@@ -17,9 +17,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from ..config.model import WatcherSpec
 from ..rules.ruleset import RuleSet
 from ..rules.schedule_ticks import due
 from ..rules.schedules import Schedule, compile_schedules
+from ..store.lineage import LineageBucket
 from ..store.resilience import Availability, Backoff, is_transient
 from ..store.schedules import ScheduleStore
 from .options import Observer
@@ -43,8 +45,11 @@ class Scheduler:
         observer: Observer,
         availability: Availability,
         clock: Callable[[], float] | None = None,
+        watchers: Sequence[WatcherSpec] = (),
     ) -> None:
         self.schedules = tuple(schedules)
+        #: the watchers owning the schedules: an actor tick's lineage record goes to its owner's
+        self.owners = {w.input_queue: w for w in watchers}
         self.store = store
         self.observer = observer
         self.availability = availability
@@ -69,7 +74,12 @@ class Scheduler:
         if not owned:
             return None
         return cls(
-            schedules=owned, store=store, observer=observer, availability=availability, clock=clock
+            schedules=owned,
+            store=store,
+            observer=observer,
+            availability=availability,
+            clock=clock,
+            watchers=[w.spec for w in ruleset.watchers],
         )
 
     def fire_due(self) -> tuple[int, float]:
@@ -93,8 +103,13 @@ class Scheduler:
                 )
             if not found.fire:
                 continue
-            firings = [schedule.firing(t, now_ms=int(now * 1000)) for t in found.fire]
-            result = self.store.fire(schedule, firings)
+            now_ms = int(now * 1000)
+            firings = [schedule.firing(t, now_ms=now_ms) for t in found.fire]
+            owner = self.owners.get(schedule.owner)
+            # the bucket of Redis's clock, which why reads (a test's clock may be far off)
+            at_ms = int(redis_now * 1000)
+            bucket = LineageBucket.of(owner, at_ms) if owner is not None else None
+            result = self.store.fire(schedule, firings, bucket)
             if result.fired:
                 pushed += result.fired
                 self.observer.schedule_fired(schedule.name, result.fired, result.lag_s)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from ..config.model import Config
 from ..config.schedules import ScheduleSpec, zone
 from ..errors import ConfigError
-from .lineage import Cause
+from .lineage import Cause, record_of_message
 from .messages import build_message
 from .model import Make, Target, Task
 from .ruleset import DRAMATIQ_QUEUE
@@ -29,11 +29,15 @@ from .templates import Template
 
 @dataclass(frozen=True, slots=True)
 class Firing:
-    """What one tick pushes: the event (raw) or a Dramatiq message and its Redis id."""
+    """What one tick pushes: the event (raw) or a Dramatiq message and its Redis id
+    (with its task, its message id and its lineage record, :func:`.lineage.record_of_message`)."""
 
     tick: int
     payload: bytes
     message_id: str = ""  # the Redis message id; "" for an event
+    task: bytes = b""
+    message: str = ""  # the Dramatiq message id; "" for an event
+    record: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,11 @@ class Schedule:
             return Firing(tick, self.render(tick).encode())
         cause = Cause(None, task.task, f"schedule {self.spec.name}", self.owner)
         envelope = build_message(task, now_ms=now_ms, done_queue=self.owner, cause=cause)
-        return Firing(tick, envelope.payload, envelope.redis_message_id)
+        ids = (envelope.message_id, envelope.redis_message_id, self.actor or "")
+        record = record_of_message(task.task, self.queue, cause, ids, envelope.payload, now_ms)
+        return Firing(
+            tick, envelope.payload, envelope.redis_message_id, task.task.encode(), ids[0], record
+        )
 
 
 def compile_schedules(

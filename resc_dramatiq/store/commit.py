@@ -23,15 +23,9 @@ from ..rules.batch import Batch, FailedEvent, PlannedTask
 from ..rules.lineage import DoneCause
 from .contract import COMMIT_KEYS, CommitHeader, Status
 from .joins import JoinKeys, encode_hits
-from .keys import (
-    HISTORY_TTL_S,
-    LINEAGE_BUCKETS,
-    DramatiqKeys,
-    WatcherKeys,
-    lineage_span_ms,
-    message_markers,
-)
+from .keys import HISTORY_TTL_S, DramatiqKeys, WatcherKeys, message_markers
 from .keyspace import text
+from .lineage import LineageBucket
 from .outbox import Entry, parts_of
 from .scripts import refusal, script
 from .tasks import KeyList, split, task_rows
@@ -213,9 +207,10 @@ class CommitCodec:
         joins: list[Any] = []
         lineage_expiry_ms = lineage_max = 0
         if s.lineage_ttl_ms:
-            roles["lineage"] = keys.add(k.lineage_at(int(batch.taken_at * 1000), s.lineage_ttl_ms))
-            lineage_expiry_ms = s.lineage_ttl_ms + lineage_span_ms(s.lineage_ttl_ms)
-            lineage_max = -(-s.lineage_max // LINEAGE_BUCKETS)
+            now_ms = int(batch.taken_at * 1000)
+            bucket = LineageBucket.at(k, s.lineage_ttl_ms, s.lineage_max, now_ms)
+            roles["lineage"] = keys.add(bucket.key)
+            lineage_expiry_ms, lineage_max = bucket.expiry_ms, bucket.most
         if batch.joins:
             jk = JoinKeys.of(k.input)
             roles["join_open"] = keys.add(jk.open)

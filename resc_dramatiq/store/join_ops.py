@@ -29,8 +29,9 @@ from .contract import Status
 from .joins import DEFAULT_TTL_MS, JoinKeys
 from .keys import DramatiqKeys, WatcherKeys
 from .keyspace import text
+from .lineage import LineageBucket, tasks_header
 from .scripts import Scripts, refusal, wrong_type
-from .tasks import KeyList, task_rows
+from .tasks import KeyList
 
 #: Most fields of a group's hash :func:`read_group` reads (its members, expected and
 #: seen, two fields each at most): a group may expect 100,000 members.
@@ -207,6 +208,7 @@ def close_read(
     keys = JoinKeys.of(planner.rules.spec.input_queue)
     watcher = WatcherKeys.of(planner.rules.spec, "")
     call_keys = KeyList([group.key, keys.open, keys.due, keys.counts, watcher.stats])
+    bucket = LineageBucket.of(planner.rules.spec, int(time.time() * 1000))
     header = {
         "action": action,
         "rule": group.rule,
@@ -216,7 +218,7 @@ def close_read(
         "prefix": watcher.taken_base,
         "ttl": DEFAULT_TTL_MS,
         "token": MEMBERS_TOKEN,
-        "tasks": task_rows(tasks, call_keys, dramatiq, lambda t: group.key),
+        **tasks_header(tasks, call_keys, dramatiq, lambda t: group.key, bucket),
     }
     packed = msgpack.packb(header, use_bin_type=False)
     reply = Scripts(client)["join_close"](keys=call_keys.names, args=[packed])

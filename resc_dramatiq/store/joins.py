@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, cast
 
 import msgpack
@@ -32,6 +33,7 @@ from ..rules.ruleset import RuleSet
 from .contract import Status
 from .keys import DramatiqKeys, WatcherKeys, hash_tag
 from .keyspace import text
+from .lineage import LineageBucket, tasks_header
 from .scripts import Scripts, refusal, script, wrong_type
 from .tasks import KeyList, Records, task_rows
 from .wire import Call, send
@@ -40,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 #: A closed group's tombstone when no member gave its join's ``ttl_s`` (ms).
 DEFAULT_TTL_MS = DEFAULT_TTL_S * 1000
+
+#: What commit.lua gets as a join hit's task's event: its index in the batch.
+_EVENT_INDEX = attrgetter("event_index")
 
 #: Most due groups one :meth:`Deadlines.fire` reads and fires.
 FIRE_LIMIT = 100
@@ -99,7 +104,7 @@ def encode_hits(
             h.deadline_ms,
             h.ttl_ms or DEFAULT_TTL_MS,
             h.event_index,
-            task_rows(h.tasks, keys, dramatiq, _event_index, records=records) if h.tasks else (),
+            task_rows(h.tasks, keys, dramatiq, _EVENT_INDEX, records=records) if h.tasks else (),
             h.data,
             h.token,
             h.parent,
@@ -108,10 +113,6 @@ def encode_hits(
         ]
         for h in hits
     ]
-
-
-def _event_index(task: PlannedTask) -> int:
-    return task.event_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +174,7 @@ class Deadlines:
             except RescError as e:
                 logger.error("join group %r: its make cannot be made: %s", name, e)
                 tasks = []
-            call = self._call(group_key, text(rule), tasks, ready=ready is not None)
+            call = self._call(group_key, text(rule), tasks, now_ms, ready=ready is not None)
             calls.append((name, text(rule), call))
         if not calls:
             return fired
@@ -192,11 +193,12 @@ class Deadlines:
         return fired
 
     def _call(
-        self, group_key: str, rule: str, tasks: Sequence[PlannedTask], *, ready: bool
+        self, group_key: str, rule: str, tasks: Sequence[PlannedTask], now_ms: int, *, ready: bool
     ) -> Call:
         keys = KeyList(
             [group_key, self.keys.open, self.keys.due, self.keys.counts, self.watcher.stats]
         )
+        bucket = LineageBucket.of(self.planner.rules.spec, now_ms)
         header = {
             "rule": rule,
             "ready": ready,
@@ -205,7 +207,7 @@ class Deadlines:
             "prefix": self.watcher.taken_base,
             "ttl": DEFAULT_TTL_MS,
             "token": MEMBERS_TOKEN,
-            "tasks": task_rows(tasks, keys, self.dramatiq, lambda t: group_key),
+            **tasks_header(tasks, keys, self.dramatiq, lambda t: group_key, bucket),
         }
         packed = msgpack.packb(header, use_bin_type=False)
         return Call(script("expire"), keys.names, [packed])

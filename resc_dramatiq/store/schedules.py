@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack
+
 from ..rules.schedules import Firing, Schedule
 from .connect import is_cluster
 from .keys import DramatiqKeys, schedule_state
+from .lineage import LineageBucket, lineage_header
 from .scripts import Scripts, refusal, wrong_type
+from .slots import key_slot
+from .tasks import KeyList, add_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +64,30 @@ class ScheduleStore:
         (seconds, micros), *ticks = [self.client.time(), *replies] if on_cluster else replies
         return float(seconds) + micros / 1e6, [None if v is None else int(v) for v in ticks]
 
-    def fire(self, schedule: Schedule, firings: Sequence[Firing]) -> Fired:
-        """Push the firings whose tick is later than the recorded one, oldest first."""
-        if schedule.actor is None:
-            keys = [state_key(schedule, self.dramatiq), schedule.queue, schedule.queue]
-        else:
-            queue = schedule.queue
-            keys = [state_key(schedule, self.dramatiq), *self._dramatiq(queue)]
-        args: list[str | bytes | int] = ["r" if schedule.actor is None else "d", self.instance]
+    def fire(
+        self, schedule: Schedule, firings: Sequence[Firing], lineage: LineageBucket | None = None
+    ) -> Fired:
+        """Push the firings whose tick is later than the recorded one, oldest first; an
+        actor's messages keep their lineage records in ``lineage`` (None: none kept; on
+        a cluster, only when it shares the slot of the schedule's queue)."""
+        target = [schedule.queue] if schedule.actor is None else self._dramatiq(schedule.queue)
+        keys = KeyList([state_key(schedule, self.dramatiq), *target])
+        if schedule.actor is None or (
+            lineage is not None
+            and is_cluster(self.client)
+            and key_slot(lineage.key) != key_slot(keys.names[0])
+        ):
+            lineage = None
+        records: list[bytes | str] = []
+        ticks: list[str | bytes | int] = []
         for f in firings:
-            args += [f.tick, f.payload, f.message_id]
-        reply = self.scripts["fire"](keys=keys, args=args)
-        refused = refusal(reply, keys)
+            at = add_record(records, f.task, f.message, f.record) if lineage is not None else 0
+            ticks += [f.tick, f.payload, f.message_id, at]
+        header = msgpack.packb(lineage_header(lineage, keys, records), use_bin_type=False)
+        kind = "r" if schedule.actor is None else "d"
+        args: list[str | bytes | int] = [kind, self.instance, header, *ticks]
+        reply = self.scripts["fire"](keys=keys.names, args=args)
+        refused = refusal(reply, keys.names)
         if refused is not None:
             raise wrong_type(refused, f"schedule {schedule.name!r} fired nothing")
         fired, last_tick, lag_ms = (int(v) for v in reply)

@@ -85,13 +85,19 @@ def task_rows(
 
 def _kept(task: PlannedTask, message_id: str, records: list[bytes | str]) -> int:
     """Add ``task``'s lineage record to ``records`` (see :func:`task_rows`); its position."""
+    return add_record(records, task.task, message_id, task.lineage)
+
+
+def add_record(records: list[bytes | str], task: bytes, message_id: str, record: bytes) -> int:
+    """Add the lineage record of ``task`` (``message_id``: its Dramatiq message's, "" a raw
+    task) to ``records`` as the scripts read them (see :func:`task_rows`); its position."""
     at = len(records) + 1
-    name = b"t:" + task.task
+    name = b"t:" + task
     if message_id:
-        kept = b"" if task.lineage == MESSAGE_IS_RECORD else task.lineage  # b"": the message
+        kept = b"" if record == MESSAGE_IS_RECORD else record  # b"": the message itself
         records += (name, f'{{"see":"{message_id}"}}', f"m:{message_id}", kept)
     else:
-        records += (name, task.lineage)
+        records += (name, record)
     return at
 
 

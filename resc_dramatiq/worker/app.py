@@ -5,14 +5,16 @@
 broker; without it the global broker is used), then collects the actors (name ->
 queue) and the ``@on_done`` rules of every :class:`~resc_dramatiq.worker.registry.Registry`
 it can see: the default one and any the module holds as an attribute, and their
-``@on_schedule`` schedules. ``load_app("django")`` (or ``"django:mysite.settings"``) sets a
-Django project up instead and reads its installed apps' tasks modules (``django_app``).
+``@on_schedule`` schedules and the watchers ``keep_lineage`` names.
+``load_app("django")`` (or ``"django:mysite.settings"``) sets a Django project up
+instead and reads its installed apps' tasks modules (``django_app``).
 
 :func:`build_ruleset` merges the code rules with an optional config file: file rules
 come first, code rules join the watcher whose ``input_queue`` they name (a watcher is
 added when the file has none), code schedules join the file's ``schedules``, and every
 actor target (of rules and schedules) is checked against the app. The watchers the
-app's own envelopes reach read them (:func:`with_envelopes`).
+app's own envelopes reach read them (:func:`with_envelopes`); those ``keep_lineage``
+names keep lineage records (:func:`with_lineage`).
 
 Over ~250 lines on purpose: loading an app and merging what it declares (rules,
 schedules, envelopes) into a config is one concept, read top to bottom.
@@ -20,11 +22,12 @@ schedules, envelopes) into a config is one concept, read top to bottom.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -32,7 +35,7 @@ from typing import Any
 import dramatiq
 from dramatiq import Broker
 
-from ..config.model import Config, RuleSpec, WatcherSpec
+from ..config.model import Config, LineageSpec, RuleSpec, WatcherSpec
 from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
 from ..rules.ruleset import RuleSet
@@ -76,6 +79,8 @@ class App:
     broker: Broker
     rules: tuple[BoundRule, ...]
     schedules: tuple[BoundSchedule, ...] = ()
+    #: the watchers ``keep_lineage`` named (input list -> how they keep lineage)
+    lineage: Mapping[str, LineageSpec] = field(default_factory=dict)
 
     @classmethod
     def of_broker(cls, broker: Broker) -> App:
@@ -92,7 +97,10 @@ class App:
         spec = "the worker's broker"
         rules, _ = _bind(registries, broker, owners=(), spec=spec)
         schedules, _ = _bind_schedules(registries, broker, owners=(), spec=spec)
-        return cls(spec=spec, module=None, broker=broker, rules=rules, schedules=schedules)
+        lineage, problems = _lineage(registries)
+        if problems:
+            raise ConfigError(problems)
+        return cls(spec, None, broker, rules, schedules, lineage)
 
     @property
     def actor_queues(self) -> Mapping[str, str]:
@@ -132,9 +140,25 @@ def _collect(
     owners = {m.__name__ for m in modules}
     rules, problems = _bind(registries, broker, owners=owners, spec=spec)
     schedules, more = _bind_schedules(registries, broker, owners=owners, spec=spec)
-    if problems or more:
-        raise ConfigError(problems + more)
-    return App(spec=spec, module=module, broker=broker, rules=rules, schedules=schedules)
+    lineage, said_twice = _lineage(registries)
+    if problems or more or said_twice:
+        raise ConfigError(problems + more + said_twice)
+    return App(spec, module, broker, rules, schedules, lineage)
+
+
+def _lineage(registries: list[Registry]) -> tuple[dict[str, LineageSpec], list[str]]:
+    """The watchers that keep lineage, as the registries' ``keep_lineage`` said; a problem
+    for a watcher two of them said otherwise."""
+    found: dict[str, LineageSpec] = {}
+    problems: list[str] = []
+    for reg in dict.fromkeys(registries):
+        for watcher, spec in reg.lineage.items():
+            if found.setdefault(watcher, spec) != spec:
+                problems.append(
+                    f"keep_lineage({watcher!r}): said twice with other settings "
+                    f"({found[watcher]}; {spec})"
+                )
+    return found, problems
 
 
 def _bind_schedules(
@@ -205,8 +229,39 @@ def build_ruleset(config: Config | None, app: App | None) -> RuleSet:
         config = Config.from_data(data, source=f"--app {app.spec}")
     else:
         config = merge(config, app.rules)
-    config = with_schedules(with_envelopes(config, app), app)
+    config = with_schedules(with_envelopes(with_lineage(config, app), app), app)
     return RuleSet.compile(config, actor_queues=app.actor_queues)
+
+
+def with_lineage(config: Config, app: App) -> Config:
+    """``config`` with ``lineage`` on the watchers the app's ``keep_lineage`` names; a
+    name no watcher reads, or a watcher whose config says otherwise, is refused."""
+    if not app.lineage:
+        return config
+    inputs = {w.input_queue: w for w in config.spec.watchers}
+    problems = []
+    for name, spec in app.lineage.items():
+        watcher = inputs.get(name)
+        if watcher is None:
+            close = difflib.get_close_matches(name, list(inputs), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            known = ", ".join(repr(i) for i in inputs)
+            problems.append(
+                f"keep_lineage({name!r}): no watcher reads it (watchers: {known}){hint}"
+            )
+        elif watcher.lineage not in (None, spec):
+            problems.append(
+                f"keep_lineage({name!r}): {config.source} says otherwise ({watcher.lineage})"
+            )
+    if problems:
+        raise ConfigError(problems)
+    watchers = tuple(
+        w.model_copy(update={"lineage": app.lineage[w.input_queue]})
+        if w.input_queue in app.lineage
+        else w
+        for w in config.spec.watchers
+    )
+    return config.with_spec(config.spec.model_copy(update={"watchers": watchers}))
 
 
 def with_envelopes(config: Config, app: App) -> Config:

@@ -20,6 +20,8 @@ right away); below it works too, the actor is then found on the app's broker at 
 ``@on_schedule("*/5 * * * *", timezone="Europe/Paris")`` (or ``every_s=60``) records a
 :class:`CodeSchedule` the same way: the router sends the actor on every tick (see
 docs/scheduling.md), with ``kwargs`` templated on the tick's time variables.
+``keep_lineage()`` (or ``keep_lineage("pipeline/done", ttl_s=3600)``) turns lineage
+records on for a watcher, as ``lineage:`` does in a config file (docs/lineage.md).
 
 Over ~250 lines on purpose: the rules in code of both decorators share one registry and
 its merge with a config's rules.
@@ -36,6 +38,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import ValidationError
 
 from ..config.joins import Join, JoinSpec
+from ..config.model import LINEAGE_MAX_RECORDS, LINEAGE_TTL_S, LineageSpec
 from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
 from ..rules.patterns import compile_pattern
@@ -145,11 +148,36 @@ class CodeSchedule:
 
 
 class Registry:
-    """Where ``@on_done`` and ``@on_schedule`` record; apps may keep their own instance."""
+    """Where ``@on_done``, ``@on_schedule`` and ``keep_lineage`` record; apps may keep
+    their own instance."""
 
     def __init__(self) -> None:
         self.rules: list[CodeRule] = []
         self.schedules: list[CodeSchedule] = []
+        #: the watchers (input lists) that keep lineage records, and how
+        self.lineage: dict[str, LineageSpec] = {}
+
+    def keep_lineage(
+        self,
+        watcher: str = DEFAULT_WATCHER,
+        *,
+        ttl_s: int = LINEAGE_TTL_S,
+        max_records: int = LINEAGE_MAX_RECORDS,
+    ) -> None:
+        """Keep lineage records on the watcher of the input list ``watcher`` (the done list
+        its ``@on_done`` rules read), as ``lineage:`` does in a config file: each task its
+        rules queue leaves a record kept ``ttl_s`` seconds (at most ``max_records``), so
+        that ``resc-dramatiq why --app`` walks any task back to its root (docs/lineage.md)."""
+        where = f"keep_lineage({watcher!r})"
+        try:
+            spec = LineageSpec(ttl_s=ttl_s, max_records=max_records)
+        except ValidationError as e:
+            raise ConfigError(
+                [f"{where}: {err['loc'][0]}: {err['msg']}" for err in e.errors()]
+            ) from None
+        if self.lineage.get(watcher, spec) != spec:
+            raise ConfigError(f"{where}: said before with other settings ({self.lineage[watcher]})")
+        self.lineage[watcher] = spec
 
     def on_schedule(
         self,
@@ -262,6 +290,7 @@ class Registry:
         """Forget every recorded rule and schedule (tests)."""
         self.rules.clear()
         self.schedules.clear()
+        self.lineage.clear()
 
 
 def _check(
@@ -362,3 +391,6 @@ on_done = registry.on_done
 
 #: ``@on_schedule(cron, ...)`` recording into :data:`registry`.
 on_schedule = registry.on_schedule
+
+#: ``keep_lineage(watcher, ...)`` recording into :data:`registry`.
+keep_lineage = registry.keep_lineage

@@ -26,7 +26,8 @@
 --          'm:<message id>' -> the record (empty in h.records: the message's JSON,
 --          T_PAYLOAD, is its record); at most h.lineage_max fields (the
 --          records past it are not kept); it expires h.lineage_ttl_ms after the last
---          commit that wrote to it.
+--          commit that wrote to it (library.lua's lineage, which the other scripts
+--          that queue tasks share).
 --
 -- h.joins   per event of a join rule or a fan-out, in event order, a join hit
 --          (contract.JOIN_HIT_FIELDS, read as hit[H_KIND] ...; its group is
@@ -114,22 +115,9 @@ local function count(rule, what, increment)
     per_rule[field] = (per_rule[field] or 0) + (increment or 1)
 end
 
--- the lineage records of the tasks queued now: field, record pairs
-local lineage = {}
-local function keep(t)
-    local at = t[T_LINEAGE]
-    if at ~= nil and at > 0 then
-        local records = h.records
-        lineage[#lineage + 1] = records[at]
-        lineage[#lineage + 1] = records[at + 1]
-        if t[T_KIND] == 'd' then
-            lineage[#lineage + 1] = records[at + 2]
-            local record = records[at + 3]
-            if record == '' then record = t[T_PAYLOAD] end  -- the message is its record
-            lineage[#lineage + 1] = record
-        end
-    end
-end
+-- the lineage records of the tasks queued now (library.lua's lineage)
+local kept = lineage(h.records)
+local keep = kept.keep
 
 local channel, prefix, later = h.channel, h.prefix, h.later
 local queued, deduplicated = 0, 0
@@ -265,14 +253,7 @@ if h.outbox then
     redis.call('HSET', KEYS[k.outbox], h.id, h.outbox)
     redis.call('ZADD', KEYS[k.outbox_at], now, h.id)
 end
-if #lineage > 0 then
-    local records = KEYS[k.lineage]
-    local n = math.min(#lineage, 2 * math.max(0, h.lineage_max - redis.call('HLEN', records)))
-    for i = 1, n, PUSH_CHUNK do
-        redis.call('HSET', records, unpack(lineage, i, math.min(i + PUSH_CHUNK - 1, n)))
-    end
-    if n > 0 then redis.call('PEXPIRE', records, h.lineage_ttl_ms) end
-end
+if h.lineage_ttl_ms > 0 then kept.write(KEYS[k.lineage], h.lineage_ttl_ms, h.lineage_max) end
 if by_message then
     mark(KEYS[k.marker], h.id, now, h.marker_ttl_ms)
 else

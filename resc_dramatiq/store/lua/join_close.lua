@@ -6,7 +6,8 @@
 --
 -- KEYS[1] the group's hash, KEYS[2] the slot's open groups (sorted set), KEYS[3] its
 --         deadlines (sorted set), KEYS[4] the open groups per rule (hash), KEYS[5] the
---         stats hash of the join rule's watcher; then the tasks' keys, each once.
+--         stats hash of the join rule's watcher; then the watcher's lineage bucket
+--         (KEYS[h.lineage_key], when it keeps lineage) and the tasks' keys, each once.
 -- ARGV[1] a MessagePack map: action ('complete' or 'drop'), token (the text of the
 --         tasks' messages the members' payloads replace), rule (the join rule the
 --         group was read with; '' for a fan-out's group no member joined), first (its
@@ -14,7 +15,9 @@
 --         since), tasks (complete: planned tasks,
 --         contract.TASK_FIELDS; their event is the group key's text), score (the dedup
 --         score, unix s), channel (nil: none), prefix (of the notification lines), ttl
---         (ms: the tombstone's, when no member gave one).
+--         (ms: the tombstone's, when no member gave one); lineage_key (0: no
+--         lineage kept), lineage_ttl_ms, lineage_max, records: the lineage records of
+--         the tasks queued, kept as commit.lua keeps them (library.lua's lineage).
 --
 -- Returns {DONE, queued} when closed now; {BEFORE, 0, state} when the group is not the
 -- open group that was read: state is its tombstone's state (done, failed, expired,
@@ -27,7 +30,9 @@ local g = KEYS[1]
 J = {open = KEYS[2], due = KEYS[3], counts = KEYS[4]}
 local problem = read_group(1, '') or refusal({{2, 'zset'}, {3, 'zset'}, {4, 'hash'},
     {5, 'hash'}}) or tasks_refusal(h.tasks, 0)
+    or (h.lineage_key > 0 and wrong_type(h.lineage_key, 'hash'))
 if problem then return problem end
+local kept = h.lineage_key > 0 and lineage(h.records) or nil
 
 local state = groups[g].state  -- 'fanout': a fan-out's group no member joined: open
 if state ~= 'open' and state ~= 'fanout' then return {BEFORE, 0, state} end
@@ -38,7 +43,7 @@ if (f[1] or '') ~= h.rule or (f[2] or '') ~= h.first then return {BEFORE, 0, 're
 
 local queued = 0
 if h.action == 'complete' then
-    queued = queue_join_tasks(h.tasks, h.token, g, h.score, h.channel, h.prefix)
+    queued = queue_join_tasks(h.tasks, h.token, g, h.score, h.channel, h.prefix, kept)
 end
 local now = now_ms()
 if h.action == 'complete' then
@@ -49,4 +54,5 @@ else
     if h.rule ~= '' then redis.call('HINCRBY', KEYS[5], h.rule .. '|dropped', 1) end
 end
 if queued > 0 then redis.call('HINCRBY', KEYS[5], h.rule .. '|queued', queued) end
+if kept then kept.write(KEYS[h.lineage_key], h.lineage_ttl_ms, h.lineage_max) end
 return {DONE, queued}

@@ -131,6 +131,49 @@ local function write_tasks(planned, base, score, queued, skipped, w)
     if own then w.flush() end
 end
 
+-- Lineage records (docs/lineage.md), kept the same way by every script that queues
+-- tasks: lineage(records) gathers with keep(t) the record of each planned task t queued
+-- now from records (field, value pairs: a task row's T_LINEAGE is the position of its
+-- first, 0 none; a raw task's one pair 't:<task>'; a Dramatiq message's two,
+-- 't:<task>' -> {"see": <message id>} and 'm:<message id>' -> its record, '' when the
+-- message itself, T_PAYLOAD, is its record), or with keep_message(at, payload) those of
+-- a message that is no planned task (a schedule's tick); write(key, expiry_ms, most)
+-- puts them in the bucket key (store/lineage.py): at most most fields in it (the
+-- records past it are not kept until the next bucket), expiring expiry_ms from now.
+-- Read the records at keep time: a join's make has its members filled in by then.
+local function lineage(records)
+    local kept = {}
+    local function keep_message(at, payload)
+        kept[#kept + 1] = records[at]
+        kept[#kept + 1] = records[at + 1]
+        kept[#kept + 1] = records[at + 2]
+        local record = records[at + 3]
+        if record == '' then record = payload end  -- the message is its record
+        kept[#kept + 1] = record
+    end
+    return {
+        keep = function(t)
+            local at = t[T_LINEAGE]
+            if at == nil or at <= 0 then return end
+            if t[T_KIND] == 'd' then
+                keep_message(at, t[T_PAYLOAD])
+            else
+                kept[#kept + 1] = records[at]
+                kept[#kept + 1] = records[at + 1]
+            end
+        end,
+        keep_message = keep_message,
+        write = function(key, expiry_ms, most)
+            if #kept == 0 then return end
+            local n = math.min(#kept, 2 * math.max(0, most - redis.call('HLEN', key)))
+            for i = 1, n, PUSH_CHUNK do
+                redis.call('HSET', key, unpack(kept, i, math.min(i + PUSH_CHUNK - 1, n)))
+            end
+            if n > 0 then redis.call('PEXPIRE', key, expiry_ms) end
+        end,
+    }
+end
+
 -- Join groups (see store/joins.py). An open group's hash: state ('open'; 'fanout' while
 -- only a fan-out's record made it), rule (its join rule, set by its first member), first
 -- (ms), due (ms: its deadline, if any; J.due is only its index), event (the first
@@ -430,14 +473,16 @@ end
 
 -- Queue a join's planned tasks (their K indexes from 1; their event is a text) with the
 -- members' payloads of group g put in place of token, each queued one said on channel
--- (nil: none) as '<prefix> TRIGGER <event> -> <task>'; the count queued. The closing
--- steps an upkeep round or an operator takes (expire.lua, join_close.lua) share it.
-local function queue_join_tasks(planned, token, g, score, channel, prefix)
+-- (nil: none) as '<prefix> TRIGGER <event> -> <task>' and its lineage record kept in
+-- kept (a lineage(); nil: none); the count queued. The closing steps an upkeep round or
+-- an operator takes (expire.lua, join_close.lua) share it.
+local function queue_join_tasks(planned, token, g, score, channel, prefix, kept)
     local queued = 0
     fill_members(planned, token, g)
     write_tasks(planned, 0, score,
         function(_, t)
             queued = queued + 1
+            if kept then kept.keep(t) end
             if channel then
                 redis.call('PUBLISH', channel, prefix .. ' TRIGGER ' .. t[T_EVENT] .. ' -> ' .. t[T_TASK])
             end
