@@ -15,7 +15,9 @@ Every rule-made message carries its ``resc_cause`` option either way: "off" is
 lineage's records and envelopes off, not the option. ``traced`` is lineage on and
 OpenTelemetry on as well (traced.py: an SDK provider, batched spans, dropped): the
 router runs with ``--trace``, the worker with ``Tracing`` and ``Completion(lineage=True)``.
-Prints JSON with the ratios; the target: on / off and traced / off >= 0.9.
+``traced-only`` is the same with ``lineage: {records: false}``: the causes and traces
+carried, no record kept. Prints JSON with the ratios; the target: >= 0.9 for the
+causes and traces (``traced-only``); the records' cost is measured (``on``, ``traced``).
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ import traced  # noqa: E402
 
 from resc_dramatiq.ops.embedded import EmbeddedRedis  # noqa: E402
 
-#: The states measured: lineage off, on, and on with tracing.
-STATES = ("off", "on", "traced")
+#: The states measured: lineage off, on, on with tracing, tracing without records.
+STATES = ("off", "on", "traced", "traced-only")
+#: What each state puts in the watchers' ``lineage``.
+LINEAGE: dict[str, Any] = {"on": True, "traced": True, "traced-only": {"records": False}}
 
 
 @contextlib.contextmanager
@@ -61,12 +65,12 @@ def tracing(on: bool) -> Iterator[None]:
         del os.environ[chainbench.chain_worker.TRACE_ENV]
 
 
-def with_lineage(path: Path, on: bool) -> Path:
-    """The config at ``path`` with ``lineage: true`` on its watchers when ``on``."""
+def with_lineage(path: Path, state: str) -> Path:
+    """The config at ``path`` with the ``lineage`` of ``state`` on its watchers."""
     config = json.loads(path.read_text())
     for watcher in config["watchers"]:
-        if on:
-            watcher["lineage"] = True
+        if state in LINEAGE:
+            watcher["lineage"] = LINEAGE[state]
     path.write_text(json.dumps(config))
     return path
 
@@ -80,15 +84,14 @@ def router_row(
     client: redis.Redis, url: str, workdir: Path, *, target: str, state: str, events: int
 ) -> float:
     """Events per second of one router process (``state``: see :data:`STATES`)."""
-    on = state != "off"
     client.flushdb()
     routerbench.prefill(client, routerbench.STAGE, events)
     cfg = routerbench.write_config(workdir / f"{target}-{state}.json", target=target)
-    with_lineage(cfg, on)
+    with_lineage(cfg, state)
     stages = {routerbench.STAGE: routerbench.INPUT}
     t = routerbench.route(client, url, cfg, stages=stages, events=events, batch=500)
-    if on and not client.keys(f"{routerbench.INPUT}/lineage/*"):
-        raise RuntimeError("lineage on, but no record written")
+    if bool(client.keys(f"{routerbench.INPUT}/lineage/*")) != (LINEAGE.get(state) is True):
+        raise RuntimeError(f"lineage {state}: records written or not, unlike the setting")
     key = f"router {target}, lineage {state}"
     used = round((t.router_cpu + t.server_cpu) * t.seconds / events * 1e6, 2)
     cpu_us[key] = min(cpu_us.get(key, used), used)
@@ -96,11 +99,11 @@ def router_row(
 
 
 def chain_row(
-    client: redis.Redis, url: str, workdir: Path, *, mode: str, on: bool, chains: int
+    client: redis.Redis, url: str, workdir: Path, *, mode: str, state: str, chains: int
 ) -> float:
     """Messages per second of the chain in ``mode`` (b or c)."""
     plain: Callable[[Path], Path] = chainbench.write_rules
-    chainbench.write_rules = lambda path: with_lineage(plain(path), on)  # type: ignore[assignment]
+    chainbench.write_rules = lambda path: with_lineage(plain(path), state)  # type: ignore[assignment]
     try:
         result = chainbench.run_chain(
             client, url, workdir, mode=mode, chains=chains, threads=8,
@@ -108,8 +111,9 @@ def chain_row(
         )  # fmt: skip
     finally:
         chainbench.write_rules = plain  # type: ignore[assignment]
-    if on and not client.keys(f"{chainbench.chain_worker.DONE}/lineage/*"):
-        raise RuntimeError("lineage on, but no record written")
+    kept = bool(client.keys(f"{chainbench.chain_worker.DONE}/lineage/*"))
+    if kept != (LINEAGE.get(state) is True):
+        raise RuntimeError(f"lineage {state}: records written or not, unlike the setting")
     return result.messages_per_s
 
 
@@ -130,9 +134,8 @@ def main() -> None:
         client, url, workdir = redis.Redis.from_url(server.url), server.url, Path(tmp)
         for _ in range(args.repeat):  # alternating, best of each
             for state in ("off",) if args.off_only else STATES:
-                on = state != "off"
                 for target in ("actor", "raw") if args.only != "chain" else ():
-                    with tracing(state == "traced"):
+                    with tracing(state.startswith("traced")):
                         rate = router_row(
                             client, url, workdir, target=target, state=state, events=args.events
                         )
@@ -140,8 +143,10 @@ def main() -> None:
                     rows[key] = max(rows.get(key, 0.0), rate)
                     runs.setdefault(key, []).append(round(rate))
                 for mode in ("b", "c") if args.only != "router" else ():
-                    with tracing(state == "traced"):
-                        rate = chain_row(client, url, workdir, mode=mode, on=on, chains=args.chains)
+                    with tracing(state.startswith("traced")):
+                        rate = chain_row(
+                            client, url, workdir, mode=mode, state=state, chains=args.chains
+                        )
                     key = f"chain ({mode}), lineage {state}, msg/s"
                     rows[key] = max(rows.get(key, 0.0), rate)
                     runs.setdefault(key, []).append(round(rate))

@@ -254,3 +254,20 @@ def test_a_message_past_the_limit_gets_a_record_of_its_own(r: redis.Redis) -> No
     kept = json.loads(r.hget(bucket, "m:" + message["message_id"]) or b"")
     assert kept["task"] == "t/8" and kept["actor"] == "work" and "options" not in kept
     assert kept["cause"]["event"] == "e/8" and len(json.dumps(kept)) < 1000
+
+
+def test_without_records_causes_are_read_and_nothing_is_kept(r: redis.Redis) -> None:
+    watcher = {
+        "input_queue": INPUT,
+        "lineage": {"records": False},
+        "rules": [
+            {"name": "msg", "on": r"^e/(?P<n>\d+)$", "make": {"actor": "work", "task": "t/${n}"}}
+        ],
+    }
+    ruleset = RuleSet.compile(Config.from_data({"watchers": [watcher]}))
+    envelope = {"resc": 1, "event": "e/5", "data": {}, "cause": {"message": "m-1", "root": "r-0"}}
+    route(r, ruleset, json.dumps(envelope))
+    cause = message_of(r)["options"]["resc_cause"]
+    assert (cause["parent"], cause["root"], cause["event"]) == ("m-1", "r-0", "e/5")
+    assert buckets(r) == []
+    assert why(r, [w.spec for w in ruleset.watchers], "dramatiq", "t/5") is None

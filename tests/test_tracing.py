@@ -31,13 +31,18 @@ def named(found: list[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [s for s in found if s.name == name]
 
 
-@pytest.mark.parametrize("inline", [True, False], ids=["in the worker", "through the router"])
+@pytest.mark.parametrize(
+    ("inline", "records"),
+    [(True, True), (False, True), (False, False)],
+    ids=["in the worker", "through the router", "through the router, no records"],
+)
 def test_a_chain_with_a_join_is_one_trace(
-    resc_server: RescTestServer, tmp_path: Path, inline: bool
+    resc_server: RescTestServer, tmp_path: Path, inline: bool, records: bool
 ) -> None:
-    with pipeline(resc_server.url, tmp_path, inline=inline) as (running, actors):
+    with pipeline(resc_server.url, tmp_path, inline=inline, records=records) as (running, actors):
         actors["cut"].send("7")
         running.run_until_idle()
+    assert bool(resc_server.client().keys("global/done/lineage/*")) == records
     found = spans()
     (send,) = named(found, "send cut")
     (cut,) = named(found, "process cut")

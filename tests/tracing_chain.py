@@ -85,22 +85,24 @@ def traced_broker(url: str) -> RedisBroker:
     return broker
 
 
-def config(directory: Path) -> Path:
-    """The watcher of the done list, reading envelopes (``lineage: true``)."""
+def config(directory: Path, *, records: bool = True) -> Path:
+    """The watcher of the done list, reading envelopes (``lineage: true``; with
+    ``records`` false, ``lineage: {records: false}``: causes read, nothing kept)."""
     path = directory / "traced.json"
-    path.write_text(json.dumps({"watchers": [{"input_queue": "global/done", "lineage": True}]}))
+    lineage: Any = True if records else {"records": False}
+    path.write_text(json.dumps({"watchers": [{"input_queue": "global/done", "lineage": lineage}]}))
     return path
 
 
 @contextmanager
 def pipeline(
-    url: str, directory: Path, *, inline: bool
+    url: str, directory: Path, *, inline: bool, records: bool = True
 ) -> Iterator[tuple[Pipeline, dict[str, Any]]]:
     """The chain on a traced broker, run by the testing kit."""
     broker = traced_broker(url)
     actors = declare(broker)
     try:
-        with Pipeline(broker, rules=config(directory), inline=inline) as running:
+        with Pipeline(broker, rules=config(directory, records=records), inline=inline) as running:
             yield running, actors
     finally:
         REG.clear()

@@ -133,11 +133,14 @@ LINEAGE_TTL_S, LINEAGE_MAX_RECORDS = 86400, 1_000_000
 
 
 class LineageSpec(FrozenModel):
-    """A watcher's lineage records (docs/lineage.md): how long each is kept, and how
-    many at most (the oldest are forgotten first)."""
+    """A watcher's lineage (docs/lineage.md): its events' causes read (envelopes) and,
+    unless ``records`` is false (causes and traces carried across the router, nothing
+    kept), records: how long each is kept, and how many at most (the oldest are
+    forgotten first)."""
 
     ttl_s: int = Field(default=LINEAGE_TTL_S, ge=1, le=30 * 86400)
     max_records: int = Field(default=LINEAGE_MAX_RECORDS, ge=1, le=100_000_000)
+    records: bool = True
 
 
 class WatcherSpec(FrozenModel):
@@ -154,6 +157,11 @@ class WatcherSpec(FrozenModel):
     #: its commits keep lineage records, and its events may carry their cause (envelopes)
     lineage: LineageSpec | None = None
     rules: tuple[RuleSpec, ...] = ()
+
+    @property
+    def keeps_records(self) -> bool:
+        """Its commits keep lineage records (``lineage`` on, ``records`` not false)."""
+        return self.lineage is not None and self.lineage.records
 
     @model_validator(mode="before")
     @classmethod

@@ -112,7 +112,7 @@ class _Walk:
         holding it (watchers with ``lineage`` on only: the others keep none)."""
         c = self.client
         for spec in self.specs:
-            if spec.lineage is None:
+            if spec.lineage is None or not spec.lineage.records:
                 continue
             buckets = WatcherKeys.of(spec, "").lineage_recent(
                 self.now_ms, spec.lineage.ttl_s * 1000

@@ -113,7 +113,7 @@ class InlineRouter:
         if any(m.rule.fetch for m in matches):
             return "router"
         spec = planner.rules.spec
-        if not matches and not spec.unmatched_queue and spec.lineage is None:
+        if not matches and not spec.unmatched_queue and not spec.keeps_records:
             return "leaf"
         return "commit"
 

@@ -163,14 +163,16 @@ class Registry:
         *,
         ttl_s: int = LINEAGE_TTL_S,
         max_records: int = LINEAGE_MAX_RECORDS,
+        records: bool = True,
     ) -> None:
         """Keep lineage records on the watcher of the input list ``watcher`` (the done list
         its ``@on_done`` rules read), as ``lineage:`` does in a config file: each task its
         rules queue leaves a record kept ``ttl_s`` seconds (at most ``max_records``), so
-        that ``resc-dramatiq why --app`` walks any task back to its root (docs/lineage.md)."""
+        that ``resc-dramatiq why --app`` walks any task back to its root (docs/lineage.md).
+        ``records=False``: the done events' causes (and traces) are read, nothing kept."""
         where = f"keep_lineage({watcher!r})"
         try:
-            spec = LineageSpec(ttl_s=ttl_s, max_records=max_records)
+            spec = LineageSpec(ttl_s=ttl_s, max_records=max_records, records=records)
         except ValidationError as e:
             raise ConfigError(
                 [f"{where}: {err['loc'][0]}: {err['msg']}" for err in e.errors()]
