@@ -219,9 +219,13 @@ class Planner:
             made[MEMBERS_VARIABLE] = f"\0resc:members:{new_id()}"
             token = json.dumps(made[MEMBERS_VARIABLE])
         made_tasks = rule.make(match.index, made, data=match.data)
-        ids = f"resc-ids-{new_id()}"  # the commit that completes the group fills them in
+        # the members' ids, filled in by the commit that completes the group, where a
+        # cause names them: a message's (its resc_cause) or a lineage record's
+        ids = ""
+        if self.keeps_lineage or any(t.make.target.actor is not None for t in made_tasks):
+            ids = f"resc-ids-{new_id()}"
         cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
-        if cause is not None:
+        if cause is not None and ids:
             cause.members = ids
         tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
         parent = match.cause.message if match.cause is not None else ""
