@@ -55,8 +55,8 @@ def why_command(
             break
     if chain is None:
         fail(
-            f"no lineage record of {given[0]!r}: lineage or its records are off for its watcher, the record "
-            "expired, or no rule made it",
+            f"no lineage record of {given[0]!r}: lineage or its records are off for its "
+            "watcher, the record expired, or no rule made it",
             EXIT_FAILED,
         )
     if as_json:
