@@ -159,9 +159,10 @@ class WatcherSpec(FrozenModel):
     rules: tuple[RuleSpec, ...] = ()
 
     @property
-    def keeps_records(self) -> bool:
-        """Its commits keep lineage records (``lineage`` on, ``records`` not false)."""
-        return self.lineage is not None and self.lineage.records
+    def kept_lineage(self) -> LineageSpec | None:
+        """How its commits keep lineage records; None when they keep none (``lineage``
+        off, or ``records: false``)."""
+        return self.lineage if self.lineage is not None and self.lineage.records else None
 
     @model_validator(mode="before")
     @classmethod

@@ -112,11 +112,10 @@ class _Walk:
         holding it (watchers with ``lineage`` on only: the others keep none)."""
         c = self.client
         for spec in self.specs:
-            if spec.lineage is None or not spec.lineage.records:
+            kept = spec.kept_lineage
+            if kept is None:
                 continue
-            buckets = WatcherKeys.of(spec, "").lineage_recent(
-                self.now_ms, spec.lineage.ttl_s * 1000
-            )
+            buckets = WatcherKeys.of(spec, "").lineage_recent(self.now_ms, kept.ttl_s * 1000)
             for key in buckets:
                 raw: Any = self.reads.read(key, "hash", partial(c.hget, key, name), None)
                 if raw is None:

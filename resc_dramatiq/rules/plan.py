@@ -55,7 +55,7 @@ class Planner:
         #: This watcher reads envelopes: its messages' done events carry their cause.
         self.reads_envelopes = rules.spec.data or rules.spec.lineage is not None
         #: Lineage records are kept (the commit writes each task's).
-        self.keeps_lineage = rules.spec.keeps_records
+        self.keeps_lineage = rules.spec.kept_lineage is not None
 
     def plan(
         self,

@@ -216,7 +216,7 @@ def _actor_queue(
     if actor_queues is None or actor is None:
         return queue
     if actor not in actor_queues:
-        close = _close(actor, actor_queues)
+        close = did_you_mean(actor, actor_queues)
         problems.append(f"{config.locate(path + '.actor')}: unknown actor {actor!r}{close}")
     elif queue is None:
         return actor_queues[actor]
@@ -258,11 +258,13 @@ def _check_names(
             continue
         choices = sorted(known) + [f"{p}.<field>" for p in sorted(prefixes)]
         problems.append(
-            f"{config.locate(path)}: unknown variable ${{{name}}}{_close(name, known)}; "
+            f"{config.locate(path)}: unknown variable ${{{name}}}{did_you_mean(name, known)}; "
             f"available: {', '.join(choices)}"
         )
 
 
-def _close(name: str, choices: Iterable[str]) -> str:
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the choice closest to ``name``, or "" when none is
+    close: the hint of every "unknown ..." problem."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -9,7 +9,6 @@ it feeds (else to the first watcher): that watcher's router fires it, on its Red
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +21,7 @@ from ..errors import ConfigError
 from .lineage import Cause, record_of_message
 from .messages import build_message
 from .model import Make, Target, Task
-from .ruleset import DRAMATIQ_QUEUE
+from .ruleset import DRAMATIQ_QUEUE, did_you_mean
 from .schedule_ticks import CronTicks, EveryTicks, Ticks
 from .templates import Template
 
@@ -171,8 +170,7 @@ def _actor_queue(
     actor, queue = spec.actor, spec.queue
     assert actor is not None
     if actor_queues is not None and actor not in actor_queues:
-        close = difflib.get_close_matches(actor, list(actor_queues), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(actor, actor_queues)
         problems.append(f"{config.locate(where + '.actor')}: unknown actor {actor!r}{hint}")
     elif actor_queues is not None and queue is not None and queue != actor_queues[actor]:
         problems.append(

@@ -44,10 +44,10 @@ class LineageBucket:
     @classmethod
     def of(cls, spec: WatcherSpec, now_ms: int) -> LineageBucket | None:
         """The bucket of the watcher ``spec`` at ``now_ms``; None when it keeps no lineage."""
-        if spec.lineage is None or not spec.lineage.records:
+        kept = spec.kept_lineage
+        if kept is None:
             return None
-        keys = WatcherKeys.of(spec, "")
-        return cls.at(keys, spec.lineage.ttl_s * 1000, spec.lineage.max_records, now_ms)
+        return cls.at(WatcherKeys.of(spec, ""), kept.ttl_s * 1000, kept.max_records, now_ms)
 
 
 def tasks_header(

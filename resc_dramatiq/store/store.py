@@ -102,7 +102,7 @@ class WatcherStore:
         ``cluster`` on the cluster client (for the outbox's other slots); ``wait``:
         every commit, and each step of the outbox, waits for that many replicas.
         """
-        lineage = rules.spec.lineage if rules.spec.keeps_records else None
+        lineage = rules.spec.kept_lineage
         settings = CommitSettings(
             keys=WatcherKeys.of(rules.spec, instance),
             dramatiq=DramatiqKeys(namespace),

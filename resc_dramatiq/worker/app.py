@@ -22,7 +22,6 @@ schedules, envelopes) into a config is one concept, read top to bottom.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import sys
@@ -38,7 +37,7 @@ from dramatiq import Broker
 from ..config.model import Config, LineageSpec, RuleSpec, WatcherSpec
 from ..config.schedules import ScheduleSpec
 from ..errors import ConfigError
-from ..rules.ruleset import RuleSet
+from ..rules.ruleset import RuleSet, did_you_mean
 from ..rules.schedules import compile_schedules
 from .django_app import is_django_spec, setup_django
 from .registry import DEFAULT_WATCHER, CodeRule, CodeSchedule, Registry, registry
@@ -243,8 +242,7 @@ def with_lineage(config: Config, app: App) -> Config:
     for name, spec in app.lineage.items():
         watcher = inputs.get(name)
         if watcher is None:
-            close = difflib.get_close_matches(name, list(inputs), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(name, inputs)
             known = ", ".join(repr(i) for i in inputs)
             problems.append(
                 f"keep_lineage({name!r}): no watcher reads it (watchers: {known}){hint}"

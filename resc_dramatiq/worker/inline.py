@@ -113,7 +113,7 @@ class InlineRouter:
         if any(m.rule.fetch for m in matches):
             return "router"
         spec = planner.rules.spec
-        if not matches and not spec.unmatched_queue and not spec.keeps_records:
+        if not matches and not spec.unmatched_queue and spec.kept_lineage is None:
             return "leaf"
         return "commit"
 
