@@ -26,6 +26,7 @@ from pytest_redis.executor import RedisExecutor
 from resc_dramatiq import Completion, Config, ConfigError, Registry, Router, RuleSet, build_ruleset
 from resc_dramatiq.cli import main
 from resc_dramatiq.rules import data
+from resc_dramatiq.rules.lineage import DoneCause
 from resc_dramatiq.rules.plan import Planner
 from resc_dramatiq.worker.app import App
 from tests.helpers import running, wait_for
@@ -96,6 +97,24 @@ def test_a_watcher_reads_envelopes_only_when_its_config_says_so() -> None:
     reading = Planner(RuleSet.compile(watcher(THUMB)).watchers[0])
     [task] = reading.plan([element]).tasks
     assert task.task == b"thumb/7 from /v/7.mp4"
+
+
+def test_an_event_the_worker_read_already_plans_as_its_envelope_does() -> None:
+    """A worker routing its own done event hands the planner the text and payload it
+    has (``read``): the same tasks and cause as from parsing the envelope."""
+    cause = DoneCause(message="m-1", root="root-1")
+    element = data.with_cause(data.envelope("transcode/7", {"path": "/v/7.mp4"}), cause)
+    planner = Planner(RuleSet.compile(watcher(THUMB)).watchers[0])
+    parsed = planner.plan([element], envelopes=True, cause=cause, now=1.0)
+    read = planner.plan(
+        [element], envelopes=True, cause=cause, now=1.0,
+        read=("transcode/7", {"path": "/v/7.mp4"}),
+    )  # fmt: skip
+    assert (
+        [t.task for t in read.tasks] == [t.task for t in parsed.tasks] == [b"thumb/7 from /v/7.mp4"]
+    )
+    assert read.events == parsed.events == [element]
+    assert read.traces == parsed.traces
 
 
 def test_a_payload_field_in_a_watcher_without_envelopes_is_refused_at_load() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import RuleError
 from . import data
@@ -64,6 +64,7 @@ class Planner:
         now: float | None = None,
         envelopes: bool = False,
         cause: DoneCause | None = None,
+        read: tuple[str, dict[str, Any]] | None = None,
     ) -> Batch:
         """The batch of ``events``: tasks of every matching rule, in event and rule order.
 
@@ -72,7 +73,9 @@ class Planner:
         an event that is not valid UTF-8 (never matched as replaced text, where
         ``ok/\\xff`` and ``ok/\\xfe`` would make the same task). ``cause``: the
         message whose done event the events are, when not told by their envelopes (a
-        worker routing one inline).
+        worker routing one inline). ``read``: the one event's text and payload when the
+        caller has them already (a worker's own done event, whose envelope it has just
+        made): the event is not parsed again.
         """
         now = time.time() if now is None else now
         batch = Batch(events=events, taken_at=now)
@@ -80,7 +83,9 @@ class Planner:
         # matched as the loop goes, so that an event's matches are freed before the next
         # event's: fewer objects live through the garbage collector's passes (they cost
         # a tenth of the time); all at once only where the fetches start together
-        found: Iterable[list[Match] | UnicodeDecodeError] = self._matched(events, envelopes)
+        found: Iterable[list[Match] | UnicodeDecodeError] = (
+            self._matched(events, envelopes) if read is None else [self._matched_read(*read)]
+        )
         if self.expander is not None:
             found = self._prefetched(list(found), self.expander)
         # the loop runs per event: its methods bound once, its rules counted by index
@@ -186,6 +191,17 @@ class Planner:
                 m.variables = fields | m.variables
                 m.data = payload
                 m.cause = cause
+        return matches
+
+    def _matched_read(self, text: str, payload: dict[str, Any]) -> list[Match]:
+        """The matches of an event already read, its payload's ``data.<field>``
+        variables added (the rule's own win)."""
+        matches = self.rules.matches(text)
+        if matches:
+            fields = data.variables(payload)
+            for m in matches:
+                m.variables = fields | m.variables
+                m.data = payload
         return matches
 
     def expand(self, match: Match) -> list[Task]:

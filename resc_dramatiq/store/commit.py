@@ -64,6 +64,8 @@ class DoneMessage:
     envelope: bytes | None = None
     #: the finished message's cause, for the tasks its event makes (routed inline)
     cause: DoneCause | None = None
+    #: the envelope's payload, when the worker made the envelope (not parsed again)
+    payload: dict[str, Any] | None = None
 
     @property
     def element(self) -> bytes:

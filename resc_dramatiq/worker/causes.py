@@ -25,7 +25,9 @@ def with_cause(finished: DoneMessage, options: Mapping[str, Any], *, always: boo
     and in the element pushed onto its list when that list reads envelopes (see the
     module)."""
     cause = done_cause(finished.message_id, options)
-    listed = finished.envelope
-    if listed is not None or always or carries(options):
-        listed = data.with_cause(listed or data.envelope(finished.event, {}), cause)
-    return dataclasses.replace(finished, envelope=listed, cause=cause)
+    listed, payload = finished.envelope, finished.payload
+    if listed is None and (always or carries(options)):
+        listed, payload = data.envelope(finished.event, {}), {}
+    if listed is not None:
+        listed = data.with_cause(listed, cause)
+    return dataclasses.replace(finished, envelope=listed, cause=cause, payload=payload)

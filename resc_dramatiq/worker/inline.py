@@ -125,7 +125,10 @@ class InlineRouter:
         """
         planner, store = self._watchers[finished.done_queue]
         envelopes = finished.envelope is not None
-        batch = planner.plan([finished.element], envelopes=envelopes, cause=finished.cause)
+        read = (finished.event, finished.payload) if finished.payload is not None else None
+        batch = planner.plan(
+            [finished.element], envelopes=envelopes, cause=finished.cause, read=read
+        )
         return store.commit_message(batch, finished)
 
 
