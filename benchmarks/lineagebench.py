@@ -18,7 +18,8 @@ OpenTelemetry on as well (traced.py: an SDK provider, batched spans, dropped): t
 router runs with ``--trace``, the worker with ``Tracing`` and ``Completion(lineage=True)``.
 ``traced-only`` is the same with ``lineage: {records: false}``: the causes and traces
 carried, no record kept. Prints JSON with the ratios (best of each state, and the
-median of the rounds' own ratios, steadier on a shared machine); the target: >= 0.9 for
+median of the rounds' own ratios, steadier on a shared machine) and, per chain row, the
+worker process's CPU µs per message (median of the runs); the target: >= 0.9 for
 the causes and traces (``traced-only``); the records' cost is measured (``on``,
 ``traced``).
 """
@@ -81,6 +82,9 @@ def with_lineage(path: Path, state: str) -> Path:
 #: CPU µs per event (router and server processes), the least of each router row's
 #: runs: steadier than events/s on a shared machine.
 cpu_us: dict[str, float] = {}
+#: The worker process's CPU µs per message of each chain row's runs (its throughput
+#: phase), their median printed: what a state costs the worker, less shaken than msg/s.
+worker_us: dict[str, list[int]] = {}
 
 
 def router_row(
@@ -117,6 +121,9 @@ def chain_row(
     kept = bool(client.keys(f"{chainbench.chain_worker.DONE}/lineage/*"))
     if kept != (LINEAGE.get(state) is True):
         raise RuntimeError(f"lineage {state}: records written or not, unlike the setting")
+    key = f"chain ({mode}), lineage {state}"
+    used = round(result.worker_cpu * result.seconds / (3 * chains) * 1e6)
+    worker_us.setdefault(key, []).append(used)
     return result.messages_per_s
 
 
@@ -159,6 +166,9 @@ def main() -> None:
     out: dict[str, Any] = dict(rows)
     out["every run"] = runs
     out["CPU µs per event (router + server), least"] = cpu_us
+    out["worker CPU µs per message, median of runs"] = {
+        k: sorted(v)[len(v) // 2] for k, v in worker_us.items()
+    }
     if args.off_only:
         print(json.dumps(out, indent=2))
         return
