@@ -148,3 +148,54 @@ def test_an_async_actors_own_spans_nest_under_its_message_span(
     (download,) = named(found, "download")
     assert download.parent is not None and download.parent.span_id == process.context.span_id
     assert download.context.trace_id == process.context.trace_id
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [(0.0, "none"), (0.5, "some"), (1.0, "all")])
+def test_a_chain_from_an_outside_event_is_sampled_as_the_providers_sampler_says(
+    resc_server: RescTestServer, tmp_path: Path, ratio: float, expected: str
+) -> None:
+    """A message whose chain began with an event pushed from outside has a stand-in
+    parent: the sampler decides on its trace id as for a root span, the same way on every
+    delivery (it was always sampled, whatever the sampler)."""
+    from dramatiq.brokers.redis import RedisBroker
+    from dramatiq.middleware import Retries
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    from resc_dramatiq import Completion
+    from resc_dramatiq.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    sampled = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
+    sampled.add_span_processor(SimpleSpanProcessor(exporter))
+    broker = RedisBroker(url=resc_server.url)  # type: ignore[no-untyped-call]
+    broker.add_middleware(Tracing(tracer_provider=sampled))
+    broker.add_middleware(Completion(), before=Retries)
+    ran: list[str] = []
+
+    @dramatiq.actor(broker=broker, queue_name="weigh", done_event=False)
+    def weigh(roll: str) -> None:
+        ran.append(roll)
+
+    rule = {"name": "weigh", "on": r"^roll/(?P<roll>\d+)$"}
+    rule["make"] = {"task": "weigh/${roll}", "actor": "weigh", "args": ["${roll}"]}
+    config = tmp_path / "outside.json"
+    watcher = {"input_queue": "outside/done", "lineage": {"records": False}, "rules": [rule]}
+    config.write_text(json.dumps({"watchers": [watcher]}))
+    try:
+        with Pipeline(broker, rules=config, inline=False) as running:
+            for roll in range(40):
+                running.push(f"roll/{roll}")
+            running.run_until_idle()
+    finally:
+        broker.close()
+    assert sorted(ran, key=int) == [str(r) for r in range(40)]
+    found = [s for s in exporter.get_finished_spans() if s.name == "process weigh"]
+    assert all(s.parent is not None and s.parent.is_remote for s in found)
+    count = {"none": 0, "all": 40}.get(expected)
+    if count is not None:
+        assert len(found) == count
+    else:  # a coin per trace id: all 40 alike would be a 1 in 2**39 chance
+        assert 0 < len(found) < 40

@@ -10,6 +10,7 @@ id), so that a redelivery or a retry never forks the trace.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -43,11 +44,14 @@ def traceparent_of(span: trace.Span) -> str | None:
     return f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}"
 
 
-def stand_in(key: str) -> Context:
-    """A remote, sampled parent whose ids are derived from ``key`` (a root or message id):
-    the same key, the same trace."""
+def stand_in(key: str, sampled: Callable[[int], bool] | None = None) -> Context:
+    """A remote parent whose ids are derived from ``key`` (a root or message id): the
+    same key, the same trace. It is sampled when ``sampled(trace_id)`` says so (None:
+    always), so that a sampler deciding by trace id decides the same for every delivery
+    and every message of the chain."""
     digest = hashlib.sha256(key.encode()).digest()
     trace_id = int.from_bytes(digest[:16], "big") or 1
     span_id = int.from_bytes(digest[16:24], "big") or 1
-    parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(1))
+    flags = TraceFlags(1 if sampled is None or sampled(trace_id) else 0)
+    parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
     return trace.set_span_in_context(NonRecordingSpan(parent))

@@ -22,7 +22,7 @@ with ``messaging.system`` ``dramatiq``, ``messaging.operation.type`` ``process``
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import version
 from typing import Any
 
@@ -50,6 +50,7 @@ class Tracing(Middleware):
         self.tracer = trace.get_tracer(
             "resc_dramatiq", version("resc-dramatiq"), tracer_provider=tracer_provider
         )
+        self._provider = tracer_provider
         self._local = threading.local()  # the worker thread's open span and its token
 
     def before_enqueue(self, broker: Broker, message: Message[Any], delay: int | None) -> None:
@@ -123,7 +124,23 @@ class Tracing(Middleware):
                 if found is not None:
                     return found
         root = valid_id(cause.get("root")) or message.message_id
-        return stand_in(root)
+        return stand_in(root, self._root_sampled(f"process {message.actor_name}"))
+
+    def _root_sampled(self, name: str) -> Callable[[int], bool] | None:
+        """Whether the provider's sampler would sample a root span of a trace id (asked
+        with an empty context: no parent; None: no sampler to ask, an API-only
+        provider): a stand-in parent's sampled flag."""
+        sampler = getattr(self.tracer, "sampler", None)
+        if sampler is None and self._provider is None:  # the global one, set up since
+            sampler = getattr(trace.get_tracer_provider(), "sampler", None)
+        if sampler is None:
+            return None
+
+        def sampled(trace_id: int) -> bool:
+            result = sampler.should_sample(context.Context(), trace_id, name, SpanKind.CONSUMER)
+            return bool(result.decision.is_sampled())
+
+        return sampled
 
 
 def _attributes(message: Message[Any] | MessageProxy, operation: str) -> dict[str, str]:
