@@ -184,6 +184,13 @@ class Planner:
             except UnicodeDecodeError as e:
                 return e
         text, payload, cause = found
+        return self._matched_read(text, payload, cause)
+
+    def _matched_read(
+        self, text: str, payload: dict[str, Any], cause: DoneCause | None = None
+    ) -> list[Match]:
+        """The matches of an event already read (an envelope's text, payload and
+        cause), its payload's ``data.<field>`` variables added (the rule's own win)."""
         matches = self.rules.matches(text)
         if matches:
             fields = data.variables(payload)
@@ -191,17 +198,6 @@ class Planner:
                 m.variables = fields | m.variables
                 m.data = payload
                 m.cause = cause
-        return matches
-
-    def _matched_read(self, text: str, payload: dict[str, Any]) -> list[Match]:
-        """The matches of an event already read, its payload's ``data.<field>``
-        variables added (the rule's own win)."""
-        matches = self.rules.matches(text)
-        if matches:
-            fields = data.variables(payload)
-            for m in matches:
-                m.variables = fields | m.variables
-                m.data = payload
         return matches
 
     def expand(self, match: Match) -> list[Task]:
