@@ -67,6 +67,11 @@ def router_config(path: Path, *, join: bool) -> Path:
     return path
 
 
+#: CPU µs per event of the router and the server processes, per router row (steadier
+#: than events/s on a shared machine: the two pipeline, the slower one sets the pace).
+cpu_us: dict[str, dict[str, float]] = {}
+
+
 def router_row(client: redis.Redis, url: str, workdir: Path, *, join: bool, events: int) -> float:
     """Events per second of one router process on ``events`` interleaved members."""
     client.flushdb()
@@ -77,6 +82,10 @@ def router_row(client: redis.Redis, url: str, workdir: Path, *, join: bool, even
     made = client.llen("raw")
     if made != (groups if join else events):
         raise RuntimeError(f"{config.stem}: {made} tasks for {events} events")
+    cpu_us[config.stem] = {
+        "router": round(t.router_cpu * t.seconds / events * 1e6, 2),
+        "server": round(t.server_cpu * t.seconds / events * 1e6, 2),
+    }
     return t.events_per_s
 
 
@@ -222,6 +231,7 @@ def main() -> None:
         joined = router_row(client, url, workdir, join=True, events=args.events)
         out["router"] = {"plain_events_per_s": plain, "join_events_per_s": joined}
         out["router"]["join / plain"] = joined / plain
+        out["router"]["CPU µs per event"] = cpu_us
         if not args.skip_fanin:
             a = dramatiq_fan_in(url, args.groups, args.members)
             b = joined_fan_in(url, args.groups, args.members)
