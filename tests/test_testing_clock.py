@@ -5,16 +5,19 @@ what is due later is reported as such."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import dramatiq
 import dramatiq.worker
 import pytest
+import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from resc_dramatiq import Join, Registry
-from resc_dramatiq.testing import NotIdle, Pipeline, TestClock
+from resc_dramatiq.testing import NotIdle, Pipeline, RescTestServer, TestClock
+from resc_dramatiq.testing.pending import pending
 
 REG = Registry()
 HOUR = 3600
@@ -127,7 +130,7 @@ def test_not_idle_still_says_what_waits_for_the_clock(
 def test_a_retry_backoff_is_on_the_clock(
     resc_broker: RedisBroker, resc_pipeline: Callable[..., Pipeline]
 ) -> None:
-    failed = []
+    failed: list[int] = []
 
     @dramatiq.actor(broker=resc_broker, done_event=False, min_backoff=60_000, max_retries=1)
     def flaky(n: int) -> None:
@@ -171,3 +174,33 @@ def test_too_many_ticks_in_one_step_are_refused(
     pipeline = resc_pipeline()
     with pytest.raises(ValueError, match=r"more than 1000 schedule ticks in 5000 s"):
         pipeline.advance(5000)
+
+
+class _MovingClient(redis.Redis):
+    """A client to the real server that, at its first read of a delay queue's items,
+    first moves the message into a worker's acks set, as a worker fetching it would
+    between the scan and the read."""
+
+    moved = False
+
+    def lrange(self, name: Any, start: int, end: int) -> Any:
+        if not self.moved and str(name).endswith(".DQ"):
+            self.moved = True
+            [message_id] = cast(list[bytes], super().lrange(name, 0, -1))
+            super().lrem(name, 1, str(message_id, "utf-8"))
+            super().sadd("dramatiq:__acks__.worker-1.default.DQ", message_id)
+        return super().lrange(name, start, end)
+
+
+def test_pending_reads_again_when_a_message_moves_while_it_looks(
+    resc_server: RescTestServer, resc_broker: RedisBroker
+) -> None:
+    @dramatiq.actor(broker=resc_broker, done_event=False)
+    def remind(who: str) -> None: ...
+
+    remind.send_with_options(args=("ann",), delay=HOUR * 1000)  # no worker: it stays
+    client = _MovingClient(connection_pool=redis.ConnectionPool.from_url(resc_server.url))
+    (place,) = pending(client, "dramatiq", (), now_ms=int(time.time() * 1000))
+    assert client.moved
+    assert place.where == "in flight from queue 'default.DQ'" and place.later
+    assert re.fullmatch(r"remind\('ann'\) due in 3\d\d\d\.\d s", place.first[0])

@@ -25,6 +25,9 @@ from ..store.scripts import Scripts
 SHOWN = 3
 #: A delay queue (or its acks set) up to this many messages has every eta read.
 DELAYED_READ = 1_000
+#: Reads of the places when a message moved between the scan and the read of its items
+#: (a worker taking a delayed message from its delay queue), before the last is taken.
+READS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +54,30 @@ def pending(
     *,
     now_ms: int | None = None,
     horizon_ms: int | None = None,
+    reads: int = READS,
 ) -> list[Pending]:
     """Every non-empty queue, delay queue, acks set, input list and taken list, found in
     one step (``pending.lua``: read key by key, a message moving between two keys could
-    be missed); their first items are read after, for the message. A delayed message
+    be missed); their first items are read after, for the message, and all is read
+    again (up to ``reads`` times in all) when a message moved meanwhile. A delayed message
     says when it is due (relative to ``now_ms``, the real time when None); a place whose
     messages are all due after ``horizon_ms`` (default: now) is marked ``later``."""
+    for _ in range(reads - 1):
+        found, whole = _read(client, namespace, watchers, now_ms, horizon_ms)
+        if whole:
+            return found
+        time.sleep(0.01)
+    return _read(client, namespace, watchers, now_ms, horizon_ms)[0]
+
+
+def _read(
+    client: redis.Redis,
+    namespace: str,
+    watchers: Iterable[WatcherSpec],
+    now_ms: int | None,
+    horizon_ms: int | None,
+) -> tuple[list[Pending], bool]:
+    """The places, and whether every item the scan counted was still there to read."""
     prefix = f"{namespace}:"
     lists: dict[str, str] = {}  # watcher list or glob -> what it is
     for spec in watchers:
@@ -65,10 +86,13 @@ def pending(
             lists[name] = f"taken list of {spec.input_queue!r}"
     reply = Scripts(client)["pending"](keys=[], args=[_glob(prefix) + "*", prefix, *lists])
     found: list[Pending] = []
+    whole = True
     for i in range(0, len(reply), 2):
         key, count = _text(reply[i]), int(reply[i + 1])
         if key.startswith(prefix):
-            found.append(_dramatiq(client, prefix, key, count, now_ms, horizon_ms))
+            place, read = _dramatiq(client, prefix, key, count, now_ms, horizon_ms)
+            found.append(place)
+            whole = whole and read
         else:
             where = lists.get(key) or next(
                 (w for g, w in lists.items() if g.endswith("/*") and fnmatchcase(key, g)),
@@ -76,7 +100,8 @@ def pending(
             )
             first = tuple(repr(_text(e)) for e in client.lrange(key, -SHOWN, -1)[::-1])
             found.append(Pending(where, key, count, first))
-    return found
+            whole = whole and len(first) == min(count, SHOWN)
+    return found, whole
 
 
 def _dramatiq(
@@ -86,7 +111,8 @@ def _dramatiq(
     count: int,
     now_ms: int | None,
     horizon_ms: int | None,
-) -> Pending:
+) -> tuple[Pending, bool]:
+    """The place ``key``, and whether its messages the scan counted were all read."""
     name = key[len(prefix) :]
     acks = name.startswith("__acks__.")
     queue = name[len("__acks__.") :].split(".", 1)[-1] if acks else name
@@ -100,22 +126,27 @@ def _dramatiq(
         ids = [_text(i) for i in client.lrange(key, 0, read - 1)]
         where = f"delay queue {name[:-3]!r}" if queue.endswith(".DQ") else f"queue {name!r}"
     now = time.time() * 1000 if now_ms is None else now_ms
-    shown, etas = _messages(client, f"{prefix}{queue}.msgs", ids, now)
+    shown, etas, gone = _messages(client, f"{prefix}{queue}.msgs", ids, now)
     horizon = now if horizon_ms is None else horizon_ms
     later = delayed and len(etas) == count and all(eta > horizon for eta in etas)
-    return Pending(where, key, count, tuple(shown[:SHOWN]), later=later)
+    whole = len(ids) == min(count, read) and not gone
+    return Pending(where, key, count, tuple(shown[:SHOWN]), later=later), whole
 
 
 def _messages(
     client: redis.Redis, msgs: str, ids: list[str], now_ms: float
-) -> tuple[list[str], list[float]]:
-    """``actor(args)`` of each message id (its id when the payload is gone), with when
-    it is due for a delayed one; and the etas found."""
+) -> tuple[list[str], list[float], int]:
+    """``actor(args)`` of each message id (its id when the payload is gone or no
+    message), with when it is due for a delayed one; the etas found; how many payloads
+    were gone."""
     if not ids:
-        return [], []
+        return [], [], 0
     shown: list[str] = []
     etas: list[float] = []
+    gone = 0
     for i, payload in zip(ids, client.hmget(msgs, ids), strict=True):
+        if payload is None:
+            gone += 1
         try:
             data: Any = json.loads(payload or "")
             args = ", ".join(repr(a) for a in data["args"])
@@ -130,7 +161,7 @@ def _messages(
             left_s = (eta - now_ms) / 1000
             call += f" due in {left_s:.1f} s" if left_s > 0 else " due now"
         shown.append(call)
-    return shown, etas
+    return shown, etas, gone
 
 
 def _glob(text: str) -> str:
