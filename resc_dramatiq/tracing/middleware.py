@@ -31,7 +31,7 @@ from dramatiq.broker import MessageProxy
 from opentelemetry import context, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
-from ..rules.lineage import CAUSE_OPTION, TRACE_OPTION, valid_id, valid_trace
+from ..rules.lineage import CAUSE_OPTION, TRACE_OPTION, valid_id
 from .context import context_of, span_context_of, stand_in, traceparent_of
 
 #: The option a sent message's producer span context travels in (W3C ``traceparent``).
@@ -115,12 +115,9 @@ class Tracing(Middleware):
         context.detach(token)
 
     def _parent(self, message: MessageProxy, cause: Mapping[str, Any]) -> context.Context:
-        for traceparent in (
-            valid_trace(cause.get("trace")),
-            message.options.get(TRACEPARENT_OPTION),
-        ):
+        for traceparent in (cause.get("trace"), message.options.get(TRACEPARENT_OPTION)):
             if isinstance(traceparent, str):
-                found = context_of(traceparent)
+                found = context_of(traceparent)  # None unless a valid traceparent
                 if found is not None:
                     return found
         root = valid_id(cause.get("root")) or message.message_id
@@ -164,5 +161,5 @@ def _member_links(cause: Mapping[str, Any]) -> list[Link]:
     traces = cause.get("member_traces")
     if not isinstance(traces, list):
         return []
-    found = (span_context_of(t) for t in traces if valid_trace(t) is not None)
+    found = (span_context_of(t) for t in traces if isinstance(t, str))  # None: not valid
     return [Link(c, {"resc.link": "join member"}) for c in found if c is not None]
