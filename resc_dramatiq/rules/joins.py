@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import RuleError
 from .model import Join
@@ -32,10 +32,10 @@ MEMBERS_TOKEN = json.dumps(MEMBERS_MARK)  # as it stands in the JSON of a messag
 MAX_MEMBERS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
-class Membership:
+class Membership(NamedTuple):
     """An event's place in a group: ``expect`` is the count of expected members (0:
-    not known from this event: a fan-out's group), ``members`` their names when listed."""
+    not known from this event: a fan-out's group), ``members`` their names when listed
+    (a named tuple: made per member event, cheaper than a frozen dataclass)."""
 
     group: str
     member: str

@@ -56,6 +56,12 @@ class Planner:
         self.reads_envelopes = rules.spec.data or rules.spec.lineage is not None
         #: Lineage records are kept (the commit writes each task's).
         self.keeps_lineage = rules.spec.kept_lineage is not None
+        #: Per rule index: its makes name their cause (a Dramatiq message's
+        #: ``resc_cause``, a lineage record), so a join's make names its members' ids.
+        self.causes = [
+            self.keeps_lineage or any(m.target.actor is not None for m in r.makes)
+            for r in rules.rules
+        ]
 
     def plan(
         self,
@@ -135,9 +141,10 @@ class Planner:
     ) -> None:
         """Plan ``tasks`` of event ``index`` (the tasks of one rule share one cause)."""
         causes: dict[int, Cause] = {}
+        needed = self.causes
         for t in tasks:
             cause = causes.get(t.rule)
-            if cause is None:
+            if cause is None and needed[t.rule]:
                 cause = causes[t.rule] = self.cause(t, parent)
             add(self.planned(t, index, now_ms, cause))
 
@@ -233,18 +240,17 @@ class Planner:
         made_tasks = rule.make(match.index, made, data=match.data)
         # the members' ids, filled in by the commit that completes the group, where a
         # cause names them: a message's (its resc_cause) or a lineage record's
-        ids = ""
-        if self.keeps_lineage or any(t.make.target.actor is not None for t in made_tasks):
+        ids = cause = None
+        if made_tasks and self.causes[match.index]:
             ids = f"resc-ids-{new_id()}"
-        cause = self.cause(made_tasks[0], match.cause) if made_tasks else None
-        if cause is not None and ids:
+            cause = self.cause(made_tasks[0], match.cause)
             cause.members = ids
         tasks = [self.planned(t, index, now_ms, cause) for t in made_tasks]
         parent = match.cause.message if match.cause is not None else ""
         trace = (match.cause.trace or "") if match.cause is not None else ""
         return JoinHit(
             "member", index, rule.name, m.group, m.member, m.expect, m.members,
-            join.deadline_ms, join.ttl_ms, tasks, payload, token, parent, ids, trace,
+            join.deadline_ms, join.ttl_ms, tasks, payload, token, parent, ids or "", trace,
         )  # fmt: skip
 
     def expired(self, rule: str, event: bytes | str, group: str, now_ms: int) -> list[PlannedTask]:
@@ -280,6 +286,8 @@ class Planner:
     def _recorded(self, hits: list[JoinHit], tasks: list[Task], index: int) -> list[JoinHit]:
         """``hits``, and the fan-out tasks among ``tasks`` recorded as the expected members
         of their make's group (one hit per event and group)."""
+        if not tasks:
+            return hits
         records: dict[str, JoinHit] = {}
         for t in tasks:
             if t.make.group is None:
@@ -310,12 +318,15 @@ class Planner:
         (with its ``cause``), its lineage record when this watcher keeps them."""
         rule = self.rules.rules[task.rule].name
         message = None
-        if cause is None:
+        actor = task.make.target.actor  # Task.actor, without the property's call
+        if cause is None and (actor is not None or self.keeps_lineage):
             cause = self.cause(task, None)
-        if task.make.target.actor is not None:  # Task.actor, without the property's call
+        if actor is not None:
+            assert cause is not None
             message = build_message(task, now_ms=now_ms, done_queue=self.done_queue, cause=cause)
         planned = PlannedTask(task.task.encode(), task.queue, task.set, index, rule, message)
         if self.keeps_lineage:
+            assert cause is not None
             if message is None:
                 planned.lineage = record(task.task, planned.queue, cause, None, now_ms)
             else:
