@@ -22,6 +22,7 @@ from resc_dramatiq.store import scripts, wire
 from resc_dramatiq.store.contract import (
     COMMIT_KEYS,
     HEADER_FIELDS,
+    HIT_EMPTY,
     JOIN_HIT_FIELDS,
     TASK_FIELDS,
     Status,
@@ -54,11 +55,26 @@ def test_commit_lua_names_its_keys_by_the_declared_roles_only() -> None:
 def test_join_hits_are_read_by_the_declared_fields_and_sent_with_all_of_them() -> None:
     read = set(re.findall(r"\bhit\[H_(\w+)\]", body("commit") + body("library")))
     assert read == {name.upper() for name in JOIN_HIT_FIELDS}
-    hit = JoinHit("member", 0, "r", "g", "m", 2, ("m", "n"), 1000, 5000, [])
+    hit = JoinHit("member", 0, "r", "g", "m", 2, ("m", "n"), 1000, 5000, [], trace="t")
     [encoded] = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys(), None)
     assert len(encoded) == len(JOIN_HIT_FIELDS)
     assert encoded[JOIN_HIT_FIELDS.index("member")] == "m"
     assert encoded[JOIN_HIT_FIELDS.index("deadline")] == 1000
+    assert encoded[JOIN_HIT_FIELDS.index("trace")] == "t"
+
+
+def test_a_join_hit_leaves_out_its_empty_fields_at_its_end_and_the_scripts_read_them_so() -> None:
+    hit = JoinHit("member", 3, "r", "g", "m", 2, ttl_ms=5000, tasks=[])
+    [encoded] = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys(), None)
+    assert len(encoded) == HIT_EMPTY  # deadline 0, no members, no payload ...: left out
+    assert encoded[JOIN_HIT_FIELDS.index("event")] == 3
+    hit.members = ("m", "n")
+    [encoded] = encode_hits([hit], KeyList(), JoinKeys.of("done"), DramatiqKeys(), None)
+    assert len(encoded) == JOIN_HIT_FIELDS.index("members") + 1  # the deadline kept, as 0
+    scripts = body("commit") + body("library")
+    for name in JOIN_HIT_FIELDS[HIT_EMPTY:]:
+        reads = re.findall(rf"hit\[H_{name.upper()}\]( or \S+)?", scripts)
+        assert reads and all(reads), f"hit[H_{name.upper()}] is read without a default"
 
 
 def test_the_scripts_read_task_fields_by_the_declared_names() -> None:

@@ -47,18 +47,23 @@ TASK_FIELDS = (
 
 #: The fields of a join hit (``h.joins``, an array each: ``hit[H_KIND]`` ...): kind
 #: ('member', 'fail', 'record'), KEYS index of its group's hash, its rule, member,
-#: expected count (0: not from this event), expected members, deadline (ms after the
-#: first member; 0: none), the tombstone's ttl (ms), its event's index in the batch (0:
-#: the oldest), tasks queued when it completes or fails the group (TASK_FIELDS each),
-#: the member's payload (JSON, '' none), the text of its tasks' messages that the
-#: members' payloads replace ('': none), the member's message id (its event's cause;
-#: '' none), the JSON string in its tasks' causes that the members' message ids
-#: replace ('' none; see rules/lineage.py; ``resc-ids-<x>``: the members' traces replace
-#: ``resc-traces-<x>``), and the member's trace (its event's cause's; '' none).
+#: expected count (0: not from this event), its event's index in the batch (0: the
+#: oldest), tasks queued when it completes or fails the group (TASK_FIELDS each), the
+#: tombstone's ttl (ms); then those that are most often empty, left out from the first
+#: of a run of empty ones to the end (read as ``hit[H_DATA] or ''``; :data:`HIT_EMPTY`):
+#: deadline (ms after the first member; 0: none), expected members, the member's
+#: payload (JSON, '' none), the text of its tasks' messages that the members' payloads
+#: replace ('': none), the member's message id (its event's cause; '' none), the JSON
+#: string in its tasks' causes that the members' message ids replace ('' none; see
+#: rules/lineage.py; ``resc-ids-<x>``: the members' traces replace ``resc-traces-<x>``),
+#: and the member's trace (its event's cause's; '' none).
 JOIN_HIT_FIELDS = (
-    "kind", "group", "rule", "member", "expect", "members", "deadline", "ttl", "event", "tasks",
-    "data", "token", "parent", "ids", "trace",
+    "kind", "group", "rule", "member", "expect", "event", "tasks", "ttl",
+    "deadline", "members", "data", "token", "parent", "ids", "trace",
 )  # fmt: skip
+
+#: The join hit fields a hit may leave out at its end (from the first of them).
+HIT_EMPTY = JOIN_HIT_FIELDS.index("deadline")
 
 #: Values per variadic write (``unpack()`` is bounded by Lua's stack); even, so that a
 #: chunk of an HSET's values holds whole field-value pairs.

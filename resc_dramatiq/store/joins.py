@@ -30,7 +30,7 @@ from ..rules.joins import MEMBERS_TOKEN
 from ..rules.model import Rule
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
-from .contract import Status
+from .contract import HIT_EMPTY, Status
 from .keys import DramatiqKeys, WatcherKeys, hash_tag
 from .keyspace import text
 from .lineage import LineageBucket, tasks_header
@@ -93,26 +93,24 @@ def encode_hits(
 ) -> list[list[Any]]:
     """``hits`` as ``h.joins`` (:data:`~.contract.JOIN_HIT_FIELDS` each): group and task keys
     added to ``keys``, lineage records to ``records`` (see :func:`~.tasks.task_rows`)."""
-    return [
-        [
+    rows = []
+    group_key = jk.group
+    for h in hits:
+        row = [
             h.kind,
-            keys.add(jk.group(h.group)),
+            keys.add(group_key(h.group)),
             h.rule,
             h.member,
             h.expect,
-            h.members,
-            h.deadline_ms,
-            h.ttl_ms or DEFAULT_TTL_MS,
             h.event_index,
             task_rows(h.tasks, keys, dramatiq, _EVENT_INDEX, records=records) if h.tasks else (),
-            h.data,
-            h.token,
-            h.parent,
-            h.ids,
-            h.trace,
-        ]
-        for h in hits
-    ]
+            h.ttl_ms or DEFAULT_TTL_MS,
+            h.deadline_ms, h.members, h.data, h.token, h.parent, h.ids, h.trace,
+        ]  # fmt: skip
+        while len(row) > HIT_EMPTY and not row[-1]:  # the empty ones at its end left out
+            row.pop()
+        rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,14 +161,15 @@ if #h.joins > 0 then
         deduplicated = deduplicated + 1
         count(t[T_RULE], 'deduplicated')
     end
+    local pushes = writes()  -- the makes' pushes, made after the loop
     for _, hit in ipairs(h.joins) do
         local g, kind, rule = KEYS[hit[H_GROUP]], hit[H_KIND], hit[H_RULE]
         if kind == 'member' then
             local complete = join_member(hit, g, now)
             if complete then
-                fill_members(hit[H_TASKS], hit[H_TOKEN], g)
-                fill_ids(hit[H_TASKS], hit[H_IDS], g, h.records)
-                write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
+                fill_members(hit[H_TASKS], hit[H_TOKEN] or '', g)
+                fill_ids(hit[H_TASKS], hit[H_IDS] or '', g, h.records)
+                write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped, pushes)
                 close_group(g, 'done', now, hit[H_TTL])
                 count(rule, 'completed')
             elseif complete == false then
@@ -176,7 +177,7 @@ if #h.joins > 0 then
             end
         elseif kind == 'fail' then
             if open_group(g) then
-                write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped)
+                write_tasks(hit[H_TASKS], 0, h.score, hit_queued, hit_skipped, pushes)
                 close_group(g, 'failed', now, hit[H_TTL])
                 count(rule, 'failed')
             end
@@ -184,6 +185,8 @@ if #h.joins > 0 then
             join_record(hit, g, now)
         end
     end
+    pushes.flush()
+    index_flush()
 end
 
 -- failed events: back in line (not done yet) or dead-lettered (done for good)

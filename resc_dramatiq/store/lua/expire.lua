@@ -47,4 +47,5 @@ close_group(g, ready and 'done' or 'expired', now, h.ttl)
 redis.call('HINCRBY', KEYS[5], h.rule .. (ready and '|completed' or '|expired'), 1)
 if queued > 0 then redis.call('HINCRBY', KEYS[5], h.rule .. '|queued', queued) end
 if kept then kept.write(KEYS[h.lineage_key], h.lineage_ttl_ms, h.lineage_max) end
+index_flush()
 return {DONE, queued}

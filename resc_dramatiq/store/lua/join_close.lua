@@ -55,4 +55,5 @@ else
 end
 if queued > 0 then redis.call('HINCRBY', KEYS[5], h.rule .. '|queued', queued) end
 if kept then kept.write(KEYS[h.lineage_key], h.lineage_ttl_ms, h.lineage_max) end
+index_flush()
 return {DONE, queued}

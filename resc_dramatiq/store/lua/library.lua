@@ -187,6 +187,39 @@ end
 -- open groups). A hit is a join hit of contract.JOIN_HIT_FIELDS (hit[H_KIND] ...).
 local J = {}
 
+-- The join index's writes of this call, made at its end by index_flush(): per group
+-- its place in J.open and J.due (a score; false: out of it), per rule the change of
+-- its count in J.counts. Gathered, they are a few calls per call, not a few per group.
+local index = {open = {}, due = {}, counts = {}}
+
+local function index_flush()
+    for _, name in ipairs({'open', 'due'}) do
+        local add, remove = {}, {}
+        for g, score in pairs(index[name]) do
+            if score then
+                add[#add + 1] = score
+                add[#add + 1] = g
+            else
+                remove[#remove + 1] = g
+            end
+        end
+        for i = 1, #add, PUSH_CHUNK do
+            redis.call('ZADD', J[name], unpack(add, i, math.min(i + PUSH_CHUNK - 1, #add)))
+        end
+        for i = 1, #remove, PUSH_CHUNK do
+            redis.call('ZREM', J[name], unpack(remove, i, math.min(i + PUSH_CHUNK - 1, #remove)))
+        end
+    end
+    for rule, change in pairs(index.counts) do
+        if change ~= 0 and redis.call('HINCRBY', J.counts, rule, change) <= 0 then
+            redis.call('HDEL', J.counts, rule)
+        end
+    end
+end
+
+-- A hit's field left out (contract.HIT_EMPTY): no expected members.
+local NONE = {}
+
 -- What this call knows of each group it met: read before any write (the read checks
 -- the key's type), then kept up to date by the functions below, which make every write
 -- to a group in this call: {state ('' when absent), expect, listed, seen, matched,
@@ -260,11 +293,9 @@ local function close_group(g, state, now, default_ttl)
     redis.call('DEL', g)
     redis.call('HSET', g, 'state', state, 'at', now)
     redis.call('PEXPIRE', g, tonumber(f[2]) or default_ttl)
-    redis.call('ZREM', J.open, g)
-    if f[3] then redis.call('ZREM', J.due, g) end
-    if f[1] and redis.call('HINCRBY', J.counts, f[1], -1) <= 0 then
-        redis.call('HDEL', J.counts, f[1])
-    end
+    index.open[g] = false
+    if f[3] then index.due[g] = false end
+    if f[1] then index.counts[f[1]] = (index.counts[f[1]] or 0) - 1 end
     groups[g].state = state
 end
 
@@ -276,20 +307,21 @@ local function first_member(hit, g, now, fields)
     local more = {'state', 'open', 'rule', hit[H_RULE], 'first', now,
         'event', JOIN_EVENT(hit), 'ttl', hit[H_TTL]}
     for _, v in ipairs(more) do fields[#fields + 1] = v end
-    if hit[H_DEADLINE] > 0 then
+    local deadline = hit[H_DEADLINE] or 0
+    if deadline > 0 then
         fields[#fields + 1] = 'due'
-        fields[#fields + 1] = now + hit[H_DEADLINE]
-        redis.call('ZADD', J.due, now + hit[H_DEADLINE], g)
+        fields[#fields + 1] = now + deadline
+        index.due[g] = now + deadline
     end
-    redis.call('ZADD', J.open, now, g)
-    redis.call('HINCRBY', J.counts, hit[H_RULE], 1)
+    index.open[g] = now
+    index.counts[hit[H_RULE]] = (index.counts[hit[H_RULE]] or 0) + 1
     groups[g].state = 'open'
 end
 
 -- What a member's field holds: its payload (JSON) when its join keeps them and the
 -- group's kept payloads stay within JOIN_DATA_LIMIT bytes, else 1.
 local function member_value(group, hit, fields)
-    local data = hit[H_DATA]
+    local data = hit[H_DATA] or ''
     if data == '' or group.bytes + #data > JOIN_DATA_LIMIT then return 1 end
     group.bytes = group.bytes + #data
     fields[#fields + 1] = 'bytes'
@@ -363,13 +395,14 @@ end
 -- 'k:<member>'; the first MEMBERS_LIMIT only).
 local function member_id(group, hit, fields)
     if group.seen > MEMBERS_LIMIT then return end
-    if hit[H_PARENT] ~= '' then
+    local parent, trace = hit[H_PARENT] or '', hit[H_TRACE] or ''
+    if parent ~= '' then
         fields[#fields + 1] = 'i:' .. hit[H_MEMBER]
-        fields[#fields + 1] = hit[H_PARENT]
+        fields[#fields + 1] = parent
     end
-    if hit[H_TRACE] ~= '' then
+    if trace ~= '' then
         fields[#fields + 1] = 'k:' .. hit[H_MEMBER]
-        fields[#fields + 1] = hit[H_TRACE]
+        fields[#fields + 1] = trace
     end
 end
 
@@ -382,7 +415,7 @@ local function new_group(hit, g, now)
     fields[#fields + 1] = value
     group.m[member], group.seen = true, 1
     member_id(group, hit, fields)
-    local members = hit[H_MEMBERS]
+    local members = hit[H_MEMBERS] or NONE
     if #members > 0 then
         group.listed, group.expect, group.matched = true, #members, 0
         for _, m in ipairs(members) do
@@ -437,7 +470,7 @@ local function join_member(hit, g, now)
         end
         if #fields > 0 then hset(g, fields) end
         if not group.expect and hit[H_EXPECT] > 0 then  -- it comes with this member
-            local members = hit[H_MEMBERS]
+            local members = hit[H_MEMBERS] or NONE
             if #members > 0 then
                 redis.call('HSET', g, 'listed', 1)
                 group.listed = true
@@ -464,10 +497,10 @@ local function join_record(hit, g, now)
         redis.call('HSET', g, 'listed', 1)
         group.listed = true
     end
-    for _, m in ipairs(hit[H_MEMBERS]) do expect_member(g, m) end
+    for _, m in ipairs(hit[H_MEMBERS] or NONE) do expect_member(g, m) end
     if group.state == 'open' and group.expect and group.matched >= group.expect then
         redis.call('HSET', g, 'ready', 1, 'due', now)
-        redis.call('ZADD', J.due, now, g)
+        index.due[g] = now
     end
 end
 
