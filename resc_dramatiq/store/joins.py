@@ -30,7 +30,7 @@ from ..rules.joins import MEMBERS_TOKEN
 from ..rules.model import Rule
 from ..rules.plan import Planner
 from ..rules.ruleset import RuleSet
-from .contract import HIT_EMPTY, Status
+from .contract import Status
 from .keys import DramatiqKeys, WatcherKeys, hash_tag
 from .keyspace import text
 from .lineage import LineageBucket, tasks_header
@@ -93,22 +93,24 @@ def encode_hits(
 ) -> list[list[Any]]:
     """``hits`` as ``h.joins`` (:data:`~.contract.JOIN_HIT_FIELDS` each): group and task keys
     added to ``keys``, lineage records to ``records`` (see :func:`~.tasks.task_rows`)."""
-    rows = []
-    group_key = jk.group
+    # the hits' tasks made rows in one call (most hits have one task), then cut per hit
+    made = task_rows(
+        [t for h in hits for t in h.tasks], keys, dramatiq, _EVENT_INDEX, records=records
+    )
+    rows, at = [], 0
+    group_key, add_key = jk.group, keys.add
     for h in hits:
+        n = len(h.tasks)
         row = [
-            h.kind,
-            keys.add(group_key(h.group)),
-            h.rule,
-            h.member,
-            h.expect,
-            h.event_index,
-            task_rows(h.tasks, keys, dramatiq, _EVENT_INDEX, records=records) if h.tasks else (),
-            h.ttl_ms or DEFAULT_TTL_MS,
-            h.deadline_ms, h.members, h.data, h.token, h.parent, h.ids, h.trace,
+            h.kind, add_key(group_key(h.group)), h.rule, h.member, h.expect, h.event_index,
+            made[at : at + n], h.ttl_ms or DEFAULT_TTL_MS,
         ]  # fmt: skip
-        while len(row) > HIT_EMPTY and not row[-1]:  # the empty ones at its end left out
-            row.pop()
+        at += n
+        tail = (h.deadline_ms, h.members, h.data, h.token, h.parent, h.ids, h.trace)
+        if any(tail):  # else all left out; the empty ones at its end are
+            row += tail
+            while not row[-1]:
+                row.pop()
         rows.append(row)
     return rows
 
