@@ -18,20 +18,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-import msgpack
 import redis
 
 from ..errors import RescError
 from ..rules.batch import PlannedTask
-from ..rules.joins import MEMBERS_TOKEN
 from ..rules.plan import Planner
 from .contract import Status
-from .joins import DEFAULT_TTL_MS, JoinKeys
-from .keys import DramatiqKeys, WatcherKeys
+from .joins import JoinKeys, closing_header
+from .keys import DramatiqKeys
 from .keyspace import text
-from .lineage import LineageBucket, tasks_header
 from .scripts import Scripts, refusal, wrong_type
-from .tasks import KeyList
 
 #: Most fields of a group's hash :func:`read_group` reads (its members, expected and
 #: seen, two fields each at most): a group may expect 100,000 members.
@@ -205,23 +201,12 @@ def close_read(
                 f"group {group.name!r} has no member yet: its join rule is not known"
             )
         tasks = planned(planner, group)
-    keys = JoinKeys.of(planner.rules.spec.input_queue)
-    watcher = WatcherKeys.of(planner.rules.spec, "")
-    call_keys = KeyList([group.key, keys.open, keys.due, keys.counts, watcher.stats])
-    bucket = LineageBucket.of(planner.rules.spec, int(time.time() * 1000))
-    header = {
-        "action": action,
-        "rule": group.rule,
-        "first": group.raw_first,
-        "score": int(time.time()),
-        "channel": channel,
-        "prefix": watcher.taken_base,
-        "ttl": DEFAULT_TTL_MS,
-        "token": MEMBERS_TOKEN,
-        **tasks_header(tasks, call_keys, dramatiq, lambda t: group.key, bucket),
-    }
-    packed = msgpack.packb(header, use_bin_type=False)
-    reply = Scripts(client)["join_close"](keys=call_keys.names, args=[packed])
+    call_keys, header = closing_header(
+        JoinKeys.of(planner.rules.spec.input_queue), planner.rules.spec, group.key, tasks,
+        dramatiq, channel=channel, now_ms=int(time.time() * 1000),
+        fields={"action": action, "rule": group.rule, "first": group.raw_first},
+    )  # fmt: skip
+    reply = Scripts(client)["join_close"](keys=call_keys.names, args=[header])
     refused = refusal(reply, call_keys.names)
     if refused is not None:
         raise wrong_type(refused, "nothing was written")

@@ -195,22 +195,42 @@ class Deadlines:
     def _call(
         self, group_key: str, rule: str, tasks: Sequence[PlannedTask], now_ms: int, *, ready: bool
     ) -> Call:
-        keys = KeyList(
-            [group_key, self.keys.open, self.keys.due, self.keys.counts, self.watcher.stats]
-        )
-        bucket = LineageBucket.of(self.planner.rules.spec, now_ms)
-        header = {
-            "rule": rule,
-            "ready": ready,
-            "score": int(time.time()),
-            "channel": self.channel,
-            "prefix": self.watcher.taken_base,
-            "ttl": DEFAULT_TTL_MS,
-            "token": MEMBERS_TOKEN,
-            **tasks_header(tasks, keys, self.dramatiq, lambda t: group_key, bucket),
-        }
-        packed = msgpack.packb(header, use_bin_type=False)
-        return Call(script("expire"), keys.names, [packed])
+        fields = {"rule": rule, "ready": ready}
+        keys, header = closing_header(
+            self.keys, self.planner.rules.spec, group_key, tasks, self.dramatiq,
+            channel=self.channel, now_ms=now_ms, fields=fields,
+        )  # fmt: skip
+        return Call(script("expire"), keys.names, [header])
+
+
+def closing_header(
+    jk: JoinKeys,
+    spec: WatcherSpec,
+    group_key: str,
+    tasks: Sequence[PlannedTask],
+    dramatiq: DramatiqKeys,
+    *,
+    channel: str | None,
+    now_ms: int,
+    fields: dict[str, Any],
+) -> tuple[KeyList, bytes]:
+    """The keys and the packed header of a script that closes group ``group_key`` of
+    ``spec``'s watcher (``expire.lua``, ``join_close.lua``): the group, the slot's join
+    index, the watcher's stats; ``fields`` (the script's own), the dedup score, the
+    notification channel and prefix, the default tombstone ttl, the members' token and
+    ``tasks`` (their event: the group key) with their lineage records."""
+    watcher = WatcherKeys.of(spec, "")
+    keys = KeyList([group_key, jk.open, jk.due, jk.counts, watcher.stats])
+    header = {
+        **fields,
+        "score": int(time.time()),
+        "channel": channel,
+        "prefix": watcher.taken_base,
+        "ttl": DEFAULT_TTL_MS,
+        "token": MEMBERS_TOKEN,
+        **tasks_header(tasks, keys, dramatiq, lambda t: group_key, LineageBucket.of(spec, now_ms)),
+    }
+    return keys, msgpack.packb(header, use_bin_type=False)
 
 
 def _timed(rule: Rule) -> bool:
