@@ -148,3 +148,25 @@ def test_an_error_reply_is_raised_after_every_reply_was_read(r: redis.Redis) -> 
         sent.replies()
     assert r.lrange("taken2", 0, -1) == [b"x"]  # the second call ran, its reply was read
     assert r.ping()  # the connection went back to the pool in a clean state
+
+
+def test_each_script_is_sent_with_the_library_definitions_it_uses_and_no_others() -> None:
+    defined_in_library = set(
+        re.findall(r"^local (?:function )?(\w+)", body("library"), flags=re.MULTILINE)
+    )
+    for name in scripts.NAMES:
+        sent = scripts.source(name)
+        own = body(name)
+        defined = set(re.findall(r"^local (?:function )?(\w+)", sent, flags=re.MULTILINE))
+        code = re.sub(r"--[^\n]*", "", sent)  # its comments name things too
+        used = set(re.findall(r"\b[A-Za-z_]\w*\b", code)) & defined_in_library
+        assert used <= defined, f"{name}.lua is sent without {sorted(used - defined)}"
+        library_part = sent.split("\n-- library.lua", 1)[1].split(f"\n-- {name}.lua\n", 1)[0]
+        for fn in re.findall(r"^local function (\w+)", library_part, flags=re.MULTILINE):
+            assert re.search(rf"\b{fn}\b", own) or re.search(
+                rf"\b{fn}\b", library_part.replace(f"local function {fn}", "")
+            ), f"{name}.lua is sent with {fn}, which nothing in it calls"
+    assert "local function" not in scripts.source("take")  # it needs none
+    for path in LUA.glob("*.lua"):  # comments are left out before names are looked for
+        strings = re.findall(r"'[^'\n]*'|\"[^\"\n]*\"", body(path.stem))
+        assert not [s for s in strings if "--" in s], f"{path.name}: '--' in a string"

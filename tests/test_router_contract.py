@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -254,3 +254,26 @@ def test_unmatched_events_are_only_counted_by_default(r: redis.Redis) -> None:
     router.run_until_idle()
     assert stats(r, router.loops[0].keys)["unmatched"] == 1
     assert r.keys("*unmatched*") == []
+
+
+def test_at_a_low_rate_a_round_makes_three_script_calls_per_event(r: redis.Redis) -> None:
+    """One event at a time: the take behind the commit found the list empty, so the next
+    round waits at once (no take that would find it empty again): per event, a blocking
+    move, the take of the rest, the commit and the take behind it."""
+    ruleset = one_watcher(
+        {"name": "r", "on": "^e/(?P<n>\\d+)$", "make": {"task": "t/${n}", "queue": "out"}}
+    )
+    router = Router(ruleset=ruleset, client=r)
+    events = 20
+    with running(router):
+        r.lpush(DONE, "e/0")
+        wait_for(lambda: r.llen("out") == 1, what="the first event routed")
+        r.config_resetstat()
+        for n in range(1, events + 1):
+            r.lpush(DONE, f"e/{n}")
+            wait_for(lambda n=n: r.llen("out") == n + 1, what=f"event {n} routed")
+        stats_ = cast(dict[str, dict[str, int]], r.info("commandstats"))
+    scripts = stats_["cmdstat_evalsha"]["calls"]
+    moves = stats_["cmdstat_blmove"]["calls"]
+    assert moves >= events
+    assert scripts <= 3 * events + 5, f"{scripts} script calls for {events} events"

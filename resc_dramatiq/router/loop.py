@@ -72,6 +72,9 @@ class WatcherLoop:
         self.healthy = False  # a full take-commit round succeeded since the last start
         self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
         self.flight = InFlight()
+        #: The last take sent behind a commit found the input list empty: the next
+        #: round waits for an event at once (a blocking take returns at once if one came)
+        self.drained = False
         #: Records a span per committed batch (``RouterOptions.trace``; None: none).
         self.tracer: CommitSpans | None = None
 
@@ -188,6 +191,7 @@ class WatcherLoop:
         events: list[bytes] = []
         try:
             events = taking.events() if taking is not None else []
+            self.drained = taking is not None and not events
             if more and len(events) == limit:  # a backlog: keep a take behind the commit
                 flight.take = store.send_take(limit)
             if not pending.applies_outbox:
@@ -251,7 +255,9 @@ class WatcherLoop:
     def take(self, *, block: bool) -> Batch | None:
         """Take a batch and plan it (None when nothing came)."""
         store, opts = self.store, self.options
-        events = store.take(opts.batch_size)
+        # a take that would find the list as the last one did (empty) is left out: one
+        # call fewer per event at a low rate
+        events = [] if block and self.drained else store.take(opts.batch_size)
         if not events and block:
             first = store.take_blocking(opts.block_s)
             if first is None:

@@ -1,16 +1,18 @@
 """The Lua scripts, loaded from the package's ``lua/`` folder and called by name.
 
-Each script is sent as the constants of :mod:`.contract`, then ``lua/library.lua`` (what
-the scripts share), then its own file; a script whose first line declares flags
-(``#!lua flags=...``) keeps that line first. ``Scripts(client)["commit"]`` is that script
-bound to a client: called, or sent, it goes through :mod:`.wire`, the one way a script
-reaches Redis. Each script's header lists its ``KEYS`` and ``ARGV``.
+Each script is sent as the constants of :mod:`.contract`, then what it uses of
+``lua/library.lua`` (what the scripts share: :func:`library_for`), then its own file; a
+script whose first line declares flags (``#!lua flags=...``) keeps that line first.
+``Scripts(client)["commit"]`` is that script bound to a client: called, or sent, it goes
+through :mod:`.wire`, the one way a script reaches Redis. Each script's header lists its
+``KEYS`` and ``ARGV``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -63,8 +65,40 @@ def script(name: str, *, flags: bool = True) -> Script:
     if body.startswith("#!"):
         first, _, body = body.partition("\n")
         first = f"{first}\n" if flags else ""
-    full = f"{first}{lua_constants()}{_read('library')}\n-- {name}.lua\n{body}"
+    full = f"{first}{lua_constants()}{library_for(body)}\n-- {name}.lua\n{body}"
     return Script(name, full, hashlib.sha1(full.encode()).hexdigest())
+
+
+#: A top-level definition of the library: ``local function <name>`` or ``local <names>``.
+_DEFINITION = re.compile(r"^local (?:function )?(\w+(?:, \w+)*)", re.MULTILINE)
+_NAME = re.compile(r"\b[A-Za-z_]\w*\b")
+_COMMENT = re.compile(r"--[^\n]*")  # no script has "--" in a string (test_contract)
+
+
+def _names(lua: str) -> set[str]:
+    """The names ``lua`` mentions outside its comments."""
+    return set(_NAME.findall(_COMMENT.sub("", lua)))
+
+
+def library_for(body: str) -> str:
+    """The library's definitions that ``body`` uses, itself or through the ones it uses,
+    in the library's order (a script runs its whole text on every call: one that takes
+    events need not make the join functions each time), after the library's heading."""
+    library = _read("library")
+    starts = [m.start() for m in _DEFINITION.finditer(library)]
+    heading = library[: starts[0]] if starts else library
+    blocks = [library[a:b] for a, b in zip(starts, [*starts[1:], len(library)], strict=True)]
+    defines = [set(_DEFINITION.match(b).group(1).split(", ")) for b in blocks]  # type: ignore[union-attr]
+    used = _names(body)
+    kept = [False] * len(blocks)
+    grew = True
+    while grew:  # until no kept block names another
+        grew = False
+        for i, block in enumerate(blocks):
+            if not kept[i] and defines[i] & used:
+                kept[i], grew = True, True
+                used |= _names(block)
+    return heading + "".join(b for b, k in zip(blocks, kept, strict=True) if k)
 
 
 def source(name: str) -> str:
