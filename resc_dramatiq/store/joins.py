@@ -9,6 +9,10 @@ worker's inline commit alike. A group past its deadline is fired by
 same step as it queues the ``expired`` make and writes the tombstone, that the group is
 still open and its deadline (Redis's clock) has come, so a group fires once across
 routers and never early. See docs/joins.md.
+
+Over ~250 lines on purpose: a group's keys, the hits that open and complete it, the
+header of the scripts that close it (a deadline round's, an operator's) and ``check``'s
+warnings about groups no rule reads all follow the one key layout written here.
 """
 
 from __future__ import annotations
