@@ -19,12 +19,16 @@ embedded server and measures, in one run:
 
 Prints the rows and their ratios, and writes them as JSON with ``--json-out``;
 ``--skip-fanin`` and ``--skip-memory`` leave those rows out (the router rows alone).
+``--repeat K`` runs the two router rows K times, back to back, their order turned each
+round, and gives the median of the rounds' own ratios and of each row's CPU per event
+(steadier on a shared machine than one run).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import threading
@@ -67,9 +71,10 @@ def router_config(path: Path, *, join: bool) -> Path:
     return path
 
 
-#: CPU µs per event of the router and the server processes, per router row (steadier
-#: than events/s on a shared machine: the two pipeline, the slower one sets the pace).
-cpu_us: dict[str, dict[str, float]] = {}
+#: CPU µs per event of the router and the server processes, per router row and run
+#: (steadier than events/s on a shared machine: the two pipeline, the slower one sets
+#: the pace).
+cpu_us: dict[str, dict[str, list[float]]] = {}
 
 
 def router_row(client: redis.Redis, url: str, workdir: Path, *, join: bool, events: int) -> float:
@@ -82,11 +87,32 @@ def router_row(client: redis.Redis, url: str, workdir: Path, *, join: bool, even
     made = client.llen("raw")
     if made != (groups if join else events):
         raise RuntimeError(f"{config.stem}: {made} tasks for {events} events")
-    cpu_us[config.stem] = {
-        "router": round(t.router_cpu * t.seconds / events * 1e6, 2),
-        "server": round(t.server_cpu * t.seconds / events * 1e6, 2),
-    }
+    runs = cpu_us.setdefault(config.stem, {"router": [], "server": []})
+    runs["router"].append(round(t.router_cpu * t.seconds / events * 1e6, 2))
+    runs["server"].append(round(t.server_cpu * t.seconds / events * 1e6, 2))
     return t.events_per_s
+
+
+def router_rows(
+    client: redis.Redis, url: str, workdir: Path, *, events: int, repeat: int
+) -> dict[str, Any]:
+    """The plain and the join rows, ``repeat`` rounds back to back (their order turned
+    each round): each round's events/s, the median of the rounds' own ratios, and the
+    median CPU µs per event of each row's router and server."""
+    rounds = []
+    for n in range(repeat):
+        order = (False, True) if n % 2 == 0 else (True, False)
+        rates = {join: router_row(client, url, workdir, join=join, events=events) for join in order}
+        rounds.append({"plain_events_per_s": rates[False], "join_events_per_s": rates[True]})
+    ratios = sorted(r["join_events_per_s"] / r["plain_events_per_s"] for r in rounds)
+    return {
+        "rounds": rounds,
+        "join / plain, median of rounds": ratios[len(ratios) // 2],
+        "CPU µs per event, median of runs": {
+            row: {side: statistics.median(values) for side, values in sides.items()}
+            for row, sides in cpu_us.items()
+        },
+    }
 
 
 class Counts:
@@ -219,6 +245,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--members", type=int, default=20)
     parser.add_argument("--memory-groups", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of the router rows")
     parser.add_argument("--json-out", type=Path)
     parser.add_argument("--skip-fanin", action="store_true", help="skip the fan-in rows")
     parser.add_argument("--skip-memory", action="store_true", help="skip the memory row")
@@ -227,11 +254,7 @@ def main() -> None:
     with EmbeddedRedis() as server, tempfile.TemporaryDirectory() as tmp:
         workdir, url = Path(tmp), server.url
         client = redis.Redis.from_url(url)
-        plain = router_row(client, url, workdir, join=False, events=args.events)
-        joined = router_row(client, url, workdir, join=True, events=args.events)
-        out["router"] = {"plain_events_per_s": plain, "join_events_per_s": joined}
-        out["router"]["join / plain"] = joined / plain
-        out["router"]["CPU µs per event"] = cpu_us
+        out["router"] = router_rows(client, url, workdir, events=args.events, repeat=args.repeat)
         if not args.skip_fanin:
             a = dramatiq_fan_in(url, args.groups, args.members)
             b = joined_fan_in(url, args.groups, args.members)
