@@ -209,13 +209,19 @@ def test_the_session_server_is_one_and_flushed_per_test(resc_server: RescTestSer
         client.close()
 
 
-def test_the_example_of_docs_testing_md_passes_as_written(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("page", "tests", "passed"),
+    [("testing.md", "test_factory.py", 6), ("joins.md", "test_mill.py", 2)],
+)
+def test_the_example_of_a_docs_page_passes_as_written(
+    tmp_path: Path, page: str, tests: str, passed: int
+) -> None:
     """The page's files, written out, pass under pytest with the kit's plugin (in a
     process of their own: the example's ``@on_done`` rules go to the default registry)."""
-    for block in blocks_of(ROOT / "docs" / "testing.md"):
+    for block in blocks_of(ROOT / "docs" / page):
         if block.marker is not None and block.marker[0] == "file":
             (tmp_path / block.marker[1]).write_text(block.text)
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_factory.py"]
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests]
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "6 passed" in done.stdout
+    assert f"{passed} passed" in done.stdout
