@@ -7,6 +7,7 @@ so a fresh machine needs nothing installed by hand.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from tests.fetching import FAST
 pytest_plugins = ["tests.browser", "tests.cluster"]
 
 redis_proc = factories.redis_proc(executable=server_binary())
+
+# A suite started as a background job (`cmd &` in a script) inherits SIGINT ignored, and
+# so would every process it starts: the tests that stop one with Ctrl-C's signal would
+# wait in vain. A handler here is reset to the default in each process started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 EXAMPLES = Path(__file__).parent.parent / "example_project"
 
