@@ -38,6 +38,8 @@ from .context import context_of, span_context_of, stand_in, traceparent_of
 TRACEPARENT_OPTION = "traceparent"
 #: The ``messaging.system`` of the spans.
 SYSTEM = "dramatiq"
+#: The fields of a message's cause its span carries, and their attribute names.
+CAUSE_ATTRIBUTES = tuple((key, f"resc.{key}") for key in ("rule", "event", "watcher", "root"))
 
 
 class Tracing(Middleware):
@@ -69,23 +71,27 @@ class Tracing(Middleware):
 
     def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         """Start the message's consumer span, current while the actor runs."""
-        cause = _cause(message.options)
+        # the proxy's attributes read once each (every read goes through __getattr__)
+        options, message_id, actor = message.options, message.message_id, message.actor_name
+        cause = _cause(options)
         attributes = _attributes(message, "process")
-        for key in ("rule", "event", "watcher", "root"):
-            if isinstance(cause.get(key), str):
-                attributes[f"resc.{key}"] = cause[key]
+        for key, name in CAUSE_ATTRIBUTES:
+            value = cause.get(key)
+            if isinstance(value, str):
+                attributes[name] = value
+        name = f"process {actor}"
         span = self.tracer.start_span(
-            f"process {message.actor_name}",
-            context=self._parent(message, cause),
+            name,
+            context=self._parent(options, message_id, cause, name),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
             links=_member_links(cause),
         )
         token = context.attach(trace.set_span_in_context(span))
-        self._local.open = (message.message_id, span, token)
+        self._local.open = (message_id, span, token)
         traceparent = traceparent_of(span)
         if traceparent is not None:
-            message.options[TRACE_OPTION] = traceparent
+            options[TRACE_OPTION] = traceparent
 
     def after_process_message(
         self,
@@ -114,14 +120,16 @@ class Tracing(Middleware):
         span.end()
         context.detach(token)
 
-    def _parent(self, message: MessageProxy, cause: Mapping[str, Any]) -> context.Context:
-        for traceparent in (cause.get("trace"), message.options.get(TRACEPARENT_OPTION)):
+    def _parent(
+        self, options: Mapping[str, Any], message_id: str, cause: Mapping[str, Any], name: str
+    ) -> context.Context:
+        for traceparent in (cause.get("trace"), options.get(TRACEPARENT_OPTION)):
             if isinstance(traceparent, str):
                 found = context_of(traceparent)  # None unless a valid traceparent
                 if found is not None:
                     return found
-        root = valid_id(cause.get("root")) or message.message_id
-        return stand_in(root, self._root_sampled(f"process {message.actor_name}"))
+        root = valid_id(cause.get("root")) or message_id
+        return stand_in(root, self._root_sampled(name))
 
     def _root_sampled(self, name: str) -> Callable[[int], bool] | None:
         """Whether the provider's sampler would sample a root span of a trace id (asked
