@@ -73,7 +73,8 @@ class WatcherLoop:
         self.blocked: str | None = None  # why commits are refused (a key of the wrong type)
         self.flight = InFlight()
         #: The last take sent behind a commit found the input list empty: the next
-        #: round waits for an event at once (a blocking take returns at once if one came)
+        #: round waits for an event at once (a blocking take returns at once if one
+        #: came) and leaves the rest to the take behind its commit
         self.drained = False
         #: Records a span per committed batch (``RouterOptions.trace``; None: none).
         self.tracer: CommitSpans | None = None
@@ -255,15 +256,18 @@ class WatcherLoop:
     def take(self, *, block: bool) -> Batch | None:
         """Take a batch and plan it (None when nothing came)."""
         store, opts = self.store, self.options
-        # a take that would find the list as the last one did (empty) is left out: one
-        # call fewer per event at a low rate
-        events = [] if block and self.drained else store.take(opts.batch_size)
+        # after a take that found the list empty, the takes that would most likely find
+        # it empty again are left out: the blocking move returns at once if an event
+        # came, and the events after it come with the take sent behind its commit (two
+        # calls fewer per event at a low rate; a burst's first batch holds one event)
+        drained = block and self.drained
+        events = [] if drained else store.take(opts.batch_size)
         if not events and block:
             first = store.take_blocking(opts.block_s)
             if first is None:
                 self.hand_back_strays()
                 return None
-            events = [first, *store.take(opts.batch_size - 1)]
+            events = [first] if drained else [first, *store.take(opts.batch_size - 1)]
         if not events:
             self.hand_back_strays()  # idle, as after a blocking take that timed out
             return None
