@@ -124,17 +124,10 @@ class Rule:
                     f"rule {self.name!r}: the event's payload has no field "
                     f"{', '.join(map(repr, missing))}"
                 )
-            tasks.append(
-                Task(
-                    rule=index,
-                    task=make.task.render(variables),
-                    queue=queue,
-                    set=make.set.render(variables) if make.set is not None else None,
-                    make=make,
-                    variables=variables,
-                    data=data,
-                )
-            )
+            task = make.task.render(variables)
+            dedup = make.set.render(variables) if make.set is not None else None
+            # positional: a task is made per event and rule, and keywords cost a third more
+            tasks.append(Task(index, task, queue, dedup, make, variables, data))
         return tasks
 
 
