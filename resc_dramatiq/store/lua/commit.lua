@@ -211,9 +211,7 @@ end
 local unmatched = #h.unmatched
 if unmatched > 0 then
     if k.unmatched then
-        for i = 1, unmatched, PUSH_CHUNK do
-            redis.call('LPUSH', KEYS[k.unmatched], unpack(h.unmatched, i, math.min(i + PUSH_CHUNK - 1, unmatched)))
-        end
+        chunked('LPUSH', KEYS[k.unmatched], h.unmatched)
     end
     bump('unmatched', unmatched)
 end

@@ -70,6 +70,16 @@ local function mark(markers, id, now, ttl_ms, results, skip_forgetting)
     if not skip_forgetting then forget(markers, now, ttl_ms, results) end
 end
 
+-- redis.call(command, key, <values 1..n>) in calls of at most PUSH_CHUNK values
+-- (unpack() is bounded by Lua's stack; PUSH_CHUNK is even, so that a chunk of an HSET's
+-- or a ZADD's values holds whole pairs); n defaults to #values.
+local function chunked(command, key, values, n)
+    n = n or #values
+    for i = 1, n, PUSH_CHUNK do
+        redis.call(command, key, unpack(values, i, math.min(i + PUSH_CHUNK - 1, n)))
+    end
+end
+
 -- Writes gathered per key and made by flush(), one call per key (in chunks) rather than
 -- one or two per value: lists and hashes end the same, as pushes to one end of a list
 -- keep their order and pushes to its two ends commute.
@@ -94,14 +104,9 @@ local function writes()
             values[#values + 1] = payload
             gather('RPUSH', queue, id)
         end,
-        -- PUSH_CHUNK is even: a chunk of an HSET's values holds whole field-value pairs
         flush = function()
             for command, by_key in pairs(w) do
-                for key, values in pairs(by_key) do
-                    for i = 1, #values, PUSH_CHUNK do
-                        redis.call(command, key, unpack(values, i, math.min(i + PUSH_CHUNK - 1, #values)))
-                    end
-                end
+                for key, values in pairs(by_key) do chunked(command, key, values) end
             end
         end,
     }
@@ -166,9 +171,7 @@ local function lineage(records)
         write = function(key, expiry_ms, most)
             if #kept == 0 then return end
             local n = math.min(#kept, 2 * math.max(0, most - redis.call('HLEN', key)))
-            for i = 1, n, PUSH_CHUNK do
-                redis.call('HSET', key, unpack(kept, i, math.min(i + PUSH_CHUNK - 1, n)))
-            end
+            chunked('HSET', key, kept, n)
             if n > 0 then redis.call('PEXPIRE', key, expiry_ms) end
         end,
     }
@@ -190,12 +193,12 @@ local J = {}
 -- The join index's writes of this call, made at its end by index_flush(): per group
 -- its place in J.open and J.due (a score; false: out of it), per rule the change of
 -- its count in J.counts. Gathered, they are a few calls per call, not a few per group.
-local index = {open = {}, due = {}, counts = {}}
+local index_writes = {open = {}, due = {}, counts = {}}
 
 local function index_flush()
     for _, name in ipairs({'open', 'due'}) do
         local add, remove = {}, {}
-        for g, score in pairs(index[name]) do
+        for g, score in pairs(index_writes[name]) do
             if score then
                 add[#add + 1] = score
                 add[#add + 1] = g
@@ -203,14 +206,10 @@ local function index_flush()
                 remove[#remove + 1] = g
             end
         end
-        for i = 1, #add, PUSH_CHUNK do
-            redis.call('ZADD', J[name], unpack(add, i, math.min(i + PUSH_CHUNK - 1, #add)))
-        end
-        for i = 1, #remove, PUSH_CHUNK do
-            redis.call('ZREM', J[name], unpack(remove, i, math.min(i + PUSH_CHUNK - 1, #remove)))
-        end
+        chunked('ZADD', J[name], add)
+        chunked('ZREM', J[name], remove)
     end
-    for rule, change in pairs(index.counts) do
+    for rule, change in pairs(index_writes.counts) do
         if change ~= 0 and redis.call('HINCRBY', J.counts, rule, change) <= 0 then
             redis.call('HDEL', J.counts, rule)
         end
@@ -249,13 +248,6 @@ end
 
 local function is_open(state) return state == '' or state == 'open' or state == 'fanout' end
 
--- Write fields (a flat list of field, value) of hash g, in chunks.
-local function hset(g, fields)
-    for i = 1, #fields, PUSH_CHUNK do
-        redis.call('HSET', g, unpack(fields, i, math.min(i + PUSH_CHUNK - 1, #fields)))
-    end
-end
-
 -- True when group g is open, made (as a fan-out's group, forgotten after FAN_OUT_TTL_MS
 -- unless a member joins it) when absent; false when it is closed.
 local function open_group(g)
@@ -293,9 +285,9 @@ local function close_group(g, state, now, default_ttl)
     redis.call('DEL', g)
     redis.call('HSET', g, 'state', state, 'at', now)
     redis.call('PEXPIRE', g, tonumber(f[2]) or default_ttl)
-    index.open[g] = false
-    if f[3] then index.due[g] = false end
-    if f[1] then index.counts[f[1]] = (index.counts[f[1]] or 0) - 1 end
+    index_writes.open[g] = false
+    if f[3] then index_writes.due[g] = false end
+    if f[1] then index_writes.counts[f[1]] = (index_writes.counts[f[1]] or 0) - 1 end
     groups[g].state = state
 end
 
@@ -311,10 +303,10 @@ local function first_member(hit, g, now, fields)
     if deadline > 0 then
         fields[#fields + 1] = 'due'
         fields[#fields + 1] = now + deadline
-        index.due[g] = now + deadline
+        index_writes.due[g] = now + deadline
     end
-    index.open[g] = now
-    index.counts[hit[H_RULE]] = (index.counts[hit[H_RULE]] or 0) + 1
+    index_writes.open[g] = now
+    index_writes.counts[hit[H_RULE]] = (index_writes.counts[hit[H_RULE]] or 0) + 1
     groups[g].state = 'open'
 end
 
@@ -436,7 +428,7 @@ local function new_group(hit, g, now)
         fields[#fields + 1] = group.expect
     end
     first_member(hit, g, now, fields)
-    hset(g, fields)
+    chunked('HSET', g, fields)
 end
 
 -- Record member event hit in group g (read by read_group); true when the group is
@@ -468,7 +460,7 @@ local function join_member(hit, g, now)
                 fields[#fields + 1] = group.matched
             end
         end
-        if #fields > 0 then hset(g, fields) end
+        if #fields > 0 then chunked('HSET', g, fields) end
         if not group.expect and hit[H_EXPECT] > 0 then  -- it comes with this member
             local members = hit[H_MEMBERS] or NONE
             if #members > 0 then
@@ -500,7 +492,7 @@ local function join_record(hit, g, now)
     for _, m in ipairs(hit[H_MEMBERS] or NONE) do expect_member(g, m) end
     if group.state == 'open' and group.expect and group.matched >= group.expect then
         redis.call('HSET', g, 'ready', 1, 'due', now)
-        index.due[g] = now
+        index_writes.due[g] = now
     end
 end
 

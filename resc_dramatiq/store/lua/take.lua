@@ -22,7 +22,5 @@ local oldest_first = {}
 for i = count, 1, -1 do
     oldest_first[#oldest_first + 1] = events[i]
 end
-for i = 1, count, PUSH_CHUNK do
-    redis.call('LPUSH', KEYS[2], unpack(oldest_first, i, math.min(i + PUSH_CHUNK - 1, count)))
-end
+chunked('LPUSH', KEYS[2], oldest_first)
 return oldest_first
