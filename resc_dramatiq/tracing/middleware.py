@@ -61,7 +61,9 @@ class Tracing(Middleware):
         options = message.options
         if TRACEPARENT_OPTION in options or CAUSE_OPTION in options:
             return
-        name, attributes = f"send {message.actor_name}", _attributes(message, "send")
+        actor = message.actor_name
+        attributes = _attributes(message.queue_name, message.message_id, actor, "send")
+        name = f"send {actor}"
         with self.tracer.start_as_current_span(
             name, kind=SpanKind.PRODUCER, attributes=attributes
         ) as span:
@@ -74,7 +76,7 @@ class Tracing(Middleware):
         # the proxy's attributes read once each (every read goes through __getattr__)
         options, message_id, actor = message.options, message.message_id, message.actor_name
         cause = _cause(options)
-        attributes = _attributes(message, "process")
+        attributes = _attributes(message.queue_name, message_id, actor, "process")
         for key, name in CAUSE_ATTRIBUTES:
             value = cause.get(key)
             if isinstance(value, str):
@@ -148,14 +150,15 @@ class Tracing(Middleware):
         return sampled
 
 
-def _attributes(message: Message[Any] | MessageProxy, operation: str) -> dict[str, str]:
-    """The messaging attributes of ``message``'s span of ``operation``."""
+def _attributes(queue: str, message_id: str, actor: str, operation: str) -> dict[str, str]:
+    """The messaging attributes of the span of ``operation`` of a message (its queue,
+    id and actor)."""
     return {
         "messaging.system": SYSTEM,
         "messaging.operation.type": operation,
-        "messaging.destination.name": message.queue_name,
-        "messaging.message.id": message.message_id,
-        "messaging.dramatiq.actor": message.actor_name,
+        "messaging.destination.name": queue,
+        "messaging.message.id": message_id,
+        "messaging.dramatiq.actor": actor,
     }
 
 
